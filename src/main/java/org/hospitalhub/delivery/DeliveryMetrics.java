@@ -1,0 +1,111 @@
+package org.hospitalhub.delivery;
+
+import java.time.Duration;
+import java.time.Instant;
+import java.util.Collection;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.atomic.AtomicLong;
+
+import jakarta.enterprise.context.ApplicationScoped;
+
+import io.micrometer.core.instrument.Counter;
+import io.micrometer.core.instrument.DistributionSummary;
+import io.micrometer.core.instrument.Gauge;
+import io.micrometer.core.instrument.MeterRegistry;
+import io.micrometer.core.instrument.Timer;
+
+/**
+ * Per-flow delivery meters, exposed by Prometheus at /q/metrics as hub_delivery_*: received, delivered, duplicates,
+ * redeliveries, dead letters, batch size, end-to-end delay (delivered minus occurredAt), backlog, consumer lag.
+ */
+@ApplicationScoped
+public class DeliveryMetrics {
+
+    private final MeterRegistry registry;
+    private final Map<String, AtomicLong> gauges = new ConcurrentHashMap<>();
+    private final AtomicLong deadLetterStoreFailuresSinceSuccess = new AtomicLong();
+    private volatile Instant lastDeadLetterStoreFailure;
+
+    public DeliveryMetrics(MeterRegistry registry) {
+        this.registry = registry;
+    }
+
+    public void received(String flow, String via, int n) {
+        Counter.builder("hub.delivery.received").description("Events accepted (stored or consumed)")
+                .tags("flow", flow, "via", via).register(registry).increment(n);
+    }
+
+    public void duplicates(String flow, int n) {
+        if (n > 0) {
+            Counter.builder("hub.delivery.duplicates").description("Events seen again and not applied again")
+                    .tag("flow", flow).register(registry).increment(n);
+        }
+    }
+
+    public void delivered(String flow, Collection<Event> events, Instant now) {
+        Counter.builder("hub.delivery.delivered").description("Events delivered to the receiving system")
+                .tag("flow", flow).register(registry).increment(events.size());
+        DistributionSummary.builder("hub.delivery.batch.size").baseUnit("events").description("Events per delivered batch")
+                .tag("flow", flow).register(registry).record(events.size());
+        Timer delay = Timer.builder("hub.delivery.end.to.end.delay")
+                .description("Delivered time minus the event's occurredAt")
+                .publishPercentileHistogram().minimumExpectedValue(Duration.ofMillis(5))
+                .maximumExpectedValue(Duration.ofHours(1)).tag("flow", flow).register(registry);
+        for (Event e : events) {
+            Duration d = Duration.between(e.occurredAt().toInstant(), now);
+            delay.record(d.isNegative() ? Duration.ZERO : d);
+        }
+    }
+
+    public void redelivery(String flow) {
+        Counter.builder("hub.delivery.redeliveries").description("Delivery attempts after a failure")
+                .tag("flow", flow).register(registry).increment();
+    }
+
+    public void deadLettered(String flow, String reason, int n) {
+        Counter.builder("hub.delivery.dead.letters").description("Messages parked in the dead-letter store")
+                .tags("flow", flow, "reason", reason).register(registry).increment(n);
+    }
+
+    public void deadLetterStoreFailed() {
+        Counter.builder("hub.delivery.dead.letter.store.failures")
+                .description("Dead letters that could not be stored (the message was not acknowledged)")
+                .register(registry).increment();
+        deadLetterStoreFailuresSinceSuccess.incrementAndGet();
+        lastDeadLetterStoreFailure = Instant.now();
+    }
+
+    public void deadLetterStoreSucceeded() {
+        deadLetterStoreFailuresSinceSuccess.set(0);
+    }
+
+    /** Failures of the dead-letter store since it last worked, for the readiness check. */
+    public long deadLetterStoreFailuresSinceSuccess() {
+        return deadLetterStoreFailuresSinceSuccess.get();
+    }
+
+    public Instant lastDeadLetterStoreFailure() {
+        return lastDeadLetterStoreFailure;
+    }
+
+    public void gauge(String name, String flow, long value, String description) {
+        gauges.computeIfAbsent(name + "|" + flow, k -> {
+            AtomicLong holder = new AtomicLong();
+            Gauge.builder(name, holder, AtomicLong::get).description(description).tag("flow", flow).register(registry);
+            return holder;
+        }).set(value);
+    }
+
+    public void backlog(String flow, long pending) {
+        gauge("hub.delivery.backlog.events", flow, pending, "Events stored and not yet delivered");
+    }
+
+    public void openDeadLetters(String flow, long open) {
+        gauge("hub.delivery.dead.letters.open", flow, open, "Dead letters neither replayed nor discarded");
+    }
+
+    public void consumerLag(String flow, long lag) {
+        gauge("hub.delivery.consumer.lag.records", flow, lag, "Records on the source topic not yet consumed");
+    }
+}

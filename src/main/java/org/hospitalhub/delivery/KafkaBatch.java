@@ -1,0 +1,100 @@
+package org.hospitalhub.delivery;
+
+import java.sql.SQLException;
+import java.util.ArrayList;
+import java.util.HashSet;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+
+import jakarta.enterprise.context.ApplicationScoped;
+import jakarta.inject.Named;
+
+import org.apache.camel.Exchange;
+import org.apache.camel.ProducerTemplate;
+import org.apache.camel.component.kafka.KafkaConstants;
+import org.apache.camel.component.kafka.consumer.KafkaManualCommit;
+
+/**
+ * Turns a polled Kafka batch (camel-kafka batching mode: a list of record exchanges) into events, and commits its
+ * offsets once the batch is delivered or dead-lettered. Kafka is the durable store of these flows: nothing is
+ * committed before the sink (or the dead-letter store) has the events, so a crash replays from the last commit.
+ */
+@ApplicationScoped
+@Named("kafkaBatch")
+public class KafkaBatch {
+
+    public static final String RECORDS = "HubKafkaRecords";
+
+    private final EventParser parser;
+    private final DeliveryMetrics metrics;
+    private final ProducerTemplate producer;
+
+    public KafkaBatch(EventParser parser, DeliveryMetrics metrics, ProducerTemplate producer) {
+        this.parser = parser;
+        this.metrics = metrics;
+        this.producer = producer;
+    }
+
+    /** Parses the records; invalid ones go straight to the dead-letter store, duplicates in the batch are dropped. */
+    @SuppressWarnings("unchecked")
+    public List<Event> toEvents(Exchange exchange) throws SQLException {
+        List<Exchange> records = exchange.getMessage().getBody(List.class);
+        exchange.setProperty(RECORDS, records);
+        String flow = exchange.getProperty("HubFlow", String.class);
+        List<Event> events = new ArrayList<>(records.size());
+        Set<String> seen = new HashSet<>();
+        int duplicates = 0;
+        for (Exchange r : records) {
+            String topic = r.getMessage().getHeader(KafkaConstants.TOPIC, String.class);
+            exchange.setProperty(DeadLetterStore.SOURCE_TOPIC, topic);
+            String value = r.getMessage().getBody(String.class);
+            try {
+                Event e = parser.parseOne(value);
+                if (seen.add(e.eventId())) {
+                    events.add(e);
+                } else {
+                    duplicates++;
+                }
+            } catch (InvalidEventException bad) {
+                deadLetterInvalid(flow, topic, value, bad);
+            }
+        }
+        metrics.received(flow, "kafka", records.size());
+        metrics.duplicates(flow, duplicates);
+        exchange.setProperty(DeadLetterStore.BATCH, events);
+        return events;
+    }
+
+    private void deadLetterInvalid(String flow, String topic, String value, InvalidEventException bad) {
+        // Sent through the dead-letter route itself, which throws if the store fails: then nothing is committed.
+        Exchange ex = producer.send("direct:hub-dead-letter", e -> {
+            e.setProperty("HubFlow", flow);
+            e.setProperty(DeadLetterStore.SOURCE_TOPIC, topic);
+            e.getMessage().setBody(value);
+            e.setProperty(Exchange.EXCEPTION_CAUGHT, bad);
+        });
+        if (ex.getException() != null) {
+            throw new IllegalStateException("dead-letter store failed: " + ex.getException().getMessage(), ex.getException());
+        }
+    }
+
+    /** Commits, per partition, the offset after the last record of the batch. */
+    @SuppressWarnings("unchecked")
+    public void commit(Exchange exchange) {
+        List<Exchange> records = exchange.getProperty(RECORDS, List.class);
+        if (records == null) {
+            return;
+        }
+        Map<String, KafkaManualCommit> lastPerPartition = new LinkedHashMap<>();
+        for (Exchange r : records) {
+            var m = r.getMessage();
+            KafkaManualCommit commit = m.getHeader(KafkaConstants.MANUAL_COMMIT, KafkaManualCommit.class);
+            if (commit != null) {
+                lastPerPartition.put(m.getHeader(KafkaConstants.TOPIC) + "/" + m.getHeader(KafkaConstants.PARTITION), commit);
+            }
+        }
+        lastPerPartition.values().forEach(KafkaManualCommit::commit);
+    }
+}

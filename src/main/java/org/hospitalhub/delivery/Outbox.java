@@ -1,0 +1,191 @@
+package org.hospitalhub.delivery;
+
+import java.sql.Connection;
+import java.sql.PreparedStatement;
+import java.sql.ResultSet;
+import java.sql.SQLException;
+import java.time.Clock;
+import java.time.Duration;
+import java.time.Instant;
+import java.util.ArrayList;
+import java.util.Collection;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+
+import jakarta.enterprise.context.ApplicationScoped;
+import jakarta.inject.Named;
+
+import org.apache.camel.ExchangeProperty;
+import org.apache.camel.Header;
+import org.eclipse.microprofile.config.inject.ConfigProperty;
+import org.jboss.logging.Logger;
+
+/**
+ * Dispatches stored events to their flows, in the order they were stored. The replica holding the flow's lease reads
+ * PENDING outbox rows past its cursor and hands them to the flow's route; a row leaves PENDING only when its batch was
+ * delivered ({@link #settle}) or dead-lettered. Nothing is lost if the process dies: the next holder of the lease
+ * starts again from the first PENDING row (the sinks ignore what they already applied).
+ */
+@ApplicationScoped
+@Named("outbox")
+public class Outbox {
+
+    private static final Logger LOG = Logger.getLogger(Outbox.class);
+
+    private final Database db;
+    private final Leases leases;
+    private final EventParser parser;
+    private final DeliveryMetrics metrics;
+    private final int maxInFlight;
+    private final Duration claimTimeout;
+    private final Duration backlogEvery = Duration.ofSeconds(5);
+    private final Clock clock = Clock.systemUTC();
+    private final Map<String, FlowState> state = new ConcurrentHashMap<>();
+
+    public Outbox(Database db, Leases leases, EventParser parser, DeliveryMetrics metrics,
+            @ConfigProperty(name = "hub.outbox.max-in-flight", defaultValue = "2000") int maxInFlight,
+            @ConfigProperty(name = "hub.outbox.claim-timeout", defaultValue = "10m") Duration claimTimeout) {
+        this.db = db;
+        this.leases = leases;
+        this.parser = parser;
+        this.metrics = metrics;
+        this.maxInFlight = maxInFlight;
+        this.claimTimeout = claimTimeout;
+    }
+
+    private static final class FlowState {
+        long cursor;
+        final Map<String, Instant> claimed = new ConcurrentHashMap<>();
+        Instant backlogAt = Instant.EPOCH;
+        volatile boolean rescan;
+    }
+
+    /** Next events for the flow, or none when another replica runs it or too many are in flight. */
+    public List<Event> claim(@ExchangeProperty("HubFlow") String flow) throws SQLException {
+        FlowState s = state.computeIfAbsent(flow, f -> new FlowState());
+        Leases.Hold hold = leases.hold("outbox:" + flow);
+        if (!hold.held()) {
+            s.claimed.clear();
+            s.cursor = 0;
+            return List.of();
+        }
+        Instant now = clock.instant();
+        if (hold == Leases.Hold.ACQUIRED || s.rescan) {
+            s.rescan = false;
+            s.cursor = 0;
+            s.claimed.clear();
+        }
+        expireStaleClaims(flow, s, now);
+        if (now.isAfter(s.backlogAt.plus(backlogEvery))) {
+            s.backlogAt = now;
+            metrics.backlog(flow, count(flow));
+        }
+        int room = maxInFlight - s.claimed.size();
+        if (room <= 0) {
+            return List.of();
+        }
+        List<Event> events = new ArrayList<>();
+        try (Connection c = db.connection();
+                PreparedStatement q = c.prepareStatement("SELECT d.id, e.envelope FROM hub_delivery d "
+                        + "JOIN hub_event e ON e.event_id = d.event_id "
+                        + "WHERE d.flow = ? AND d.status = 'PENDING' AND d.id > ? ORDER BY d.id LIMIT ?")) {
+            q.setString(1, flow);
+            q.setLong(2, s.cursor);
+            q.setInt(3, room);
+            try (ResultSet rs = q.executeQuery()) {
+                while (rs.next()) {
+                    s.cursor = rs.getLong(1);
+                    Event e = parser.fromStored(rs.getString(2));
+                    if (s.claimed.putIfAbsent(e.eventId(), now) == null) {
+                        events.add(e);
+                    }
+                }
+            }
+        }
+        return events;
+    }
+
+    private void expireStaleClaims(String flow, FlowState s, Instant now) {
+        Instant limit = now.minus(claimTimeout);
+        boolean expired = s.claimed.values().removeIf(t -> t.isBefore(limit));
+        if (expired) {
+            // A batch went missing in flight (it neither settled nor reached the dead-letter store): read again.
+            LOG.warnf("Flow %s: claims older than %s were neither delivered nor dead-lettered; dispatching them again",
+                    flow, claimTimeout);
+            s.cursor = 0;
+        }
+    }
+
+    /** Marks a delivered batch DELIVERED (rows already dead-lettered keep that state). */
+    public void settle(@ExchangeProperty("HubFlow") String flow, List<Event> batch) throws SQLException {
+        int n = db.inTransaction(c -> {
+            try (PreparedStatement up = c.prepareStatement("UPDATE hub_delivery SET status = 'DELIVERED', settled_at = ? "
+                    + "WHERE flow = ? AND event_id = ? AND status = 'PENDING'")) {
+                Instant now = clock.instant();
+                for (Event e : batch) {
+                    up.setObject(1, Database.utc(now));
+                    up.setString(2, flow);
+                    up.setString(3, e.eventId());
+                    up.addBatch();
+                }
+                int total = 0;
+                for (int r : up.executeBatch()) {
+                    total += Math.max(r, 0);
+                }
+                return total;
+            }
+        });
+        release(flow, batch.stream().map(Event::eventId).toList());
+        LOG.debugf("Flow %s: %d of %d events settled as delivered", flow, n, batch.size());
+    }
+
+    /** Marks outbox rows DEAD inside the dead-letter store's transaction. */
+    void markDead(Connection c, String flow, Collection<String> eventIds) throws SQLException {
+        try (PreparedStatement up = c.prepareStatement("UPDATE hub_delivery SET status = 'DEAD', settled_at = ? "
+                + "WHERE flow = ? AND event_id = ? AND status = 'PENDING'")) {
+            Instant now = clock.instant();
+            for (String id : eventIds) {
+                up.setObject(1, Database.utc(now));
+                up.setString(2, flow);
+                up.setString(3, id);
+                up.addBatch();
+            }
+            up.executeBatch();
+        }
+    }
+
+    /** Puts dead outbox rows back to PENDING (replay) inside the caller's transaction. */
+    int reopen(Connection c, String flow, String eventId) throws SQLException {
+        try (PreparedStatement up = c.prepareStatement("UPDATE hub_delivery SET status = 'PENDING', settled_at = NULL "
+                + "WHERE flow = ? AND event_id = ? AND status = 'DEAD'")) {
+            up.setString(1, flow);
+            up.setString(2, eventId);
+            return up.executeUpdate();
+        }
+    }
+
+    void release(String flow, Collection<String> eventIds) {
+        FlowState s = state.get(flow);
+        if (s != null) {
+            eventIds.forEach(s.claimed::remove);
+        }
+    }
+
+    /** Reopened rows lie behind the cursor: read the flow from its first PENDING row again. */
+    public void rescan(String flow) {
+        state.computeIfAbsent(flow, f -> new FlowState()).rescan = true;
+    }
+
+    public long count(String flow) throws SQLException {
+        try (Connection c = db.connection();
+                PreparedStatement q = c.prepareStatement(
+                        "SELECT COUNT(*) FROM hub_delivery WHERE flow = ? AND status = 'PENDING'")) {
+            q.setString(1, flow);
+            try (ResultSet rs = q.executeQuery()) {
+                rs.next();
+                return rs.getLong(1);
+            }
+        }
+    }
+}

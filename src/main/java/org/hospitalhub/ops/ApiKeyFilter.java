@@ -1,0 +1,53 @@
+package org.hospitalhub.ops;
+
+import jakarta.ws.rs.container.ContainerRequestContext;
+import jakarta.ws.rs.core.MediaType;
+import jakarta.ws.rs.core.Response;
+
+import org.jboss.resteasy.reactive.server.ServerRequestFilter;
+
+/**
+ * Authenticates every call under /api: header {@code X-Api-Key} or {@code Authorization: Bearer <key>}. Admin APIs
+ * (dead letters, operations) require the operator role.
+ */
+public class ApiKeyFilter {
+
+    public static final String CALLER = "hub.caller";
+
+    private final Callers callers;
+
+    public ApiKeyFilter(Callers callers) {
+        this.callers = callers;
+    }
+
+    @ServerRequestFilter(preMatching = true)
+    public Response authenticate(ContainerRequestContext ctx) {
+        String path = ctx.getUriInfo().getPath();
+        if (!path.startsWith("/api/")) {
+            return null;
+        }
+        String key = ctx.getHeaderString("X-Api-Key");
+        String auth = ctx.getHeaderString("Authorization");
+        if (key == null && auth != null && auth.regionMatches(true, 0, "Bearer ", 0, 7)) {
+            key = auth.substring(7);
+        }
+        var caller = callers.authenticate(key);
+        if (caller.isEmpty()) {
+            return error(Response.Status.UNAUTHORIZED, key == null ? "missing API key (header X-Api-Key)" : "unknown API key");
+        }
+        boolean admin = !path.startsWith("/api/v1/events");
+        if (admin && caller.get().role() != Callers.Role.OPERATOR) {
+            return error(Response.Status.FORBIDDEN, "caller " + caller.get().name() + " lacks the operator role");
+        }
+        ctx.setProperty(CALLER, caller.get());
+        return null;
+    }
+
+    static Response error(Response.Status status, String message) {
+        return Response.status(status).type(MediaType.APPLICATION_JSON)
+                .entity(new ErrorBody(status.getStatusCode(), message, null, null)).build();
+    }
+
+    public record ErrorBody(int status, String error, String field, String rule) {
+    }
+}
