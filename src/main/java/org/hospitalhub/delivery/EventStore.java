@@ -51,7 +51,7 @@ public class EventStore {
         db.inTransaction(c -> {
             try (PreparedStatement ins = c.prepareStatement("INSERT INTO hub_event (event_id, event_type, source, hospital, "
                     + "event_key, occurred_at, envelope, received_via, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                    + "ON CONFLICT (event_id) DO NOTHING")) {
+                    + "ON CONFLICT DO NOTHING")) {
                 // One statement per event: the update count tells new (1) from duplicate (0), even within one request.
                 for (Event e : events) {
                     ins.setString(1, e.eventId());

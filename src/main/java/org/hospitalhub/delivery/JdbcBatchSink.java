@@ -111,7 +111,7 @@ public class JdbcBatchSink {
                 + " (event_id, event_type, source, hospital, event_key, occurred_at, payload, loaded_at) "
                 + "SELECT u.a, u.b, u.c, u.d, u.e, u.f::timestamptz, u.g, now() FROM unnest("
                 + "?::varchar[], ?::varchar[], ?::varchar[], ?::varchar[], ?::varchar[], ?::varchar[], ?::varchar[]) "
-                + "AS u(a, b, c, d, e, f, g) ON CONFLICT (event_id) DO NOTHING")) {
+                + "AS u(a, b, c, d, e, f, g) ON CONFLICT DO NOTHING")) {
             for (int i = 0; i < 7; i++) {
                 Array a = c.createArrayOf("varchar", cols[i]);
                 ps.setArray(i + 1, a);
@@ -123,7 +123,7 @@ public class JdbcBatchSink {
     private int insertBatch(Connection c, String table, List<Event> batch) throws SQLException {
         try (PreparedStatement ps = c.prepareStatement("INSERT INTO " + table
                 + " (event_id, event_type, source, hospital, event_key, occurred_at, payload, loaded_at) "
-                + "VALUES (?, ?, ?, ?, ?, ?, ?, CURRENT_TIMESTAMP) ON CONFLICT (event_id) DO NOTHING")) {
+                + "VALUES (?, ?, ?, ?, ?, ?, ?, CURRENT_TIMESTAMP) ON CONFLICT DO NOTHING")) {
             for (Event e : batch) {
                 ps.setString(1, e.eventId());
                 ps.setString(2, e.type());

@@ -70,7 +70,7 @@ public class Leases {
                     }
                 }
                 try (PreparedStatement ins = c.prepareStatement(
-                        "INSERT INTO hub_lease (name, owner, expires_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING")) {
+                        "INSERT INTO hub_lease (name, owner, expires_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING")) {
                     ins.setString(1, name);
                     ins.setString(2, owner);
                     ins.setObject(3, Database.utc(expires));
