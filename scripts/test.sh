@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The test command: makes sure the real local servers the tests use are up, then runs the Maven tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+pg_up() { (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; }
+if ! pg_up; then
+  if command -v pg_ctlcluster >/dev/null 2>&1 && [ -d /etc/postgresql ]; then
+    echo "Starting PostgreSQL..."
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start || true
+    for _ in $(seq 1 30); do pg_up && break; sleep 1; done
+  fi
+fi
+if ! pg_up; then
+  echo "PostgreSQL is not reachable on 127.0.0.1:5432 and could not be started."
+  echo "Install it (Debian: apt-get install postgresql) with trust authentication for local TCP, then run this again."
+  exit 1
+fi
+
+./mvnw -B -ntp test "$@"

@@ -1,0 +1,115 @@
+package org.hospitalhub.sync;
+
+import static io.restassured.RestAssured.given;
+import static org.awaitility.Awaitility.await;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+
+import org.hospitalhub.support.Events;
+import org.hospitalhub.support.PostgresResource;
+import org.hospitalhub.support.TestReceiver;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Disabled;
+import org.junit.jupiter.api.Test;
+
+import io.quarkus.test.common.QuarkusTestResource;
+import io.quarkus.test.junit.QuarkusTest;
+
+/** Outbox flows to a JDBC staging table and an HTTP API: batching, order, redelivery, dead letters. */
+@QuarkusTest
+@QuarkusTestResource(PostgresResource.class)
+class DeliveryTest {
+
+    @BeforeEach
+    void reset() {
+        TestReceiver.reset();
+    }
+
+    private static void post(String key, String body) {
+        given().header("X-Api-Key", key).contentType("application/json").body(body)
+                .post("/api/v1/events").then().statusCode(202);
+    }
+
+    @Test
+    void fullBatchGoesAtOnceAndARemainderAfterTheTimeout() {
+        List<String> evs = new ArrayList<>();
+        for (int i = 0; i < 7; i++) {
+            evs.add(Events.charge("dlv-size-" + i, "P" + (i % 2)));
+        }
+        post("test-his-key", "[" + String.join(",", evs) + "]");
+        // 5 (completionSize) leave as one batch; the other 2 after completionTimeout (1.5 s).
+        await().atMost(Duration.ofSeconds(10)).until(() -> Events.count(
+                "SELECT COUNT(*) FROM finance_staging WHERE event_id LIKE 'dlv-size-%'") == 7);
+        await().atMost(Duration.ofSeconds(5)).until(() -> Events.count(
+                "SELECT COUNT(*) FROM hub_delivery WHERE event_id LIKE 'dlv-size-%' AND status = 'DELIVERED'") == 7);
+        List<String> batches = Events.strings("SELECT COUNT(*)::text FROM finance_staging WHERE event_id LIKE 'dlv-size-%' "
+                + "GROUP BY loaded_at ORDER BY MIN(event_id)");
+        assertEquals(List.of("5", "2"), batches, "one batch by size, one by timeout");
+    }
+
+    @Test
+    @Disabled("KNOWN BUG (issue #2 note): after a successful redelivery the batch is dead-lettered with a "
+            + "CamelExecutionException instead of settled")
+    void httpSinkKeepsOrderAndRetriesThenDelivers() {
+        TestReceiver.FAIL_NEXT.set(1); // first attempt fails with 503, the immediate retry succeeds
+        post("test-fin-key", "[" + Events.voucher("dlv-ord-1") + "," + Events.voucher("dlv-ord-2") + ","
+                + Events.voucher("dlv-ord-3") + "]");
+        await().atMost(Duration.ofSeconds(10)).until(() -> TestReceiver.BATCHES.size() == 1);
+        var batch = TestReceiver.BATCHES.get(0);
+        assertEquals(3, batch.size());
+        for (int i = 0; i < 3; i++) {
+            assertEquals("dlv-ord-" + (i + 1), batch.get(i).get("eventId").asText());
+        }
+        assertEquals(2, TestReceiver.CALL_TIMES.size());
+        await().atMost(Duration.ofSeconds(5)).until(() -> Events.count(
+                "SELECT COUNT(*) FROM hub_delivery WHERE event_id LIKE 'dlv-ord-%' AND status = 'DELIVERED'") == 3);
+    }
+
+    @Test
+    @Disabled("KNOWN BUG (issue #2 note): redelivery delays do not follow hub.redelivery.delays yet, and the attempt "
+            + "count is lost with useOriginalMessage (stored as 1)")
+    void persistentFailureIsRetriedOnScheduleThenDeadLetteredWithItsReason() {
+        TestReceiver.FAIL_NEXT.set(100);
+        TestReceiver.failStatus = 503;
+        post("test-fin-key", "[" + Events.voucher("dlv-dead-1") + "," + Events.voucher("dlv-dead-2") + ","
+                + Events.voucher("dlv-dead-3") + "]");
+        await().atMost(Duration.ofSeconds(15)).until(() -> Events.count(
+                "SELECT COUNT(*) FROM dead_letter WHERE event_id LIKE 'dlv-dead-%'") == 3);
+        // three attempts: at once, immediately again, then after the (test) delay of 1 s
+        assertEquals(3, TestReceiver.CALL_TIMES.size());
+        long t0 = TestReceiver.CALL_TIMES.get(0);
+        long t1 = TestReceiver.CALL_TIMES.get(1);
+        long t2 = TestReceiver.CALL_TIMES.get(2);
+        assertTrue(t1 - t0 < 900, "second attempt immediate, was " + (t1 - t0) + " ms");
+        assertTrue(t2 - t1 >= 900, "third attempt after the delay, was " + (t2 - t1) + " ms");
+        assertEquals(3, Events.count("SELECT COUNT(*) FROM dead_letter WHERE event_id LIKE 'dlv-dead-%' "
+                + "AND flow = 't-ledger' AND attempts = 3 AND status = 'OPEN' AND error_message LIKE '%503%'"));
+        assertEquals(3, Events.count("SELECT COUNT(*) FROM hub_delivery WHERE event_id LIKE 'dlv-dead-%' AND status = 'DEAD'"));
+        assertEquals(0, TestReceiver.BATCHES.size());
+    }
+
+    @Test
+    void clientErrorIsNotRetried() {
+        TestReceiver.FAIL_NEXT.set(100);
+        TestReceiver.failStatus = 400;
+        post("test-fin-key", Events.voucher("dlv-400-1"));
+        await().atMost(Duration.ofSeconds(10)).until(() -> Events.count(
+                "SELECT COUNT(*) FROM dead_letter WHERE event_id = 'dlv-400-1'") == 1);
+        assertEquals(1, TestReceiver.CALL_TIMES.size(), "HTTP 400 goes to the dead-letter channel at once");
+        assertEquals(1, Events.count("SELECT COUNT(*) FROM dead_letter WHERE event_id = 'dlv-400-1' AND attempts = 1 "
+                + "AND error_message LIKE '%400%'"));
+    }
+
+    @Test
+    void sinkThatCanNeverWorkDeadLettersAtOnce() {
+        post("test-hrp-key", "[" + Events.stockIssued("dlv-broken-1") + "," + Events.stockIssued("dlv-broken-2") + "]");
+        await().atMost(Duration.ofSeconds(10)).until(() -> Events.count(
+                "SELECT COUNT(*) FROM dead_letter WHERE event_id LIKE 'dlv-broken-%' AND flow = 't-broken'") == 2);
+        assertEquals(2, Events.count("SELECT COUNT(*) FROM dead_letter WHERE event_id LIKE 'dlv-broken-%' "
+                + "AND error_message LIKE '%no_such_staging_table%'"));
+    }
+}
