@@ -59,7 +59,7 @@ public class DeadLetterStore {
         Throwable error = RedeliveryPolicies.failure(exchange);
         String errorClass = error == null ? "unknown" : error.getClass().getName();
         String message = error == null ? "unknown failure" : String.valueOf(error.getMessage());
-        int attempts = 1 + exchange.getMessage().getHeader(Exchange.REDELIVERY_COUNTER, 0, Integer.class);
+        int attempts = Math.max(1, RedeliveryPolicies.attempts(exchange));
         Instant now = Instant.now();
         Instant first = exchange.getProperty(RedeliveryPolicies.FIRST_FAILURE, now, Instant.class);
         String routeId = exchange.getProperty(Exchange.FAILURE_ROUTE_ID, exchange.getFromRouteId(), String.class);

@@ -117,7 +117,7 @@ public class Outbox {
     }
 
     /** Marks a delivered batch DELIVERED (rows already dead-lettered keep that state). */
-    public void settle(@ExchangeProperty("HubFlow") String flow, List<Event> batch) throws SQLException {
+    public void settle(@ExchangeProperty("HubFlow") String flow, @ExchangeProperty("HubBatch") List<Event> batch) throws SQLException {
         int n = db.inTransaction(c -> {
             try (PreparedStatement up = c.prepareStatement("UPDATE hub_delivery SET status = 'DELIVERED', settled_at = ? "
                     + "WHERE flow = ? AND event_id = ? AND status = 'PENDING'")) {

@@ -27,6 +27,8 @@ import org.eclipse.microprofile.config.Config;
 public class RedeliveryPolicies {
 
     public static final String FIRST_FAILURE = "HubFirstFailure";
+    /** Failed attempts so far; a property, because useOriginalMessage drops the redelivery headers. */
+    public static final String ATTEMPTS = "HubAttempts";
 
     private final Config config;
     private final DeliveryMetrics metrics;
@@ -90,6 +92,11 @@ public class RedeliveryPolicies {
         return t != null ? t : exchange.getProperty(Exchange.EXCEPTION_CAUGHT, Throwable.class);
     }
 
+    /** Number of failed attempts of this exchange so far. */
+    public static int attempts(Exchange exchange) {
+        return exchange.getProperty(ATTEMPTS, 0, Integer.class);
+    }
+
     static String flowOf(Exchange exchange) {
         return exchange.getProperty("HubFlow", String.class);
     }
@@ -102,8 +109,7 @@ public class RedeliveryPolicies {
             if (!retryable(failure(exchange))) {
                 return false;
             }
-            int counter = exchange.getMessage().getHeader(Exchange.REDELIVERY_COUNTER, 0, Integer.class);
-            return counter <= policy(flowOf(exchange)).maximumRedeliveries();
+            return attempts(exchange) <= policy(flowOf(exchange)).maximumRedeliveries();
         };
     }
 
@@ -115,8 +121,9 @@ public class RedeliveryPolicies {
             if (exchange.getProperty(FIRST_FAILURE) == null) {
                 exchange.setProperty(FIRST_FAILURE, java.time.Instant.now());
             }
-            int counter = exchange.getMessage().getHeader(Exchange.REDELIVERY_COUNTER, 0, Integer.class);
-            Duration d = policy(flowOf(exchange)).delayBefore(Math.max(counter, 1));
+            int failed = attempts(exchange) + 1;
+            exchange.setProperty(ATTEMPTS, failed);
+            Duration d = policy(flowOf(exchange)).delayBefore(failed);
             exchange.getMessage().setHeader(Exchange.REDELIVERY_DELAY, d.toMillis());
         };
     }

@@ -14,7 +14,8 @@ import io.quarkus.test.common.QuarkusTestResourceLifecycleManager;
  */
 public class PostgresResource implements QuarkusTestResourceLifecycleManager {
 
-    public static final String DB = "hospital_hub_test";
+    /** Database name; several checkouts can test side by side with -Dhub.test.db=... */
+    public static final String DB = System.getProperty("hub.test.db", "hospital_hub_test");
     public static final String URL = "jdbc:postgresql://127.0.0.1:5432/" + DB;
     public static final String USER = System.getProperty("hub.test.pg.user", "postgres");
 

@@ -13,7 +13,6 @@ import org.hospitalhub.support.Events;
 import org.hospitalhub.support.PostgresResource;
 import org.hospitalhub.support.TestReceiver;
 import org.junit.jupiter.api.BeforeEach;
-import org.junit.jupiter.api.Disabled;
 import org.junit.jupiter.api.Test;
 
 import io.quarkus.test.common.QuarkusTestResource;
@@ -52,8 +51,7 @@ class DeliveryTest {
     }
 
     @Test
-    @Disabled("KNOWN BUG (issue #2 note): after a successful redelivery the batch is dead-lettered with a "
-            + "CamelExecutionException instead of settled")
+
     void httpSinkKeepsOrderAndRetriesThenDelivers() {
         TestReceiver.FAIL_NEXT.set(1); // first attempt fails with 503, the immediate retry succeeds
         post("test-fin-key", "[" + Events.voucher("dlv-ord-1") + "," + Events.voucher("dlv-ord-2") + ","
@@ -70,8 +68,7 @@ class DeliveryTest {
     }
 
     @Test
-    @Disabled("KNOWN BUG (issue #2 note): redelivery delays do not follow hub.redelivery.delays yet, and the attempt "
-            + "count is lost with useOriginalMessage (stored as 1)")
+
     void persistentFailureIsRetriedOnScheduleThenDeadLetteredWithItsReason() {
         TestReceiver.FAIL_NEXT.set(100);
         TestReceiver.failStatus = 503;
