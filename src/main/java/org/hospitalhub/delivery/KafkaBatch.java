@@ -30,11 +30,50 @@ public class KafkaBatch {
     private final EventParser parser;
     private final DeliveryMetrics metrics;
     private final ProducerTemplate producer;
+    private final ProcessedEvents processed;
+    private final EventStore store;
 
-    public KafkaBatch(EventParser parser, DeliveryMetrics metrics, ProducerTemplate producer) {
+    public KafkaBatch(EventParser parser, DeliveryMetrics metrics, ProducerTemplate producer, ProcessedEvents processed,
+            EventStore store) {
         this.parser = parser;
         this.metrics = metrics;
         this.producer = producer;
+        this.processed = processed;
+        this.store = store;
+    }
+
+    /**
+     * kafka-ingest: parses the polled records, dead-letters the invalid ones and those from a source the ingest does
+     * not accept, and stores the valid ones in the hub's event store (events + outbox rows, one transaction). Throws
+     * if the store fails, so the offsets are not committed and the records come again.
+     */
+    @SuppressWarnings("unchecked")
+    public void ingest(Exchange exchange, @org.apache.camel.ExchangeProperty("HubAllowedSources") String allowed)
+            throws SQLException {
+        List<Exchange> records = exchange.getMessage().getBody(List.class);
+        exchange.setProperty(RECORDS, records);
+        String ingest = exchange.getProperty("HubFlow", String.class);
+        Set<String> sources = allowed == null || allowed.isBlank() || allowed.strip().equals("*") ? null
+                : Set.of(allowed.strip().split("\\s*,\\s*"));
+        List<Event> events = new ArrayList<>(records.size());
+        for (Exchange r : records) {
+            String topic = r.getMessage().getHeader(KafkaConstants.TOPIC, String.class);
+            exchange.setProperty(DeadLetterStore.SOURCE_TOPIC, topic);
+            String value = r.getMessage().getBody(String.class);
+            try {
+                Event e = parser.parseOne(value);
+                if (sources != null && !sources.contains(e.source())) {
+                    throw new InvalidEventException(InvalidEventException.Kind.INVALID, "source",
+                            "allowedSources", "source '" + e.source() + "' may not send on topic " + topic);
+                }
+                events.add(e);
+            } catch (InvalidEventException bad) {
+                deadLetterInvalid(ingest, topic, value, bad);
+            }
+        }
+        metrics.received(ingest, "kafka", records.size());
+        EventStore.Stored stored = store.store(events, "kafka");
+        metrics.duplicates(ingest, stored.duplicates().size());
     }
 
     /** Parses the records; invalid ones go straight to the dead-letter store, duplicates in the batch are dropped. */
@@ -62,23 +101,48 @@ public class KafkaBatch {
             }
         }
         metrics.received(flow, "kafka", records.size());
+        List<Event> fresh = processed.unseen(flow, events);
+        duplicates += events.size() - fresh.size();
         metrics.duplicates(flow, duplicates);
-        exchange.setProperty(DeadLetterStore.BATCH, events);
-        return events;
+        exchange.setProperty(DeadLetterStore.BATCH, fresh);
+        return fresh;
     }
 
-    private void deadLetterInvalid(String flow, String topic, String value, InvalidEventException bad) {
+    /** After the sink succeeded: records the batch as processed, before the offsets are committed. */
+    @SuppressWarnings("unchecked")
+    public void delivered(Exchange exchange) throws SQLException {
+        List<Event> batch = exchange.getProperty(DeadLetterStore.BATCH, List.class);
+        if (batch != null) {
+            processed.record(exchange.getProperty("HubFlow", String.class), batch);
+        }
+    }
+
+    void deadLetterInvalid(String flow, String topic, String value, InvalidEventException bad) {
         // Sent through the dead-letter route itself, which throws if the store fails: then nothing is committed.
         Exchange ex = producer.send("direct:hub-dead-letter", e -> {
             e.setProperty("HubFlow", flow);
             e.setProperty(DeadLetterStore.SOURCE_TOPIC, topic);
             e.getMessage().setBody(value);
+            e.getMessage().setHeader("HubEventId", eventIdOf(value));
             e.setProperty(Exchange.EXCEPTION_CAUGHT, bad);
         });
         if (ex.getException() != null) {
             throw new IllegalStateException("dead-letter store failed: " + ex.getException().getMessage(), ex.getException());
         }
     }
+
+    /** The eventId of a record that failed validation, if it has one, so its dead letter can be found by it. */
+    private static String eventIdOf(String raw) {
+        try {
+            var node = LENIENT.readTree(raw);
+            var id = node == null ? null : node.get("eventId");
+            return id != null && id.isTextual() && id.asText().length() <= 200 ? id.asText() : null;
+        } catch (Exception notJson) {
+            return null;
+        }
+    }
+
+    private static final com.fasterxml.jackson.databind.ObjectMapper LENIENT = new com.fasterxml.jackson.databind.ObjectMapper();
 
     /** Commits, per partition, the offset after the last record of the batch. */
     @SuppressWarnings("unchecked")

@@ -1,0 +1,201 @@
+package org.hospitalhub.sync;
+
+import static io.restassured.RestAssured.given;
+import static org.awaitility.Awaitility.await;
+import static org.hamcrest.Matchers.containsString;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.Properties;
+import java.util.concurrent.TimeUnit;
+
+import org.apache.kafka.clients.admin.Admin;
+import org.apache.kafka.clients.admin.OffsetSpec;
+import org.apache.kafka.clients.consumer.ConsumerConfig;
+import org.apache.kafka.clients.consumer.ConsumerRecord;
+import org.apache.kafka.clients.consumer.KafkaConsumer;
+import org.apache.kafka.clients.producer.KafkaProducer;
+import org.apache.kafka.clients.producer.ProducerConfig;
+import org.apache.kafka.clients.producer.ProducerRecord;
+import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.serialization.StringDeserializer;
+import org.apache.kafka.common.serialization.StringSerializer;
+import org.hospitalhub.support.Events;
+import org.hospitalhub.support.KafkaBroker;
+import org.hospitalhub.support.KafkaResource;
+import org.hospitalhub.support.PostgresResource;
+import org.junit.jupiter.api.Test;
+
+import io.quarkus.test.common.QuarkusTestResource;
+import io.quarkus.test.junit.QuarkusTest;
+
+/** Kafka in and out, against a real KRaft broker: batching consumer, dedupe, commit after delivery, outage. */
+@QuarkusTest
+@QuarkusTestResource(PostgresResource.class)
+@QuarkusTestResource(KafkaResource.class)
+class KafkaTest {
+
+    private static String refund(String eventId, String patient, int seq) {
+        return """
+                {"eventId":"%s","type":"his.charge.refunded","source":"his","hospital":"test","key":"%s",
+                 "occurredAt":"2026-11-22T08:00:00+08:00",
+                 "payload":{"chargeId":"C-%s","patientId":"%s","amount":%d,"reason":"seq %d"}}
+                """.formatted(eventId, patient, eventId, patient, seq, seq).replace("\n", "");
+    }
+
+    private static void send(String topic, List<String[]> keyValues) throws Exception {
+        Properties p = new Properties();
+        p.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, KafkaBroker.shared().bootstrapServers());
+        p.put(ProducerConfig.ACKS_CONFIG, "all");
+        try (KafkaProducer<String, String> producer = new KafkaProducer<>(p, new StringSerializer(), new StringSerializer())) {
+            for (String[] kv : keyValues) {
+                producer.send(new ProducerRecord<>(topic, kv[0], kv[1])).get(10, TimeUnit.SECONDS);
+            }
+        }
+    }
+
+    /** Reads the topic from the start until {@code expected} records containing {@code marker} are in (max 20 s). */
+    private static List<ConsumerRecord<String, String>> readAll(String topic, String marker, int expected) {
+        Properties p = new Properties();
+        p.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, KafkaBroker.shared().bootstrapServers());
+        p.put(ConsumerConfig.GROUP_ID_CONFIG, "hh-test-reader-" + System.nanoTime());
+        p.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
+        List<ConsumerRecord<String, String>> out = new ArrayList<>();
+        try (KafkaConsumer<String, String> c = new KafkaConsumer<>(p, new StringDeserializer(), new StringDeserializer())) {
+            c.subscribe(List.of(topic));
+            long deadline = System.currentTimeMillis() + 20_000;
+            while (out.size() < expected && System.currentTimeMillis() < deadline) {
+                c.poll(Duration.ofMillis(300)).forEach(r -> {
+                    if (r.value() != null && r.value().contains(marker)) {
+                        out.add(r);
+                    }
+                });
+            }
+        }
+        return out;
+    }
+
+    private static long lag(String group, String topic) throws Exception {
+        Properties p = new Properties();
+        p.put("bootstrap.servers", KafkaBroker.shared().bootstrapServers());
+        try (Admin admin = Admin.create(p)) {
+            var committed = admin.listConsumerGroupOffsets(group).partitionsToOffsetAndMetadata().get(10, TimeUnit.SECONDS);
+            var parts = admin.describeTopics(List.of(topic)).allTopicNames().get(10, TimeUnit.SECONDS).get(topic).partitions();
+            Map<TopicPartition, OffsetSpec> latest = new java.util.HashMap<>();
+            parts.forEach(pi -> latest.put(new TopicPartition(topic, pi.partition()), OffsetSpec.latest()));
+            long lag = 0;
+            for (var e : admin.listOffsets(latest).all().get(10, TimeUnit.SECONDS).entrySet()) {
+                var c = committed.get(e.getKey());
+                lag += e.getValue().offset() - (c == null ? 0 : c.offset());
+            }
+            return lag;
+        }
+    }
+
+    @Test
+    void kafkaSourceDeliversOnceDedupesAndCommitsAfterTheSink() throws Exception {
+        List<String[]> records = new ArrayList<>();
+        for (int i = 0; i < 30; i++) {
+            String id = "kfs-" + i;
+            records.add(new String[] {"M" + (i % 3), Events.stockIssued(id).replace("\n", "")});
+        }
+        records.add(new String[] {"M0", Events.stockIssued("kfs-3").replace("\n", "")}); // duplicate in the stream
+        records.add(new String[] {"M9", "{\"eventId\":\"kfs-bad\",\"type\":\"hrp.stock.issued\"}"}); // invalid
+        send("hh.charges", records);
+
+        await().atMost(Duration.ofSeconds(30)).until(() -> Events.count(
+                "SELECT COUNT(*) FROM materials_staging WHERE event_id LIKE 'kfs-%'") == 30);
+        await().atMost(Duration.ofSeconds(15)).until(() -> Events.count(
+                "SELECT COUNT(*) FROM dead_letter WHERE flow = 't-kafka' AND event_id = 'kfs-bad'") == 1);
+        assertEquals(1, Events.count("SELECT COUNT(*) FROM dead_letter WHERE flow = 't-kafka' AND event_id = 'kfs-bad' "
+                + "AND error_message LIKE '%source is required%'"), "the dead letter names the missing field");
+        await().atMost(Duration.ofSeconds(15)).until(() -> lag("hh-test-source", "hh.charges") == 0);
+        assertEquals(30, Events.count("SELECT COUNT(*) FROM hub_processed WHERE processor_name = 't-kafka' "
+                + "AND message_id LIKE 'kfs-%'"));
+        // The invalid record also went to <topic>.dlq, as it was.
+        List<ConsumerRecord<String, String>> dlq = readAll("hh.charges.dlq", "kfs-bad", 1);
+        assertTrue(dlq.stream().anyMatch(r -> r.value().contains("kfs-bad")), "invalid record on hh.charges.dlq");
+
+        // The same events again (a producer retry, a replayed topic): counted as duplicates, not applied again.
+        send("hh.charges", records.subList(0, 5));
+        await().atMost(Duration.ofSeconds(15)).until(() -> lag("hh-test-source", "hh.charges") == 0);
+        assertEquals(30, Events.count("SELECT COUNT(*) FROM materials_staging WHERE event_id LIKE 'kfs-%'"));
+        given().get("/q/metrics").then().statusCode(200)
+                .body(containsString("hub_delivery_duplicates_total{flow=\"t-kafka\"}"))
+                .body(containsString("hub_delivery_consumer_lag_records{flow=\"t-kafka\"}"));
+    }
+
+    @Test
+    void kafkaIngestStoresBeforeCommitAndOutboxFlowsDeliver() throws Exception {
+        send("hh.ingest", List.<String[]>of(
+                new String[] {"P1", Events.charge("kfi-1", "P1").replace("\n", "")},
+                new String[] {"P1", Events.charge("kfi-2", "P1").replace("\n", "")},
+                new String[] {"P1", Events.charge("kfi-1", "P1").replace("\n", "")},
+                new String[] {"V", Events.voucher("kfi-fin-1").replace("\n", "")})); // source finance: not allowed here
+        await().atMost(Duration.ofSeconds(20)).until(() -> Events.count(
+                "SELECT COUNT(*) FROM finance_staging WHERE event_id LIKE 'kfi-%'") == 2);
+        assertEquals(2, Events.count("SELECT COUNT(*) FROM hub_event WHERE event_id IN ('kfi-1', 'kfi-2')"));
+        await().atMost(Duration.ofSeconds(10)).until(() -> Events.count(
+                "SELECT COUNT(*) FROM dead_letter WHERE flow = 't-kafka-in' AND event_id = 'kfi-fin-1'") == 1);
+        assertEquals(0, Events.count("SELECT COUNT(*) FROM hub_event WHERE event_id = 'kfi-fin-1'"));
+        assertEquals(1, Events.count("SELECT COUNT(*) FROM dead_letter WHERE event_id = 'kfi-fin-1' "
+                + "AND error_message LIKE '%source ''finance'' may not send%'"));
+        await().atMost(Duration.ofSeconds(15)).until(() -> lag("hh-test-ingest", "hh.ingest") == 0);
+    }
+
+    @Test
+    void kafkaSinkPublishesOneTopicPerTypeKeyedAndInOrder() {
+        List<String> evs = new ArrayList<>();
+        for (int i = 0; i < 12; i++) {
+            evs.add(refund("kfo-" + i, "P" + (i % 2), i));
+        }
+        given().header("X-Api-Key", "test-his-key").contentType("application/json").body("[" + String.join(",", evs) + "]")
+                .post("/api/v1/events").then().statusCode(202);
+        List<ConsumerRecord<String, String>> got = readAll("hh.out.his.charge.refunded", "\"kfo-", 12);
+        assertEquals(12, got.size());
+        for (String patient : List.of("P0", "P1")) {
+            List<ConsumerRecord<String, String>> mine = got.stream().filter(r -> patient.equals(r.key())).toList();
+            assertEquals(6, mine.size());
+            assertEquals(1, mine.stream().map(ConsumerRecord::partition).distinct().count(), "one key, one partition");
+            int last = -1;
+            for (ConsumerRecord<String, String> r : mine) {
+                int seq = Integer.parseInt(r.value().replaceAll(".*\"reason\":\"seq (\\d+)\".*", "$1"));
+                assertTrue(seq > last, "in order per key: " + seq + " after " + last);
+                last = seq;
+                assertEquals(new String(r.headers().lastHeader("hub-event-id").value()), "kfo-" + seq);
+            }
+        }
+        await().atMost(Duration.ofSeconds(5)).until(() -> Events.count(
+                "SELECT COUNT(*) FROM hub_delivery WHERE flow = 't-kafka-out' AND event_id LIKE 'kfo-%' AND status = 'DELIVERED'") == 12);
+    }
+
+    @Test
+    void brokerOutageMakesTheHubUnreadyAndNothingIsLost() throws Exception {
+        KafkaBroker broker = KafkaBroker.shared();
+        await().atMost(Duration.ofSeconds(10)).until(() -> given().get("/q/health/ready").statusCode() == 200);
+        broker.stop();
+        try {
+            await().atMost(Duration.ofSeconds(20)).until(() -> given().get("/q/health/ready").statusCode() == 503);
+            given().get("/q/health/ready").then().body(containsString("kafka"));
+            // Accepted while the broker is down: stored in the outbox, delivered when it is back.
+            List<String> evs = new ArrayList<>();
+            for (int i = 0; i < 5; i++) {
+                evs.add(refund("kfx-" + i, "P7", i));
+            }
+            given().header("X-Api-Key", "test-his-key").contentType("application/json")
+                    .body("[" + String.join(",", evs) + "]").post("/api/v1/events").then().statusCode(202);
+        } finally {
+            broker.start();
+        }
+        await().atMost(Duration.ofSeconds(30)).until(() -> given().get("/q/health/ready").statusCode() == 200);
+        List<ConsumerRecord<String, String>> got = readAll("hh.out.his.charge.refunded", "\"kfx-", 5);
+        assertEquals(5, got.stream().map(ConsumerRecord::value).distinct().count());
+        send("hh.charges", List.<String[]>of(new String[] {"M1", Events.stockIssued("kfx-after").replace("\n", "")}));
+        await().atMost(Duration.ofSeconds(30)).until(() -> Events.count(
+                "SELECT COUNT(*) FROM materials_staging WHERE event_id = 'kfx-after'") == 1);
+    }
+}
