@@ -17,4 +17,5 @@ if ! pg_up; then
   exit 1
 fi
 
-./mvnw -B -ntp test "$@"
+# verify = the unit and Quarkus tests, the packaged jar, then the integration tests that kill and restart it
+./mvnw -B -ntp verify "$@"
