@@ -109,8 +109,16 @@ public class DeadLetterStore {
         metrics.deadLettered(flow, errorClass.substring(errorClass.lastIndexOf('.') + 1), letters.size());
         metrics.openDeadLetters(flow, countOpen(flow));
         for (Letter l : letters) {
-            LOG.warnf("Dead letter: flow=%s eventId=%s attempts=%d error=%s: %s", flow, l.eventId(), attempts,
-                    l.errorClass(), l.error());
+            // eventId and flow also as MDC fields: JSON logs (prod profile) carry them as their own keys
+            org.jboss.logging.MDC.put("eventId", String.valueOf(l.eventId()));
+            org.jboss.logging.MDC.put("flow", flow);
+            try {
+                LOG.warnf("Dead letter: flow=%s eventId=%s attempts=%d error=%s: %s", flow, l.eventId(), attempts,
+                        l.errorClass(), l.error());
+            } finally {
+                org.jboss.logging.MDC.remove("eventId");
+                org.jboss.logging.MDC.remove("flow");
+            }
         }
         exchange.getMessage().setHeader("HubDeadLetterReason", message);
         exchange.getMessage().setBody(letters.stream().map(Letter::payload).toList());
