@@ -38,25 +38,29 @@ public class Outbox {
     private final DeliveryMetrics metrics;
     private final int maxInFlight;
     private final Duration claimTimeout;
+    private final Duration rescanPeriod;
     private final Duration backlogEvery = Duration.ofSeconds(5);
     private final Clock clock = Clock.systemUTC();
     private final Map<String, FlowState> state = new ConcurrentHashMap<>();
 
     public Outbox(Database db, Leases leases, EventParser parser, DeliveryMetrics metrics,
             @ConfigProperty(name = "hub.outbox.max-in-flight", defaultValue = "2000") int maxInFlight,
-            @ConfigProperty(name = "hub.outbox.claim-timeout", defaultValue = "10m") Duration claimTimeout) {
+            @ConfigProperty(name = "hub.outbox.claim-timeout", defaultValue = "10m") Duration claimTimeout,
+            @ConfigProperty(name = "hub.outbox.rescan-period", defaultValue = "30s") Duration rescanPeriod) {
         this.db = db;
         this.leases = leases;
         this.parser = parser;
         this.metrics = metrics;
         this.maxInFlight = maxInFlight;
         this.claimTimeout = claimTimeout;
+        this.rescanPeriod = rescanPeriod;
     }
 
     private static final class FlowState {
         long cursor;
         final Map<String, Instant> claimed = new ConcurrentHashMap<>();
         Instant backlogAt = Instant.EPOCH;
+        Instant rescanAt = Instant.EPOCH;
         volatile boolean rescan;
     }
 
@@ -74,6 +78,12 @@ public class Outbox {
             s.rescan = false;
             s.cursor = 0;
             s.claimed.clear();
+        }
+        if (now.isAfter(s.rescanAt.plus(rescanPeriod))) {
+            // A replay on another replica reopens rows behind this replica's cursor and cannot tell it: read again
+            // from the first PENDING row now and then (rows in flight are skipped, they are still claimed).
+            s.rescanAt = now;
+            s.cursor = 0;
         }
         expireStaleClaims(flow, s, now);
         if (now.isAfter(s.backlogAt.plus(backlogEvery))) {
