@@ -41,10 +41,24 @@ public class EventStore {
      * as duplicates and not stored again.
      */
     public Stored store(List<Event> events, String via) throws SQLException {
-        return store(events, via, flows::flowsFor);
+        return store(events, via, flows::flowsFor, null);
+    }
+
+    /**
+     * Like {@link #store(List, String)}, and runs {@code sameTransaction} (when not null) in the same hub transaction,
+     * after the events and outbox rows are written: a poller's high-water mark commits with the events it read, or
+     * not at all.
+     */
+    public Stored store(List<Event> events, String via, Database.SqlWork<?> sameTransaction) throws SQLException {
+        return store(events, via, flows::flowsFor, sameTransaction);
     }
 
     Stored store(List<Event> events, String via, Function<Event, List<Flow>> routing) throws SQLException {
+        return store(events, via, routing, null);
+    }
+
+    private Stored store(List<Event> events, String via, Function<Event, List<Flow>> routing,
+            Database.SqlWork<?> sameTransaction) throws SQLException {
         Instant now = clock.instant();
         List<Event> fresh = new ArrayList<>(events.size());
         List<String> duplicates = new ArrayList<>();
@@ -86,6 +100,9 @@ public class EventStore {
                     }
                 }
                 out.executeBatch();
+            }
+            if (sameTransaction != null) {
+                sameTransaction.run(c);
             }
             return null;
         });
