@@ -97,8 +97,11 @@ public class DeadLetterStore {
             });
         } catch (SQLException | RuntimeException e) {
             metrics.deadLetterStoreFailed();
+            // The driver's message can quote the rows (patient data): log the kind of failure only.
+            String why = e instanceof SQLException sql ? "SQLState " + sql.getSQLState() + " (" + e.getClass().getSimpleName() + ")"
+                    : e.getClass().getName();
             LOG.errorf("DEAD-LETTER STORE FAILED for flow %s (%d messages not acknowledged, will come again): %s",
-                    flow, letters.size(), e.getMessage());
+                    flow, letters.size(), why);
             throw e;
         }
         metrics.deadLetterStoreSucceeded();
