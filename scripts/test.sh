@@ -17,5 +17,20 @@ if ! pg_up; then
   exit 1
 fi
 
+rabbit_up() { (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; }
+if ! rabbit_up; then
+  if command -v rabbitmq-server >/dev/null 2>&1; then
+    echo "Starting RabbitMQ..."
+    # a node left running with its app stopped (e.g. an interrupted outage test) only needs start_app
+    timeout 30 rabbitmqctl -q start_app >/dev/null 2>&1 || rabbitmq-server -detached || true
+    for _ in $(seq 1 60); do rabbit_up && break; sleep 1; done
+  fi
+fi
+if ! rabbit_up; then
+  echo "RabbitMQ is not reachable on 127.0.0.1:5672 and could not be started."
+  echo "Install it (Debian: apt-get install rabbitmq-server; the default guest/guest user works from localhost), then run this again."
+  exit 1
+fi
+
 # verify = the unit and Quarkus tests, the packaged jar, then the integration tests that kill and restart it
 ./mvnw -B -ntp verify "$@"
