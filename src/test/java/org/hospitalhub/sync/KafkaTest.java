@@ -41,7 +41,7 @@ class KafkaTest {
 
     private static String refund(String eventId, String patient, int seq) {
         return """
-                {"eventId":"%s","type":"his.charge.refunded","source":"his","hospital":"test","key":"%s",
+                {"eventId":"%s","type":"his.charge.refunded","source":"his","hospital":"kfk","key":"%s",
                  "occurredAt":"2026-11-22T08:00:00+08:00",
                  "payload":{"chargeId":"C-%s","patientId":"%s","amount":%d,"reason":"seq %d"}}
                 """.formatted(eventId, patient, eventId, patient, seq, seq).replace("\n", "");

@@ -75,7 +75,7 @@ class RabbitMqTest {
 
     static String refund(String eventId, String key) {
         return """
-                {"eventId":"%s","type":"his.charge.refunded","source":"his","hospital":"test","key":"%s",
+                {"eventId":"%s","type":"his.charge.refunded","source":"his","hospital":"rmq","key":"%s",
                  "occurredAt":"2026-11-22T09:00:00+08:00",
                  "payload":{"chargeId":"C-%s","patientId":"P1","amount":3.5,"reason":"duplicate charge"}}
                 """.formatted(eventId, key, eventId);
@@ -83,7 +83,7 @@ class RabbitMqTest {
 
     static String stockReceived(String eventId) {
         return """
-                {"eventId":"%s","type":"hrp.stock.received","source":"hrp","hospital":"test","key":"M9",
+                {"eventId":"%s","type":"hrp.stock.received","source":"hrp","hospital":"rmq","key":"M9",
                  "occurredAt":"2026-11-22T09:00:00+08:00",
                  "payload":{"receiptId":"%s","materialId":"M9","warehouse":"W1","supplier":"S1","quantity":4,"unit":"box"}}
                 """.formatted(eventId, eventId);
@@ -227,7 +227,7 @@ class RabbitMqTest {
                 "SELECT COUNT(*) FROM dead_letter WHERE event_id = 'rmq-nack-1' AND flow = 't-rabbit-full'") == 1);
         assertEquals(1, Events.count("SELECT COUNT(*) FROM dead_letter WHERE event_id = 'rmq-nack-1' AND attempts = 3 "
                 + "AND error_message LIKE '%RabbitMQ did not confirm event rmq-nack-1 on exchange hh-test-out%'"));
-        assertEquals(1, Events.count("SELECT COUNT(*) FROM hub_delivery WHERE event_id = 'rmq-nack-1' AND status = 'DEAD'"));
+        assertEquals(1, Events.count("SELECT COUNT(*) FROM hub_delivery WHERE event_id = 'rmq-nack-1' AND flow = 't-rabbit-full' AND status = 'DEAD'"));
     }
 
     @Test
@@ -244,7 +244,7 @@ class RabbitMqTest {
             postEvents("test-his-key", "[" + refund("rmq-outage-1", "OUT") + "," + refund("rmq-outage-2", "OUT") + "]");
             // the flow's own redelivery (test: up to 40 tries, 1 s apart) rides out the outage: nothing dead-lettered
             await().during(Duration.ofSeconds(2)).atMost(Duration.ofSeconds(4)).until(() -> Events.count(
-                    "SELECT COUNT(*) FROM hub_delivery WHERE event_id LIKE 'rmq-outage-%' AND status = 'PENDING'") == 2);
+                    "SELECT COUNT(*) FROM hub_delivery WHERE event_id LIKE 'rmq-outage-%' AND flow = 't-rabbit-out' AND status = 'PENDING'") == 2);
         } finally {
             RabbitMqResource.rabbitmqctl(90, "start_app");
         }
@@ -258,7 +258,7 @@ class RabbitMqTest {
         }
         assertEquals(List.of("rmq-outage-1", "rmq-outage-2"), ids.subList(0, Math.min(2, ids.size())));
         await().atMost(Duration.ofSeconds(10)).until(() -> Events.count("SELECT COUNT(*) FROM hub_delivery "
-                + "WHERE event_id LIKE 'rmq-outage-%' AND status = 'DELIVERED'") == 2);
+                + "WHERE event_id LIKE 'rmq-outage-%' AND flow = 't-rabbit-out' AND status = 'DELIVERED'") == 2);
         assertEquals(0, Events.count("SELECT COUNT(*) FROM dead_letter WHERE event_id LIKE 'rmq-outage-%'"));
 
         // the ingest consumer is back too

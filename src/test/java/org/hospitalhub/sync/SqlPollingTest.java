@@ -149,7 +149,7 @@ class SqlPollingTest {
                 "outcome", "duplicate") >= duplicatesBefore + 5);
         await().atMost(Duration.ofSeconds(5)).until(() -> String.valueOf(mark("t-sql-receipts")).endsWith(",\"" + last + "\"]"));
         assertEquals(5, Events.count("SELECT COUNT(*) FROM hub_event WHERE event_id LIKE 'sqlw-%'"));
-        assertEquals(5, Events.count("SELECT COUNT(*) FROM hub_delivery WHERE event_id LIKE 'sqlw-%'"));
+        assertEquals(5, Events.count("SELECT COUNT(*) FROM hub_delivery WHERE event_id LIKE 'sqlw-%' AND flow = 't-sql-stock'"));
         assertEquals(5, Events.count("SELECT COUNT(*) FROM materials_staging WHERE event_id LIKE 'sqlw-%'"));
     }
 
