@@ -18,7 +18,8 @@ import org.eclipse.microprofile.config.Config;
 /**
  * Per-flow redelivery policy for the shared dead-letter channel (routes/core/error-handling.camel.yaml).
  * Defaults follow the hospitals' practice: one immediate retry, one after 10 s, then the dead-letter channel after
- * three failed attempts. Per flow: {@code hub.flow.<flow>.redelivery.maximum-redeliveries}, {@code .delays}
+ * three failed attempts. Per flow: {@code hub.flow.<flow>.redelivery.maximum-redeliveries} (-1: until it works),
+ * {@code .delays}
  * (delay before each redelivery), {@code .backoff-multiplier} (above 1: exponential past the listed delays),
  * {@code .max-delay}; the same keys under {@code hub.redelivery.*} set the defaults. Errors retrying cannot fix
  * (invalid data, HTTP 4xx other than 408/429) are not retried.
@@ -109,7 +110,8 @@ public class RedeliveryPolicies {
             if (!retryable(failure(exchange))) {
                 return false;
             }
-            return attempts(exchange) <= policy(flowOf(exchange)).maximumRedeliveries();
+            int max = policy(flowOf(exchange)).maximumRedeliveries();
+            return max < 0 || attempts(exchange) <= max; // negative: retry until it works (broker-publishing flows)
         };
     }
 

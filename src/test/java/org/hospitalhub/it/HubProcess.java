@@ -28,6 +28,11 @@ final class HubProcess {
     }
 
     void start() throws IOException, InterruptedException {
+        start("/q/health/ready");
+    }
+
+    /** Starts the hub and waits until {@code healthPath} answers 200 (ready, or only started/live). */
+    void start(String healthPath) throws IOException, InterruptedException {
         List<String> cmd = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
                 "-Xmx384m", "-jar", jar.toString()));
         ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true)
@@ -40,12 +45,12 @@ final class HubProcess {
             if (!process.isAlive()) {
                 throw new IllegalStateException("the hub exited with " + process.exitValue() + "; see " + log);
             }
-            if (status("/q/health/ready") == 200) {
+            if (status(healthPath) == 200) {
                 return;
             }
             Thread.sleep(250);
         }
-        throw new IllegalStateException("the hub did not become ready within 60 s; see " + log);
+        throw new IllegalStateException("the hub did not answer 200 on " + healthPath + " within 60 s; see " + log);
     }
 
     /** SIGKILL: no shutdown hook, no flush, like a node losing power or the OOM killer. */

@@ -51,6 +51,18 @@ public final class KafkaBroker {
         return shared;
     }
 
+    /** A broker of its own, not started yet (e.g. to start the hub while its broker is down). */
+    public static KafkaBroker create(String name) {
+        try {
+            KafkaBroker b = new KafkaBroker(Path.of("target", "kafka-" + name + "-" + ProcessHandle.current().pid())
+                    .toAbsolutePath());
+            Runtime.getRuntime().addShutdownHook(new Thread(b::stop));
+            return b;
+        } catch (IOException e) {
+            throw new IllegalStateException(e);
+        }
+    }
+
     public String bootstrapServers() {
         return "127.0.0.1:" + port;
     }
