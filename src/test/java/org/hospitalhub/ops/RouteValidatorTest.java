@@ -81,6 +81,18 @@ class RouteValidatorTest {
     }
 
     @Test
+    void exampleHospitalsShippedForKubernetesAreValid() throws IOException {
+        var core = RouteValidator.coreFiles(getClass().getClassLoader());
+        var county = new RouteValidator().validateFolder(core, Path.of("examples/county-hospital/routes"));
+        assertTrue(county.valid(), () -> county.problems().toString());
+        assertTrue(county.flows().containsAll(List.of("county-charges", "county-stock", "county-vouchers")),
+                county.flows().toString());
+        var city = new RouteValidator().validateFolder(core, Path.of("examples/city-hospital/routes"));
+        assertTrue(city.valid(), () -> city.problems().toString());
+        assertTrue(city.flows().containsAll(List.of("city-charges", "city-stock", "city-vouchers")), city.flows().toString());
+    }
+
+    @Test
     void yamlSyntaxErrorNamesFileAndLine() throws IOException {
         String p = onlyProblem(check("a.camel.yaml", """
                 - route:

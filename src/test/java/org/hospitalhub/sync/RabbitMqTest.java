@@ -161,7 +161,8 @@ class RabbitMqTest {
         try {
             publish(Events.charge("rmq-hold-1", "P7"));
             // retried and requeued, never acked, never dead-lettered
-            await().during(Duration.ofSeconds(2)).atMost(Duration.ofSeconds(4)).until(() ->
+            // (rabbitmqctl takes a second or more per call on a loaded machine: generous bound around the 2 s window)
+            await().during(Duration.ofSeconds(2)).atMost(Duration.ofSeconds(12)).until(() ->
                     RabbitMqResource.depth(RabbitMqResource.INGEST_QUEUE) == 1 && stored("rmq-hold-%") == 0
                             && Events.count("SELECT COUNT(*) FROM dead_letter WHERE payload LIKE '%rmq-hold-%'") == 0);
         } finally {
@@ -178,9 +179,13 @@ class RabbitMqTest {
         sql("ALTER TABLE dead_letter ADD CONSTRAINT hh_test_dl_hold CHECK (payload NOT LIKE '%rmq-dlfail-%')");
         try {
             publish(Events.charge("rmq-dlfail-1", "P1").replace("\"amount\":12.5", "\"amount\":-1"));
-            await().during(Duration.ofSeconds(2)).atMost(Duration.ofSeconds(4)).until(() ->
+            await().during(Duration.ofSeconds(2)).atMost(Duration.ofSeconds(12)).until(() ->
                     RabbitMqResource.depth(RabbitMqResource.INGEST_QUEUE) == 1
                             && Events.count("SELECT COUNT(*) FROM dead_letter WHERE payload LIKE '%rmq-dlfail-%'") == 0);
+            // the failing dead-letter store is visible: readiness DOWN naming it, and the failure metric
+            given().get("/q/health/ready").then().statusCode(503)
+                    .body("checks.find { it.name == 'hub-delivery' }.data.'dead-letter-store'", containsString("DOWN"));
+            given().get("/q/metrics").then().body(containsString("hub_delivery_dead_letter_store_failures_total"));
         } finally {
             sql("ALTER TABLE dead_letter DROP CONSTRAINT IF EXISTS hh_test_dl_hold");
         }
