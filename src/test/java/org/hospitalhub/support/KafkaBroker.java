@@ -40,7 +40,11 @@ public final class KafkaBroker {
     public static synchronized KafkaBroker shared() {
         if (shared == null) {
             try {
-                Path dir = Path.of("target", "kafka-" + ProcessHandle.current().pid()).toAbsolutePath();
+                // Quarkus may load this class again for another test profile (a new class loader, so a new static
+                // field): give each loading its own broker directory, or the second broker would find the first one's
+                // data directory locked and exit.
+                Path dir = Path.of("target", "kafka-" + ProcessHandle.current().pid() + "-"
+                        + Integer.toHexString(System.identityHashCode(KafkaBroker.class))).toAbsolutePath();
                 shared = new KafkaBroker(dir);
                 shared.start();
                 Runtime.getRuntime().addShutdownHook(new Thread(shared::stop));
