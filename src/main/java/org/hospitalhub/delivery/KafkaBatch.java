@@ -26,6 +26,8 @@ import org.apache.camel.component.kafka.consumer.KafkaManualCommit;
 public class KafkaBatch {
 
     public static final String RECORDS = "HubKafkaRecords";
+    /** Events of the batch left to deliver after dedupe (the kafka-source template filters on it). */
+    public static final String BATCH_SIZE = "HubBatchSize";
 
     private final EventParser parser;
     private final DeliveryMetrics metrics;
@@ -105,6 +107,7 @@ public class KafkaBatch {
         duplicates += events.size() - fresh.size();
         metrics.duplicates(flow, duplicates);
         exchange.setProperty(DeadLetterStore.BATCH, fresh);
+        exchange.setProperty(BATCH_SIZE, fresh.size());
         return fresh;
     }
 

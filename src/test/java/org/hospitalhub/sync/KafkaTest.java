@@ -96,6 +96,17 @@ class KafkaTest {
         }
     }
 
+    /** The value of one Prometheus series at /q/metrics, 0 if absent. */
+    private static double metric(String series) {
+        String body = given().get("/q/metrics").then().statusCode(200).extract().asString();
+        for (String line : body.split("\n")) {
+            if (line.startsWith(series + " ")) {
+                return Double.parseDouble(line.substring(series.length() + 1).trim());
+            }
+        }
+        return 0;
+    }
+
     @Test
     void kafkaSourceDeliversOnceDedupesAndCommitsAfterTheSink() throws Exception {
         List<String[]> records = new ArrayList<>();
@@ -121,9 +132,12 @@ class KafkaTest {
         assertTrue(dlq.stream().anyMatch(r -> r.value().contains("kfs-bad")), "invalid record on hh.charges.dlq");
 
         // The same events again (a producer retry, a replayed topic): counted as duplicates, not applied again.
+        double delivered = metric("hub_delivery_delivered_total{flow=\"t-kafka\"}");
         send("hh.charges", records.subList(0, 5));
         await().atMost(Duration.ofSeconds(15)).until(() -> lag("hh-test-source", "hh.charges") == 0);
         assertEquals(30, Events.count("SELECT COUNT(*) FROM materials_staging WHERE event_id LIKE 'kfs-%'"));
+        assertEquals(delivered, metric("hub_delivery_delivered_total{flow=\"t-kafka\"}"),
+                "the processed-events check filtered the replayed events out before the sink");
         given().get("/q/metrics").then().statusCode(200)
                 .body(containsString("hub_delivery_duplicates_total{flow=\"t-kafka\"}"))
                 .body(containsString("hub_delivery_consumer_lag_records{flow=\"t-kafka\"}"));
