@@ -17,4 +17,14 @@ public record Event(
         OffsetDateTime occurredAt,
         ObjectNode payload,
         String envelope) {
+
+    /**
+     * The payload's JSON text, cut from the canonical envelope rather than serialized again. The envelope's header
+     * fields are all strings (no unescaped quote can occur in them) and {@code payload} is its last field, so the
+     * first {@code ,"payload":} is the field itself.
+     */
+    public String payloadJson() {
+        int at = envelope.indexOf(",\"payload\":");
+        return at < 0 ? payload.toString() : envelope.substring(at + 11, envelope.length() - 1);
+    }
 }

@@ -105,7 +105,7 @@ public class JdbcBatchSink {
             cols[3][i] = e.hospital();
             cols[4][i] = e.key();
             cols[5][i] = e.occurredAt().toString();
-            cols[6][i] = e.payload().toString();
+            cols[6][i] = e.payloadJson();
         }
         try (PreparedStatement ps = c.prepareStatement("INSERT INTO " + table
                 + " (event_id, event_type, source, hospital, event_key, occurred_at, payload, loaded_at) "
@@ -131,7 +131,7 @@ public class JdbcBatchSink {
                 ps.setString(4, e.hospital());
                 ps.setString(5, e.key());
                 ps.setObject(6, e.occurredAt());
-                ps.setString(7, e.payload().toString());
+                ps.setString(7, e.payloadJson());
                 ps.addBatch();
             }
             int inserted = 0;
