@@ -6,10 +6,6 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.sql.Connection;
-import java.sql.DriverManager;
-import java.sql.ResultSet;
-import java.sql.Statement;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
@@ -33,8 +29,7 @@ import org.junit.jupiter.api.Test;
  */
 class BrokerDownAtStartIT {
 
-    private static final String DB = System.getProperty("hub.test.db", "hospital_hub_test") + "_it_down";
-    private static final String URL = "jdbc:postgresql://127.0.0.1:5432/" + DB;
+    private static ItDatabase db;
     private static final int PORT = Integer.parseInt(System.getenv().getOrDefault("HUB_IT_PORT", "8095")) + 1;
     private static HubProcess hub;
     private static KafkaBroker broker;
@@ -49,21 +44,9 @@ class BrokerDownAtStartIT {
         }
     }
 
-    private static long count(String sql) throws Exception {
-        try (Connection c = DriverManager.getConnection(URL, "postgres", ""); Statement s = c.createStatement();
-                ResultSet rs = s.executeQuery(sql)) {
-            rs.next();
-            return rs.getLong(1);
-        }
-    }
-
     @Test
     void hubStartsUnreadyWithoutItsBrokerAndCatchesUpWhenItComes() throws Exception {
-        try (Connection c = DriverManager.getConnection("jdbc:postgresql://127.0.0.1:5432/postgres", "postgres", "");
-                Statement s = c.createStatement()) {
-            s.execute("DROP DATABASE IF EXISTS " + DB + " WITH (FORCE)");
-            s.execute("CREATE DATABASE " + DB);
-        }
+        db = ItDatabase.fresh("it_down");
         Path work = Files.createDirectories(Path.of("target", "broker-down-it").toAbsolutePath());
         Path routes = Files.createDirectories(work.resolve("routes"));
         Files.writeString(routes.resolve("flows.camel.yaml"), """
@@ -101,7 +84,7 @@ class BrokerDownAtStartIT {
         broker = KafkaBroker.create("down-it");
         hub = new HubProcess(PORT, Map.of(
                 "QUARKUS_PROFILE", "postgres",
-                "HUB_DB_URL", URL,
+                "HUB_DB_URL", db.url,
                 "HUB_DB_USERNAME", "postgres",
                 "HUB_KAFKA_BROKERS", broker.bootstrapServers(),
                 "HUB_KAFKA_LAG_PERIOD", "1000",
@@ -120,14 +103,14 @@ class BrokerDownAtStartIT {
         }
         assertEquals(202, hub.post("/api/v1/events", "it-his-key", "[" + String.join(",", evs) + "]").statusCode());
         Thread.sleep(2000);
-        assertEquals(0, count("SELECT COUNT(*) FROM dead_letter"), "a broker outage is retried, not dead-lettered");
+        assertEquals(0, db.count("SELECT COUNT(*) FROM dead_letter"), "a broker outage is retried, not dead-lettered");
 
         broker.start();
         await().atMost(Duration.ofSeconds(60)).until(() -> hub.status("/q/health/ready") == 200);
         // The outbox flow publishes them; the Kafka source reads them back into the staging table.
         await().atMost(Duration.ofSeconds(60)).until(() ->
-                count("SELECT COUNT(*) FROM finance_staging WHERE event_id LIKE 'down-%'") == 30);
-        assertEquals(30, count("SELECT COUNT(*) FROM hub_delivery WHERE flow = 'd-out' AND status = 'DELIVERED'"));
+                db.count("SELECT COUNT(*) FROM finance_staging WHERE event_id LIKE 'down-%'") == 30);
+        assertEquals(30, db.count("SELECT COUNT(*) FROM hub_delivery WHERE flow = 'd-out' AND status = 'DELIVERED'"));
         // And a record produced directly is consumed too.
         Properties p = new Properties();
         p.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, broker.bootstrapServers());
@@ -136,7 +119,7 @@ class BrokerDownAtStartIT {
                     Events.charge("down-direct", "P9").replace("\n", ""))).get();
         }
         await().atMost(Duration.ofSeconds(30)).until(() ->
-                count("SELECT COUNT(*) FROM finance_staging WHERE event_id = 'down-direct'") == 1);
-        assertEquals(0, count("SELECT COUNT(*) FROM dead_letter"));
+                db.count("SELECT COUNT(*) FROM finance_staging WHERE event_id = 'down-direct'") == 1);
+        assertEquals(0, db.count("SELECT COUNT(*) FROM dead_letter"));
     }
 }

@@ -6,10 +6,6 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.sql.Connection;
-import java.sql.DriverManager;
-import java.sql.ResultSet;
-import java.sql.Statement;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
@@ -34,19 +30,14 @@ import org.junit.jupiter.api.Test;
  */
 class CrashRecoveryIT {
 
-    private static final String DB = System.getProperty("hub.test.db", "hospital_hub_test") + "_it";
-    private static final String URL = "jdbc:postgresql://127.0.0.1:5432/" + DB;
+    private static ItDatabase db;
     private static final int PORT = Integer.parseInt(System.getenv().getOrDefault("HUB_IT_PORT", "8095"));
     private static Path work;
     private static HubProcess hub;
 
     @BeforeAll
     static void setUp() throws Exception {
-        try (Connection c = DriverManager.getConnection("jdbc:postgresql://127.0.0.1:5432/postgres", "postgres", "");
-                Statement s = c.createStatement()) {
-            s.execute("DROP DATABASE IF EXISTS " + DB + " WITH (FORCE)");
-            s.execute("CREATE DATABASE " + DB);
-        }
+        db = ItDatabase.fresh("it");
         work = Files.createDirectories(Path.of("target", "crash-it").toAbsolutePath());
         Path routes = Files.createDirectories(work.resolve("routes"));
         Files.writeString(routes.resolve("crash-flows.camel.yaml"), """
@@ -98,7 +89,7 @@ class CrashRecoveryIT {
                 """);
         hub = new HubProcess(PORT, Map.of(
                 "QUARKUS_PROFILE", "postgres",
-                "HUB_DB_URL", URL,
+                "HUB_DB_URL", db.url,
                 "HUB_DB_USERNAME", "postgres",
                 "HUB_KAFKA_BROKERS", KafkaBroker.shared().bootstrapServers(),
                 "HUB_ROUTES_DIR", routes.toString(),
@@ -111,14 +102,6 @@ class CrashRecoveryIT {
     static void tearDown() throws Exception {
         if (hub != null && hub.alive()) {
             hub.kill();
-        }
-    }
-
-    private static long count(String sql) throws Exception {
-        try (Connection c = DriverManager.getConnection(URL, "postgres", ""); Statement s = c.createStatement();
-                ResultSet rs = s.executeQuery(sql)) {
-            rs.next();
-            return rs.getLong(1);
         }
     }
 
@@ -150,27 +133,27 @@ class CrashRecoveryIT {
         }
         // Kill -9 while both flows are still delivering.
         await().atMost(Duration.ofSeconds(60)).pollInterval(Duration.ofMillis(20)).until(() ->
-                count("SELECT COUNT(*) FROM finance_staging WHERE event_id LIKE 'crash-h-%'") > 200
-                        || count("SELECT COUNT(*) FROM materials_staging WHERE event_id LIKE 'crash-k-%'") > 200);
+                db.count("SELECT COUNT(*) FROM finance_staging WHERE event_id LIKE 'crash-h-%'") > 200
+                        || db.count("SELECT COUNT(*) FROM materials_staging WHERE event_id LIKE 'crash-k-%'") > 200);
         hub.kill();
-        long httpAtKill = count("SELECT COUNT(*) FROM finance_staging WHERE event_id LIKE 'crash-h-%'");
-        long kafkaAtKill = count("SELECT COUNT(*) FROM materials_staging WHERE event_id LIKE 'crash-k-%'");
+        long httpAtKill = db.count("SELECT COUNT(*) FROM finance_staging WHERE event_id LIKE 'crash-h-%'");
+        long kafkaAtKill = db.count("SELECT COUNT(*) FROM materials_staging WHERE event_id LIKE 'crash-k-%'");
         assertTrue(httpAtKill < httpEvents || kafkaAtKill < kafkaEvents,
                 "the kill came mid-delivery (" + httpAtKill + " / " + kafkaAtKill + " delivered)");
 
         hub.start();
         await().atMost(Duration.ofSeconds(120)).until(() ->
-                count("SELECT COUNT(*) FROM finance_staging WHERE event_id LIKE 'crash-h-%'") == httpEvents
-                        && count("SELECT COUNT(*) FROM materials_staging WHERE event_id LIKE 'crash-k-%'") == kafkaEvents);
-        await().atMost(Duration.ofSeconds(30)).until(() -> count(
+                db.count("SELECT COUNT(*) FROM finance_staging WHERE event_id LIKE 'crash-h-%'") == httpEvents
+                        && db.count("SELECT COUNT(*) FROM materials_staging WHERE event_id LIKE 'crash-k-%'") == kafkaEvents);
+        await().atMost(Duration.ofSeconds(30)).until(() -> db.count(
                 "SELECT COUNT(*) FROM hub_delivery WHERE flow = 'c-http' AND status = 'DELIVERED'") == httpEvents);
-        assertEquals(httpEvents, count("SELECT COUNT(DISTINCT event_id) FROM hub_event WHERE event_id LIKE 'crash-h-%'"));
-        assertEquals(kafkaEvents, count("SELECT COUNT(*) FROM hub_processed WHERE processor_name = 'c-kafka'"));
-        assertEquals(0, count("SELECT COUNT(*) FROM dead_letter"));
+        assertEquals(httpEvents, db.count("SELECT COUNT(DISTINCT event_id) FROM hub_event WHERE event_id LIKE 'crash-h-%'"));
+        assertEquals(kafkaEvents, db.count("SELECT COUNT(*) FROM hub_processed WHERE processor_name = 'c-kafka'"));
+        assertEquals(0, db.count("SELECT COUNT(*) FROM dead_letter"));
         // A little while later, still exactly once (nothing comes again after the restart settled).
         Thread.sleep(1500);
-        assertEquals(httpEvents, count("SELECT COUNT(*) FROM finance_staging WHERE event_id LIKE 'crash-h-%'"));
-        assertEquals(kafkaEvents, count("SELECT COUNT(*) FROM materials_staging WHERE event_id LIKE 'crash-k-%'"));
+        assertEquals(httpEvents, db.count("SELECT COUNT(*) FROM finance_staging WHERE event_id LIKE 'crash-h-%'"));
+        assertEquals(kafkaEvents, db.count("SELECT COUNT(*) FROM materials_staging WHERE event_id LIKE 'crash-k-%'"));
 
         // Graceful shutdown (SIGTERM) flushes the batch the aggregator holds (completionTimeout is 10 minutes).
         List<String> vouchers = new ArrayList<>();
@@ -179,10 +162,10 @@ class CrashRecoveryIT {
         }
         assertEquals(202, hub.post("/api/v1/events", "it-fin-key", "[" + String.join(",", vouchers) + "]").statusCode());
         Thread.sleep(1000); // claimed by the outbox source and waiting in the aggregator
-        assertEquals(0, count("SELECT COUNT(*) FROM finance_staging WHERE event_id LIKE 'crash-v-%'"));
+        assertEquals(0, db.count("SELECT COUNT(*) FROM finance_staging WHERE event_id LIKE 'crash-v-%'"));
         hub.stop();
-        assertEquals(7, count("SELECT COUNT(*) FROM finance_staging WHERE event_id LIKE 'crash-v-%'"),
+        assertEquals(7, db.count("SELECT COUNT(*) FROM finance_staging WHERE event_id LIKE 'crash-v-%'"),
                 "SIGTERM flushed the pending batch");
-        assertEquals(7, count("SELECT COUNT(*) FROM hub_delivery WHERE flow = 'c-slow' AND status = 'DELIVERED'"));
+        assertEquals(7, db.count("SELECT COUNT(*) FROM hub_delivery WHERE flow = 'c-slow' AND status = 'DELIVERED'"));
     }
 }
