@@ -57,7 +57,8 @@ class EveryRouteDeadLettersTest {
             "kafka-source", "fed by a topic, not by the outbox; its dead-letter path is in KafkaTest",
             "kafka-ingest", "an ingest, not a flow: invalid records to dead letter in KafkaTest",
             "rabbitmq-ingest", "an ingest, not a flow: invalid messages to dead letter in RabbitMqTest",
-            "sql-poll-source", "an ingest, not a flow: bad rows to dead letter in SqlPollingTest");
+            "sql-poll-source", "an ingest, not a flow: bad rows to dead letter in SqlPollingTest",
+            "qc-sink", "refuses only events that contradict a visit's history: dead letters in QcTasksTest");
 
     /** A valid event of each type the failing flows accept. */
     static final Map<String, Function<String, String>> SAMPLES = Map.of(

@@ -1,0 +1,199 @@
+package org.hospitalhub.qc;
+
+import java.sql.Connection;
+import java.sql.PreparedStatement;
+import java.sql.ResultSet;
+import java.sql.SQLException;
+import java.time.Duration;
+import java.time.Instant;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
+import java.util.TreeSet;
+
+import jakarta.enterprise.context.ApplicationScoped;
+
+import org.eclipse.microprofile.config.inject.ConfigProperty;
+import org.hospitalhub.delivery.Database;
+import org.jboss.logging.Logger;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+
+import io.quarkus.quartz.Nonconcurrent;
+import io.quarkus.scheduler.Scheduled;
+
+/**
+ * Finds and fixes what the event path and the timers missed: tasks that should exist but don't, tasks that should be
+ * closed but are open, overdue tasks not marked (by recomputing every live visit), and open tasks whose timers are
+ * missing, in error or stuck (clustered Quartz can leave triggers ACQUIRED or BLOCKED); reports what it fixed and
+ * the events still held. Runs on one replica every {@code hub.qc.reconcile-every} (a clustered Quartz job, also right
+ * after startup) and on demand ({@code POST /api/v1/qc/reconcile}); each run is audited.
+ */
+@ApplicationScoped
+public class Reconciliation {
+
+    private static final Logger LOG = Logger.getLogger(Reconciliation.class);
+
+    private final Database db;
+    private final TaskEngine engine;
+    private final DeadlineTimers timers;
+    private final QcClock clock;
+    private final ObjectMapper mapper;
+    private final Duration window;
+    private final Duration stuckAfter;
+
+    public Reconciliation(Database db, TaskEngine engine, DeadlineTimers timers, QcClock clock, ObjectMapper mapper,
+            @ConfigProperty(name = "hub.qc.reconcile-window", defaultValue = "7d") String window,
+            @ConfigProperty(name = "hub.qc.timer-stuck-after", defaultValue = "5m") String stuckAfter) {
+        this.db = db;
+        this.engine = engine;
+        this.timers = timers;
+        this.clock = clock;
+        this.mapper = mapper;
+        this.window = config("hub.qc.reconcile-window", window);
+        this.stuckAfter = config("hub.qc.timer-stuck-after", stuckAfter);
+    }
+
+    private static Duration config(String key, String value) {
+        Duration d = RuleBook.parseDuration(value.strip());
+        if (d == null || d.isNegative()) {
+            throw new IllegalStateException(key + " must be a duration such as 5m, 7d or PT5M; got '" + value + "'");
+        }
+        return d;
+    }
+
+    /** One thing fixed. kind: task-created, task-closed, overdue-marked, task-cancelled, task-reopened, due-corrected, task-updated, timer-restored. */
+    public record Fix(String kind, Long taskId, String hospital, String visitId, String task, String detail) {
+    }
+
+    public record Report(Instant startedAt, Instant finishedAt, String by, int visitsChecked, int timersChecked,
+            Map<String, Integer> fixedByKind, List<Fix> fixes, long heldEvents, Instant oldestHeldReceivedAt, long auditId) {
+    }
+
+    @Scheduled(identity = "qc-reconcile", every = "{hub.qc.reconcile-every}")
+    @Nonconcurrent
+    void scheduled() {
+        try {
+            Report r = run("scheduler");
+            if (!r.fixes().isEmpty()) {
+                LOG.warnf("qc reconciliation fixed %d things: %s", r.fixes().size(), r.fixedByKind());
+            }
+        } catch (SQLException | RuntimeException e) {
+            LOG.errorf("qc reconciliation failed: %s", e.getMessage());
+        }
+    }
+
+    public Report run(String by) throws SQLException {
+        Instant started = clock.instant();
+        List<Fix> fixes = new ArrayList<>();
+        TreeSet<TaskEngine.VisitKey> visits = new TreeSet<>();
+        try (Connection c = db.connection(); PreparedStatement q = c.prepareStatement(
+                "SELECT hospital, visit_id FROM qc_visit WHERE status IN ('PENDING', 'ADMITTED') OR last_event_at >= ? "
+                        + "UNION SELECT hospital, visit_id FROM qc_task WHERE status IN ('OPEN', 'OVERDUE') "
+                        + "UNION SELECT hospital, visit_id FROM qc_visit_event WHERE disposition IN ('HELD', 'NEW')")) {
+            q.setObject(1, Database.utc(started.minus(window)));
+            try (ResultSet rs = q.executeQuery()) {
+                while (rs.next()) {
+                    visits.add(new TaskEngine.VisitKey(rs.getString(1), rs.getString(2)));
+                }
+            }
+        }
+        for (TaskEngine.VisitKey v : visits) {
+            for (TaskEngine.Change ch : engine.recompute(v)) {
+                fixes.add(new Fix(kind(ch.kind()), ch.taskId(), ch.hospital(), ch.visitId(), ch.taskKey(),
+                        (ch.from() == null ? "" : ch.from() + " -> ") + ch.to() + (ch.detail() == null ? "" : ": " + ch.detail())));
+            }
+        }
+        int timersChecked = checkTimers(fixes);
+        long held;
+        Instant oldest;
+        try (Connection c = db.connection(); PreparedStatement q = c.prepareStatement(
+                "SELECT COUNT(*), MIN(received_at) FROM qc_visit_event WHERE disposition = 'HELD'")) {
+            try (ResultSet rs = q.executeQuery()) {
+                rs.next();
+                held = rs.getLong(1);
+                oldest = TaskEngine.instant(rs, 2);
+            }
+        }
+        Map<String, Integer> byKind = new TreeMap<>();
+        fixes.forEach(f -> byKind.merge(f.kind(), 1, Integer::sum));
+        Instant finished = clock.instant();
+        String detail;
+        try {
+            detail = mapper.writeValueAsString(Map.of("visitsChecked", visits.size(), "timersChecked", timersChecked,
+                    "fixedByKind", byKind, "fixes", fixes.size() > 200 ? fixes.subList(0, 200) : fixes, "heldEvents", held));
+        } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
+            detail = byKind.toString();
+        }
+        long audit = engine.audit(by, "RECONCILE", "qc", fixes.isEmpty() ? "nothing to fix" : fixes.size() + " fixes", detail);
+        return new Report(started, finished, by, visits.size(), timersChecked, byKind, fixes, held, oldest, audit);
+    }
+
+    /** Open tasks whose deadline trigger is missing, in error, stuck, or scheduled for another due time. */
+    private int checkTimers(List<Fix> fixes) throws SQLException {
+        String sched;
+        try {
+            sched = timers.scheduler().getSchedulerName();
+        } catch (org.quartz.SchedulerException e) {
+            throw new IllegalStateException("Quartz scheduler unavailable: " + e.getMessage(), e);
+        }
+        record Open(long id, String hospital, String visit, String key, Instant due, String remindAt, Instant timerDue,
+                String state, Long next) {
+        }
+        List<Open> open = new ArrayList<>();
+        try (Connection c = db.connection(); PreparedStatement q = c.prepareStatement("SELECT t.id, t.hospital, t.visit_id, "
+                + "t.rule_id, t.instance_key, t.period_no, t.due_at, t.remind_at, t.timer_due_at, tr.trigger_state, tr.next_fire_time "
+                + "FROM qc_task t LEFT JOIN qrtz_triggers tr ON tr.sched_name = ? AND tr.trigger_group = ? "
+                + "AND tr.trigger_name = CONCAT('task-', CAST(t.id AS VARCHAR(20)), '-due') WHERE t.status = 'OPEN'")) {
+            q.setString(1, sched);
+            q.setString(2, DeadlineTimers.GROUP);
+            try (ResultSet rs = q.executeQuery()) {
+                while (rs.next()) {
+                    long next = rs.getLong(11);
+                    open.add(new Open(rs.getLong(1), rs.getString(2), rs.getString(3),
+                            TaskSpec.key(rs.getString(4), rs.getString(5), rs.getInt(6)), TaskEngine.instant(rs, 7),
+                            rs.getString(8), TaskEngine.instant(rs, 9), rs.getString(10), rs.wasNull() ? null : next));
+                }
+            }
+        }
+        long stuckBefore = System.currentTimeMillis() - stuckAfter.toMillis();
+        for (Open o : open) {
+            String problem = null;
+            if (o.state() == null) {
+                problem = "deadline trigger missing";
+            } else if ("ERROR".equals(o.state())) {
+                problem = "deadline trigger in ERROR";
+            } else if (o.next() != null && o.next() < stuckBefore && !"COMPLETE".equals(o.state())) {
+                problem = "deadline trigger stuck in " + o.state() + " since " + Instant.ofEpochMilli(o.next());
+            } else if (o.next() != null && (o.next() < o.due().toEpochMilli()
+                    || o.next() > o.due().toEpochMilli() + stuckAfter.toMillis())) {
+                problem = "deadline trigger set for " + Instant.ofEpochMilli(o.next()) + " but the task is due " + o.due();
+            } else if (o.timerDue() == null || !o.timerDue().equals(o.due())) {
+                problem = "timers not scheduled for the due time " + o.due();
+            }
+            if (problem == null) {
+                continue;
+            }
+            try {
+                timers.schedule(o.id(), o.due(), TaskEngine.reminders(o.remindAt()));
+                fixes.add(new Fix("timer-restored", o.id(), o.hospital(), o.visit(), o.key(), problem + "; rescheduled"));
+            } catch (org.quartz.SchedulerException | SQLException e) {
+                LOG.warnf("qc task %d: %s, and rescheduling failed: %s", o.id(), problem, e.getMessage());
+            }
+        }
+        return open.size();
+    }
+
+    private static String kind(String change) {
+        return switch (change) {
+            case "CREATED" -> "task-created";
+            case "COMPLETED" -> "task-closed";
+            case "OVERDUE" -> "overdue-marked";
+            case "CANCELLED" -> "task-cancelled";
+            case "REOPENED" -> "task-reopened";
+            case "DUE_CHANGED" -> "due-corrected";
+            default -> "task-updated";
+        };
+    }
+}

@@ -1,0 +1,752 @@
+package org.hospitalhub.qc;
+
+import java.sql.Connection;
+import java.sql.PreparedStatement;
+import java.sql.ResultSet;
+import java.sql.SQLException;
+import java.sql.Statement;
+import java.time.Instant;
+import java.time.OffsetDateTime;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Objects;
+import java.util.Optional;
+import java.util.TreeSet;
+
+import jakarta.enterprise.context.ApplicationScoped;
+
+import org.hospitalhub.delivery.Database;
+import org.hospitalhub.delivery.Event;
+import org.hospitalhub.delivery.PartialBatchException;
+import org.jboss.logging.Logger;
+
+import com.fasterxml.jackson.core.JsonProcessingException;
+import com.fasterxml.jackson.core.type.TypeReference;
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+
+/**
+ * The task store of qc. Every change to a visit (events applied, a timer fired, a correction by hand, reconciliation)
+ * runs the same way, in one transaction under the visit's row lock: load the visit's events and corrections, compute
+ * the tasks the rules require ({@link VisitProjection}), and make the stored tasks match, writing one
+ * {@code qc_task_event} per change. Timers are (re)scheduled after the commit; a task whose timers are not yet
+ * scheduled keeps {@code timer_due_at} empty and reconciliation schedules them.
+ */
+@ApplicationScoped
+public class TaskEngine {
+
+    private static final Logger LOG = Logger.getLogger(TaskEngine.class);
+
+    private final Database db;
+    private final RuleBook rules;
+    private final QcClock clock;
+    private final DeadlineTimers timers;
+    private final QcMetrics metrics;
+    private final ObjectMapper mapper;
+
+    public TaskEngine(Database db, RuleBook rules, QcClock clock, DeadlineTimers timers, QcMetrics metrics, ObjectMapper mapper) {
+        this.db = db;
+        this.rules = rules;
+        this.clock = clock;
+        this.timers = timers;
+        this.metrics = metrics;
+        this.mapper = mapper;
+    }
+
+    public record VisitKey(String hospital, String visitId) implements Comparable<VisitKey> {
+        @Override
+        public int compareTo(VisitKey o) {
+            int c = hospital.compareTo(o.hospital);
+            return c != 0 ? c : visitId.compareTo(o.visitId);
+        }
+    }
+
+    /** One change to a stored task. kind: CREATED, OVERDUE, COMPLETED, CANCELLED, REOPENED, DUE_CHANGED, UPDATED. */
+    public record Change(long taskId, String hospital, String visitId, String taskKey, String kind, TaskStatus from,
+            TaskStatus to, String detail) {
+    }
+
+    /** After commit: schedule a task's timers (due time and reminders), or drop them. */
+    record TimerWork(long taskId, boolean schedule, Instant due, List<Instant> reminders) {
+    }
+
+    // ---- Events in (qc-sink) ---------------------------------------------------------------------------------------
+
+    /**
+     * Applies a batch in one transaction. Events already applied are skipped (their eventId is in qc_visit_event).
+     * Events that cannot be applied (another patient's visit, a second admission, a rule needing a payload field the
+     * event lacks) are refused: the others are applied and a {@link PartialBatchException} sends the refused ones to
+     * the dead-letter store with their reasons.
+     */
+    public List<Change> apply(String flow, List<Event> batch) throws SQLException {
+        Instant now = clock.instant();
+        Map<Event, String> refused = new LinkedHashMap<>();
+        List<Event> applied = new ArrayList<>();
+        List<TimerWork> work = new ArrayList<>();
+        List<Change> changes = db.inTransaction(c -> {
+            TreeSet<VisitKey> visits = new TreeSet<>();
+            for (Event e : batch) {
+                String visit = e.payload().path("visitId").asText(null);
+                if (e.type().startsWith("qc.") && visit != null) {
+                    visits.add(new VisitKey(e.hospital(), visit));
+                }
+            }
+            Map<VisitKey, String> patients = new HashMap<>();
+            for (VisitKey v : visits) { // in key order: two transactions never wait on each other's visits in a cycle
+                patients.put(v, lock(c, v, now));
+            }
+            TreeSet<VisitKey> touched = new TreeSet<>();
+            for (Event e : batch) {
+                String visit = e.payload().path("visitId").asText(null);
+                if (!e.type().startsWith("qc.") || visit == null) {
+                    refused.put(e, "the qc sink applies qc.* events with a payload.visitId; " + e.type() + " is not one "
+                            + "(check the types of the flow)");
+                    continue;
+                }
+                if (logged(c, e.eventId())) {
+                    applied.add(e); // applied before: nothing changes
+                    continue;
+                }
+                VisitKey v = new VisitKey(e.hospital(), visit);
+                String problem = check(c, v, e, patients);
+                if (problem != null) {
+                    refused.put(e, problem);
+                    continue;
+                }
+                log(c, v, e, flow, now);
+                patients.putIfAbsent(v, e.payload().path("patientId").asText()); // the first event names the visit's patient
+                applied.add(e);
+                touched.add(v);
+            }
+            List<Change> all = new ArrayList<>();
+            for (VisitKey v : touched) {
+                all.addAll(recompute(c, v, now, work));
+            }
+            return all;
+        });
+        afterCommit(changes, work);
+        if (!refused.isEmpty()) {
+            throw new PartialBatchException(refused, applied);
+        }
+        return changes;
+    }
+
+    /** Why the event cannot be applied to its visit, or null. */
+    private String check(Connection c, VisitKey v, Event e, Map<VisitKey, String> patients) throws SQLException {
+        String patient = e.payload().path("patientId").asText(null);
+        String known = patients.get(v);
+        if (known != null && !known.equals(patient)) {
+            return "visit " + v.visitId() + " of hospital " + v.hospital() + " belongs to patient " + known + ", but event "
+                    + e.eventId() + " names patient " + patient;
+        }
+        if (e.type().equals(ClinicalEvent.ADMISSION)) {
+            try (PreparedStatement q = c.prepareStatement("SELECT event_id FROM qc_visit_event WHERE hospital = ? "
+                    + "AND visit_id = ? AND event_type = ?")) {
+                q.setString(1, v.hospital());
+                q.setString(2, v.visitId());
+                q.setString(3, ClinicalEvent.ADMISSION);
+                try (ResultSet rs = q.executeQuery()) {
+                    if (rs.next()) {
+                        return "visit " + v.visitId() + " was already admitted by event " + rs.getString(1)
+                                + "; a visit has one admission (a new stay needs a new visit id)";
+                    }
+                }
+            }
+        }
+        for (Rule r : rules.rulesFor(e.hospital())) {
+            if (!e.type().equals(r.triggerEvent()) || !r.matches(e.payload())) {
+                continue;
+            }
+            if (r.instanceKey() != null && ClinicalEvent.text(e.payload(), r.instanceKey()) == null) {
+                return "rule " + r.id() + " (" + r.origin() + "): field payload." + r.instanceKey()
+                        + " (its instanceKey) is missing in event " + e.eventId();
+            }
+            for (String spec : r.recipients()) {
+                int colon = spec.indexOf(':');
+                if (colon > 0 && !spec.startsWith("role:") && ClinicalEvent.text(e.payload(), spec.substring(colon + 1)) == null) {
+                    return "rule " + r.id() + " (" + r.origin() + "): field payload." + spec.substring(colon + 1)
+                            + " (recipient " + spec + ") is missing in event " + e.eventId();
+                }
+            }
+        }
+        return null;
+    }
+
+    // ---- Recomputing a visit ----------------------------------------------------------------------------------------
+
+    /** Recomputes one visit in its own transaction (a timer fired, a correction, reconciliation). */
+    public List<Change> recompute(VisitKey v) throws SQLException {
+        Instant now = clock.instant();
+        List<TimerWork> work = new ArrayList<>();
+        List<Change> changes = db.inTransaction(c -> {
+            lock(c, v, now);
+            return recompute(c, v, now, work);
+        });
+        afterCommit(changes, work);
+        return changes;
+    }
+
+    /** The visit of a task, if the task exists. */
+    public Optional<VisitKey> visitOf(long taskId) throws SQLException {
+        try (Connection c = db.connection();
+                PreparedStatement q = c.prepareStatement("SELECT hospital, visit_id FROM qc_task WHERE id = ?")) {
+            q.setLong(1, taskId);
+            try (ResultSet rs = q.executeQuery()) {
+                return rs.next() ? Optional.of(new VisitKey(rs.getString(1), rs.getString(2))) : Optional.empty();
+            }
+        }
+    }
+
+    /** Inserts the visit row if new and locks it; returns the patient known for the visit. */
+    String lock(Connection c, VisitKey v, Instant now) throws SQLException {
+        try (PreparedStatement ins = c.prepareStatement("INSERT INTO qc_visit (hospital, visit_id, status, updated_at) "
+                + "VALUES (?, ?, 'PENDING', ?) ON CONFLICT DO NOTHING")) {
+            ins.setString(1, v.hospital());
+            ins.setString(2, v.visitId());
+            ins.setObject(3, Database.utc(now));
+            ins.executeUpdate();
+        }
+        try (PreparedStatement q = c.prepareStatement("SELECT patient_id FROM qc_visit WHERE hospital = ? AND visit_id = ? FOR UPDATE")) {
+            q.setString(1, v.hospital());
+            q.setString(2, v.visitId());
+            try (ResultSet rs = q.executeQuery()) {
+                rs.next();
+                String p = rs.getString(1);
+                if (p != null) {
+                    return p;
+                }
+            }
+        }
+        // no admission yet: the patient of the first event logged for the visit, if any
+        try (PreparedStatement q = c.prepareStatement("SELECT envelope FROM qc_visit_event WHERE hospital = ? AND visit_id = ? "
+                + "ORDER BY id LIMIT 1")) {
+            q.setString(1, v.hospital());
+            q.setString(2, v.visitId());
+            try (ResultSet rs = q.executeQuery()) {
+                return rs.next() ? read(rs.getString(1)).path("payload").path("patientId").asText(null) : null;
+            }
+        }
+    }
+
+    private boolean logged(Connection c, String eventId) throws SQLException {
+        try (PreparedStatement q = c.prepareStatement("SELECT 1 FROM qc_visit_event WHERE event_id = ?")) {
+            q.setString(1, eventId);
+            try (ResultSet rs = q.executeQuery()) {
+                return rs.next();
+            }
+        }
+    }
+
+    private void log(Connection c, VisitKey v, Event e, String flow, Instant now) throws SQLException {
+        try (PreparedStatement ins = c.prepareStatement("INSERT INTO qc_visit_event (event_id, hospital, visit_id, event_type, "
+                + "occurred_at, envelope, flow, received_at, disposition) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'NEW')")) {
+            ins.setString(1, e.eventId());
+            ins.setString(2, v.hospital());
+            ins.setString(3, v.visitId());
+            ins.setString(4, e.type());
+            ins.setObject(5, e.occurredAt());
+            ins.setString(6, e.envelope());
+            ins.setString(7, flow);
+            ins.setObject(8, Database.utc(now));
+            ins.executeUpdate();
+        }
+    }
+
+    private record LogRow(ClinicalEvent event, String disposition, String reason) {
+    }
+
+    /** A stored task, as far as the comparison needs it. */
+    private record Row(long id, String key, TaskStatus status, Instant due, String remindAt, Instant completedAt,
+            String closedBy, String closeReason, String department, String doctor, String recipients, String level,
+            Instant overdueAt) {
+    }
+
+    List<Change> recompute(Connection c, VisitKey v, Instant now, List<TimerWork> work) throws SQLException {
+        List<LogRow> log = new ArrayList<>();
+        try (PreparedStatement q = c.prepareStatement("SELECT id, event_id, event_type, occurred_at, envelope, disposition, "
+                + "disposition_reason FROM qc_visit_event WHERE hospital = ? AND visit_id = ? ORDER BY id")) {
+            q.setString(1, v.hospital());
+            q.setString(2, v.visitId());
+            try (ResultSet rs = q.executeQuery()) {
+                while (rs.next()) {
+                    JsonNode env = read(rs.getString(5));
+                    ClinicalEvent e = new ClinicalEvent(rs.getLong(1), rs.getString(2), rs.getString(3),
+                            rs.getObject(4, OffsetDateTime.class).toInstant(), (ObjectNode) env.get("payload"));
+                    log.add(new LogRow(e, rs.getString(6), rs.getString(7)));
+                }
+            }
+        }
+        List<VisitProjection.ManualAction> manual = new ArrayList<>();
+        try (PreparedStatement q = c.prepareStatement("SELECT id, action, task_rule, task_instance, task_period, effective_at, "
+                + "actor, reason FROM qc_audit WHERE hospital = ? AND visit_id = ? AND action IN ('CLOSE', 'CANCEL') ORDER BY id")) {
+            q.setString(1, v.hospital());
+            q.setString(2, v.visitId());
+            try (ResultSet rs = q.executeQuery()) {
+                while (rs.next()) {
+                    manual.add(new VisitProjection.ManualAction(rs.getLong(1), rs.getString(2), rs.getString(3),
+                            rs.getString(4), rs.getInt(5), rs.getObject(6, OffsetDateTime.class).toInstant(),
+                            rs.getString(7), rs.getString(8)));
+                }
+            }
+        }
+        VisitProjection.Result result = VisitProjection.project(log.stream().map(LogRow::event).toList(), manual,
+                rules.rulesFor(v.hospital()), now);
+
+        Map<String, Row> rows = new LinkedHashMap<>();
+        try (PreparedStatement q = c.prepareStatement("SELECT id, rule_id, instance_key, period_no, status, due_at, remind_at, "
+                + "completed_at, closed_by, close_reason, department, doctor, recipients, condition_level, overdue_at "
+                + "FROM qc_task WHERE hospital = ? AND visit_id = ?")) {
+            q.setString(1, v.hospital());
+            q.setString(2, v.visitId());
+            try (ResultSet rs = q.executeQuery()) {
+                while (rs.next()) {
+                    String key = TaskSpec.key(rs.getString(2), rs.getString(3), rs.getInt(4));
+                    rows.put(key, new Row(rs.getLong(1), key, TaskStatus.valueOf(rs.getString(5)), instant(rs, 6),
+                            rs.getString(7), instant(rs, 8), rs.getString(9), rs.getString(10), rs.getString(11),
+                            rs.getString(12), rs.getString(13), rs.getString(14), instant(rs, 15)));
+                }
+            }
+        }
+        List<Change> changes = new ArrayList<>();
+        for (TaskSpec t : result.tasks()) {
+            Row row = rows.remove(t.key());
+            if (row == null) {
+                long id = insert(c, v, t, now);
+                changes.add(event(c, v, id, t, "CREATED", null, t.status(), createdDetail(t), now));
+                if (t.status() != TaskStatus.OPEN) {
+                    changes.add(event(c, v, id, t, kind(null, t.status()), null, t.status(), t.closeReason(), now));
+                }
+                if (t.status() == TaskStatus.OPEN) {
+                    work.add(new TimerWork(id, true, t.dueAt(), t.reminders()));
+                }
+            } else {
+                changes.addAll(update(c, v, row, t, now, work));
+            }
+        }
+        for (Row orphan : rows.values()) {
+            if (orphan.status().pending()) {
+                String reason = "no longer required by the rules in force";
+                try (PreparedStatement up = c.prepareStatement("UPDATE qc_task SET status = 'CANCELLED', close_reason = ?, "
+                        + "updated_at = ? WHERE id = ?")) {
+                    up.setString(1, reason);
+                    up.setObject(2, Database.utc(now));
+                    up.setLong(3, orphan.id());
+                    up.executeUpdate();
+                }
+                changes.add(rawEvent(c, v, orphan.id(), orphan.key(), "CANCELLED", orphan.status(), TaskStatus.CANCELLED,
+                        orphan.department(), orphan.doctor(), orphan.recipients(), reason, now));
+                if (orphan.status() == TaskStatus.OPEN) {
+                    work.add(new TimerWork(orphan.id(), false, null, List.of()));
+                }
+            }
+        }
+        // what each event did; an event that was held and now applies was matched
+        try (PreparedStatement up = c.prepareStatement("UPDATE qc_visit_event SET disposition = ?, disposition_reason = ?, "
+                + "matched_at = CASE WHEN disposition = 'HELD' AND ? <> 'HELD' THEN ? ELSE matched_at END WHERE id = ?")) {
+            int n = 0;
+            for (LogRow r : log) {
+                VisitProjection.Outcome o = result.outcomes().get(r.event().eventId());
+                String d = o == null ? "APPLIED" : o.disposition().name();
+                String why = o == null ? null : cut(o.reason(), 1000);
+                if (d.equals(r.disposition()) && Objects.equals(why, r.reason())) {
+                    continue;
+                }
+                up.setString(1, d);
+                up.setString(2, why);
+                up.setString(3, d);
+                up.setObject(4, Database.utc(now));
+                up.setLong(5, r.event().seq());
+                up.addBatch();
+                n++;
+            }
+            if (n > 0) {
+                up.executeBatch();
+            }
+        }
+        VisitProjection.Visit s = result.visit();
+        try (PreparedStatement up = c.prepareStatement("UPDATE qc_visit SET patient_id = COALESCE(?, patient_id), status = ?, "
+                + "department = ?, attending_doctor = ?, condition_level = ?, admitted_at = ?, last_event_at = ?, updated_at = ? "
+                + "WHERE hospital = ? AND visit_id = ?")) {
+            up.setString(1, s.patientId());
+            up.setString(2, s.status());
+            up.setString(3, s.department());
+            up.setString(4, s.doctor());
+            up.setString(5, s.level());
+            up.setObject(6, s.admittedAt() == null ? null : Database.utc(s.admittedAt()));
+            up.setObject(7, s.lastEventAt() == null ? null : Database.utc(s.lastEventAt()));
+            up.setObject(8, Database.utc(now));
+            up.setString(9, v.hospital());
+            up.setString(10, v.visitId());
+            up.executeUpdate();
+        }
+        return changes;
+    }
+
+    private List<Change> update(Connection c, VisitKey v, Row row, TaskSpec t, Instant now, List<TimerWork> work)
+            throws SQLException {
+        if (row.status().completed()) {
+            return List.of(); // a completed task stays completed
+        }
+        String remindAt = reminders(t.reminders());
+        String recipients = json(t.recipients());
+        boolean dueChanged = !row.due().equals(t.dueAt()) || !Objects.equals(row.remindAt(), remindAt);
+        boolean statusChanged = row.status() != t.status();
+        boolean other = !Objects.equals(row.completedAt(), t.completedAt()) || !Objects.equals(row.closedBy(), t.closedBy())
+                || !Objects.equals(row.closeReason(), cut(t.closeReason(), 2000)) || !Objects.equals(row.department(), t.department())
+                || !Objects.equals(row.doctor(), t.doctor()) || !Objects.equals(row.recipients(), recipients)
+                || !Objects.equals(row.level(), t.level());
+        if (!dueChanged && !statusChanged && !other) {
+            return List.of();
+        }
+        Instant overdueAt = row.overdueAt();
+        if (t.status() == TaskStatus.OVERDUE && overdueAt == null) {
+            overdueAt = t.dueAt();
+        }
+        try (PreparedStatement up = c.prepareStatement("UPDATE qc_task SET status = ?, due_at = ?, remind_at = ?, completed_at = ?, "
+                + "closed_by = ?, close_reason = ?, department = ?, doctor = ?, recipients = ?, condition_level = ?, overdue_at = ?, "
+                + "updated_at = ? WHERE id = ?")) {
+            up.setString(1, t.status().name());
+            up.setObject(2, Database.utc(t.dueAt()));
+            up.setString(3, remindAt);
+            up.setObject(4, t.completedAt() == null ? null : Database.utc(t.completedAt()));
+            up.setString(5, t.closedBy());
+            up.setString(6, cut(t.closeReason(), 2000));
+            up.setString(7, t.department());
+            up.setString(8, t.doctor());
+            up.setString(9, recipients);
+            up.setString(10, t.level());
+            up.setObject(11, overdueAt == null ? null : Database.utc(overdueAt));
+            up.setObject(12, Database.utc(now));
+            up.setLong(13, row.id());
+            up.executeUpdate();
+        }
+        List<Change> changes = new ArrayList<>();
+        if (statusChanged) {
+            String detail = t.status().completed() ? "document " + t.closedBy() + " written " + t.completedAt() + ", due " + t.dueAt()
+                    : t.status() == TaskStatus.OVERDUE ? "due " + t.dueAt() + " passed" : t.closeReason();
+            changes.add(event(c, v, row.id(), t, kind(row.status(), t.status()), row.status(), t.status(), detail, now));
+        }
+        if (dueChanged && t.status().pending() && (!statusChanged || !row.due().equals(t.dueAt()))) {
+            changes.add(event(c, v, row.id(), t, "DUE_CHANGED", row.status(), t.status(), "due " + row.due() + " -> " + t.dueAt(), now));
+        }
+        if (t.status() == TaskStatus.OPEN && (statusChanged || dueChanged)) {
+            work.add(new TimerWork(row.id(), true, t.dueAt(), t.reminders()));
+        } else if (row.status() == TaskStatus.OPEN && t.status() != TaskStatus.OPEN) {
+            work.add(new TimerWork(row.id(), false, null, List.of()));
+        }
+        return changes;
+    }
+
+    private static String kind(TaskStatus from, TaskStatus to) {
+        return switch (to) {
+            case OVERDUE -> from == TaskStatus.CANCELLED ? "REOPENED" : "OVERDUE";
+            case COMPLETED_ON_TIME, COMPLETED_LATE -> "COMPLETED";
+            case CANCELLED -> "CANCELLED";
+            case OPEN -> from == TaskStatus.CANCELLED ? "REOPENED" : "UPDATED";
+        };
+    }
+
+    private long insert(Connection c, VisitKey v, TaskSpec t, Instant now) throws SQLException {
+        try (PreparedStatement ins = c.prepareStatement("INSERT INTO qc_task (hospital, visit_id, patient_id, rule_id, instance_key, "
+                + "period_no, document_type, department, doctor, recipients, condition_level, status, opened_at, opened_by, due_at, "
+                + "remind_at, completed_at, closed_by, close_reason, overdue_at, points, created_at, updated_at) "
+                + "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", new String[] { "id" })) {
+            ins.setString(1, v.hospital());
+            ins.setString(2, v.visitId());
+            ins.setString(3, t.patientId());
+            ins.setString(4, t.ruleId());
+            ins.setString(5, t.instance());
+            ins.setInt(6, t.period());
+            ins.setString(7, t.documentType());
+            ins.setString(8, t.department());
+            ins.setString(9, t.doctor());
+            ins.setString(10, json(t.recipients()));
+            ins.setString(11, t.level());
+            ins.setString(12, t.status().name());
+            ins.setObject(13, Database.utc(t.openedAt()));
+            ins.setString(14, t.openedBy());
+            ins.setObject(15, Database.utc(t.dueAt()));
+            ins.setString(16, reminders(t.reminders()));
+            ins.setObject(17, t.completedAt() == null ? null : Database.utc(t.completedAt()));
+            ins.setString(18, t.closedBy());
+            ins.setString(19, cut(t.closeReason(), 2000));
+            ins.setObject(20, t.status() == TaskStatus.OVERDUE || t.status() == TaskStatus.COMPLETED_LATE
+                    ? Database.utc(t.dueAt()) : null);
+            ins.setDouble(21, t.points());
+            ins.setObject(22, Database.utc(now));
+            ins.setObject(23, Database.utc(now));
+            ins.executeUpdate();
+            try (ResultSet keys = ins.getGeneratedKeys()) {
+                keys.next();
+                return keys.getLong(1);
+            }
+        }
+    }
+
+    private Change event(Connection c, VisitKey v, long taskId, TaskSpec t, String kind, TaskStatus from, TaskStatus to,
+            String detail, Instant now) throws SQLException {
+        return rawEvent(c, v, taskId, t.key(), kind, from, to, t.department(), t.doctor(), json(t.recipients()), detail, now);
+    }
+
+    private Change rawEvent(Connection c, VisitKey v, long taskId, String key, String kind, TaskStatus from, TaskStatus to,
+            String department, String doctor, String recipients, String detail, Instant now) throws SQLException {
+        try (PreparedStatement ins = c.prepareStatement("INSERT INTO qc_task_event (task_id, hospital, visit_id, kind, status, "
+                + "event_at, department, doctor, recipients, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")) {
+            ins.setLong(1, taskId);
+            ins.setString(2, v.hospital());
+            ins.setString(3, v.visitId());
+            ins.setString(4, kind);
+            ins.setString(5, to.name());
+            ins.setObject(6, Database.utc(now));
+            ins.setString(7, department);
+            ins.setString(8, doctor);
+            ins.setString(9, recipients);
+            ins.setString(10, cut(detail, 2000));
+            ins.executeUpdate();
+        }
+        return new Change(taskId, v.hospital(), v.visitId(), key, kind, from, to, detail);
+    }
+
+    private static String createdDetail(TaskSpec t) {
+        return t.documentType() + " due " + t.dueAt() + " (opened by " + t.openedBy() + " at " + t.openedAt() + ")";
+    }
+
+    private void afterCommit(List<Change> changes, List<TimerWork> work) {
+        Map<String, Integer> overdue = new HashMap<>();
+        for (Change ch : changes) {
+            if (ch.to() == TaskStatus.OVERDUE && ch.from() != TaskStatus.OVERDUE) {
+                overdue.merge(ch.hospital(), 1, Integer::sum);
+            }
+        }
+        overdue.forEach(metrics::overdue);
+        if (!changes.isEmpty()) {
+            metrics.changed();
+        }
+        timers.apply(work);
+    }
+
+    // ---- Timers fired ----------------------------------------------------------------------------------------------
+
+    /** A deadline fired: recompute the task's visit (the task turns OVERDUE if it is still open). */
+    public Optional<TaskStatus> deadline(long taskId) throws SQLException {
+        Optional<VisitKey> v = visitOf(taskId);
+        if (v.isEmpty()) {
+            return Optional.empty();
+        }
+        recompute(v.get());
+        return status(taskId);
+    }
+
+    /** A reminder fired: recorded once (per task and reminder time) while the task is OPEN. */
+    public boolean remind(long taskId, Instant remindAt) throws SQLException {
+        return db.inTransaction(c -> {
+            try (PreparedStatement q = c.prepareStatement("SELECT hospital, visit_id, status, due_at, department, doctor, recipients "
+                    + "FROM qc_task WHERE id = ?")) {
+                q.setLong(1, taskId);
+                try (ResultSet rs = q.executeQuery()) {
+                    if (!rs.next() || !"OPEN".equals(rs.getString(3))) {
+                        return false;
+                    }
+                    Instant due = instant(rs, 4);
+                    try (PreparedStatement ins = c.prepareStatement("INSERT INTO qc_task_event (task_id, hospital, visit_id, kind, "
+                            + "status, event_at, department, doctor, recipients, detail, dedupe_key) "
+                            + "VALUES (?, ?, ?, 'REMINDER', 'OPEN', ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING")) {
+                        ins.setLong(1, taskId);
+                        ins.setString(2, rs.getString(1));
+                        ins.setString(3, rs.getString(2));
+                        ins.setObject(4, Database.utc(clock.instant()));
+                        ins.setString(5, rs.getString(5));
+                        ins.setString(6, rs.getString(6));
+                        ins.setString(7, rs.getString(7));
+                        ins.setString(8, "due " + due + "; reminder for " + remindAt);
+                        ins.setString(9, "remind:" + taskId + ":" + remindAt.toEpochMilli());
+                        boolean sent = ins.executeUpdate() == 1;
+                        if (sent) {
+                            metrics.reminder(rs.getString(1));
+                        }
+                        return sent;
+                    }
+                }
+            }
+        });
+    }
+
+    public Optional<TaskStatus> status(long taskId) throws SQLException {
+        try (Connection c = db.connection(); PreparedStatement q = c.prepareStatement("SELECT status FROM qc_task WHERE id = ?")) {
+            q.setLong(1, taskId);
+            try (ResultSet rs = q.executeQuery()) {
+                return rs.next() ? Optional.of(TaskStatus.valueOf(rs.getString(1))) : Optional.empty();
+            }
+        }
+    }
+
+    /** Records a timer firing (for lateness and for "fired once across replicas"). */
+    public void fired(long taskId, String trigger, String kind, Instant scheduled, Instant fired, String instance, String outcome) {
+        try {
+            db.inTransaction(c -> {
+                try (PreparedStatement ins = c.prepareStatement("INSERT INTO qc_timer_fire (task_id, trigger_name, kind, scheduled_at, "
+                        + "fired_at, instance_id, outcome) VALUES (?, ?, ?, ?, ?, ?, ?)")) {
+                    ins.setLong(1, taskId);
+                    ins.setString(2, trigger);
+                    ins.setString(3, kind);
+                    ins.setObject(4, Database.utc(scheduled));
+                    ins.setObject(5, Database.utc(fired));
+                    ins.setString(6, instance);
+                    ins.setString(7, outcome);
+                    return ins.executeUpdate();
+                }
+            });
+        } catch (SQLException e) {
+            LOG.warnf("qc timer %s fired but its record was not written: %s", trigger, e.getMessage());
+        }
+    }
+
+    // ---- Corrections by hand -----------------------------------------------------------------------------------------
+
+    public enum ManualOutcome {
+        DONE,
+        NOT_FOUND,
+        CONFLICT
+    }
+
+    public record ManualResult(ManualOutcome outcome, String detail, long auditId) {
+    }
+
+    /**
+     * Closes (the document was written, {@code at} = when) or cancels a task by hand, recorded in qc_audit with who
+     * and why. Only OPEN or OVERDUE tasks; the change goes through the same computation as events.
+     */
+    public ManualResult manual(long taskId, String action, String actor, String reason, Instant at) throws SQLException {
+        Optional<VisitKey> v = visitOf(taskId);
+        if (v.isEmpty()) {
+            return new ManualResult(ManualOutcome.NOT_FOUND, "no task " + taskId, 0);
+        }
+        Instant now = clock.instant();
+        List<TimerWork> work = new ArrayList<>();
+        List<Change> changes = new ArrayList<>();
+        ManualResult r = db.inTransaction(c -> {
+            lock(c, v.get(), now);
+            String rule;
+            String instance;
+            int period;
+            TaskStatus status;
+            try (PreparedStatement q = c.prepareStatement("SELECT rule_id, instance_key, period_no, status FROM qc_task WHERE id = ?")) {
+                q.setLong(1, taskId);
+                try (ResultSet rs = q.executeQuery()) {
+                    rs.next();
+                    rule = rs.getString(1);
+                    instance = rs.getString(2);
+                    period = rs.getInt(3);
+                    status = TaskStatus.valueOf(rs.getString(4));
+                }
+            }
+            if (!status.pending()) {
+                return new ManualResult(ManualOutcome.CONFLICT, "task " + taskId + " is " + status
+                        + "; only OPEN or OVERDUE tasks can be closed or cancelled", 0);
+            }
+            long audit = audit(c, actor, action, v.get(), taskId, rule, instance, period, at, "task " + taskId, reason, null, now);
+            changes.addAll(recompute(c, v.get(), now, work));
+            TaskStatus after;
+            try (PreparedStatement q = c.prepareStatement("SELECT status FROM qc_task WHERE id = ?")) {
+                q.setLong(1, taskId);
+                try (ResultSet rs = q.executeQuery()) {
+                    rs.next();
+                    after = TaskStatus.valueOf(rs.getString(1));
+                }
+            }
+            if (after.pending()) {
+                throw new IllegalStateException("task " + taskId + " is still " + after + " after a manual " + action);
+            }
+            try (PreparedStatement up = c.prepareStatement("UPDATE qc_audit SET detail = ? WHERE id = ?")) {
+                up.setString(1, "{\"from\":\"" + status + "\",\"to\":\"" + after + "\"}");
+                up.setLong(2, audit);
+                up.executeUpdate();
+            }
+            return new ManualResult(ManualOutcome.DONE, status + " -> " + after, audit);
+        });
+        afterCommit(changes, work);
+        return r;
+    }
+
+    /** Writes an audit row in the caller's transaction. */
+    long audit(Connection c, String actor, String action, VisitKey v, Long taskId, String rule, String instance, Integer period,
+            Instant effectiveAt, String target, String reason, String detail, Instant now) throws SQLException {
+        try (PreparedStatement ins = c.prepareStatement("INSERT INTO qc_audit (action_at, actor, action, hospital, visit_id, task_id, "
+                + "task_rule, task_instance, task_period, effective_at, target, reason, detail) "
+                + "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", Statement.RETURN_GENERATED_KEYS)) {
+            ins.setObject(1, Database.utc(now));
+            ins.setString(2, actor);
+            ins.setString(3, action);
+            ins.setString(4, v == null ? null : v.hospital());
+            ins.setString(5, v == null ? null : v.visitId());
+            ins.setObject(6, taskId);
+            ins.setString(7, rule);
+            ins.setString(8, instance);
+            ins.setObject(9, period);
+            ins.setObject(10, effectiveAt == null ? null : Database.utc(effectiveAt));
+            ins.setString(11, target);
+            ins.setString(12, reason);
+            ins.setString(13, detail);
+            ins.executeUpdate();
+            try (ResultSet keys = ins.getGeneratedKeys()) {
+                keys.next();
+                return keys.getLong(1);
+            }
+        }
+    }
+
+    /** An audit row in its own transaction. */
+    public long audit(String actor, String action, String target, String reason, String detail) throws SQLException {
+        Instant now = clock.instant();
+        return db.inTransaction(c -> audit(c, actor, action, null, null, null, null, null, null, target, reason, detail, now));
+    }
+
+    // ---- Helpers -----------------------------------------------------------------------------------------------------
+
+    private JsonNode read(String json) {
+        try {
+            return mapper.readTree(json);
+        } catch (JsonProcessingException e) {
+            throw new IllegalStateException("stored envelope is not JSON: " + e.getMessage(), e);
+        }
+    }
+
+    String json(List<String> list) {
+        try {
+            return mapper.writeValueAsString(list);
+        } catch (JsonProcessingException e) {
+            throw new IllegalStateException(e);
+        }
+    }
+
+    List<String> list(String json) {
+        try {
+            return json == null ? List.of() : mapper.readValue(json, new TypeReference<List<String>>() {
+            });
+        } catch (JsonProcessingException e) {
+            return List.of(json);
+        }
+    }
+
+    static String reminders(List<Instant> r) {
+        return r.isEmpty() ? null : String.join(",", r.stream().map(Instant::toString).toList());
+    }
+
+    static List<Instant> reminders(String s) {
+        return s == null || s.isBlank() ? List.of() : Arrays.stream(s.split(",")).map(Instant::parse).toList();
+    }
+
+    static Instant instant(ResultSet rs, int col) throws SQLException {
+        OffsetDateTime t = rs.getObject(col, OffsetDateTime.class);
+        return t == null ? null : t.toInstant();
+    }
+
+    private static String cut(String s, int max) {
+        return s == null || s.length() <= max ? s : s.substring(0, max - 1) + "…";
+    }
+}
