@@ -37,6 +37,10 @@ public class JdbcBatchSink {
     public static final String TABLE = "HubSinkTable";
     public static final String DATASOURCE = "HubSinkDatasource";
     public static final String DUPLICATES = "HubDuplicates";
+    /** Set by kafka-source: record the batch in hub_processed (in the sink's transaction when it is the hub's DB). */
+    public static final String RECORD_PROCESSED = "HubRecordProcessed";
+    /** Set by this sink when it recorded the batch in hub_processed itself. */
+    public static final String PROCESSED_RECORDED = "HubProcessedRecorded";
     private static final Pattern TABLE_NAME = Pattern.compile("[A-Za-z_][A-Za-z0-9_]{0,62}(\\.[A-Za-z_][A-Za-z0-9_]{0,62})?");
 
     private final Map<String, Boolean> postgres = new java.util.concurrent.ConcurrentHashMap<>();
@@ -53,6 +57,13 @@ public class JdbcBatchSink {
             c.setAutoCommit(false);
             try {
                 inserted = isPostgres(datasource, c) ? insertUnnest(c, table, batch) : insertBatch(c, table, batch);
+                if (isHub(datasource) && exchange.getProperty(RECORD_PROCESSED, false, Boolean.class)) {
+                    // A Kafka-fed flow writing to the hub's own database: the processed-events record commits with
+                    // the rows, so a crash can never leave rows applied but not recorded (one commit instead of two).
+                    Arc.container().select(ProcessedEvents.class).get().insert(c, flow,
+                            batch.stream().map(Event::eventId).toList());
+                    exchange.setProperty(PROCESSED_RECORDED, true);
+                }
                 c.commit();
             } catch (SQLException e) {
                 c.rollback();
@@ -161,8 +172,12 @@ public class JdbcBatchSink {
         });
     }
 
+    private static boolean isHub(String name) {
+        return name == null || name.isBlank() || "hub".equals(name) || "<default>".equals(name);
+    }
+
     private static DataSource dataSource(String name) {
-        if (name == null || name.isBlank() || "hub".equals(name) || "<default>".equals(name)) {
+        if (isHub(name)) {
             return Arc.container().select(Database.class).get().dataSource();
         }
         var handle = Arc.container().select(DataSource.class, new DataSourceLiteral(name));

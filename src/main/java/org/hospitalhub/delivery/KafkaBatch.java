@@ -107,6 +107,7 @@ public class KafkaBatch {
         duplicates += events.size() - fresh.size();
         metrics.duplicates(flow, duplicates);
         exchange.setProperty(DeadLetterStore.BATCH, fresh);
+        exchange.setProperty(JdbcBatchSink.RECORD_PROCESSED, true);
         exchange.setProperty(BATCH_SIZE, fresh.size());
         return fresh;
     }
@@ -115,7 +116,7 @@ public class KafkaBatch {
     @SuppressWarnings("unchecked")
     public void delivered(Exchange exchange) throws SQLException {
         List<Event> batch = exchange.getProperty(DeadLetterStore.BATCH, List.class);
-        if (batch != null) {
+        if (batch != null && !exchange.getProperty(JdbcBatchSink.PROCESSED_RECORDED, false, Boolean.class)) {
             processed.record(exchange.getProperty("HubFlow", String.class), batch);
         }
     }
@@ -132,6 +133,31 @@ public class KafkaBatch {
         if (ex.getException() != null) {
             throw new IllegalStateException("dead-letter store failed: " + ex.getException().getMessage(), ex.getException());
         }
+    }
+
+    /**
+     * One synchronous commit for all partitions of the batch (one broker round trip instead of one per partition).
+     * Runs on the consumer's own thread (onCompletion BeforeConsumer), as Camel's per-partition commit does.
+     */
+    private static void commitAll(java.util.Collection<KafkaManualCommit> commits) {
+        if (commits.isEmpty()) {
+            return;
+        }
+        org.apache.kafka.clients.consumer.Consumer<?, ?> consumer = null;
+        Map<org.apache.kafka.common.TopicPartition, org.apache.kafka.clients.consumer.OffsetAndMetadata> offsets =
+                new LinkedHashMap<>();
+        long timeout = 0;
+        for (KafkaManualCommit c : commits) {
+            if (!(c instanceof org.apache.camel.component.kafka.consumer.DefaultKafkaManualCommit d)
+                    || consumer != null && d.getConsumer() != consumer) {
+                commits.forEach(KafkaManualCommit::commit); // not the default commit: let Camel do it
+                return;
+            }
+            consumer = d.getConsumer();
+            offsets.put(d.getPartition(), new org.apache.kafka.clients.consumer.OffsetAndMetadata(d.getRecordOffset() + 1));
+            timeout = Math.max(timeout, d.getCommitTimeout());
+        }
+        consumer.commitSync(offsets, java.time.Duration.ofMillis(timeout > 0 ? timeout : 5000));
     }
 
     /** The eventId of a record that failed validation, if it has one, so its dead letter can be found by it. */
@@ -162,6 +188,6 @@ public class KafkaBatch {
                 lastPerPartition.put(m.getHeader(KafkaConstants.TOPIC) + "/" + m.getHeader(KafkaConstants.PARTITION), commit);
             }
         }
-        lastPerPartition.values().forEach(KafkaManualCommit::commit);
+        commitAll(lastPerPartition.values());
     }
 }
