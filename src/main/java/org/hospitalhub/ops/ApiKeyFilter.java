@@ -35,6 +35,9 @@ public class ApiKeyFilter {
         if (caller.isEmpty()) {
             return error(Response.Status.UNAUTHORIZED, key == null ? "missing API key (header X-Api-Key)" : "unknown API key");
         }
+        if (caller.get().role() == Callers.Role.DOCTOR) { // a doctor key only opens the qc push WebSocket
+            return error(Response.Status.FORBIDDEN, "caller " + caller.get().name() + " (doctor) may only subscribe to the qc task push");
+        }
         boolean admin = !path.startsWith("/api/v1/events") && !isGatewayCall(ctx.getMethod(), path);
         if (admin && caller.get().role() != Callers.Role.OPERATOR) {
             return error(Response.Status.FORBIDDEN, "caller " + caller.get().name() + " lacks the operator role");

@@ -16,8 +16,8 @@ import org.jboss.logging.Logger;
 /**
  * The systems and operators allowed to call the hub, from {@code hub.auth.clients} (environment variable
  * HUB_AUTH_CLIENTS, a Kubernetes Secret in production): {@code name:role:key} entries separated by ';', role
- * {@code source} or {@code operator}, key plain or {@code sha256:<hex>}. Keys are compared by hash in constant time
- * and never logged.
+ * {@code source}, {@code operator} or {@code doctor} (name = the doctor's id, for the qc task push), key plain or
+ * {@code sha256:<hex>}. Keys are compared by hash in constant time and never logged.
  */
 @ApplicationScoped
 public class Callers {
@@ -26,7 +26,9 @@ public class Callers {
 
     public enum Role {
         SOURCE,
-        OPERATOR
+        OPERATOR,
+        /** A doctor: the entry's name is the doctor's id; may only subscribe to their own qc task push. */
+        DOCTOR
     }
 
     public record Caller(String name, Role role) {
@@ -56,7 +58,7 @@ public class Callers {
                 role = Role.valueOf(parts[1].strip().toUpperCase());
             } catch (IllegalArgumentException e) {
                 throw new IllegalStateException("hub.auth.clients entry " + n + " (" + parts[0]
-                        + "): role must be source or operator, got '" + parts[1] + "'");
+                        + "): role must be source, operator or doctor, got '" + parts[1] + "'");
             }
             String key = parts[2].strip();
             byte[] hash = key.startsWith("sha256:") ? HexFormat.of().parseHex(key.substring(7)) : sha256(key);
