@@ -58,7 +58,8 @@ class EveryRouteDeadLettersTest {
             "kafka-ingest", "an ingest, not a flow: invalid records to dead letter in KafkaTest",
             "rabbitmq-ingest", "an ingest, not a flow: invalid messages to dead letter in RabbitMqTest",
             "sql-poll-source", "an ingest, not a flow: bad rows to dead letter in SqlPollingTest",
-            "qc-sink", "refuses only events that contradict a visit's history: dead letters in QcTasksTest");
+            "qc-sink", "refuses only events that contradict a visit's history: dead letters in QcTasksTest",
+            "hl7-mllp-ingest", "an ingest, not a flow: refused HL7 messages (AR/AE) to dead letter in Hl7MllpTest");
 
     /** A valid event of each type the failing flows accept. */
     static final Map<String, Function<String, String>> SAMPLES = Map.of(
