@@ -1,5 +1,9 @@
 package org.hospitalhub.ops;
 
+import static org.hospitalhub.ops.QueryParams.params;
+import static org.hospitalhub.ops.QueryParams.single;
+
+import org.hospitalhub.ops.QueryParams.BadInput;
 import java.sql.SQLException;
 import java.time.Instant;
 import java.time.OffsetDateTime;
@@ -51,23 +55,6 @@ public class DeadLettersResource {
     public DeadLettersResource(DeadLetters letters, ObjectMapper mapper) {
         this.letters = letters;
         this.mapper = mapper;
-    }
-
-    /** Bad input: 400 naming the parameter or field. */
-    static final class BadInput extends RuntimeException {
-        final String field;
-        final String rule;
-
-        BadInput(String field, String rule, String message) {
-            super(message, null, false, false);
-            this.field = field;
-            this.rule = rule;
-        }
-
-        Response response() {
-            return Response.status(400).type(MediaType.APPLICATION_JSON)
-                    .entity(new ApiKeyFilter.ErrorBody(400, getMessage(), field, rule)).build();
-        }
     }
 
     @GET
@@ -225,32 +212,6 @@ public class DeadLettersResource {
             throw new BadInput("reason", "maxLength", "reason must be at most " + MAX_REASON + " characters");
         }
         return reason;
-    }
-
-    private static MultivaluedMap<String, String> params(UriInfo uri, Set<String> allowed) {
-        MultivaluedMap<String, String> q = uri.getQueryParameters();
-        for (String name : q.keySet()) {
-            if (!allowed.contains(name)) {
-                throw new BadInput(name, "unknown", "unknown parameter '" + name + "' (allowed: "
-                        + String.join(", ", new TreeSet<>(allowed)) + ")");
-            }
-        }
-        return q;
-    }
-
-    private static String single(MultivaluedMap<String, String> q, String name) {
-        List<String> values = q.get(name);
-        if (values == null || values.isEmpty()) {
-            return null;
-        }
-        if (values.size() > 1) {
-            throw new BadInput(name, "single", name + " may be given once");
-        }
-        String v = values.get(0).strip();
-        if (v.isEmpty()) {
-            throw new BadInput(name, "required", name + " must not be empty when given");
-        }
-        return v;
     }
 
     private static Filter filter(MultivaluedMap<String, String> q) {

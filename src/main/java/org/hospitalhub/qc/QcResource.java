@@ -1,5 +1,9 @@
 package org.hospitalhub.qc;
 
+import static org.hospitalhub.ops.QueryParams.params;
+import static org.hospitalhub.ops.QueryParams.single;
+
+import org.hospitalhub.ops.QueryParams.BadInput;
 import java.sql.SQLException;
 import java.time.Instant;
 import java.time.OffsetDateTime;
@@ -62,18 +66,6 @@ public class QcResource {
         this.deadLetters = deadLetters;
         this.clock = clock;
         this.mapper = mapper;
-    }
-
-    /** Bad input: 400 naming the parameter or field and the rule it breaks. */
-    static final class BadInput extends RuntimeException {
-        final String field;
-        final String rule;
-
-        BadInput(String field, String rule, String message) {
-            super(message, null, false, false);
-            this.field = field;
-            this.rule = rule;
-        }
     }
 
     private static Response error(int status, String message, String field, String rule) {
@@ -384,32 +376,6 @@ public class QcResource {
             throw new BadInput(name, "format", name + " must be an ISO-8601 date-time with offset, e.g. 2026-11-22T08:00:00+08:00; got '"
                     + v + "'");
         }
-    }
-
-    private static MultivaluedMap<String, String> params(UriInfo uri, Set<String> allowed) {
-        MultivaluedMap<String, String> q = uri.getQueryParameters();
-        for (String name : q.keySet()) {
-            if (!allowed.contains(name)) {
-                throw new BadInput(name, "unknown", "unknown parameter '" + name + "' (allowed: " + String.join(", ",
-                        new TreeSet<>(allowed)) + ")");
-            }
-        }
-        return q;
-    }
-
-    private static String single(MultivaluedMap<String, String> q, String name) {
-        List<String> values = q.get(name);
-        if (values == null || values.isEmpty()) {
-            return null;
-        }
-        if (values.size() > 1) {
-            throw new BadInput(name, "single", name + " may be given once");
-        }
-        String v = values.get(0).strip();
-        if (v.isEmpty()) {
-            throw new BadInput(name, "required", name + " must not be empty when given");
-        }
-        return v;
     }
 
     private static int limit(MultivaluedMap<String, String> q) {

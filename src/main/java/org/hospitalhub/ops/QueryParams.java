@@ -1,0 +1,65 @@
+package org.hospitalhub.ops;
+
+import java.util.List;
+import java.util.Set;
+import java.util.TreeSet;
+
+import jakarta.ws.rs.core.MediaType;
+import jakarta.ws.rs.core.MultivaluedMap;
+import jakarta.ws.rs.core.Response;
+import jakarta.ws.rs.core.UriInfo;
+
+/**
+ * Strict query parameters for the admin APIs: an unknown parameter is refused (a typo must not widen a filtered
+ * replay or a report), each parameter at most once and not empty. Errors are 400 naming the parameter and the rule.
+ */
+public final class QueryParams {
+
+    private QueryParams() {
+    }
+
+    /** Bad input: 400 naming the parameter or field and the rule it breaks. */
+    public static final class BadInput extends RuntimeException {
+        public final String field;
+        public final String rule;
+
+        public BadInput(String field, String rule, String message) {
+            super(message, null, false, false);
+            this.field = field;
+            this.rule = rule;
+        }
+
+        public Response response() {
+            return Response.status(400).type(MediaType.APPLICATION_JSON)
+                    .entity(new ApiKeyFilter.ErrorBody(400, getMessage(), field, rule)).build();
+        }
+    }
+
+    /** The query parameters, refusing any not in {@code allowed}. */
+    public static MultivaluedMap<String, String> params(UriInfo uri, Set<String> allowed) {
+        MultivaluedMap<String, String> q = uri.getQueryParameters();
+        for (String name : q.keySet()) {
+            if (!allowed.contains(name)) {
+                throw new BadInput(name, "unknown", "unknown parameter '" + name + "' (allowed: "
+                        + String.join(", ", new TreeSet<>(allowed)) + ")");
+            }
+        }
+        return q;
+    }
+
+    /** The parameter's one value, stripped; null when absent. */
+    public static String single(MultivaluedMap<String, String> q, String name) {
+        List<String> values = q.get(name);
+        if (values == null || values.isEmpty()) {
+            return null;
+        }
+        if (values.size() > 1) {
+            throw new BadInput(name, "single", name + " may be given once");
+        }
+        String v = values.get(0).strip();
+        if (v.isEmpty()) {
+            throw new BadInput(name, "required", name + " must not be empty when given");
+        }
+        return v;
+    }
+}
