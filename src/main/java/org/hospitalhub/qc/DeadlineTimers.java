@@ -1,9 +1,12 @@
 package org.hospitalhub.qc;
 
 import java.time.Instant;
+import java.util.ArrayList;
 import java.util.Date;
+import java.util.LinkedHashMap;
 import java.util.LinkedHashSet;
 import java.util.List;
+import java.util.Map;
 import java.util.Set;
 
 import jakarta.enterprise.context.ApplicationScoped;
@@ -33,6 +36,8 @@ public class DeadlineTimers {
 
     private static final Logger LOG = Logger.getLogger(DeadlineTimers.class);
     public static final String GROUP = "qc";
+    /** Tasks whose timers are written in one Quartz transaction. */
+    static final int CHUNK = 25;
 
     private final Instance<Scheduler> scheduler;
     private final Database db;
@@ -54,27 +59,91 @@ public class DeadlineTimers {
         return scheduler.get();
     }
 
+    /**
+     * Schedules or removes the timers of the tasks a change touched, {@value #CHUNK} tasks per Quartz transaction and
+     * UPDATE transaction: task by task it was two commits per task (bench/run-qc.sh), and one transaction for a whole
+     * batch would hold Quartz's TRIGGER_ACCESS lock so long that the timer threads, which need it to fire, fall behind.
+     * If a chunk fails, each of its tasks is tried on its own, so that one bad task does not leave the others without
+     * timers.
+     */
     void apply(List<TaskEngine.TimerWork> work) {
+        Map<Long, TaskEngine.TimerWork> last = new LinkedHashMap<>(); // a task changed twice in a batch: its last state
         for (TaskEngine.TimerWork w : work) {
-            try {
-                if (w.schedule()) {
-                    schedule(w.taskId(), w.due(), w.reminders());
-                } else {
-                    drop(w.taskId());
+            last.remove(w.taskId());
+            last.put(w.taskId(), w);
+        }
+        List<TaskEngine.TimerWork> all = new ArrayList<>(last.values());
+        for (int i = 0; i < all.size(); i += CHUNK) {
+            applyChunk(all.subList(i, Math.min(all.size(), i + CHUNK)));
+        }
+    }
+
+    private void applyChunk(List<TaskEngine.TimerWork> chunk) {
+        Map<Long, TaskEngine.TimerWork> last = new LinkedHashMap<>();
+        chunk.forEach(w -> last.put(w.taskId(), w));
+        Instant now = Instant.now();
+        Map<JobDetail, Set<? extends Trigger>> jobs = new LinkedHashMap<>();
+        List<JobKey> drops = new ArrayList<>();
+        for (TaskEngine.TimerWork w : last.values()) {
+            if (w.schedule()) {
+                JobDetail job = jobDetail(w.taskId());
+                jobs.put(job, triggers(w.taskId(), job, w.due(), w.reminders(), now));
+            } else {
+                drops.add(job(w.taskId()));
+            }
+        }
+        try {
+            if (!jobs.isEmpty()) {
+                scheduler.get().scheduleJobs(jobs, true);
+            }
+            if (!drops.isEmpty()) {
+                scheduler.get().deleteJobs(drops);
+            }
+            db.inTransaction(c -> {
+                try (var set = c.prepareStatement("UPDATE qc_task SET timer_due_at = ? WHERE id = ? AND due_at = ?");
+                        var clear = c.prepareStatement("UPDATE qc_task SET timer_due_at = NULL WHERE id = ?")) {
+                    for (TaskEngine.TimerWork w : last.values()) {
+                        if (w.schedule()) {
+                            set.setObject(1, Database.utc(w.due()));
+                            set.setLong(2, w.taskId());
+                            set.setObject(3, Database.utc(w.due()));
+                            set.addBatch();
+                        } else {
+                            clear.setLong(1, w.taskId());
+                            clear.addBatch();
+                        }
+                    }
+                    set.executeBatch();
+                    clear.executeBatch();
                 }
-            } catch (SchedulerException | java.sql.SQLException | RuntimeException e) {
-                // the task row says its timers are not scheduled (timer_due_at): reconciliation schedules them
-                LOG.warnf("qc task %d: timers not %s (reconciliation will retry): %s", w.taskId(),
-                        w.schedule() ? "scheduled" : "removed", e.getMessage());
+                return null;
+            });
+        } catch (SchedulerException | java.sql.SQLException | RuntimeException batchFailed) {
+            LOG.debugf("qc timers of %d tasks failed as a batch, trying them one by one: %s", last.size(),
+                    batchFailed.getMessage());
+            for (TaskEngine.TimerWork w : last.values()) {
+                try {
+                    if (w.schedule()) {
+                        schedule(w.taskId(), w.due(), w.reminders());
+                    } else {
+                        drop(w.taskId());
+                    }
+                } catch (SchedulerException | java.sql.SQLException | RuntimeException e) {
+                    // the task row says its timers are not scheduled (timer_due_at): reconciliation schedules them
+                    LOG.warnf("qc task %d: timers not %s (reconciliation will retry): %s", w.taskId(),
+                            w.schedule() ? "scheduled" : "removed", e.getMessage());
+                }
             }
         }
     }
 
-    /** Replaces the task's timers: the deadline and the reminders still to come (a reminder already due fires now). */
-    public void schedule(long taskId, Instant due, List<Instant> reminders) throws SchedulerException, java.sql.SQLException {
-        Instant now = Instant.now();
-        JobDetail job = JobBuilder.newJob(TimerJob.class).withIdentity(job(taskId))
-                .usingJobData(TimerJob.TASK, String.valueOf(taskId)).build();
+    private static JobDetail jobDetail(long taskId) {
+        return JobBuilder.newJob(TimerJob.class).withIdentity(job(taskId)).usingJobData(TimerJob.TASK, String.valueOf(taskId))
+                .build();
+    }
+
+    /** The deadline's trigger and one per reminder still to come (a reminder already due fires now). */
+    private static Set<Trigger> triggers(long taskId, JobDetail job, Instant due, List<Instant> reminders, Instant now) {
         Set<Trigger> triggers = new LinkedHashSet<>();
         triggers.add(trigger(dueTrigger(taskId), job, TimerJob.DUE, due));
         for (Instant r : reminders) {
@@ -83,7 +152,13 @@ public class DeadlineTimers {
                         TimerJob.REMIND, r));
             }
         }
-        scheduler.get().scheduleJob(job, triggers, true);
+        return triggers;
+    }
+
+    /** Replaces the task's timers: the deadline and the reminders still to come (a reminder already due fires now). */
+    public void schedule(long taskId, Instant due, List<Instant> reminders) throws SchedulerException, java.sql.SQLException {
+        JobDetail job = jobDetail(taskId);
+        scheduler.get().scheduleJob(job, triggers(taskId, job, due, reminders, Instant.now()), true);
         db.inTransaction(c -> {
             try (var up = c.prepareStatement("UPDATE qc_task SET timer_due_at = ? WHERE id = ? AND due_at = ?")) {
                 up.setObject(1, Database.utc(due));

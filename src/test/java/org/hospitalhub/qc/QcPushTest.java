@@ -164,6 +164,30 @@ class QcPushTest {
     }
 
     @Test
+    void aDepartmentReceivesItsTasksAndTheOnesItIsAskedToAnswer() throws Exception {
+        String ward = "W" + UUID.randomUUID().toString().substring(0, 6);
+        String consulted = "C" + UUID.randomUUID().toString().substring(0, 6);
+        Conn wardTasks = connect("department=" + ward, QcEvents.OPS);
+        Conn consultedTasks = connect("department=" + consulted, QcEvents.OPS);
+        until(wardTasks, ready());
+        until(consultedTasks, ready());
+        QcEvents v = visit("dept");
+        Instant t = Instant.now();
+        v.post(v.admission(t, ward, "DR-W1"), v.event(v.id(), ClinicalEvent.CONSULTATION_REQUESTED, t.plusSeconds(60),
+                "consultationId", "C1", "urgency", "emergency", "department", ward, "consultedDepartment", consulted));
+        // the consulted department answers the emergency consultation (recipient department:<consultedDepartment>)
+        JsonNode consult = until(consultedTasks, event("CREATED", "consultation-record")).get(0);
+        assertEquals(consulted, consult.path("department").asText());
+        assertEquals("[\"department:" + consulted + "\"]", consult.path("recipients").toString());
+        assertNull(consultedTasks.messages().poll(300, TimeUnit.MILLISECONDS), "none of the ward's tasks: ");
+        // the ward gets the four tasks of the admission, not the consultation
+        List<JsonNode> got = until(wardTasks, event("CREATED", "progress-note"));
+        assertEquals(4, got.size(), got.toString());
+        got.forEach(m -> assertEquals(ward, m.path("department").asText()));
+        assertNull(wardTasks.messages().poll(300, TimeUnit.MILLISECONDS), "not the consulted department's task");
+    }
+
+    @Test
     void aDoctorKeyReceivesItsOwnTasksOnlyAndTheKeyMayBeAQueryParameter() throws Exception {
         Conn c = connect("key=test-doctor-key", null);
         until(c, ready());

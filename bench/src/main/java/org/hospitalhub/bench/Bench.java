@@ -348,7 +348,7 @@ public final class Bench {
         StringBuilder md = new StringBuilder();
         md.append("# Benchmark results\n\n");
         md.append("Written by `bench/run.sh` (see [README.md](README.md) for what each figure means). ");
-        md.append("Every run overwrites this file.\n\n");
+        md.append("Every run rewrites this file except the qc section (written by `bench/run-qc.sh`), which it keeps.\n\n");
         md.append("Command:\n\n    ").append(command).append("\n\n");
         md.append("| | |\n|---|---|\n");
         md.append("| date | ").append(ZonedDateTime.now().format(DateTimeFormatter.RFC_1123_DATE_TIME)).append(" |\n");
@@ -407,7 +407,7 @@ public final class Bench {
         notes.forEach((k, v) -> md.append("- ").append(k).append(": ").append(v).append('\n'));
         md.append("\nThe load average above says how busy the machine was: figures from a machine running other work "
                 + "are noisy and only indicative.\n");
-        Files.writeString(results, md.toString());
+        Files.writeString(results, ResultsFile.keepingQcSection(results, md.toString()));
     }
 
     private void delayDetail(StringBuilder md, String who, Delays x) {
@@ -452,7 +452,7 @@ public final class Bench {
         return sorted.get(Math.max(0, Math.min(sorted.size() - 1, i)));
     }
 
-    private static String loadAverage() {
+    static String loadAverage() {
         try {
             String[] f = Files.readString(Path.of("/proc/loadavg")).split(" ");
             return f[0] + ", " + f[1] + ", " + f[2];
@@ -461,7 +461,7 @@ public final class Bench {
         }
     }
 
-    private static String cpuModel() {
+    static String cpuModel() {
         try {
             return Files.readAllLines(Path.of("/proc/cpuinfo")).stream().filter(l -> l.startsWith("model name"))
                     .map(l -> l.substring(l.indexOf(':') + 1).trim()).findFirst().orElse("unknown CPU");
@@ -470,7 +470,7 @@ public final class Bench {
         }
     }
 
-    private static String memTotal() {
+    static String memTotal() {
         try {
             return Files.readAllLines(Path.of("/proc/meminfo")).stream().filter(l -> l.startsWith("MemTotal"))
                     .map(l -> Long.parseLong(l.replaceAll("\\D", "")) / 1024 / 1024 + " GB").findFirst().orElse("?");
@@ -479,12 +479,12 @@ public final class Bench {
         }
     }
 
-    private static int env(String name, int def) {
+    static int env(String name, int def) {
         String v = System.getenv(name);
         return v == null || v.isBlank() ? def : Integer.parseInt(v.trim().replace("_", ""));
     }
 
-    private static String envText(String name, String def) {
+    static String envText(String name, String def) {
         String v = System.getenv(name);
         return v == null ? def : v;
     }

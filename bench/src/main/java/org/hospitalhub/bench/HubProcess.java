@@ -77,6 +77,10 @@ final class HubProcess implements AutoCloseable {
         throw new IOException("the hub did not start within " + max + "; see " + log);
     }
 
+    int port() {
+        return httpPort;
+    }
+
     boolean alive() {
         return process.isAlive();
     }
