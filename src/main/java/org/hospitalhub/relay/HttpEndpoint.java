@@ -1,0 +1,353 @@
+package org.hospitalhub.relay;
+
+import java.time.Instant;
+import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
+import java.util.concurrent.ConcurrentHashMap;
+
+import org.hospitalhub.relay.client.SendResult;
+import org.jboss.logging.Logger;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+
+import io.vertx.core.Context;
+import io.vertx.core.Vertx;
+import io.vertx.ext.web.RoutingContext;
+
+/**
+ * The HTTP side of a node, for its clients and child nodes: {@code POST /relay/v1/packets} (a batch, stored before
+ * the 200), {@code GET /relay/v1/inbox?cursor=N&wait=S&limit=L} (acknowledges the peer's mailbox up to N, then
+ * answers with what follows, waiting up to S seconds when there is nothing yet), {@code GET /relay/v1/hello}.
+ * Authentication: {@code Authorization: Bearer <token>} issued by this node. Outside /api: the hub's API keys do not
+ * open it and these tokens do not open the API.
+ */
+final class HttpEndpoint {
+
+    private static final Logger LOG = Logger.getLogger(HttpEndpoint.class);
+    static final ObjectMapper JSON = new ObjectMapper();
+
+    private final RelayNode node;
+    private final Map<String, Poll> waiting = new ConcurrentHashMap<>();
+    private final Map<String, Instant> lastPoll = new ConcurrentHashMap<>();
+
+    HttpEndpoint(RelayNode node) {
+        this.node = node;
+    }
+
+    void handle(RoutingContext ctx) {
+        String path = ctx.request().path();
+        String method = ctx.request().method().name();
+        try {
+            if (!node.running()) {
+                error(ctx, new Refusal(503, "relay node " + node.id() + " is not running", null, null, null));
+                return;
+            }
+            Peer peer = authenticate(ctx);
+            if (path.startsWith("/relay/v1/files/")) { // files travel over HTTP whatever the packets' transport
+                files(ctx, peer, path.substring("/relay/v1/files/".length()), method);
+                return;
+            }
+            node.checkTransport(peer, Topology.Transport.HTTP);
+            switch (path) {
+                case "/relay/v1/packets" -> {
+                    if (!"POST".equals(method)) {
+                        throw new Refusal(405, "use POST on /relay/v1/packets", null, null, null);
+                    }
+                    send(ctx, peer);
+                }
+                case "/relay/v1/inbox" -> {
+                    if (!"GET".equals(method)) {
+                        throw new Refusal(405, "use GET on /relay/v1/inbox", null, null, null);
+                    }
+                    inbox(ctx, peer);
+                }
+                case "/relay/v1/hello" -> ok(ctx, JSON.createObjectNode().put("id", peer.id()).put("node", node.id())
+                        .put("level", node.topology.level()));
+                default -> throw new Refusal(404, "no relay endpoint " + path + " (packets, inbox, hello)", null, null, null);
+            }
+        } catch (Refusal r) {
+            error(ctx, r);
+        }
+    }
+
+    /**
+     * {@code PUT /relay/v1/files/<sha256>?size=N&offset=K} appends a chunk (409 with the offset to resume at when K is
+     * not where the store is; 422 when the complete file does not match its checksum); {@code GET .../<sha256>/offset}
+     * says where to resume; {@code GET .../<sha256>} downloads (fetched through the tree if this node lacks it).
+     */
+    private void files(RoutingContext ctx, Peer peer, String rest, String method) {
+        FileStore files = node.files();
+        if (files == null) {
+            throw new Refusal(404, "node " + node.id() + " has no file store", null, null, null);
+        }
+        boolean offsetOnly = rest.endsWith("/offset");
+        String sha = offsetOnly ? rest.substring(0, rest.length() - "/offset".length()) : rest;
+        if (!FileStore.SHA256.matcher(sha).matches()) {
+            throw new Refusal(400, "a file is named by its sha256 (64 lowercase hex digits)", "sha256", "pattern", null);
+        }
+        if ("PUT".equals(method) && !offsetOnly) {
+            long size = number(ctx, "size", -1, 0, Long.MAX_VALUE);
+            long offset = number(ctx, "offset", 0, 0, Long.MAX_VALUE);
+            if (size < 0) {
+                throw new Refusal(400, "size (the whole file's bytes) is required", "size", "required", null);
+            }
+            byte[] bytes = ctx.body().buffer() == null ? new byte[0] : ctx.body().buffer().getBytes();
+            node.vertx.executeBlocking(() -> files.write(sha, size, offset, bytes), false).onComplete(ar -> {
+                if (ar.succeeded()) {
+                    if (ar.result().complete()) {
+                        node.replicateFiles();
+                    }
+                    ctx.response().setStatusCode(ar.result().complete() ? 201 : 200);
+                    ok(ctx, JSON.createObjectNode().put("sha256", sha).put("offset", ar.result().offset())
+                            .put("complete", ar.result().complete()));
+                } else if (ar.cause() instanceof FileStore.FileRefusal r) {
+                    ObjectNode b = JSON.createObjectNode().put("status", r.status()).put("error", r.getMessage())
+                            .put("field", r.field()).put("rule", r.rule()).put("offset", r.offset);
+                    ctx.response().setStatusCode(r.status()).putHeader("Content-Type", "application/json").end(b.toString());
+                } else {
+                    error(ctx, new Refusal(503, "the chunk could not be stored; ask for the offset and send again", null, null, null));
+                }
+            });
+            return;
+        }
+        if (!"GET".equals(method)) {
+            throw new Refusal(405, "files: PUT a chunk, GET the file or its offset", null, null, null);
+        }
+        if (offsetOnly) {
+            node.vertx.executeBlocking(() -> JSON.createObjectNode().put("sha256", sha).put("offset", files.offset(sha))
+                    .put("complete", java.nio.file.Files.exists(files.complete(sha))), false).onComplete(ar -> {
+                        if (ar.succeeded()) {
+                            ok(ctx, ar.result());
+                        } else {
+                            error(ctx, new Refusal(503, "file store unavailable", null, null, null));
+                        }
+                    });
+            return;
+        }
+        node.vertx.executeBlocking(() -> files.find(sha), false).onComplete(ar -> {
+            if (ar.failed()) {
+                error(ctx, new Refusal(502, "file " + sha + " could not be fetched through the tree: " + ar.cause().getMessage(),
+                        null, null, null));
+            } else if (ar.result().isEmpty()) {
+                error(ctx, new Refusal(404, "no file " + sha + " here or above", "sha256", "known-file", null));
+            } else {
+                ctx.response().putHeader("Content-Type", "application/octet-stream").putHeader("X-Checksum-Sha256", sha)
+                        .sendFile(ar.result().get().toString());
+            }
+        });
+    }
+
+    private Peer authenticate(RoutingContext ctx) {
+        String auth = ctx.request().getHeader("Authorization");
+        if (auth == null || !auth.regionMatches(true, 0, "Bearer ", 0, 7)) {
+            throw new Refusal(401, "missing relay token (header Authorization: Bearer <token>)", "Authorization", "required", null);
+        }
+        return node.authenticate(auth.substring(7))
+                .orElseThrow(() -> new Refusal(401, "unknown relay token", "Authorization", "known-token", null));
+    }
+
+    private void send(RoutingContext ctx, Peer peer) {
+        JsonNode body;
+        try {
+            body = JSON.readTree(ctx.body().buffer() == null ? new byte[0] : ctx.body().buffer().getBytes());
+        } catch (Exception e) {
+            throw new Refusal(400, "the body is not JSON: " + e.getClass().getSimpleName(), "body", "json", null);
+        }
+        List<PacketStore.Incoming> batch = node.validate(body == null ? null : body.get("packets"), peer);
+        node.vertx.executeBlocking(() -> node.store(batch, peer), false).onComplete(ar -> {
+            if (ar.failed()) {
+                LOG.warnf("Relay node %s: storing %d packets from %s failed (not acknowledged): %s", node.id(), batch.size(),
+                        peer.id(), ar.cause().toString());
+                error(ctx, new Refusal(503, "the packets could not be stored; send them again", null, null, null));
+                return;
+            }
+            ObjectNode answer = JSON.createObjectNode();
+            ArrayNode results = answer.putArray("results");
+            for (SendResult r : ar.result()) {
+                ObjectNode o = results.addObject().put("packetId", r.packetId()).put("status", r.status().name());
+                if (r.reason() != null) {
+                    o.put("reason", r.reason());
+                }
+            }
+            ok(ctx, answer);
+        });
+    }
+
+    private void inbox(RoutingContext ctx, Peer peer) {
+        long cursor = number(ctx, "cursor", 0, 0, Long.MAX_VALUE);
+        long wait = number(ctx, "wait", 0, 0, node.options.pollMaxWait().toSeconds());
+        int limit = (int) number(ctx, "limit", 100, 1, 500);
+        lastPoll.put(peer.id(), node.clock.instant());
+        Poll poll = new Poll(ctx, peer, cursor, limit, Vertx.currentContext());
+        Poll previous = waiting.put(peer.id(), poll);
+        if (previous != null) {
+            previous.context.runOnContext(v -> previous.answer(List.of())); // one poller per peer: the newer request wins
+        }
+        ctx.response().closeHandler(v -> poll.done = true);
+        node.vertx.executeBlocking(() -> {
+            node.store.acknowledge(peer.id(), cursor, node.clock.instant());
+            return node.store.pending(peer.id(), cursor, limit);
+        }, false).onComplete(ar -> {
+            if (ar.failed()) {
+                waiting.remove(peer.id(), poll);
+                error(ctx, new Refusal(503, "the mailbox could not be read; poll again", null, null, null));
+            } else if (!ar.result().isEmpty() || wait == 0) {
+                poll.answer(ar.result());
+            } else {
+                poll.timer = node.vertx.setTimer(wait * 1000, t -> poll.recheck(true));
+                if (poll.missed) { // a packet came while the mailbox was being read: look again now
+                    poll.recheck(false);
+                }
+            }
+        });
+    }
+
+    private static long number(RoutingContext ctx, String name, long dflt, long min, long max) {
+        List<String> values = ctx.queryParam(name);
+        if (values.isEmpty()) {
+            return dflt;
+        }
+        if (values.size() > 1) {
+            throw new Refusal(400, name + " given twice", name, "single", null);
+        }
+        try {
+            long v = Long.parseLong(values.get(0));
+            if (v < min || v > max) {
+                throw new Refusal(400, name + " must be between " + min + " and " + max, name, "range", null);
+            }
+            return v;
+        } catch (NumberFormatException e) {
+            throw new Refusal(400, name + " must be an integer", name, "integer", null);
+        }
+    }
+
+    /** A waiting long-poll. Its state is touched on its own Vert.x context only. */
+    private final class Poll {
+        final RoutingContext ctx;
+        final Peer peer;
+        final long cursor;
+        final int limit;
+        final Context context;
+        volatile boolean done;
+        long timer = -1;
+        boolean checking;
+        /** A wake-up before the timer was set or during a check: check (again) as soon as possible. */
+        boolean missed;
+
+        Poll(RoutingContext ctx, Peer peer, long cursor, int limit, Context context) {
+            this.ctx = ctx;
+            this.peer = peer;
+            this.cursor = cursor;
+            this.limit = limit;
+            this.context = context;
+        }
+
+        void wake() {
+            context.runOnContext(v -> recheck(false));
+        }
+
+        void recheck(boolean timedOut) {
+            if (done) {
+                return;
+            }
+            if (timer < 0 || checking) {
+                missed = true;
+                if (!timedOut) {
+                    return;
+                }
+            }
+            checking = true;
+            missed = false;
+            node.vertx.executeBlocking(() -> node.store.pending(peer.id(), cursor, limit), false).onComplete(ar -> {
+                checking = false;
+                if (ar.succeeded() && (!ar.result().isEmpty() || timedOut)) {
+                    answer(ar.result());
+                } else if (timedOut) {
+                    answer(List.of());
+                } else if (missed) {
+                    recheck(false);
+                }
+            });
+        }
+
+        void answer(List<PacketStore.Stored> rows) {
+            if (done) {
+                return;
+            }
+            done = true;
+            if (timer >= 0) {
+                node.vertx.cancelTimer(timer);
+            }
+            waiting.remove(peer.id(), this);
+            StringBuilder sb = new StringBuilder(256 + rows.stream().mapToInt(r -> r.body().length() + 32).sum());
+            sb.append("{\"id\":").append(quote(peer.id())).append(",\"node\":").append(quote(node.id())).append(",\"packets\":[");
+            for (int i = 0; i < rows.size(); i++) {
+                PacketStore.Stored r = rows.get(i);
+                sb.append(i == 0 ? "" : ",").append("{\"seq\":").append(r.seq()).append(",\"packet\":").append(r.body()).append('}');
+            }
+            sb.append("]}");
+            if (!ctx.response().ended() && !ctx.response().closed()) {
+                ctx.response().putHeader("Content-Type", "application/json").end(sb.toString());
+            }
+        }
+    }
+
+    static String quote(String s) {
+        try {
+            return JSON.writeValueAsString(s);
+        } catch (Exception e) {
+            throw new IllegalStateException(e);
+        }
+    }
+
+    void wake(String hop) {
+        Poll p = waiting.get(hop);
+        if (p != null) {
+            p.wake();
+        }
+    }
+
+    void wakeAll() {
+        waiting.values().forEach(Poll::wake);
+    }
+
+    Map<String, Instant> recentPollers() {
+        return new TreeMap<>(lastPoll);
+    }
+
+    void close() {
+        waiting.values().forEach(p -> p.context.runOnContext(v -> {
+            if (!p.done) {
+                p.done = true;
+                if (!p.ctx.response().ended()) {
+                    p.ctx.response().setStatusCode(503).end();
+                }
+            }
+        }));
+        waiting.clear();
+    }
+
+    private static void ok(RoutingContext ctx, JsonNode body) {
+        ctx.response().putHeader("Content-Type", "application/json").end(body.toString());
+    }
+
+    static void error(RoutingContext ctx, Refusal r) {
+        ObjectNode b = JSON.createObjectNode().put("status", r.status()).put("error", r.getMessage());
+        if (r.field() != null) {
+            b.put("field", r.field());
+        }
+        if (r.rule() != null) {
+            b.put("rule", r.rule());
+        }
+        if (r.packetId() != null) {
+            b.put("packetId", r.packetId());
+        }
+        if (!ctx.response().ended()) {
+            ctx.response().setStatusCode(r.status()).putHeader("Content-Type", "application/json").end(b.toString());
+        }
+    }
+}

@@ -1,0 +1,414 @@
+package org.hospitalhub.relay;
+
+import java.sql.Connection;
+import java.sql.PreparedStatement;
+import java.sql.ResultSet;
+import java.sql.SQLException;
+import java.time.Instant;
+import java.time.OffsetDateTime;
+import java.time.ZoneOffset;
+import java.util.ArrayList;
+import java.util.HashSet;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.TreeMap;
+
+import javax.sql.DataSource;
+
+import org.hospitalhub.relay.client.Packet;
+import org.hospitalhub.relay.client.SendResult;
+
+/**
+ * The node's packets in its database (table relay_packet): stored before the previous hop is acknowledged, read per
+ * hop in hop_seq order, settled when the next hop acknowledged, dead-lettered with a reason when their ttl passes or
+ * they cannot be routed. The top node also writes its audit rows here, in the same transaction.
+ */
+final class PacketStore {
+
+    /** A packet about to be stored: where it goes next (or why it is dead on arrival). */
+    record Incoming(Packet packet, String body, Routing.Decision decision) {
+    }
+
+    /** A stored packet as the next hop gets it. */
+    record Stored(long id, String packetId, String hop, long seq, String body, int attempts, String sender, String target) {
+    }
+
+    /** A dead letter, for operators. */
+    record Dead(long id, String packetId, String sender, String target, String command, int sizeBytes,
+            OffsetDateTime createdAt, OffsetDateTime deadAt, String hop, String reason, int attempts) {
+    }
+
+    record Audit(long id, String packetId, String sender, String target, String command, int sizeBytes,
+            OffsetDateTime createdAt, OffsetDateTime passedAt, String receivedFrom) {
+    }
+
+    static final String DEAD_HOP = "!dead";
+
+    private final DataSource ds;
+    private final String node;
+    private final boolean audit;
+
+    PacketStore(DataSource ds, String node, boolean audit) {
+        this.ds = ds;
+        this.node = node;
+        this.audit = audit;
+    }
+
+    /**
+     * Stores the new packets of one request in one transaction, in order: duplicates (a packetId already here, or
+     * twice in the batch) are not stored again; packets already past their ttl or without a route are stored dead.
+     * The hop counters are locked in name order (no deadlock between two requests), which also makes the hop_seq
+     * values commit in order.
+     */
+    List<SendResult> store(List<Incoming> batch, String receivedFrom, boolean fromParent, Instant now) throws SQLException {
+        try (Connection c = ds.getConnection()) {
+            c.setAutoCommit(false);
+            try {
+                List<SendResult> results = store(c, batch, receivedFrom, fromParent ? "D" : "U", now);
+                c.commit();
+                return results;
+            } catch (SQLException | RuntimeException e) {
+                c.rollback();
+                throw e;
+            }
+        }
+    }
+
+    private List<SendResult> store(Connection c, List<Incoming> batch, String receivedFrom, String leg, Instant now)
+            throws SQLException {
+        List<String> hops = new ArrayList<>();
+        List<String> reasons = new ArrayList<>();
+        for (Incoming in : batch) {
+            String reason = in.decision().deadReason();
+            if (reason == null && !in.packet().expiresAt().isAfter(now)) {
+                reason = "ttl of " + in.packet().ttl() + " s had passed (created " + in.packet().createdAt()
+                        + ") when the packet reached node " + node;
+            }
+            reasons.add(reason);
+            hops.add(reason == null ? in.decision().hop() : DEAD_HOP);
+        }
+        // lock each hop's counter (name order) before looking for duplicates: a concurrent copy of the same packet
+        // for the same hop waits here and then sees this one
+        Map<String, Integer> perHop = new TreeMap<>();
+        hops.forEach(h -> perHop.merge(h, 1, Integer::sum));
+        Map<String, Long> nextSeq = new LinkedHashMap<>();
+        for (Map.Entry<String, Integer> e : perHop.entrySet()) {
+            nextSeq.put(e.getKey(), reserve(c, e.getKey(), e.getValue()));
+        }
+        Set<String> seen = existing(c, batch.stream().map(i -> i.packet().packetId()).toList(), leg);
+        List<SendResult> results = new ArrayList<>();
+        Set<String> inBatch = new HashSet<>();
+        try (PreparedStatement ins = c.prepareStatement("INSERT INTO relay_packet (packet_id, sender, target, command, "
+                + "correlation_id, body, size_bytes, created_at, expires_at, received_at, received_from, hop, hop_seq, "
+                + "status, last_error, done_at, leg) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+                PreparedStatement aud = audit ? c.prepareStatement("INSERT INTO relay_audit (packet_id, sender, target, "
+                        + "command, size_bytes, created_at, passed_at, received_from) VALUES (?, ?, ?, ?, ?, ?, ?, ?)") : null) {
+            for (int i = 0; i < batch.size(); i++) {
+                Incoming in = batch.get(i);
+                Packet p = in.packet();
+                if (seen.contains(p.packetId()) || !inBatch.add(p.packetId())) {
+                    results.add(new SendResult(p.packetId(), SendResult.Status.DUPLICATE, null));
+                    continue;
+                }
+                String hop = hops.get(i);
+                long seq = nextSeq.merge(hop, 1L, Long::sum) - 1;
+                String reason = reasons.get(i);
+                int size = in.body().getBytes(java.nio.charset.StandardCharsets.UTF_8).length;
+                ins.setString(1, p.packetId());
+                ins.setString(2, p.from());
+                ins.setString(3, p.to());
+                ins.setString(4, p.command());
+                ins.setString(5, p.correlationId());
+                ins.setString(6, in.body());
+                ins.setInt(7, size);
+                ins.setObject(8, utc(p.createdAt()));
+                ins.setObject(9, utc(p.expiresAt()));
+                ins.setObject(10, utc(now));
+                ins.setString(11, receivedFrom);
+                ins.setString(12, hop);
+                ins.setLong(13, seq);
+                ins.setString(14, reason == null ? "PENDING" : "DEAD");
+                ins.setString(15, cut(reason));
+                ins.setObject(16, reason == null ? null : utc(now));
+                ins.setString(17, leg);
+                ins.addBatch();
+                if (aud != null) {
+                    aud.setString(1, p.packetId());
+                    aud.setString(2, p.from());
+                    aud.setString(3, p.to());
+                    aud.setString(4, p.command());
+                    aud.setInt(5, size);
+                    aud.setObject(6, utc(p.createdAt()));
+                    aud.setObject(7, utc(now));
+                    aud.setString(8, receivedFrom);
+                    aud.addBatch();
+                }
+                results.add(new SendResult(p.packetId(), reason == null ? SendResult.Status.STORED : SendResult.Status.DEAD, reason));
+            }
+            ins.executeBatch();
+            if (aud != null) {
+                aud.executeBatch();
+            }
+        }
+        return results;
+    }
+
+    /** Reserves {@code n} sequence numbers of a hop; the row stays locked until the transaction ends. */
+    private static long reserve(Connection c, String hop, int n) throws SQLException {
+        for (int attempt = 0; attempt < 2; attempt++) {
+            try (PreparedStatement up = c.prepareStatement("UPDATE relay_hop SET next_seq = next_seq + ? WHERE hop = ?")) {
+                up.setInt(1, n);
+                up.setString(2, hop);
+                if (up.executeUpdate() == 1) {
+                    try (PreparedStatement q = c.prepareStatement("SELECT next_seq FROM relay_hop WHERE hop = ?")) {
+                        q.setString(1, hop);
+                        try (ResultSet rs = q.executeQuery()) {
+                            rs.next();
+                            return rs.getLong(1) - n;
+                        }
+                    }
+                }
+            }
+            try (PreparedStatement ins = c.prepareStatement("INSERT INTO relay_hop (hop, next_seq) VALUES (?, 1) ON CONFLICT DO NOTHING")) {
+                ins.setString(1, hop);
+                ins.executeUpdate();
+            }
+        }
+        throw new SQLException("cannot reserve a sequence number for hop " + hop);
+    }
+
+    private static Set<String> existing(Connection c, List<String> ids, String leg) throws SQLException {
+        Set<String> found = new HashSet<>();
+        if (ids.isEmpty()) {
+            return found;
+        }
+        StringBuilder sql = new StringBuilder("SELECT packet_id FROM relay_packet WHERE leg = ? AND packet_id IN (");
+        for (int i = 0; i < ids.size(); i++) {
+            sql.append(i == 0 ? "?" : ", ?");
+        }
+        try (PreparedStatement q = c.prepareStatement(sql.append(')').toString())) {
+            q.setString(1, leg);
+            for (int i = 0; i < ids.size(); i++) {
+                q.setString(i + 2, ids.get(i));
+            }
+            try (ResultSet rs = q.executeQuery()) {
+                while (rs.next()) {
+                    found.add(rs.getString(1));
+                }
+            }
+        }
+        return found;
+    }
+
+    /** The hop's packets still to send, after {@code afterSeq}, in order. */
+    List<Stored> pending(String hop, long afterSeq, int limit) throws SQLException {
+        try (Connection c = ds.getConnection();
+                PreparedStatement q = c.prepareStatement("SELECT id, packet_id, hop, hop_seq, body, attempts, sender, target "
+                        + "FROM relay_packet WHERE hop = ? AND status = 'PENDING' AND hop_seq > ? ORDER BY hop_seq LIMIT ?")) {
+            q.setString(1, hop);
+            q.setLong(2, afterSeq);
+            q.setInt(3, limit);
+            List<Stored> out = new ArrayList<>();
+            try (ResultSet rs = q.executeQuery()) {
+                while (rs.next()) {
+                    out.add(new Stored(rs.getLong(1), rs.getString(2), rs.getString(3), rs.getLong(4), rs.getString(5),
+                            rs.getInt(6), rs.getString(7), rs.getString(8)));
+                }
+            }
+            return out;
+        }
+    }
+
+    /** The next hop acknowledged everything of this hop up to {@code seq}. */
+    int acknowledge(String hop, long seq, Instant now) throws SQLException {
+        if (seq <= 0) {
+            return 0;
+        }
+        try (Connection c = ds.getConnection();
+                PreparedStatement up = c.prepareStatement("UPDATE relay_packet SET status = 'SENT', done_at = ? "
+                        + "WHERE hop = ? AND hop_seq <= ? AND status = 'PENDING'")) {
+            up.setObject(1, utc(now));
+            up.setString(2, hop);
+            up.setLong(3, seq);
+            return up.executeUpdate();
+        }
+    }
+
+    void markSent(List<Stored> rows, Instant now) throws SQLException {
+        update(rows, "UPDATE relay_packet SET status = 'SENT', done_at = ? WHERE id = ? AND status = 'PENDING'", now, null);
+    }
+
+    void markDead(List<Stored> rows, String reason, Instant now) throws SQLException {
+        update(rows, "UPDATE relay_packet SET status = 'DEAD', done_at = ?, last_error = ? WHERE id = ? AND status = 'PENDING'",
+                now, cut(reason));
+    }
+
+    void markAttempt(List<Stored> rows, String error) throws SQLException {
+        try (Connection c = ds.getConnection();
+                PreparedStatement up = c.prepareStatement("UPDATE relay_packet SET attempts = attempts + 1, last_error = ? WHERE id = ?")) {
+            for (Stored r : rows) {
+                up.setString(1, cut(error));
+                up.setLong(2, r.id());
+                up.addBatch();
+            }
+            up.executeBatch();
+        }
+    }
+
+    private void update(List<Stored> rows, String sql, Instant now, String reason) throws SQLException {
+        try (Connection c = ds.getConnection(); PreparedStatement up = c.prepareStatement(sql)) {
+            for (Stored r : rows) {
+                int i = 1;
+                up.setObject(i++, utc(now));
+                if (reason != null) {
+                    up.setString(i++, reason);
+                }
+                up.setLong(i, r.id());
+                up.addBatch();
+            }
+            up.executeBatch();
+        }
+    }
+
+    /** Packets still waiting whose ttl has passed become dead letters, with the hop they waited for. */
+    int expire(Instant now) throws SQLException {
+        List<Object[]> due = new ArrayList<>();
+        try (Connection c = ds.getConnection();
+                PreparedStatement q = c.prepareStatement("SELECT id, hop, last_error, attempts, created_at, expires_at "
+                        + "FROM relay_packet WHERE status = 'PENDING' AND expires_at <= ? ORDER BY id LIMIT 1000")) {
+            q.setObject(1, utc(now));
+            try (ResultSet rs = q.executeQuery()) {
+                while (rs.next()) {
+                    due.add(new Object[] {rs.getLong(1), rs.getString(2), rs.getString(3), rs.getInt(4)});
+                }
+            }
+            if (due.isEmpty()) {
+                return 0;
+            }
+            try (PreparedStatement up = c.prepareStatement("UPDATE relay_packet SET status = 'DEAD', done_at = ?, last_error = ? "
+                    + "WHERE id = ? AND status = 'PENDING'")) {
+                for (Object[] d : due) {
+                    String hop = (String) d[1];
+                    String waited = hop.startsWith(Routing.SERVICE_PREFIX) ? "service " + hop.substring(4) : hop;
+                    String why = "ttl expired at node " + node + " while waiting for " + waited + " to take it"
+                            + ((int) d[3] > 0 ? " (" + d[3] + " attempts, last error: " + d[2] + ")" : " (never picked up)");
+                    up.setObject(1, utc(now));
+                    up.setString(2, cut(why));
+                    up.setLong(3, (Long) d[0]);
+                    up.addBatch();
+                }
+                up.executeBatch();
+            }
+        }
+        return due.size();
+    }
+
+    /** Forgets settled packets older than the retention (which must exceed the largest ttl: dedupe window). */
+    int purge(Instant before) throws SQLException {
+        try (Connection c = ds.getConnection();
+                PreparedStatement del = c.prepareStatement("DELETE FROM relay_packet WHERE status = 'SENT' AND done_at < ?")) {
+            del.setObject(1, utc(before));
+            return del.executeUpdate();
+        }
+    }
+
+    List<Dead> deadLetters(String target, String sender, long afterId, int limit) throws SQLException {
+        StringBuilder sql = new StringBuilder("SELECT id, packet_id, sender, target, command, size_bytes, created_at, done_at, "
+                + "hop, last_error, attempts FROM relay_packet WHERE status = 'DEAD' AND id > ?");
+        List<Object> args = new ArrayList<>();
+        args.add(afterId);
+        if (target != null) {
+            sql.append(" AND target = ?");
+            args.add(target);
+        }
+        if (sender != null) {
+            sql.append(" AND sender = ?");
+            args.add(sender);
+        }
+        sql.append(" ORDER BY id LIMIT ?");
+        args.add(limit);
+        List<Dead> out = new ArrayList<>();
+        try (Connection c = ds.getConnection(); PreparedStatement q = c.prepareStatement(sql.toString())) {
+            bind(q, args);
+            try (ResultSet rs = q.executeQuery()) {
+                while (rs.next()) {
+                    out.add(new Dead(rs.getLong(1), rs.getString(2), rs.getString(3), rs.getString(4), rs.getString(5),
+                            rs.getInt(6), rs.getObject(7, OffsetDateTime.class), rs.getObject(8, OffsetDateTime.class),
+                            rs.getString(9), rs.getString(10), rs.getInt(11)));
+                }
+            }
+        }
+        return out;
+    }
+
+    List<Audit> audit(String sender, String target, String command, Instant from, Instant to, long afterId, int limit)
+            throws SQLException {
+        StringBuilder sql = new StringBuilder("SELECT id, packet_id, sender, target, command, size_bytes, created_at, "
+                + "passed_at, received_from FROM relay_audit WHERE id > ?");
+        List<Object> args = new ArrayList<>();
+        args.add(afterId);
+        if (sender != null) {
+            sql.append(" AND sender = ?");
+            args.add(sender);
+        }
+        if (target != null) {
+            sql.append(" AND target = ?");
+            args.add(target);
+        }
+        if (command != null) {
+            sql.append(" AND command = ?");
+            args.add(command);
+        }
+        if (from != null) {
+            sql.append(" AND passed_at >= ?");
+            args.add(utc(from));
+        }
+        if (to != null) {
+            sql.append(" AND passed_at < ?");
+            args.add(utc(to));
+        }
+        sql.append(" ORDER BY id LIMIT ?");
+        args.add(limit);
+        List<Audit> out = new ArrayList<>();
+        try (Connection c = ds.getConnection(); PreparedStatement q = c.prepareStatement(sql.toString())) {
+            bind(q, args);
+            try (ResultSet rs = q.executeQuery()) {
+                while (rs.next()) {
+                    out.add(new Audit(rs.getLong(1), rs.getString(2), rs.getString(3), rs.getString(4), rs.getString(5),
+                            rs.getInt(6), rs.getObject(7, OffsetDateTime.class), rs.getObject(8, OffsetDateTime.class),
+                            rs.getString(9)));
+                }
+            }
+        }
+        return out;
+    }
+
+    /** Packets per hop and status, for the status page. */
+    Map<String, Map<String, Long>> counts() throws SQLException {
+        Map<String, Map<String, Long>> out = new TreeMap<>();
+        try (Connection c = ds.getConnection();
+                PreparedStatement q = c.prepareStatement("SELECT hop, status, COUNT(*) FROM relay_packet GROUP BY hop, status");
+                ResultSet rs = q.executeQuery()) {
+            while (rs.next()) {
+                out.computeIfAbsent(rs.getString(1), k -> new TreeMap<>()).put(rs.getString(2), rs.getLong(3));
+            }
+        }
+        return out;
+    }
+
+    private static void bind(PreparedStatement q, List<Object> args) throws SQLException {
+        for (int i = 0; i < args.size(); i++) {
+            q.setObject(i + 1, args.get(i));
+        }
+    }
+
+    static OffsetDateTime utc(Instant i) {
+        return i.atOffset(ZoneOffset.UTC);
+    }
+
+    private static String cut(String s) {
+        return s == null || s.length() <= 2000 ? s : s.substring(0, 1999) + "…";
+    }
+}

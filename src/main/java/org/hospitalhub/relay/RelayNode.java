@@ -1,0 +1,518 @@
+package org.hospitalhub.relay;
+
+import java.sql.SQLException;
+import java.time.Clock;
+import java.time.Instant;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ConcurrentHashMap;
+
+import javax.sql.DataSource;
+
+import org.hospitalhub.relay.client.Packet;
+import org.hospitalhub.relay.client.SendResult;
+import org.jboss.logging.Logger;
+
+import com.fasterxml.jackson.databind.JsonNode;
+
+import io.micrometer.core.instrument.Counter;
+import io.micrometer.core.instrument.MeterRegistry;
+import io.micrometer.core.instrument.Metrics;
+import io.vertx.core.Future;
+import io.vertx.core.Vertx;
+import io.vertx.core.http.HttpServer;
+import io.vertx.core.http.HttpServerOptions;
+import io.vertx.ext.web.Router;
+import io.vertx.ext.web.RoutingContext;
+import io.vertx.ext.web.handler.BodyHandler;
+
+/**
+ * One relay node: a plain object built from its topology, tokens, database and ports, so the hub creates one from
+ * its configuration ({@link RelayApp}) and a test can build a whole tree in one JVM. Packets are stored in the node's
+ * database before the previous hop gets its acknowledgement, then leave per hop in order: to the parent through the
+ * {@link Uplink} (this node connects up, as its clients connect to it: links cross firewalls from below), to a child
+ * node or a client through that peer's mailbox, which the peer reads by long-polling HTTP or gets pushed over TCP.
+ */
+public final class RelayNode implements AutoCloseable {
+
+    private static final Logger LOG = Logger.getLogger(RelayNode.class);
+
+    final Topology topology;
+    final RelayOptions options;
+    final PacketStore store;
+    final Routing routing;
+    final Vertx vertx;
+    final Clock clock;
+    private final RelayTokens tokens;
+    private final String parentToken;
+    private final int httpPort;
+    private final int tcpPort;
+    private final String host;
+    private final boolean ownVertx;
+    private final Map<String, LocalService> services = new ConcurrentHashMap<>();
+    private ConsultationService consultation;
+    private final FileStore files;
+    private final java.util.concurrent.atomic.AtomicBoolean replicating = new java.util.concurrent.atomic.AtomicBoolean();
+    private final Map<String, ServiceDispatcher> serviceDispatchers = new ConcurrentHashMap<>();
+    final HttpEndpoint http;
+    private TcpEndpoint tcp;
+    private HttpServer httpServer;
+    private Uplink uplink;
+    private long sweepTimer = -1;
+    private volatile boolean running;
+    private final Counter stored;
+    private final Counter duplicates;
+    private final Counter dead;
+    final MeterRegistry registry;
+
+    private RelayNode(Builder b) {
+        this.topology = b.topology;
+        this.options = b.options;
+        this.tokens = b.tokens;
+        this.parentToken = b.parentToken;
+        this.httpPort = b.httpPort;
+        this.tcpPort = b.tcpPort;
+        this.host = b.host;
+        this.clock = b.clock;
+        this.ownVertx = b.vertx == null;
+        this.vertx = b.vertx == null ? Vertx.vertx() : b.vertx;
+        this.store = new PacketStore(b.dataSource, topology.node(), topology.audit());
+        this.routing = new Routing(topology, services::containsKey);
+        this.registry = b.registry == null ? Metrics.globalRegistry : b.registry;
+        this.http = new HttpEndpoint(this);
+        this.stored = counter("stored");
+        this.duplicates = counter("duplicate");
+        this.dead = counter("dead");
+        io.micrometer.core.instrument.Gauge.builder("hub_relay_tcp_connections", this, n -> n.tcp == null ? 0 : n.tcp.connectedPeers().size())
+                .description("Clients and child nodes connected to this relay node over TCP").tag("node", topology.node())
+                .register(registry);
+        io.micrometer.core.instrument.Gauge.builder("hub_relay_parent_connected", this, n -> n.parentConnected() ? 1 : 0)
+                .description("1 while this relay node's link to its parent is up").tag("node", topology.node()).register(registry);
+        this.files = b.fileDir == null ? null : new FileStore(b.fileDir,
+                topology.parent().map(Topology.Parent::url).filter(java.util.Objects::nonNull), parentToken, options.requestTimeout());
+        topology.consultation().ifPresent(c -> {
+            consultation = new ConsultationService(this, b.dataSource, c);
+            services.put(ConsultationService.NAME, consultation);
+        });
+        for (String id : tokens.ids()) {
+            if (!topology.clients().containsKey(id) && !topology.children().containsKey(id)) {
+                throw new IllegalArgumentException("hub.relay.tokens has a token for '" + id + "', which is neither a client nor a "
+                        + "child node of " + topology.node() + " in the topology");
+            }
+        }
+        if (topology.parent().isPresent() && (parentToken == null || parentToken.isBlank())) {
+            throw new IllegalArgumentException("node " + topology.node() + " has parent " + topology.parent().get().id()
+                    + " but no token for it (hub.relay.parent-token, env HUB_RELAY_PARENT_TOKEN)");
+        }
+    }
+
+    private Counter counter(String outcome) {
+        return Counter.builder("hub_relay_packets_total").description("Packets accepted by this relay node, by outcome")
+                .tag("node", topology.node()).tag("outcome", outcome).register(registry);
+    }
+
+    public static Builder builder() {
+        return new Builder();
+    }
+
+    public String id() {
+        return topology.node();
+    }
+
+    public Topology topology() {
+        return topology;
+    }
+
+    /** Starts listening (HTTP on its own port if one is given, TCP), connects to the parent, starts the sweeper. */
+    public synchronized RelayNode start() {
+        running = true;
+        List<Future<?>> listening = new ArrayList<>();
+        if (httpPort > 0) {
+            Router router = Router.router(vertx);
+            mount(router);
+            httpServer = vertx.createHttpServer(new HttpServerOptions().setHost(host).setPort(httpPort));
+            listening.add(httpServer.requestHandler(router).listen());
+        }
+        if (tcpPort > 0) {
+            tcp = new TcpEndpoint(this);
+            listening.add(tcp.listen(host, tcpPort));
+        }
+        for (Future<?> f : listening) {
+            try {
+                f.toCompletionStage().toCompletableFuture().get(30, java.util.concurrent.TimeUnit.SECONDS);
+            } catch (Exception e) {
+                close();
+                throw new IllegalStateException("relay node " + id() + " cannot listen: " + e.getMessage(), e);
+            }
+        }
+        topology.parent().ifPresent(p -> {
+            uplink = new Uplink(this, p, parentToken);
+            uplink.start();
+        });
+        services.keySet().forEach(this::startService);
+        sweepTimer = vertx.setPeriodic(options.sweepPeriod().toMillis(), t -> sweep());
+        LOG.infof("Relay node %s (%s) started: parent %s, children %s, clients %s, http %s, tcp %s", id(), topology.level(),
+                topology.parent().map(p -> p.id() + " over " + p.transport()).orElse("none (top server)"),
+                topology.children().keySet(), topology.clients().keySet(), httpPort > 0 ? httpPort : "shared", tcpPort);
+        return this;
+    }
+
+    /** Mounts the client/node endpoints ({@code /relay/v1/*}) on a router (the hub's main one, or this node's own). */
+    public void mount(Router router) {
+        router.route("/relay/v1/*").order(-100).handler(BodyHandler.create().setBodyLimit(
+                (long) options.maxPacketBytes() * Math.min(options.maxPacketsPerRequest(), 64) + 4096));
+        router.route("/relay/v1/*").order(-99).handler(this::handle);
+    }
+
+    public void handle(RoutingContext ctx) {
+        http.handle(ctx);
+    }
+
+    /** Registers a service reachable as {@code name@<this node>} (e.g. consultation); call before start. */
+    public void register(String name, LocalService service) {
+        services.put(name, service);
+        if (running) {
+            startService(name);
+        }
+    }
+
+    private void startService(String name) {
+        serviceDispatchers.computeIfAbsent(name, n -> {
+            ServiceDispatcher d = new ServiceDispatcher(this, n, services.get(n));
+            d.start();
+            return d;
+        });
+    }
+
+    // ---- accepting packets -----------------------------------------------------------------------------------------
+
+    /** The peer a token belongs to, if it is one of this node's clients or child nodes. */
+    Optional<Peer> authenticate(String token) {
+        return tokens.authenticate(token).map(id -> topology.clients().containsKey(id)
+                ? new Peer(topology.clientAddress(id), Peer.Kind.CLIENT)
+                : new Peer(id, Peer.Kind.CHILD));
+    }
+
+    /** Refuses a peer using a transport the topology does not give it. */
+    void checkTransport(Peer peer, Topology.Transport used) {
+        Topology.Transport allowed = peer.kind() == Peer.Kind.CHILD ? topology.children().get(peer.id()).transport()
+                : topology.clients().get(org.hospitalhub.relay.client.Address.local(peer.id()));
+        if (allowed != null && !allowed.allows(used)) {
+            throw new Refusal(403, peer.id() + " must connect to node " + id() + " over " + allowed, "transport",
+                    "transport-of-link", null);
+        }
+    }
+
+    /**
+     * Validates a request's packets (all or nothing: a {@link Refusal} names the field and rule) and checks that the
+     * peer may send each of them, before anything is stored.
+     */
+    List<PacketStore.Incoming> validate(JsonNode packets, Peer peer) {
+        if (packets == null || !packets.isArray()) {
+            throw new Refusal(400, "the body must be {\"packets\": [ ... ]}", "packets", "array", null);
+        }
+        if (packets.isEmpty() || packets.size() > options.maxPacketsPerRequest()) {
+            throw new Refusal(400, "a request carries 1 to " + options.maxPacketsPerRequest() + " packets, got " + packets.size(),
+                    "packets", "size", null);
+        }
+        List<PacketStore.Incoming> out = new ArrayList<>();
+        for (JsonNode n : packets) {
+            Packet p;
+            try {
+                p = Packet.fromJson(n);
+            } catch (Packet.InvalidPacketException e) {
+                throw new Refusal(400, e.getMessage(), e.field(), e.rule(), e.packetId());
+            }
+            if (p.ttl() > options.maxTtl().toSeconds()) {
+                throw new Refusal(400, "ttl must be at most " + options.maxTtl().toSeconds() + " s (hub.relay.max-ttl)", "ttl",
+                        "max", p.packetId());
+            }
+            String body = p.toJson().toString();
+            if (body.length() > options.maxPacketBytes()) { // chars <= bytes: a cheap first check
+                throw new Refusal(413, "packet larger than " + options.maxPacketBytes() + " bytes (hub.relay.max-packet-size); "
+                        + "files travel through the file store, packets carry references", "parameters", "max-size", p.packetId());
+            }
+            routing.authorize(p, peer);
+            out.add(new PacketStore.Incoming(p, body, routing.route(p, peer)));
+        }
+        return out;
+    }
+
+    /** Stores validated packets (blocking: call off the event loop) and wakes the hops they go to. */
+    List<SendResult> store(List<PacketStore.Incoming> batch, Peer from) throws SQLException {
+        List<SendResult> results = store.store(batch, from.id(), from.kind() == Peer.Kind.PARENT, clock.instant());
+        List<String> hops = new ArrayList<>();
+        for (int i = 0; i < results.size(); i++) {
+            switch (results.get(i).status()) {
+                case STORED -> {
+                    stored.increment();
+                    hops.add(batch.get(i).decision().hop());
+                }
+                case DUPLICATE -> duplicates.increment();
+                case DEAD -> {
+                    dead.increment();
+                    LOG.warnf("Relay node %s: packet %s from %s to %s dead-lettered on arrival: %s", id(),
+                            results.get(i).packetId(), batch.get(i).packet().from(), batch.get(i).packet().to(),
+                            results.get(i).reason());
+                }
+            }
+        }
+        hops.stream().distinct().forEach(this::signal);
+        return results;
+    }
+
+    /** A packet pulled from the parent (on the uplink's receive thread): stored, routed down, acknowledged after. */
+    void acceptFromParent(Packet p, String parentId) throws SQLException {
+        Peer parent = new Peer(parentId, Peer.Kind.PARENT);
+        store(List.of(new PacketStore.Incoming(p, p.toJson().toString(), routing.route(p, parent))), parent);
+    }
+
+    /**
+     * Sends a packet from a service of this node (e.g. a consultation offer), stored like any other; completes when
+     * stored. {@code from} must be {@code service@<this node>}.
+     */
+    public CompletableFuture<SendResult> sendLocal(Packet p) {
+        Peer local = new Peer(p.from(), Peer.Kind.LOCAL);
+        try {
+            routing.authorize(p, local);
+        } catch (Refusal r) {
+            return CompletableFuture.failedFuture(r);
+        }
+        return vertx.executeBlocking(() -> store(List.of(new PacketStore.Incoming(p, p.toJson().toString(),
+                routing.route(p, local))), local).get(0), false).toCompletionStage().toCompletableFuture();
+    }
+
+    /** Something new is waiting for this hop: wake its poller, TCP session, the uplink or the service. */
+    void signal(String hop) {
+        Uplink u = uplink;
+        if (u != null && hop.equals(u.parentId())) {
+            u.wake();
+            return;
+        }
+        if (hop.startsWith(Routing.SERVICE_PREFIX)) {
+            ServiceDispatcher d = serviceDispatchers.get(hop.substring(Routing.SERVICE_PREFIX.length()));
+            if (d != null) {
+                d.wake();
+            }
+            return;
+        }
+        http.wake(hop);
+        TcpEndpoint t = tcp;
+        if (t != null) {
+            t.wake(hop);
+        }
+    }
+
+    private void sweep() {
+        if (!running) {
+            return;
+        }
+        vertx.executeBlocking(() -> {
+            Instant now = clock.instant();
+            int expired = store.expire(now);
+            if (expired > 0) {
+                dead.increment(expired);
+                LOG.warnf("Relay node %s: %d packets passed their ttl and were dead-lettered", id(), expired);
+            }
+            store.purge(now.minus(options.retention()));
+            if (consultation != null) {
+                consultation.checkDeadlines();
+            }
+            return null;
+        }, false).onFailure(e -> LOG.warnf("Relay node %s: sweep failed (retried next period): %s", id(), e.getMessage()));
+        replicateFiles();
+        // a safety net for wake-ups that another replica's commit or a lost signal would not give
+        http.wakeAll();
+        TcpEndpoint t = tcp;
+        if (t != null) {
+            t.wakeAll();
+        }
+        Uplink u = uplink;
+        if (u != null) {
+            u.wake();
+        }
+        serviceDispatchers.values().forEach(ServiceDispatcher::wake);
+    }
+
+    FileStore files() {
+        return files;
+    }
+
+    /** Pushes complete files up to the parent, one run at a time (also at every sweep: retried until it has them). */
+    void replicateFiles() {
+        if (files == null || topology.parent().isEmpty() || !replicating.compareAndSet(false, true)) {
+            return;
+        }
+        vertx.executeBlocking(() -> files.replicateUp(), false).onComplete(ar -> replicating.set(false));
+    }
+
+    // ---- operators -------------------------------------------------------------------------------------------------
+
+    public List<PacketStore.Audit> audit(String sender, String target, String command, Instant from, Instant to, long after,
+            int limit) throws SQLException {
+        return store.audit(sender, target, command, from, to, after, limit);
+    }
+
+    public List<PacketStore.Dead> deadLetters(String target, String sender, long after, int limit) throws SQLException {
+        return store.deadLetters(target, sender, after, limit);
+    }
+
+    public Map<String, Object> status() throws SQLException {
+        Map<String, Object> s = new LinkedHashMap<>();
+        s.put("node", id());
+        s.put("level", topology.level());
+        s.put("top", topology.isTop());
+        s.put("audit", topology.audit());
+        s.put("localShortcut", topology.localShortcut());
+        Uplink u = uplink;
+        if (u != null) {
+            s.put("parent", Map.of("id", u.parentId(), "transport", topology.parent().get().transport().name().toLowerCase(),
+                    "connected", u.connected()));
+        }
+        s.put("children", topology.children().keySet());
+        s.put("clients", topology.clients().keySet());
+        s.put("connectedTcp", tcp == null ? List.of() : tcp.connectedPeers());
+        s.put("httpPollers", http.recentPollers());
+        s.put("packets", store.counts());
+        return s;
+    }
+
+    public boolean parentConnected() {
+        Uplink u = uplink;
+        return u != null && u.connected();
+    }
+
+    /** Drops every TCP connection of this node (tests: a link cut; the peers reconnect by themselves). */
+    public void dropTcpConnections() {
+        TcpEndpoint t = tcp;
+        if (t != null) {
+            t.dropAll();
+        }
+    }
+
+    @Override
+    public synchronized void close() {
+        running = false;
+        if (sweepTimer >= 0) {
+            vertx.cancelTimer(sweepTimer);
+        }
+        if (uplink != null) {
+            uplink.close();
+        }
+        serviceDispatchers.values().forEach(ServiceDispatcher::close);
+        serviceDispatchers.clear();
+        http.close();
+        await(httpServer == null ? null : httpServer.close());
+        if (tcp != null) {
+            await(tcp.close());
+        }
+        if (ownVertx) {
+            await(vertx.close());
+        }
+        LOG.infof("Relay node %s stopped", id());
+    }
+
+    private static void await(Future<?> f) {
+        if (f == null) {
+            return;
+        }
+        try {
+            f.toCompletionStage().toCompletableFuture().get(10, java.util.concurrent.TimeUnit.SECONDS);
+        } catch (Exception e) {
+            LOG.debugf("closing: %s", e.getMessage());
+        }
+    }
+
+    boolean running() {
+        return running;
+    }
+
+    public static final class Builder {
+        private Topology topology;
+        private RelayTokens tokens = RelayTokens.parse("");
+        private String parentToken;
+        private DataSource dataSource;
+        private Vertx vertx;
+        private int httpPort;
+        private int tcpPort;
+        private String host = "0.0.0.0";
+        private RelayOptions options = RelayOptions.defaults();
+        private MeterRegistry registry;
+        private Clock clock = Clock.systemUTC();
+        private java.nio.file.Path fileDir;
+
+        /** Folder of this node's file store; none: no file endpoints. */
+        public Builder fileDir(java.nio.file.Path dir) {
+            this.fileDir = dir;
+            return this;
+        }
+
+        public Builder topology(Topology t) {
+            this.topology = t;
+            return this;
+        }
+
+        public Builder tokens(RelayTokens t) {
+            this.tokens = t;
+            return this;
+        }
+
+        public Builder parentToken(String t) {
+            this.parentToken = t;
+            return this;
+        }
+
+        public Builder dataSource(DataSource ds) {
+            this.dataSource = ds;
+            return this;
+        }
+
+        /** The Vert.x instance to run on (the hub's); without one the node makes and closes its own. */
+        public Builder vertx(Vertx v) {
+            this.vertx = v;
+            return this;
+        }
+
+        /** Own HTTP port for {@code /relay/v1}; 0 when the hub mounts the endpoints on its main port. */
+        public Builder httpPort(int port) {
+            this.httpPort = port;
+            return this;
+        }
+
+        /** TCP port; 0 for no TCP. */
+        public Builder tcpPort(int port) {
+            this.tcpPort = port;
+            return this;
+        }
+
+        public Builder host(String host) {
+            this.host = host;
+            return this;
+        }
+
+        public Builder options(RelayOptions o) {
+            this.options = o;
+            return this;
+        }
+
+        public Builder registry(MeterRegistry r) {
+            this.registry = r;
+            return this;
+        }
+
+        public Builder clock(Clock c) {
+            this.clock = c;
+            return this;
+        }
+
+        public RelayNode build() {
+            java.util.Objects.requireNonNull(topology, "topology");
+            java.util.Objects.requireNonNull(dataSource, "dataSource");
+            return new RelayNode(this);
+        }
+    }
+}

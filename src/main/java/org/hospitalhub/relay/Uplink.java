@@ -1,0 +1,175 @@
+package org.hospitalhub.relay;
+
+import java.time.Duration;
+import java.util.List;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
+
+import org.hospitalhub.relay.client.Packet;
+import org.hospitalhub.relay.client.RelayClient;
+import org.hospitalhub.relay.client.RelayRejectedException;
+import org.jboss.logging.Logger;
+
+/**
+ * This node's link to its parent, opened from below (through the firewall, like any client) with the relay client
+ * SDK over the transport the parent chose. Down: packets from the parent's mailbox for this node are stored here
+ * (and routed on) before the client acknowledges them. Up: one thread sends this node's packets for the parent in
+ * hop order, marks them sent when the parent acknowledged, and while the parent is unreachable retries with backoff
+ * (attempts and the last error are kept on the packets); a packet the parent refuses is dead-lettered with the
+ * parent's reason so it does not block the ones behind it.
+ */
+final class Uplink {
+
+    private static final Logger LOG = Logger.getLogger(Uplink.class);
+    private static final int BATCH = 100;
+
+    private final RelayNode node;
+    private final Topology.Parent parent;
+    private final RelayClient client;
+    private final Thread forwarder;
+    private final Object signal = new Object();
+    private boolean signalled;
+    private volatile boolean running = true;
+
+    Uplink(RelayNode node, Topology.Parent parent, String token) {
+        this.node = node;
+        this.parent = parent;
+        RelayOptions o = node.options;
+        RelayClient.Builder b = RelayClient.builder().token(token).name(node.id() + "-up")
+                .heartbeat(o.heartbeat()).pollWait(o.parentPollWait()).requestTimeout(o.requestTimeout())
+                .reconnect(o.retryMin(), o.retryMax())
+                // the forwarder resends from the database; the client keeps nothing in memory for long
+                .sendTimeout(o.requestTimeout().multipliedBy(2))
+                .onPacket(p -> node.acceptFromParent(p, parent.id()))
+                .onState(s -> {
+                    LOG.infof("Relay node %s: link to parent %s %s", node.id(), parent.id(), s);
+                    if (s == RelayClient.State.CONNECTED) {
+                        wake(); // the parent is back: do not sit out the rest of the backoff
+                    }
+                })
+                .onError(e -> LOG.debugf("Relay node %s: link to parent %s: %s", node.id(), parent.id(), e.toString()));
+        if (parent.transport() == Topology.Transport.HTTP) {
+            b.http(parent.url());
+        } else {
+            b.tcp(parent.host(), parent.port());
+        }
+        this.client = b.build();
+        this.forwarder = new Thread(this::forward, "relay-" + node.id() + "-forward");
+        this.forwarder.setDaemon(true);
+    }
+
+    String parentId() {
+        return parent.id();
+    }
+
+    boolean connected() {
+        return client.connected();
+    }
+
+    void start() {
+        client.start();
+        forwarder.start();
+    }
+
+    void wake() {
+        synchronized (signal) {
+            signalled = true;
+            signal.notifyAll();
+        }
+    }
+
+    private void await(Duration d) throws InterruptedException {
+        synchronized (signal) {
+            if (!signalled) {
+                signal.wait(Math.max(1, d.toMillis()));
+            }
+            signalled = false;
+        }
+    }
+
+    private void forward() {
+        int failures = 0;
+        while (running) {
+            try {
+                List<PacketStore.Stored> rows = node.store.pending(parent.id(), 0, BATCH);
+                if (rows.isEmpty()) {
+                    await(node.options.sweepPeriod());
+                    continue;
+                }
+                try {
+                    sendAll(rows);
+                    failures = 0;
+                } catch (RelayRejectedException r) {
+                    isolate(rows);
+                } catch (TimeoutException | ExecutionException e) {
+                    Throwable cause = e instanceof ExecutionException ? e.getCause() : e;
+                    if (cause instanceof RelayRejectedException) {
+                        isolate(rows);
+                        continue;
+                    }
+                    node.store.markAttempt(rows, "parent " + parent.id() + " unreachable: " + cause);
+                    Duration pause = backoff(failures++);
+                    LOG.debugf("Relay node %s: %d packets for parent %s wait %s ms (attempt %d): %s", node.id(), rows.size(),
+                            parent.id(), pause.toMillis(), failures, cause.toString());
+                    await(pause);
+                }
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                return;
+            } catch (Exception e) {
+                if (!running) {
+                    return;
+                }
+                LOG.warnf("Relay node %s: forwarding to parent %s failed, retrying: %s", node.id(), parent.id(), e.toString());
+                try {
+                    await(backoff(failures++));
+                } catch (InterruptedException ie) {
+                    return;
+                }
+            }
+        }
+    }
+
+    private void sendAll(List<PacketStore.Stored> rows) throws Exception {
+        List<Packet> packets = rows.stream().map(r -> Packet.fromJson(read(r.body()))).toList();
+        client.sendAll(packets).get(node.options.requestTimeout().multipliedBy(3).toMillis(), TimeUnit.MILLISECONDS);
+        node.store.markSent(rows, node.clock.instant());
+    }
+
+    /** The parent refused the batch: send one by one, so only the refused packet is dead-lettered. */
+    private void isolate(List<PacketStore.Stored> rows) throws Exception {
+        for (PacketStore.Stored r : rows) {
+            try {
+                sendAll(List.of(r));
+            } catch (ExecutionException e) {
+                if (e.getCause() instanceof RelayRejectedException refused) {
+                    String why = "refused by parent " + parent.id() + ": " + refused.getMessage();
+                    node.store.markDead(List.of(r), why, node.clock.instant());
+                    LOG.warnf("Relay node %s: packet %s dead-lettered: %s", node.id(), r.packetId(), why);
+                } else {
+                    throw e;
+                }
+            }
+        }
+    }
+
+    private static com.fasterxml.jackson.databind.JsonNode read(String body) {
+        try {
+            return HttpEndpoint.JSON.readTree(body);
+        } catch (Exception e) {
+            throw new IllegalStateException(e);
+        }
+    }
+
+    private Duration backoff(int failures) {
+        long d = Math.min(node.options.retryMax().toMillis(), node.options.retryMin().toMillis() * (1L << Math.min(failures, 20)));
+        return Duration.ofMillis(d);
+    }
+
+    void close() {
+        running = false;
+        forwarder.interrupt();
+        client.close();
+    }
+}

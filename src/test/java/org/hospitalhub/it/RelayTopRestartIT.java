@@ -1,0 +1,158 @@
+package org.hospitalhub.it;
+
+import static org.awaitility.Awaitility.await;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.net.ServerSocket;
+import java.net.URI;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.TimeUnit;
+import java.util.stream.IntStream;
+
+import org.flywaydb.core.Flyway;
+import org.hospitalhub.relay.RelayNode;
+import org.hospitalhub.relay.RelayOptions;
+import org.hospitalhub.relay.RelayTokens;
+import org.hospitalhub.relay.Topology;
+import org.hospitalhub.relay.client.Packet;
+import org.hospitalhub.relay.client.RelayClient;
+import org.hospitalhub.relay.client.SendResult;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.Test;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+
+import io.agroal.api.AgroalDataSource;
+import io.agroal.api.configuration.supplier.AgroalDataSourceConfigurationSupplier;
+import io.agroal.api.security.NamePrincipal;
+
+/**
+ * The top (province) relay server is the packaged hub, killed with SIGKILL while packets flow both ways and then
+ * restarted on the same database: the city node below it (in this JVM, its own database) and the clients reconnect
+ * by themselves, and every packet arrives exactly once, in order; the top audited each once.
+ */
+class RelayTopRestartIT {
+
+    static final ObjectMapper JSON = new ObjectMapper();
+    static HubProcess province;
+    static RelayNode city;
+    static AgroalDataSource cityDs;
+    static final List<RelayClient> clients = new ArrayList<>();
+
+    @AfterAll
+    static void tearDown() throws Exception {
+        clients.forEach(RelayClient::close);
+        if (city != null) {
+            city.close();
+        }
+        if (cityDs != null) {
+            cityDs.close();
+        }
+        if (province != null && province.alive()) {
+            province.kill();
+        }
+    }
+
+    @Test
+    void killingTheTopServerLosesNothingAndEveryoneReconnectsByThemselves() throws Exception {
+        ItDatabase topDb = ItDatabase.fresh("relay_top");
+        ItDatabase cityDb = ItDatabase.fresh("relay_city");
+        Path work = Files.createDirectories(Path.of("target", "relay-it").toAbsolutePath());
+        int http = freePort();
+        int tcp = freePort();
+        Path topology = Files.writeString(work.resolve("province.yaml"), """
+                node: province
+                level: province
+                children: [{id: city-a, transport: tcp}]
+                clients: [{id: dr-zhao, transport: http}]
+                """);
+        province = new HubProcess(http, Map.ofEntries(Map.entry("QUARKUS_PROFILE", "postgres"),
+                Map.entry("HUB_DB_URL", topDb.url), Map.entry("HUB_DB_USERNAME", "postgres"),
+                Map.entry("HUB_AUTH_CLIENTS", "ops:operator:it-ops-key"),
+                Map.entry("HUB_RELAY_ENABLED", "true"), Map.entry("HUB_RELAY_TOPOLOGY_FILE", topology.toString()),
+                Map.entry("HUB_RELAY_TOKENS", "city-a:it-city-token;dr-zhao:it-zhao-token"),
+                Map.entry("HUB_RELAY_TCP_PORT", String.valueOf(tcp)), Map.entry("HUB_RELAY_HEARTBEAT", "1s"),
+                Map.entry("HUB_RELAY_SWEEP_PERIOD", "500ms")), work.resolve("province.log"));
+        province.start();
+
+        Flyway.configure().dataSource(cityDb.url, "postgres", "").locations("classpath:db/migration").load().migrate();
+        cityDs = AgroalDataSource.from(new AgroalDataSourceConfigurationSupplier().connectionPoolConfiguration(cp -> cp
+                .maxSize(10).connectionFactoryConfiguration(cf -> cf.jdbcUrl(cityDb.url).principal(new NamePrincipal("postgres")))));
+        int cityTcp = freePort();
+        RelayOptions fast = RelayOptions.defaults().withTimings(Duration.ofSeconds(1), Duration.ofSeconds(2),
+                Duration.ofSeconds(2), Duration.ofMillis(100), Duration.ofSeconds(1), Duration.ofMillis(300));
+        city = RelayNode.builder().topology(Topology.parse("""
+                node: city-a
+                level: city
+                parent: {id: province, transport: tcp, host: 127.0.0.1, port: %d}
+                clients: [{id: clinic-c, transport: tcp}]
+                """.formatted(tcp), "city-a")).tokens(RelayTokens.parse("clinic-c:it-clinic-token"))
+                .parentToken("it-city-token").dataSource(cityDs).tcpPort(cityTcp).host("127.0.0.1").options(fast).build().start();
+
+        List<Integer> atClinic = new CopyOnWriteArrayList<>();
+        List<Integer> atDoctor = new CopyOnWriteArrayList<>();
+        RelayClient clinic = client(RelayClient.builder().tcp("127.0.0.1", cityTcp).token("it-clinic-token"), atClinic);
+        RelayClient doctor = client(RelayClient.builder().http(URI.create("http://127.0.0.1:" + http)).token("it-zhao-token"), atDoctor);
+
+        int n = 150;
+        List<CompletableFuture<SendResult>> sent = new ArrayList<>();
+        for (int i = 0; i < n; i++) {
+            sent.add(clinic.send(Packet.create("clinic-c@city-a", "dr-zhao@province", "it.question",
+                    JSON.createObjectNode().put("n", i), 3600)));
+            sent.add(doctor.send(Packet.create("dr-zhao@province", "clinic-c@city-a", "it.answer",
+                    JSON.createObjectNode().put("n", i), 3600)));
+            if (i == n / 3) {
+                await().atMost(Duration.ofSeconds(30)).until(() -> atDoctor.size() > 10 && atClinic.size() > 10);
+                province.kill(); // SIGKILL mid-stream: no shutdown hook, no flush
+                assertTrue(atDoctor.size() < n / 2 && atClinic.size() < n / 2, "killed while packets were still flowing");
+            }
+            if (i == 2 * n / 3) {
+                await().atMost(Duration.ofSeconds(20)).until(() -> count(cityDs, "SELECT COUNT(*) FROM relay_packet "
+                        + "WHERE hop = 'province' AND status = 'PENDING' AND attempts > 0") > 0); // the city keeps retrying
+                province.start();
+            }
+        }
+        for (CompletableFuture<SendResult> f : sent) {
+            SendResult r = f.get(60, TimeUnit.SECONDS);
+            assertTrue(r.status() != SendResult.Status.DEAD, r.toString());
+        }
+        List<Integer> expected = IntStream.range(0, n).boxed().toList();
+        await().atMost(Duration.ofSeconds(60)).until(() -> atDoctor.size() >= n && atClinic.size() >= n);
+        Thread.sleep(500); // anything still coming would be a duplicate
+        assertEquals(expected, atDoctor, "every question once, in order, across the top server's crash");
+        assertEquals(expected, atClinic, "every answer once, in order, across the top server's crash");
+        assertEquals(n, topDb.count("SELECT COUNT(*) FROM relay_audit WHERE command = 'it.question'"), "audited once each");
+        assertEquals(n, topDb.count("SELECT COUNT(*) FROM relay_audit WHERE command = 'it.answer'"));
+        assertEquals(0, topDb.count("SELECT COUNT(*) FROM relay_packet WHERE status = 'DEAD'"));
+        assertTrue(city.parentConnected(), "the city node reconnected to the restarted top by itself");
+    }
+
+    private static RelayClient client(RelayClient.Builder b, List<Integer> into) {
+        RelayClient c = b.onPacket(p -> into.add(p.parameters().path("n").asInt())).heartbeat(Duration.ofSeconds(1))
+                .pollWait(Duration.ofSeconds(2)).requestTimeout(Duration.ofSeconds(2))
+                .reconnect(Duration.ofMillis(100), Duration.ofSeconds(1)).sendTimeout(Duration.ofSeconds(90)).build().start();
+        clients.add(c);
+        return c;
+    }
+
+    private static long count(javax.sql.DataSource ds, String sql) throws java.sql.SQLException {
+        try (var c = ds.getConnection(); var s = c.createStatement(); var rs = s.executeQuery(sql)) {
+            rs.next();
+            return rs.getLong(1);
+        }
+    }
+
+    private static int freePort() throws Exception {
+        try (ServerSocket s = new ServerSocket(0)) {
+            return s.getLocalPort();
+        }
+    }
+}

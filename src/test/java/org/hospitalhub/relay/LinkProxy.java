@@ -1,0 +1,109 @@
+package org.hospitalhub.relay;
+
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.OutputStream;
+import java.net.InetAddress;
+import java.net.ServerSocket;
+import java.net.Socket;
+import java.util.List;
+import java.util.concurrent.CopyOnWriteArrayList;
+
+/**
+ * A TCP forwarder on 127.0.0.1 between a child and its parent, to cut a link as a firewall would: {@link #blackhole}
+ * stops moving bytes (connections stay open, new ones are accepted and hang, like packets silently dropped),
+ * {@link #restore} closes what was held and forwards again.
+ */
+final class LinkProxy implements AutoCloseable {
+
+    private final ServerSocket server;
+    private final int targetPort;
+    private final List<Socket> open = new CopyOnWriteArrayList<>();
+    private volatile boolean blackhole;
+    private volatile boolean closed;
+
+    LinkProxy(int targetPort) throws IOException {
+        this.targetPort = targetPort;
+        this.server = new ServerSocket(0, 50, InetAddress.getLoopbackAddress());
+        Thread t = new Thread(this::accept, "link-proxy-" + server.getLocalPort());
+        t.setDaemon(true);
+        t.start();
+    }
+
+    int port() {
+        return server.getLocalPort();
+    }
+
+    void blackhole() {
+        blackhole = true;
+    }
+
+    void restore() {
+        blackhole = false;
+        open.forEach(s -> {
+            try {
+                s.close();
+            } catch (IOException ignored) {
+                // cut
+            }
+        });
+        open.clear();
+    }
+
+    private void accept() {
+        while (!closed) {
+            try {
+                Socket in = server.accept();
+                open.add(in);
+                if (blackhole) {
+                    continue; // held open, never answered
+                }
+                Socket out = new Socket(InetAddress.getLoopbackAddress(), targetPort);
+                open.add(out);
+                pipe(in, out);
+                pipe(out, in);
+            } catch (IOException e) {
+                if (closed) {
+                    return;
+                }
+            }
+        }
+    }
+
+    private void pipe(Socket from, Socket to) {
+        Thread t = new Thread(() -> {
+            byte[] buf = new byte[16384];
+            try (InputStream in = from.getInputStream(); OutputStream out = to.getOutputStream()) {
+                int n;
+                while ((n = in.read(buf)) >= 0) {
+                    while (blackhole) { // bytes in flight are held, not delivered
+                        Thread.sleep(20);
+                        if (from.isClosed()) {
+                            return;
+                        }
+                    }
+                    out.write(buf, 0, n);
+                    out.flush();
+                }
+            } catch (IOException | InterruptedException e) {
+                // link cut
+            } finally {
+                try {
+                    from.close();
+                    to.close();
+                } catch (IOException ignored) {
+                    // closed
+                }
+            }
+        }, "link-proxy-pipe");
+        t.setDaemon(true);
+        t.start();
+    }
+
+    @Override
+    public void close() throws IOException {
+        closed = true;
+        server.close();
+        restore();
+    }
+}
