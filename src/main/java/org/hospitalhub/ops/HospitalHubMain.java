@@ -8,7 +8,8 @@ import io.quarkus.runtime.Quarkus;
 /**
  * The hub's entry point. {@code java -jar quarkus-run.jar} starts the hub as before; {@code java -jar quarkus-run.jar
  * validate DIR} checks a hospital's route files against the shared ones and exits, without starting Quarkus (no
- * database, broker or port needed), so an integrator can check YAML before deploying it.
+ * database, broker or port needed), so an integrator can check YAML before deploying it. {@code cdm-init},
+ * {@code cdm-generate} and {@code cdm-load} prepare a federation node's clinical schema (see CdmCommands).
  * <p>
  * Made the jar's entry point by {@code quarkus.package.main-class}, not by {@code @QuarkusMain}: Camel Quarkus does not
  * start Camel by itself when an application has a {@code @QuarkusMain}, and {@code @QuarkusTest} never calls a main.
@@ -18,6 +19,9 @@ public class HospitalHubMain {
     public static void main(String... args) {
         if (args.length > 0 && "validate".equals(args[0])) {
             System.exit(validate(args, System.out, System.err));
+        }
+        if (args.length > 0 && args[0].startsWith("cdm-")) {
+            System.exit(org.hospitalhub.federation.cdm.CdmCommands.run(args, System.getenv(), System.out, System.err));
         }
         Quarkus.run(args);
     }
