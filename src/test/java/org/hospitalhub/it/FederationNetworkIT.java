@@ -32,7 +32,9 @@ import com.fasterxml.jackson.databind.JsonNode;
  * it returns (here by a relay that delivers them out of order and twice: executed in the initiator's order, once);
  * resend on demand; forged, replayed and expired messages rejected; a slow node not delaying the others; an execution
  * that fails and succeeds on the automatic retry without leftover results; a node killed (SIGKILL) in the middle of a
- * step runs it again after its restart; statuses and results reported back through the central hub.
+ * step runs it again after its restart; statuses and results reported back through the central hub; small cells
+ * suppressed; pooled statistics (north's pooled endpoint) equal to the union of the nodes' per-person values. Steps are
+ * executed by the real data side (StudyExecutor on each node's synthetic OMOP CDM schema).
  */
 class FederationNetworkIT {
 
@@ -43,8 +45,6 @@ class FederationNetworkIT {
 
     @BeforeAll
     static void startNetwork() throws Exception {
-        org.junit.jupiter.api.Assumptions.assumeTrue(FederationStudy.DATA_SIDE,
-                "needs the data side of #4 (a StepExecutor, the OMOP CDM schema and data) in this build");
         net = new FederationNodes("federation-it", List.of("north", "hub", "south"));
         north = net.node("north");
         hub = net.node("hub");
@@ -138,7 +138,7 @@ class FederationNetworkIT {
         FederationStudy.breakData(hub);
         sql(hub, "UPDATE fed_node SET base_url = 'http://127.0.0.1:9' WHERE node_id = 'south'");
         String cohort2 = addStep(project, "cohort", FederationStudy.COHORT2, "{}");
-        String analysis2 = addStep(project, "analysis", FederationStudy.ANALYSIS2, "{\"cohort\":\"" + cohort2 + "\"}");
+        String analysis2 = addStep(project, "variables", FederationStudy.VARIABLES2, "{\"cohort\":\"" + cohort2 + "\"}");
         await().atMost(Duration.ofSeconds(30)).until(() -> count(hub, "SELECT COUNT(*) FROM fed_execution WHERE step_id = '"
                 + cohort2 + "' AND node_id = 'hub' AND status = 'FAILED' AND retryable") == 1);
         FederationStudy.repairData(hub);
@@ -202,8 +202,9 @@ class FederationNetworkIT {
         assertTrue(rejections.get(2).path("reason").asText().contains("signature does not verify"), rejections.toString());
 
         // ---- a slow node delays nobody ----------------------------------------------------------------------------
+        String cohort3;
         try (Connection lock = FederationStudy.slowDown(south)) {
-            String cohort3 = addStep(project, "cohort", FederationStudy.COHORT3, "{}");
+            cohort3 = addStep(project, "cohort", FederationStudy.COHORT3, "{}");
             awaitAtNorth(project, cohort3, "north", FederationStudy.DONE, 30);
             awaitAtNorth(project, cohort3, "hub", FederationStudy.DONE, 30);
             awaitAtNorth(project, cohort3, "south", "RUNNING", 10); // its query waits on the lock, the others are done
@@ -219,7 +220,7 @@ class FederationNetworkIT {
         }
 
         // ---- results: small cells suppressed, pooled statistics equal the union's ----------------------------------
-        FederationStudy.results(north, hub, south, project, all);
+        FederationStudy.results(north, hub, south, project, variables, analysis, cohort2, cohort3);
     }
 
     private static void sql(Node n, String sql) throws Exception {

@@ -149,6 +149,8 @@ final class FederationNodes implements AutoCloseable {
             env.put("HUB_FEDERATION_OUTBOX_BACKOFF_INITIAL", "200ms");
             env.put("HUB_FEDERATION_OUTBOX_BACKOFF_MAX", "1s");
             env.put("HUB_FEDERATION_STEPS_POLL_PERIOD", "100");
+            env.put("HUB_FEDERATION_ENABLED", "true"); // the data side (StudyExecutor) on this node
+            env.put("HUB_FEDERATION_PSEUDONYM_KEY", "it-only-pseudonym-key-" + n.id);
             env.putAll(extraEnv.getOrDefault(n.id, Map.of()));
             n.process = new HubProcess(n.port, env, work.resolve(n.id + ".log"));
         }

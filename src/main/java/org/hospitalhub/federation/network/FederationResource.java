@@ -26,6 +26,7 @@ import jakarta.ws.rs.core.MediaType;
 import jakarta.ws.rs.core.Response;
 
 import org.eclipse.microprofile.config.inject.ConfigProperty;
+import org.hospitalhub.federation.study.ResultPooling;
 import org.hospitalhub.ops.ApiKeyFilter;
 import org.hospitalhub.ops.Callers;
 import org.jboss.resteasy.reactive.RestStreamElementType;
@@ -191,6 +192,29 @@ public class FederationResource {
             out.put("stepId", stepId);
             out.put("nodes", results);
             return Response.ok(out).build();
+        });
+    }
+
+    /**
+     * The step's results pooled across the nodes that returned one, exactly, from their sufficient statistics
+     * ({@link ResultPooling}): JSON with the per-node results, the pooled figures and the nodes included, or CSV.
+     */
+    @GET
+    @Path("/projects/{projectId}/steps/{stepId}/pooled")
+    @Produces({ MediaType.APPLICATION_JSON, "text/csv" })
+    public Response pooled(@PathParam("projectId") String projectId, @PathParam("stepId") String stepId,
+            @QueryParam("format") String format, @HeaderParam("Accept") String accept) {
+        return guarded(() -> {
+            projects.stepDetails(projectId, stepId);
+            Map<String, JsonNode> results = projects.results(projectId, stepId);
+            if (results.isEmpty()) {
+                return error(404, "stepId", "no node has returned a result of step " + stepId + " yet");
+            }
+            com.fasterxml.jackson.databind.node.ObjectNode pooled = ResultPooling.pool(results);
+            if (wantsCsv(format, accept)) {
+                return Response.ok(ResultPooling.csv(pooled), "text/csv; charset=UTF-8").build();
+            }
+            return Response.ok(pooled).build();
         });
     }
 
