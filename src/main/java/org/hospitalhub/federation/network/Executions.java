@@ -1,0 +1,268 @@
+package org.hospitalhub.federation.network;
+
+import java.sql.Connection;
+import java.sql.PreparedStatement;
+import java.sql.ResultSet;
+import java.sql.SQLException;
+import java.time.Instant;
+import java.time.OffsetDateTime;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Optional;
+
+import jakarta.enterprise.context.ApplicationScoped;
+
+import org.hospitalhub.delivery.Database;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+
+/**
+ * The status of each step on each node (table {@code fed_execution}): this node's own executions, and on the initiator
+ * what every participant reported. A change of this node's own execution is reported to the initiator (a
+ * {@code step-status} message through the outbox, in the same transaction) and pushed to local subscribers.
+ */
+@ApplicationScoped
+public class Executions {
+
+    public enum Status {
+        QUEUED,
+        RUNNING,
+        SUCCEEDED,
+        FAILED
+    }
+
+    public record Execution(String projectId, String stepId, String nodeId, Status status, String reason, int attempts,
+            int version, boolean retryable, Instant queuedAt, Instant startedAt, Instant finishedAt, Long durationMs,
+            Instant nextRetryAt, Instant updatedAt) {
+    }
+
+    private static final String COLUMNS = "project_id, step_id, node_id, status, reason, attempts, version, retryable, "
+            + "queued_at, started_at, finished_at, duration_ms, next_retry_at, updated_at";
+
+    private final NodeIdentity identity;
+    private final FederationOutbox outbox;
+    private final StatusFeed feed;
+    private final ObjectMapper mapper;
+
+    public Executions(NodeIdentity identity, FederationOutbox outbox, StatusFeed feed, ObjectMapper mapper) {
+        this.identity = identity;
+        this.outbox = outbox;
+        this.feed = feed;
+        this.mapper = mapper;
+    }
+
+    public Optional<Execution> find(Connection c, String stepId, String nodeId) throws SQLException {
+        try (PreparedStatement q = c.prepareStatement("SELECT " + COLUMNS + " FROM fed_execution WHERE step_id = ? AND node_id = ?")) {
+            q.setString(1, stepId);
+            q.setString(2, nodeId);
+            try (ResultSet rs = q.executeQuery()) {
+                return rs.next() ? Optional.of(read(rs)) : Optional.empty();
+            }
+        }
+    }
+
+    public List<Execution> ofProject(Connection c, String projectId) throws SQLException {
+        List<Execution> out = new ArrayList<>();
+        try (PreparedStatement q = c.prepareStatement("SELECT " + COLUMNS + " FROM fed_execution WHERE project_id = ? "
+                + "ORDER BY step_id, node_id")) {
+            q.setString(1, projectId);
+            try (ResultSet rs = q.executeQuery()) {
+                while (rs.next()) {
+                    out.add(read(rs));
+                }
+            }
+        }
+        return out;
+    }
+
+    static Execution read(ResultSet rs) throws SQLException {
+        return new Execution(rs.getString(1), rs.getString(2), rs.getString(3), Status.valueOf(rs.getString(4)),
+                rs.getString(5), rs.getInt(6), rs.getInt(7), rs.getBoolean(8), instant(rs, 9), instant(rs, 10),
+                instant(rs, 11), (Long) rs.getObject(12, Long.class), instant(rs, 13), instant(rs, 14));
+    }
+
+    private static Instant instant(ResultSet rs, int i) throws SQLException {
+        OffsetDateTime t = rs.getObject(i, OffsetDateTime.class);
+        return t == null ? null : t.toInstant();
+    }
+
+    /** This node received a step: queued (once; a duplicate step changes nothing). */
+    boolean queue(Connection c, String projectId, String stepId) throws SQLException {
+        Instant now = Instant.now();
+        try (PreparedStatement ins = c.prepareStatement("INSERT INTO fed_execution (step_id, node_id, project_id, status, "
+                + "attempts, version, retryable, queued_at, updated_at) VALUES (?, ?, ?, 'QUEUED', 0, 1, TRUE, ?, ?) "
+                + "ON CONFLICT DO NOTHING")) {
+            ins.setString(1, stepId);
+            ins.setString(2, identity.nodeId());
+            ins.setString(3, projectId);
+            ins.setObject(4, Database.utc(now));
+            ins.setObject(5, Database.utc(now));
+            return ins.executeUpdate() == 1;
+        }
+    }
+
+    /**
+     * Writes a new state of this node's own execution (version + 1) if it is still in {@code expected}, and reports it
+     * to the initiator with the result, if any. Returns the new state, or empty when the row was not in that state.
+     */
+    public Optional<Execution> transition(Connection c, String stepId, Status expected, Status to, String reason,
+            boolean countAttempt, boolean retryable, Instant nextRetryAt, JsonNode result) throws SQLException {
+        Optional<Execution> before = find(c, stepId, identity.nodeId());
+        if (before.isEmpty() || before.get().status() != expected) {
+            return Optional.empty();
+        }
+        Instant now = Instant.now();
+        Long duration = null;
+        String set = switch (to) {
+            case QUEUED -> "queued_at = ?, started_at = NULL, finished_at = NULL, duration_ms = NULL";
+            case RUNNING -> "started_at = ?, finished_at = NULL, duration_ms = NULL";
+            case SUCCEEDED, FAILED -> "finished_at = ?, duration_ms = ?";
+        };
+        if ((to == Status.SUCCEEDED || to == Status.FAILED) && before.get().startedAt() != null) {
+            duration = java.time.Duration.between(before.get().startedAt(), now).toMillis();
+        }
+        boolean withDuration = to == Status.SUCCEEDED || to == Status.FAILED;
+        try (PreparedStatement up = c.prepareStatement("UPDATE fed_execution SET status = ?, reason = ?, version = version + 1, "
+                + "attempts = attempts + ?, retryable = ?, next_retry_at = ?, updated_at = ?, " + set
+                + " WHERE step_id = ? AND node_id = ? AND status = ? AND version = ?")) {
+            int i = 1;
+            up.setString(i++, to.name());
+            up.setString(i++, reason);
+            up.setInt(i++, countAttempt ? 1 : 0);
+            up.setBoolean(i++, retryable);
+            up.setObject(i++, nextRetryAt == null ? null : Database.utc(nextRetryAt));
+            up.setObject(i++, Database.utc(now));
+            up.setObject(i++, Database.utc(now));
+            if (withDuration) {
+                up.setObject(i++, duration);
+            }
+            up.setString(i++, stepId);
+            up.setString(i++, identity.nodeId());
+            up.setString(i++, expected.name());
+            up.setInt(i++, before.get().version());
+            if (up.executeUpdate() != 1) {
+                return Optional.empty();
+            }
+        }
+        Execution e = find(c, stepId, identity.nodeId()).orElseThrow();
+        report(c, e, result);
+        return Optional.of(e);
+    }
+
+    /** Sends this node's execution state (and result) to the project's initiator; the initiator itself stores it. */
+    void report(Connection c, Execution e, JsonNode result) throws SQLException {
+        String initiator = initiatorOf(c, e.projectId());
+        if (initiator == null) {
+            return; // a step of a project whose invitation has not arrived: reported once accepted
+        }
+        if (initiator.equals(identity.nodeId())) {
+            if (result != null) {
+                storeResult(c, e.projectId(), e.stepId(), e.nodeId(), result);
+            } else if (e.status() != Status.SUCCEEDED) {
+                deleteResult(c, e.stepId(), e.nodeId());
+            }
+            feed.publish(e);
+            return;
+        }
+        ObjectNode p = mapper.createObjectNode();
+        p.put("stepId", e.stepId());
+        p.put("node", e.nodeId());
+        p.put("status", e.status().name());
+        p.put("reason", e.reason());
+        p.put("attempts", e.attempts());
+        p.put("version", e.version());
+        p.put("queuedAt", e.queuedAt() == null ? null : e.queuedAt().toString());
+        p.put("startedAt", e.startedAt() == null ? null : e.startedAt().toString());
+        p.put("finishedAt", e.finishedAt() == null ? null : e.finishedAt().toString());
+        if (e.durationMs() != null) {
+            p.put("durationMs", e.durationMs());
+        }
+        if (result != null) {
+            p.set("result", result);
+        }
+        outbox.enqueue(c, initiator, Messages.STEP_STATUS, e.projectId(), p);
+        feed.publish(e);
+    }
+
+    /** On the initiator: a participant's report, applied unless an equal or newer one was. */
+    boolean applyReport(Connection c, String projectId, String node, JsonNode p) throws SQLException {
+        String stepId = p.path("stepId").asText();
+        int version = p.path("version").asInt();
+        Status status = Status.valueOf(p.path("status").asText());
+        Optional<Execution> current = find(c, stepId, node);
+        if (current.isPresent() && current.get().version() >= version) {
+            return false;
+        }
+        Instant now = Instant.now();
+        if (current.isEmpty()) {
+            try (PreparedStatement ins = c.prepareStatement("INSERT INTO fed_execution (step_id, node_id, project_id, status, "
+                    + "attempts, version, retryable, updated_at) VALUES (?, ?, ?, ?, 0, 0, TRUE, ?)")) {
+                ins.setString(1, stepId);
+                ins.setString(2, node);
+                ins.setString(3, projectId);
+                ins.setString(4, status.name());
+                ins.setObject(5, Database.utc(now));
+                ins.executeUpdate();
+            }
+        }
+        try (PreparedStatement up = c.prepareStatement("UPDATE fed_execution SET status = ?, reason = ?, attempts = ?, "
+                + "version = ?, queued_at = ?, started_at = ?, finished_at = ?, duration_ms = ?, updated_at = ? "
+                + "WHERE step_id = ? AND node_id = ?")) {
+            up.setString(1, status.name());
+            up.setString(2, p.hasNonNull("reason") ? p.get("reason").asText() : null);
+            up.setInt(3, p.path("attempts").asInt());
+            up.setInt(4, version);
+            up.setObject(5, time(p, "queuedAt"));
+            up.setObject(6, time(p, "startedAt"));
+            up.setObject(7, time(p, "finishedAt"));
+            up.setObject(8, p.hasNonNull("durationMs") ? p.get("durationMs").asLong() : null);
+            up.setObject(9, Database.utc(now));
+            up.setString(10, stepId);
+            up.setString(11, node);
+            up.executeUpdate();
+        }
+        if (status == Status.SUCCEEDED && p.has("result")) {
+            storeResult(c, projectId, stepId, node, p.get("result"));
+        } else if (status != Status.SUCCEEDED) {
+            deleteResult(c, stepId, node); // a step run again: its earlier result no longer stands
+        }
+        feed.publish(find(c, stepId, node).orElseThrow());
+        return true;
+    }
+
+    private static OffsetDateTime time(JsonNode p, String field) {
+        return p.hasNonNull(field) ? Database.utc(Instant.parse(p.get(field).asText())) : null;
+    }
+
+    private void storeResult(Connection c, String projectId, String stepId, String node, JsonNode result) throws SQLException {
+        deleteResult(c, stepId, node);
+        try (PreparedStatement ins = c.prepareStatement("INSERT INTO fed_result (step_id, node_id, project_id, result, received_at) "
+                + "VALUES (?, ?, ?, ?, ?)")) {
+            ins.setString(1, stepId);
+            ins.setString(2, node);
+            ins.setString(3, projectId);
+            ins.setString(4, result.toString());
+            ins.setObject(5, Database.utc(Instant.now()));
+            ins.executeUpdate();
+        }
+    }
+
+    private static void deleteResult(Connection c, String stepId, String node) throws SQLException {
+        try (PreparedStatement d = c.prepareStatement("DELETE FROM fed_result WHERE step_id = ? AND node_id = ?")) {
+            d.setString(1, stepId);
+            d.setString(2, node);
+            d.executeUpdate();
+        }
+    }
+
+    static String initiatorOf(Connection c, String projectId) throws SQLException {
+        try (PreparedStatement q = c.prepareStatement("SELECT initiator FROM fed_project WHERE project_id = ?")) {
+            q.setString(1, projectId);
+            try (ResultSet rs = q.executeQuery()) {
+                return rs.next() ? rs.getString(1) : null;
+            }
+        }
+    }
+}

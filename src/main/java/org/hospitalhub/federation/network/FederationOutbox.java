@@ -1,0 +1,408 @@
+package org.hospitalhub.federation.network;
+
+import java.io.IOException;
+import java.net.ConnectException;
+import java.net.URI;
+import java.net.http.HttpClient;
+import java.net.http.HttpRequest;
+import java.net.http.HttpResponse;
+import java.net.http.HttpTimeoutException;
+import java.sql.Connection;
+import java.sql.PreparedStatement;
+import java.sql.ResultSet;
+import java.sql.SQLException;
+import java.time.Duration;
+import java.time.Instant;
+import java.time.OffsetDateTime;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Optional;
+import java.util.Set;
+import java.util.UUID;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+
+import jakarta.annotation.PreDestroy;
+import jakarta.enterprise.context.ApplicationScoped;
+import jakarta.inject.Inject;
+import jakarta.inject.Named;
+
+import org.eclipse.microprofile.config.inject.ConfigProperty;
+import org.hospitalhub.delivery.Database;
+import org.hospitalhub.delivery.Leases;
+import org.jboss.logging.Logger;
+
+import com.fasterxml.jackson.databind.JsonNode;
+
+import io.micrometer.core.instrument.MeterRegistry;
+
+/**
+ * The federation outbox (table {@code fed_outbox}). A message is written in the transaction of what it announces
+ * (a step, an answer, a status) and sent later by {@link #sendDue()} (route {@code federation-outbox-sender}): per
+ * destination strictly in id order, the next one only after the previous was acknowledged, so a node that is offline
+ * holds its queue and receives it in order when it returns. A failed send is retried with exponential backoff
+ * (persisted, so it survives restarts); destinations are sent to in parallel, so one offline or slow node delays no
+ * other. A message the receiver refuses for good (400, 403, 409, 422) is parked as DEAD with the reason; the operator
+ * API resends it. Messages to a node go through the central hub node when {@code hub.federation.relay-node} is set.
+ */
+@ApplicationScoped
+@Named("federationOutbox")
+public class FederationOutbox {
+
+    private static final Logger LOG = Logger.getLogger(FederationOutbox.class);
+    static final String LEASE = "federation-outbox";
+    private static final Set<Integer> REFUSED_FOR_GOOD = Set.of(400, 403, 409, 413, 422);
+
+    public record OutboxMessage(long id, String messageId, String destination, String type, String projectId, String status,
+            int attempts, Instant nextAttemptAt, String lastError, Instant createdAt, Instant ackedAt) {
+    }
+
+    private final Database db;
+    private final Leases leases;
+    private final NodeIdentity identity;
+    private final Messages messages;
+    private final Peers peers;
+    private final Optional<String> relayNode;
+    private final Duration backoffInitial;
+    private final Duration backoffMax;
+    private final Duration requestTimeout;
+    private final Duration nonceWindow;
+    private final Duration rejectionsKept;
+    private final HttpClient http;
+    private final ExecutorService senders;
+    private final Set<String> inFlight = ConcurrentHashMap.newKeySet();
+    private final MeterRegistry meters;
+    /** Messages not yet acknowledged, per destination (0 rows: none pending anywhere). */
+    private final io.micrometer.core.instrument.MultiGauge pending;
+    private volatile Instant lastPurge = Instant.EPOCH;
+
+    @Inject
+    Inbox inbox;
+
+    public FederationOutbox(Database db, Leases leases, NodeIdentity identity, Messages messages, Peers peers,
+            MeterRegistry meters,
+            @ConfigProperty(name = "hub.federation.relay-node") Optional<String> relayNode,
+            @ConfigProperty(name = "hub.federation.outbox.backoff-initial", defaultValue = "1s") Duration backoffInitial,
+            @ConfigProperty(name = "hub.federation.outbox.backoff-max", defaultValue = "5m") Duration backoffMax,
+            @ConfigProperty(name = "hub.federation.outbox.connect-timeout", defaultValue = "3s") Duration connectTimeout,
+            @ConfigProperty(name = "hub.federation.outbox.request-timeout", defaultValue = "30s") Duration requestTimeout,
+            @ConfigProperty(name = "hub.federation.outbox.senders", defaultValue = "4") int senders,
+            @ConfigProperty(name = "hub.federation.max-clock-skew", defaultValue = "5m") Duration maxClockSkew,
+            @ConfigProperty(name = "hub.federation.rejections-kept", defaultValue = "30d") Duration rejectionsKept) {
+        this.db = db;
+        this.leases = leases;
+        this.identity = identity;
+        this.messages = messages;
+        this.peers = peers;
+        this.meters = meters;
+        this.pending = io.micrometer.core.instrument.MultiGauge.builder("hub.federation.outbox.pending")
+                .description("Federation messages not yet acknowledged by their destination").register(meters);
+        this.relayNode = relayNode.map(String::strip).filter(s -> !s.isEmpty());
+        this.backoffInitial = backoffInitial;
+        this.backoffMax = backoffMax;
+        this.requestTimeout = requestTimeout;
+        this.nonceWindow = maxClockSkew.multipliedBy(2);
+        this.rejectionsKept = rejectionsKept;
+        this.http = HttpClient.newBuilder().connectTimeout(connectTimeout).version(HttpClient.Version.HTTP_1_1).build();
+        this.senders = Executors.newFixedThreadPool(Math.max(1, senders), r -> {
+            Thread t = new Thread(r, "federation-sender");
+            t.setDaemon(true);
+            return t;
+        });
+    }
+
+    @PreDestroy
+    void stop() {
+        senders.shutdownNow();
+    }
+
+    /** Writes a new message from this node to {@code destination} in the caller's transaction; to itself it applies at once. */
+    public Messages.Message enqueue(Connection c, String destination, String type, String projectId, JsonNode payload)
+            throws SQLException {
+        Messages.Message m = messages.seal(type, destination, projectId, payload);
+        if (destination.equals(identity.nodeId())) {
+            inbox.applyLocal(c, m);
+            return m;
+        }
+        insert(c, m, destination);
+        return m;
+    }
+
+    /** A message of another node to pass on (this node is the central hub), in the caller's transaction. */
+    void relay(Connection c, Messages.Message m) throws SQLException {
+        insert(c, m, m.to());
+    }
+
+    private void insert(Connection c, Messages.Message m, String destination) throws SQLException {
+        Instant now = Instant.now();
+        try (PreparedStatement ins = c.prepareStatement("INSERT INTO fed_outbox (message_id, destination, message_type, "
+                + "project_id, message, status, attempts, next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, 'PENDING', 0, ?, ?)")) {
+            ins.setString(1, m.id());
+            ins.setString(2, destination);
+            ins.setString(3, m.type());
+            ins.setString(4, m.projectId());
+            ins.setString(5, m.wire());
+            ins.setObject(6, Database.utc(now));
+            ins.setObject(7, Database.utc(now));
+            ins.executeUpdate();
+        }
+    }
+
+    /** One pass: each destination with a due head message gets a sender (route federation-outbox-sender). */
+    public void sendDue() throws SQLException {
+        if (!identity.enabled() || !leases.hold(LEASE).held()) {
+            return;
+        }
+        Instant now = Instant.now();
+        purgeNonces(now);
+        List<String> due = new ArrayList<>();
+        List<io.micrometer.core.instrument.MultiGauge.Row<?>> rows = new ArrayList<>();
+        try (Connection c = db.connection(); PreparedStatement q = c.prepareStatement(
+                "SELECT destination, COUNT(*) FROM fed_outbox WHERE status = 'PENDING' GROUP BY destination");
+                ResultSet rs = q.executeQuery()) {
+            while (rs.next()) {
+                rows.add(io.micrometer.core.instrument.MultiGauge.Row.of(
+                        io.micrometer.core.instrument.Tags.of("destination", rs.getString(1)), rs.getLong(2)));
+            }
+        }
+        pending.register(rows, true);
+        try (Connection c = db.connection(); PreparedStatement q = c.prepareStatement(
+                "SELECT DISTINCT destination FROM fed_outbox WHERE status = 'PENDING' AND next_attempt_at <= ?")) {
+            q.setObject(1, Database.utc(now));
+            try (ResultSet rs = q.executeQuery()) {
+                while (rs.next()) {
+                    due.add(rs.getString(1));
+                }
+            }
+        }
+        for (String destination : due) {
+            if (inFlight.add(destination)) {
+                senders.execute(() -> {
+                    try {
+                        drain(destination);
+                    } catch (Exception e) {
+                        LOG.warnf("Federation outbox to %s: %s", destination, e.getMessage());
+                    } finally {
+                        inFlight.remove(destination);
+                    }
+                });
+            }
+        }
+    }
+
+    /** Sends the destination's pending messages in order until one fails or is not yet due. */
+    private void drain(String destination) throws SQLException {
+        for (int sent = 0; sent < 500; sent++) {
+            OutboxRow head = head(destination);
+            if (head == null || head.nextAttemptAt().isAfter(Instant.now())) {
+                return;
+            }
+            Outcome outcome = send(head);
+            db.inTransaction(c -> {
+                String sql = switch (outcome.kind()) {
+                    case ACKED -> "UPDATE fed_outbox SET status = 'ACKED', acked_at = ?, attempts = attempts + 1, last_error = NULL "
+                            + "WHERE id = ? AND status = 'PENDING'";
+                    case DEAD -> "UPDATE fed_outbox SET status = 'DEAD', next_attempt_at = ?, attempts = attempts + 1, "
+                            + "last_error = ? WHERE id = ? AND status = 'PENDING'";
+                    case RETRY -> "UPDATE fed_outbox SET next_attempt_at = ?, attempts = attempts + 1, last_error = ? "
+                            + "WHERE id = ? AND status = 'PENDING'";
+                };
+                try (PreparedStatement up = c.prepareStatement(sql)) {
+                    Instant now = Instant.now();
+                    if (outcome.kind() == Kind.ACKED) {
+                        up.setObject(1, Database.utc(now));
+                        up.setLong(2, head.id());
+                    } else {
+                        up.setObject(1, Database.utc(outcome.kind() == Kind.DEAD ? now : now.plus(backoff(head.attempts() + 1))));
+                        up.setString(2, outcome.error());
+                        up.setLong(3, head.id());
+                    }
+                    return up.executeUpdate();
+                }
+            });
+            meters.counter("hub.federation.messages.sent", "outcome", outcome.kind().name().toLowerCase()).increment();
+            if (outcome.kind() == Kind.RETRY) {
+                if (head.attempts() == 0 || head.attempts() % 10 == 0) {
+                    LOG.warnf("Federation message %s (%s) to %s not acknowledged (attempt %d), held with its successors: %s",
+                            head.messageId(), head.type(), destination, head.attempts() + 1, outcome.error());
+                }
+                return;
+            }
+            if (outcome.kind() == Kind.DEAD) {
+                LOG.errorf("Federation message %s (%s) to %s refused by the receiver, parked: %s", head.messageId(), head.type(),
+                        destination, outcome.error());
+            }
+        }
+    }
+
+    Duration backoff(int attempts) {
+        long factor = 1L << Math.min(20, Math.max(0, attempts - 1));
+        Duration d = backoffInitial.multipliedBy(factor);
+        return d.compareTo(backoffMax) > 0 ? backoffMax : d;
+    }
+
+    private record OutboxRow(long id, String messageId, String destination, String type, String wire, int attempts,
+            Instant nextAttemptAt) {
+    }
+
+    private OutboxRow head(String destination) throws SQLException {
+        try (Connection c = db.connection(); PreparedStatement q = c.prepareStatement("SELECT id, message_id, destination, "
+                + "message_type, message, attempts, next_attempt_at FROM fed_outbox WHERE destination = ? AND status = 'PENDING' "
+                + "ORDER BY id LIMIT 1")) {
+            q.setString(1, destination);
+            try (ResultSet rs = q.executeQuery()) {
+                return rs.next() ? new OutboxRow(rs.getLong(1), rs.getString(2), rs.getString(3), rs.getString(4),
+                        rs.getString(5), rs.getInt(6), rs.getObject(7, OffsetDateTime.class).toInstant()) : null;
+            }
+        }
+    }
+
+    private enum Kind {
+        ACKED,
+        RETRY,
+        DEAD
+    }
+
+    private record Outcome(Kind kind, String error) {
+    }
+
+    /** The node an HTTP transmission to {@code destination} goes to: the destination, or the central hub. */
+    String nextHop(String destination) {
+        String self = identity.nodeId();
+        if (relayNode.isPresent() && !relayNode.get().equals(self) && !relayNode.get().equals(destination)) {
+            return relayNode.get();
+        }
+        return destination;
+    }
+
+    private Outcome send(OutboxRow row) {
+        String hop = nextHop(row.destination());
+        Optional<Peers.Peer> peer;
+        try {
+            peer = peers.find(hop);
+        } catch (SQLException e) {
+            return new Outcome(Kind.RETRY, "registry unavailable: " + e.getMessage());
+        }
+        if (peer.isEmpty()) {
+            return new Outcome(Kind.RETRY, "node " + hop + " is not registered (hub.federation.peers or PUT /api/v1/federation/nodes/" + hop + ")");
+        }
+        String nonce = UUID.randomUUID().toString();
+        String timestamp = String.valueOf(System.currentTimeMillis());
+        String node = identity.nodeId();
+        HttpRequest request = HttpRequest.newBuilder(URI.create(peer.get().baseUrl() + Transmission.PATH))
+                .timeout(requestTimeout)
+                .header("Content-Type", "application/json")
+                .header(Transmission.NODE, node)
+                .header(Transmission.NONCE, nonce)
+                .header(Transmission.TIMESTAMP, timestamp)
+                .header(Transmission.SIGNATURE, identity.sign(Transmission.signedText(node, nonce, timestamp, row.wire())))
+                .POST(HttpRequest.BodyPublishers.ofString(row.wire())).build();
+        try {
+            HttpResponse<String> response = http.send(request, HttpResponse.BodyHandlers.ofString());
+            int s = response.statusCode();
+            if (s >= 200 && s < 300) {
+                return new Outcome(Kind.ACKED, null);
+            }
+            String why = "HTTP " + s + " from " + hop + ": " + abbreviate(response.body());
+            return new Outcome(REFUSED_FOR_GOOD.contains(s) ? Kind.DEAD : Kind.RETRY, why);
+        } catch (ConnectException e) {
+            return new Outcome(Kind.RETRY, hop + " unreachable (" + peer.get().baseUrl() + ")");
+        } catch (HttpTimeoutException e) {
+            return new Outcome(Kind.RETRY, hop + " did not answer in time");
+        } catch (IOException e) {
+            return new Outcome(Kind.RETRY, hop + ": " + e);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            return new Outcome(Kind.RETRY, "interrupted");
+        }
+    }
+
+    private static String abbreviate(String s) {
+        return s == null ? "" : s.length() > 500 ? s.substring(0, 500) + "…" : s;
+    }
+
+    private void purgeNonces(Instant now) {
+        if (Duration.between(lastPurge, now).toSeconds() < 60) {
+            return;
+        }
+        lastPurge = now;
+        try {
+            db.inTransaction(c -> {
+                try (PreparedStatement d = c.prepareStatement("DELETE FROM fed_nonce WHERE seen_at < ?")) {
+                    d.setObject(1, Database.utc(now.minus(nonceWindow)));
+                    d.executeUpdate();
+                }
+                try (PreparedStatement d = c.prepareStatement("DELETE FROM fed_rejection WHERE received_at < ?")) {
+                    d.setObject(1, Database.utc(now.minus(rejectionsKept)));
+                    return d.executeUpdate();
+                }
+            });
+        } catch (SQLException e) {
+            LOG.warnf("Cannot purge old federation nonces and rejections: %s", e.getMessage());
+        }
+    }
+
+    /**
+     * Sends again at once: the given messages (any status; a receiver ignores what it already has), or else every
+     * pending or parked message (of one destination, if given). Order is kept: they go out by id.
+     */
+    public int resend(String destination, List<String> messageIds) throws SQLException {
+        return db.inTransaction(c -> {
+            Instant now = Instant.now();
+            if (messageIds != null && !messageIds.isEmpty()) {
+                int n = 0;
+                for (String id : messageIds) {
+                    try (PreparedStatement up = c.prepareStatement("UPDATE fed_outbox SET status = 'PENDING', next_attempt_at = ? "
+                            + "WHERE message_id = ?" + (destination == null ? "" : " AND destination = ?"))) {
+                        up.setObject(1, Database.utc(now));
+                        up.setString(2, id);
+                        if (destination != null) {
+                            up.setString(3, destination);
+                        }
+                        n += up.executeUpdate();
+                    }
+                }
+                return n;
+            }
+            try (PreparedStatement up = c.prepareStatement("UPDATE fed_outbox SET status = 'PENDING', next_attempt_at = ? "
+                    + "WHERE status IN ('PENDING', 'DEAD')" + (destination == null ? "" : " AND destination = ?"))) {
+                up.setObject(1, Database.utc(now));
+                if (destination != null) {
+                    up.setString(2, destination);
+                }
+                return up.executeUpdate();
+            }
+        });
+    }
+
+    public List<OutboxMessage> list(String destination, String status, int limit) throws SQLException {
+        StringBuilder sql = new StringBuilder("SELECT id, message_id, destination, message_type, project_id, status, attempts, "
+                + "next_attempt_at, last_error, created_at, acked_at FROM fed_outbox WHERE 1 = 1");
+        List<String> args = new ArrayList<>();
+        if (destination != null) {
+            sql.append(" AND destination = ?");
+            args.add(destination);
+        }
+        if (status != null) {
+            sql.append(" AND status = ?");
+            args.add(status);
+        }
+        sql.append(" ORDER BY id LIMIT ").append(limit);
+        List<OutboxMessage> out = new ArrayList<>();
+        try (Connection c = db.connection(); PreparedStatement q = c.prepareStatement(sql.toString())) {
+            for (int i = 0; i < args.size(); i++) {
+                q.setString(i + 1, args.get(i));
+            }
+            try (ResultSet rs = q.executeQuery()) {
+                while (rs.next()) {
+                    OffsetDateTime acked = rs.getObject(11, OffsetDateTime.class);
+                    out.add(new OutboxMessage(rs.getLong(1), rs.getString(2), rs.getString(3), rs.getString(4), rs.getString(5),
+                            rs.getString(6), rs.getInt(7), rs.getObject(8, OffsetDateTime.class).toInstant(), rs.getString(9),
+                            rs.getObject(10, OffsetDateTime.class).toInstant(), acked == null ? null : acked.toInstant()));
+                }
+            }
+        }
+        return out;
+    }
+}

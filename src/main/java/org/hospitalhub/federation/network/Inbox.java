@@ -1,0 +1,458 @@
+package org.hospitalhub.federation.network;
+
+import java.security.PublicKey;
+import java.sql.Connection;
+import java.sql.PreparedStatement;
+import java.sql.ResultSet;
+import java.sql.SQLException;
+import java.time.Duration;
+import java.time.Instant;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+
+import jakarta.enterprise.context.ApplicationScoped;
+
+import org.eclipse.microprofile.config.inject.ConfigProperty;
+import org.hospitalhub.delivery.Database;
+import org.jboss.logging.Logger;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+
+import io.micrometer.core.instrument.MeterRegistry;
+
+/**
+ * Receives messages from other nodes: checks the transmission (known sender, valid signature, time inside the window,
+ * nonce never seen) and the origin's signature on the message, then stores it (table {@code fed_inbox}) and applies it
+ * in one transaction and acknowledges at once; executing steps is left to {@link StepRunner}. A message already
+ * received (same id) is acknowledged again and ignored. A central hub node stores messages for other nodes in its
+ * outbox and relays them. Every refusal is logged and kept in {@code fed_rejection}.
+ */
+@ApplicationScoped
+public class Inbox {
+
+    private static final Logger LOG = Logger.getLogger(Inbox.class);
+
+    /** The answer to a transmission: HTTP status and body fields. */
+    public record Receipt(int status, String messageId, boolean duplicate, String error, String field) {
+    }
+
+    /** A message refused for what it says (signature and shape were fine). */
+    static class Refusal extends RuntimeException {
+        final int status;
+        final String field;
+
+        Refusal(int status, String field, String message) {
+            super(message);
+            this.status = status;
+            this.field = field;
+        }
+    }
+
+    private final Database db;
+    private final NodeIdentity identity;
+    private final Peers peers;
+    private final Messages messages;
+    private final FederationOutbox outbox;
+    private final Executions executions;
+    private final ObjectMapper mapper;
+    private final MeterRegistry meters;
+    private final Duration maxClockSkew;
+    private final Optional<String> relayNode;
+
+    public Inbox(Database db, NodeIdentity identity, Peers peers, Messages messages, FederationOutbox outbox,
+            Executions executions, ObjectMapper mapper, MeterRegistry meters,
+            @ConfigProperty(name = "hub.federation.max-clock-skew", defaultValue = "5m") Duration maxClockSkew,
+            @ConfigProperty(name = "hub.federation.relay-node") Optional<String> relayNode) {
+        this.db = db;
+        this.identity = identity;
+        this.peers = peers;
+        this.messages = messages;
+        this.outbox = outbox;
+        this.executions = executions;
+        this.mapper = mapper;
+        this.meters = meters;
+        this.maxClockSkew = maxClockSkew;
+        this.relayNode = relayNode.map(String::strip).filter(s -> !s.isEmpty());
+    }
+
+    public Receipt receive(String node, String nonce, String timestamp, String signature, String body, String remote) {
+        if (!identity.enabled()) {
+            return new Receipt(503, null, false, "research federation is off on this node", null);
+        }
+        try {
+            return verifyAndStore(node, nonce, timestamp, signature, body == null ? "" : body, remote);
+        } catch (SQLException e) {
+            LOG.errorf("Federation message from %s not stored (the sender will resend it): %s", node, e.getMessage());
+            return new Receipt(503, null, false, "message not stored: database unavailable", null);
+        }
+    }
+
+    private Receipt verifyAndStore(String node, String nonce, String timestamp, String signature, String body, String remote)
+            throws SQLException {
+        for (String[] h : new String[][] { { Transmission.NODE, node }, { Transmission.NONCE, nonce },
+                { Transmission.TIMESTAMP, timestamp }, { Transmission.SIGNATURE, signature } }) {
+            if (h[1] == null || h[1].isBlank()) {
+                return reject(401, node, remote, "unsigned: header " + h[0] + " missing", h[0]);
+            }
+        }
+        if (nonce.length() > 64 || node.length() > 100) {
+            return reject(401, null, remote, "header " + Transmission.NONCE + " or " + Transmission.NODE + " too long", null);
+        }
+        Optional<Peers.Peer> sender = peers.find(node);
+        if (sender.isEmpty()) {
+            return reject(401, node, remote, "unknown node " + node, Transmission.NODE);
+        }
+        if (!NodeKeys.verify(sender.get().key(), Transmission.signedText(node, nonce, timestamp, body), signature)) {
+            return reject(401, node, remote, "signature does not verify with node " + node + "'s registered key", Transmission.SIGNATURE);
+        }
+        Instant sentAt;
+        try {
+            sentAt = Instant.ofEpochMilli(Long.parseLong(timestamp.strip()));
+        } catch (NumberFormatException e) {
+            return reject(401, node, remote, "timestamp must be epoch milliseconds", Transmission.TIMESTAMP);
+        }
+        Instant now = Instant.now();
+        if (Duration.between(sentAt, now).abs().compareTo(maxClockSkew) > 0) {
+            return reject(401, node, remote, "expired: sent at " + sentAt + ", outside the window of " + maxClockSkew
+                    + " around " + now, Transmission.TIMESTAMP);
+        }
+        boolean fresh = db.inTransaction(c -> {
+            try (PreparedStatement ins = c.prepareStatement(
+                    "INSERT INTO fed_nonce (nonce, node_id, seen_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING")) {
+                ins.setString(1, node + "/" + nonce);
+                ins.setString(2, node);
+                ins.setObject(3, Database.utc(now));
+                return ins.executeUpdate() == 1;
+            }
+        });
+        if (!fresh) {
+            return reject(409, node, remote, "replayed: nonce " + nonce + " of node " + node + " already seen", Transmission.NONCE);
+        }
+        Messages.Message m;
+        try {
+            m = messages.open(body);
+        } catch (Messages.MalformedMessageException e) {
+            return reject(400, node, remote, "malformed message: " + e.getMessage(), e.field());
+        }
+        if (m.origin().equals(identity.nodeId())) {
+            return reject(400, node, remote, "a message of this node's own came back", "envelope.origin");
+        }
+        Optional<Peers.Peer> origin = m.origin().equals(node) ? sender : peers.find(m.origin());
+        if (origin.isEmpty()) {
+            return reject(401, node, remote, "unknown origin node " + m.origin(), "envelope.origin");
+        }
+        PublicKey originKey = origin.get().key();
+        if (!Messages.verifyOrigin(m, originKey)) {
+            return reject(401, node, remote, "message " + m.id() + ": origin signature does not verify with node "
+                    + m.origin() + "'s registered key", "signature");
+        }
+        boolean forMe = m.to().equals(identity.nodeId());
+        if (!forMe) {
+            if (relayNode.isEmpty() || !relayNode.get().equals(identity.nodeId())) {
+                return reject(400, node, remote, "message for node " + m.to() + ": this node is not the central hub", "envelope.to");
+            }
+            if (peers.find(m.to()).isEmpty()) {
+                return reject(400, node, remote, "message for unknown node " + m.to(), "envelope.to");
+            }
+        }
+        try {
+            Boolean duplicate = db.inTransaction(c -> {
+                if (!storeOnce(c, m, node)) {
+                    return true;
+                }
+                if (forMe) {
+                    apply(c, m);
+                } else {
+                    outbox.relay(c, m);
+                }
+                return false;
+            });
+            meters.counter("hub.federation.messages.received", "type", m.type(), "outcome",
+                    duplicate ? "duplicate" : forMe ? "applied" : "relayed").increment();
+            if (duplicate) {
+                LOG.debugf("Federation message %s from %s received again: acknowledged, ignored", m.id(), m.origin());
+            }
+            return new Receipt(200, m.id(), duplicate, null, null);
+        } catch (Refusal r) {
+            return reject(r.status, node, remote, "message " + m.id() + " (" + m.type() + ") refused: " + r.getMessage(), r.field);
+        }
+    }
+
+    /** False when the message id was received before (then it must be the same message, else 409). */
+    private boolean storeOnce(Connection c, Messages.Message m, String hop) throws SQLException {
+        try (PreparedStatement ins = c.prepareStatement("INSERT INTO fed_inbox (message_id, origin, hop, destination, "
+                + "message_type, project_id, message, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING")) {
+            ins.setString(1, m.id());
+            ins.setString(2, m.origin());
+            ins.setString(3, hop);
+            ins.setString(4, m.to());
+            ins.setString(5, m.type());
+            ins.setString(6, m.projectId());
+            ins.setString(7, m.envelope());
+            ins.setObject(8, Database.utc(Instant.now()));
+            if (ins.executeUpdate() == 1) {
+                return true;
+            }
+        }
+        try (PreparedStatement q = c.prepareStatement("SELECT message FROM fed_inbox WHERE message_id = ?")) {
+            q.setString(1, m.id());
+            try (ResultSet rs = q.executeQuery()) {
+                if (rs.next() && !rs.getString(1).equals(m.envelope())) {
+                    throw new Refusal(409, "envelope.id", "message id " + m.id() + " was received before with other content");
+                }
+            }
+        }
+        return false;
+    }
+
+    private Receipt reject(int status, String node, String remote, String reason, String field) {
+        LOG.warnf("Federation message rejected (%d) from %s (claimed node %s): %s", status, remote, node, reason);
+        meters.counter("hub.federation.messages.rejected", "status", String.valueOf(status)).increment();
+        try {
+            db.inTransaction(c -> {
+                try (PreparedStatement ins = c.prepareStatement("INSERT INTO fed_rejection (received_at, claimed_node, "
+                        + "remote_addr, http_status, reason) VALUES (?, ?, ?, ?, ?)")) {
+                    ins.setObject(1, Database.utc(Instant.now()));
+                    ins.setString(2, node == null ? null : node.length() > 100 ? node.substring(0, 100) : node);
+                    ins.setString(3, remote);
+                    ins.setInt(4, status);
+                    ins.setString(5, reason.length() > 1000 ? reason.substring(0, 1000) : reason);
+                    return ins.executeUpdate();
+                }
+            });
+        } catch (SQLException e) {
+            LOG.warnf("Cannot record the rejection: %s", e.getMessage());
+        }
+        return new Receipt(status, null, false, reason, field);
+    }
+
+    /** A message of this node to itself (the initiator taking part in its own project): applied in the same transaction. */
+    void applyLocal(Connection c, Messages.Message m) throws SQLException {
+        apply(c, m);
+    }
+
+    private void apply(Connection c, Messages.Message m) throws SQLException {
+        switch (m.type()) {
+            case Messages.INVITATION -> invitation(c, m);
+            case Messages.INVITATION_RESPONSE -> response(c, m);
+            case Messages.STEP -> step(c, m);
+            case Messages.STEP_STATUS -> status(c, m);
+            case Messages.STEP_RETRY -> retry(c, m);
+            default -> throw new Refusal(400, "envelope.type", "unknown type " + m.type());
+        }
+    }
+
+    private void invitation(Connection c, Messages.Message m) throws SQLException {
+        JsonNode p = m.payload();
+        String title = requireText(p, "title", 500);
+        String sharing = requireText(p, "sharingLevel", 30);
+        if (!Projects.SHARING_LEVELS.contains(sharing)) {
+            throw new Refusal(400, "payload.sharingLevel", "must be one of " + Projects.SHARING_LEVELS);
+        }
+        JsonNode invited = p.get("invited");
+        if (invited == null || !invited.isArray()) {
+            throw new Refusal(400, "payload.invited", "required array of node ids");
+        }
+        boolean me = false;
+        for (JsonNode n : invited) {
+            me |= n.asText().equals(identity.nodeId());
+        }
+        if (!me) {
+            throw new Refusal(400, "payload.invited", "does not list this node (" + identity.nodeId() + ")");
+        }
+        if (Projects.find(c, m.projectId()).isPresent()) {
+            return; // the same invitation again
+        }
+        boolean self = m.origin().equals(identity.nodeId());
+        boolean auto = self || peers.find(c, m.origin()).map(Peers.Peer::autoAccept).orElse(false);
+        try (PreparedStatement ins = c.prepareStatement("INSERT INTO fed_project (project_id, title, initiator, sharing_level, "
+                + "invited, local_status, created_at, decided_at, decided_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")) {
+            ins.setString(1, m.projectId());
+            ins.setString(2, title);
+            ins.setString(3, m.origin());
+            ins.setString(4, sharing);
+            ins.setString(5, invited.toString());
+            ins.setString(6, auto ? "ACCEPTED" : "INVITED");
+            ins.setObject(7, Database.utc(m.createdAt()));
+            ins.setObject(8, auto ? Database.utc(Instant.now()) : null);
+            ins.setString(9, auto ? "auto-accept" : null);
+            ins.executeUpdate();
+        }
+        LOG.infof("Research project %s (%s) from %s: %s", m.projectId(), title, m.origin(), auto ? "accepted automatically" : "invited");
+        if (auto && !self) {
+            answered(c, m.projectId(), m.origin(), true);
+        }
+    }
+
+    /** This node accepted or declined: tell the initiator; if accepted, report the steps already received as queued. */
+    void answered(Connection c, String projectId, String initiator, boolean accepted) throws SQLException {
+        ObjectNode p = mapper.createObjectNode();
+        p.put("node", identity.nodeId());
+        p.put("accepted", accepted);
+        outbox.enqueue(c, initiator, Messages.INVITATION_RESPONSE, projectId, p);
+        if (accepted) {
+            for (Executions.Execution e : executions.ofProject(c, projectId)) {
+                if (e.nodeId().equals(identity.nodeId())) {
+                    executions.report(c, e, null);
+                }
+            }
+        }
+    }
+
+    private void response(Connection c, Messages.Message m) throws SQLException {
+        Projects.Project project = Projects.find(c, m.projectId())
+                .orElseThrow(() -> new Refusal(400, "envelope.projectId", "unknown project"));
+        if (!project.initiator().equals(identity.nodeId())) {
+            throw new Refusal(400, "envelope.projectId", "this node did not initiate the project");
+        }
+        boolean accepted = m.payload().path("accepted").asBoolean(false);
+        try (PreparedStatement up = c.prepareStatement("UPDATE fed_participant SET response = ?, responded_at = ? "
+                + "WHERE project_id = ? AND node_id = ?")) {
+            up.setString(1, accepted ? "ACCEPTED" : "DECLINED");
+            up.setObject(2, Database.utc(Instant.now()));
+            up.setString(3, m.projectId());
+            up.setString(4, m.origin());
+            if (up.executeUpdate() != 1) {
+                throw new Refusal(403, "envelope.origin", "node " + m.origin() + " was not invited to the project");
+            }
+        }
+        LOG.infof("Research project %s: node %s %s", m.projectId(), m.origin(), accepted ? "accepted" : "declined");
+    }
+
+    private void step(Connection c, Messages.Message m) throws SQLException {
+        JsonNode p = m.payload();
+        String stepId = requireText(p, "stepId", 64);
+        String kind = requireText(p, "kind", 20);
+        if (!Projects.KINDS.contains(kind)) {
+            throw new Refusal(400, "payload.kind", "must be one of " + Projects.KINDS);
+        }
+        JsonNode seqNode = p.get("seq");
+        if (seqNode == null || !seqNode.canConvertToInt() || seqNode.asInt() < 1) {
+            throw new Refusal(400, "payload.seq", "required positive integer");
+        }
+        int seq = seqNode.asInt();
+        JsonNode definition = p.get("definition");
+        if (definition == null || !definition.isObject()) {
+            throw new Refusal(400, "payload.definition", "required object");
+        }
+        JsonNode dependsOn = p.path("dependsOn");
+        if (!dependsOn.isObject()) {
+            throw new Refusal(400, "payload.dependsOn", "must be an object of role: stepId");
+        }
+        String checksum = NodeKeys.sha256Hex(definition.toString() + "\n" + dependsOn.toString() + "\n" + kind);
+        if (!checksum.equals(p.path("checksum").asText())) {
+            throw new Refusal(400, "payload.checksum", "does not match the definition");
+        }
+        Optional<Projects.Project> project = Projects.find(c, m.projectId());
+        if (project.isPresent() && !project.get().initiator().equals(m.origin())) {
+            throw new Refusal(403, "envelope.origin", "only the project's initiator " + project.get().initiator() + " sends its steps");
+        }
+        Optional<Projects.Step> existing = Projects.step(c, stepId);
+        if (existing.isPresent()) {
+            if (existing.get().checksum().equals(checksum) && existing.get().projectId().equals(m.projectId())) {
+                return; // the same step again, under another message id: ignored
+            }
+            throw new Refusal(409, "payload.stepId", "step " + stepId + " was received before with another definition");
+        }
+        try (PreparedStatement q = c.prepareStatement("SELECT step_id FROM fed_step WHERE project_id = ? AND seq = ?")) {
+            q.setString(1, m.projectId());
+            q.setInt(2, seq);
+            try (ResultSet rs = q.executeQuery()) {
+                if (rs.next()) {
+                    throw new Refusal(409, "payload.seq", "step number " + seq + " of the project is step " + rs.getString(1));
+                }
+            }
+        }
+        try (PreparedStatement ins = c.prepareStatement("INSERT INTO fed_step (step_id, project_id, seq, kind, definition, "
+                + "depends_on, checksum, origin, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")) {
+            ins.setString(1, stepId);
+            ins.setString(2, m.projectId());
+            ins.setInt(3, seq);
+            ins.setString(4, kind);
+            ins.setString(5, definition.toString());
+            ins.setString(6, dependsOn.toString());
+            ins.setString(7, checksum);
+            ins.setString(8, m.origin());
+            ins.setObject(9, Database.utc(m.createdAt()));
+            ins.executeUpdate();
+        }
+        executions.queue(c, m.projectId(), stepId);
+        if (project.isPresent() && "ACCEPTED".equals(project.get().localStatus())) {
+            Optional<Executions.Execution> queued = executions.find(c, stepId, identity.nodeId());
+            if (queued.isPresent()) {
+                executions.report(c, queued.get(), null);
+            }
+        }
+    }
+
+    private void status(Connection c, Messages.Message m) throws SQLException {
+        Projects.Project project = Projects.find(c, m.projectId())
+                .orElseThrow(() -> new Refusal(400, "envelope.projectId", "unknown project"));
+        if (!project.initiator().equals(identity.nodeId())) {
+            throw new Refusal(400, "envelope.projectId", "this node did not initiate the project");
+        }
+        JsonNode p = m.payload();
+        if (!m.origin().equals(p.path("node").asText())) {
+            throw new Refusal(403, "payload.node", "a node reports only its own executions");
+        }
+        if (!project.invited().contains(m.origin())) {
+            throw new Refusal(403, "envelope.origin", "node " + m.origin() + " was not invited to the project");
+        }
+        requireText(p, "stepId", 64);
+        try {
+            Executions.Status.valueOf(p.path("status").asText());
+        } catch (IllegalArgumentException e) {
+            throw new Refusal(400, "payload.status", "must be one of QUEUED, RUNNING, SUCCEEDED, FAILED");
+        }
+        if (Projects.step(c, p.path("stepId").asText()).filter(s -> s.projectId().equals(m.projectId())).isEmpty()) {
+            throw new Refusal(400, "payload.stepId", "not a step of the project");
+        }
+        executions.applyReport(c, m.projectId(), m.origin(), p);
+    }
+
+    private void retry(Connection c, Messages.Message m) throws SQLException {
+        Projects.Project project = Projects.find(c, m.projectId())
+                .orElseThrow(() -> new Refusal(400, "envelope.projectId", "unknown project"));
+        if (!project.initiator().equals(m.origin())) {
+            throw new Refusal(403, "envelope.origin", "only the initiator asks for a retry");
+        }
+        String stepId = requireText(m.payload(), "stepId", 64);
+        executions.transition(c, stepId, Executions.Status.FAILED, Executions.Status.QUEUED,
+                "retry requested by " + m.origin(), false, true, null, null);
+    }
+
+    private static String requireText(JsonNode p, String field, int max) {
+        JsonNode v = p.get(field);
+        if (v == null || !v.isTextual() || v.asText().isBlank()) {
+            throw new Refusal(400, "payload." + field, "required text");
+        }
+        if (v.asText().length() > max) {
+            throw new Refusal(400, "payload." + field, "at most " + max + " characters");
+        }
+        return v.asText();
+    }
+
+    /** The rejected messages, newest first. */
+    public List<Map<String, Object>> rejections(int limit) throws SQLException {
+        List<Map<String, Object>> out = new ArrayList<>();
+        try (Connection c = db.connection(); PreparedStatement q = c.prepareStatement("SELECT id, received_at, claimed_node, "
+                + "remote_addr, http_status, reason FROM fed_rejection ORDER BY id DESC LIMIT " + Math.max(1, Math.min(limit, 1000)));
+                ResultSet rs = q.executeQuery()) {
+            while (rs.next()) {
+                Map<String, Object> r = new java.util.LinkedHashMap<>();
+                r.put("id", rs.getLong(1));
+                r.put("receivedAt", rs.getObject(2, java.time.OffsetDateTime.class).toInstant().toString());
+                r.put("claimedNode", rs.getString(3));
+                r.put("remoteAddress", rs.getString(4));
+                r.put("status", rs.getInt(5));
+                r.put("reason", rs.getString(6));
+                out.add(r);
+            }
+        }
+        return out;
+    }
+}

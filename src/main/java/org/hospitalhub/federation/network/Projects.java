@@ -1,0 +1,457 @@
+package org.hospitalhub.federation.network;
+
+import java.sql.Connection;
+import java.sql.PreparedStatement;
+import java.sql.ResultSet;
+import java.sql.SQLException;
+import java.time.Instant;
+import java.time.OffsetDateTime;
+import java.util.ArrayList;
+import java.util.Iterator;
+import java.util.LinkedHashMap;
+import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import java.util.Set;
+
+import jakarta.enterprise.context.ApplicationScoped;
+
+import org.hospitalhub.delivery.Database;
+
+import com.fasterxml.jackson.core.JsonProcessingException;
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+
+/**
+ * Research projects and their steps. The initiator creates a project (invitations go to the invited nodes through the
+ * outbox in the same transaction) and adds steps (each step goes to every node that has not declined, in the same
+ * transaction, numbered in the initiator's order). An invited node accepts or declines; it executes only accepted
+ * projects.
+ */
+@ApplicationScoped
+public class Projects {
+
+    public static final Set<String> SHARING_LEVELS = Set.of("aggregate-only", "de-identified-rows");
+    public static final Set<String> KINDS = Set.of("cohort", "variables", "analysis");
+
+    public record Project(String projectId, String title, String initiator, String sharingLevel, List<String> invited,
+            String localStatus, Instant createdAt, Instant decidedAt, String decidedBy) {
+    }
+
+    public record Step(String stepId, String projectId, int seq, String kind, String definition, String dependsOn,
+            String checksum, String origin, Instant createdAt) {
+    }
+
+    public record Participant(String nodeId, String response, Instant respondedAt) {
+    }
+
+    /** Bad input from the API: HTTP status, the field and the rule. */
+    public static class InvalidRequest extends RuntimeException {
+        public final int status;
+        public final String field;
+
+        public InvalidRequest(int status, String field, String message) {
+            super(message);
+            this.status = status;
+            this.field = field;
+        }
+    }
+
+    private static final ObjectMapper JSON = new ObjectMapper();
+
+    private final Database db;
+    private final NodeIdentity identity;
+    private final Peers peers;
+    private final FederationOutbox outbox;
+    private final Inbox inbox;
+    private final Executions executions;
+    private final ObjectMapper mapper;
+
+    public Projects(Database db, NodeIdentity identity, Peers peers, FederationOutbox outbox, Inbox inbox,
+            Executions executions, ObjectMapper mapper) {
+        this.db = db;
+        this.identity = identity;
+        this.peers = peers;
+        this.outbox = outbox;
+        this.inbox = inbox;
+        this.executions = executions;
+        this.mapper = mapper;
+    }
+
+    // ---- initiator ---------------------------------------------------------------------------------------------
+
+    public Project create(JsonNode body, String caller) throws SQLException {
+        String self = identity.nodeId();
+        if (body == null || !body.isObject()) {
+            throw new InvalidRequest(400, "$", "body must be a JSON object");
+        }
+        String title = text(body, "title", 500);
+        String sharing = body.hasNonNull("sharingLevel") ? text(body, "sharingLevel", 30) : "aggregate-only";
+        if (!SHARING_LEVELS.contains(sharing)) {
+            throw new InvalidRequest(400, "sharingLevel", "must be one of " + SHARING_LEVELS);
+        }
+        JsonNode nodes = body.get("invitedNodes");
+        if (nodes == null || !nodes.isArray() || nodes.isEmpty()) {
+            throw new InvalidRequest(400, "invitedNodes", "required non-empty array of node ids");
+        }
+        Set<String> invited = new LinkedHashSet<>();
+        for (JsonNode n : nodes) {
+            String id = n.asText();
+            if (!n.isTextual() || !id.matches(Peers.NODE_ID_PATTERN)) {
+                throw new InvalidRequest(400, "invitedNodes", "each must be a node id (" + Peers.NODE_ID_PATTERN + ")");
+            }
+            if (!id.equals(self) && peers.find(id).isEmpty()) {
+                throw new InvalidRequest(400, "invitedNodes", "node " + id + " is not registered");
+            }
+            invited.add(id);
+        }
+        String projectId = Ids.next();
+        Instant now = Instant.now();
+        ArrayNode invitedJson = mapper.createArrayNode();
+        invited.forEach(invitedJson::add);
+        db.inTransaction(c -> {
+            try (PreparedStatement ins = c.prepareStatement("INSERT INTO fed_project (project_id, title, initiator, sharing_level, "
+                    + "invited, local_status, created_at, decided_at, decided_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")) {
+                boolean takesPart = invited.contains(self);
+                ins.setString(1, projectId);
+                ins.setString(2, title);
+                ins.setString(3, self);
+                ins.setString(4, sharing);
+                ins.setString(5, invitedJson.toString());
+                ins.setString(6, takesPart ? "ACCEPTED" : "INITIATED");
+                ins.setObject(7, Database.utc(now));
+                ins.setObject(8, takesPart ? Database.utc(now) : null);
+                ins.setString(9, takesPart ? caller : null);
+                ins.executeUpdate();
+            }
+            for (String node : invited) {
+                try (PreparedStatement ins = c.prepareStatement("INSERT INTO fed_participant (project_id, node_id, response, "
+                        + "responded_at) VALUES (?, ?, ?, ?)")) {
+                    boolean me = node.equals(self);
+                    ins.setString(1, projectId);
+                    ins.setString(2, node);
+                    ins.setString(3, me ? "ACCEPTED" : "INVITED");
+                    ins.setObject(4, me ? Database.utc(now) : null);
+                    ins.executeUpdate();
+                }
+                if (!node.equals(self)) {
+                    ObjectNode p = mapper.createObjectNode();
+                    p.put("title", title);
+                    p.put("sharingLevel", sharing);
+                    p.set("invited", invitedJson);
+                    outbox.enqueue(c, node, Messages.INVITATION, projectId, p);
+                }
+            }
+            return null;
+        });
+        return find(projectId).orElseThrow();
+    }
+
+    public Step addStep(String projectId, JsonNode body) throws SQLException {
+        Project project = find(projectId).orElseThrow(() -> new InvalidRequest(404, "projectId", "no project " + projectId));
+        if (!project.initiator().equals(identity.nodeId())) {
+            throw new InvalidRequest(403, "projectId", "steps are added on the initiator node " + project.initiator());
+        }
+        if (body == null || !body.isObject()) {
+            throw new InvalidRequest(400, "$", "body must be a JSON object");
+        }
+        String kind = text(body, "kind", 20);
+        if (!KINDS.contains(kind)) {
+            throw new InvalidRequest(400, "kind", "must be one of " + KINDS);
+        }
+        JsonNode definition = body.get("definition");
+        if (definition == null || !definition.isObject()) {
+            throw new InvalidRequest(400, "definition", "required JSON object");
+        }
+        if (definition.toString().length() > 200_000) {
+            throw new InvalidRequest(400, "definition", "at most 200,000 characters");
+        }
+        JsonNode dependsOn = body.has("dependsOn") ? body.get("dependsOn") : mapper.createObjectNode();
+        if (!dependsOn.isObject()) {
+            throw new InvalidRequest(400, "dependsOn", "must be an object of role: stepId");
+        }
+        String stepId = Ids.next();
+        return db.inTransaction(c -> {
+            Iterator<Map.Entry<String, JsonNode>> it = dependsOn.fields();
+            while (it.hasNext()) {
+                Map.Entry<String, JsonNode> e = it.next();
+                if (!e.getKey().matches("[a-z][a-zA-Z0-9_-]{0,40}")) {
+                    throw new InvalidRequest(400, "dependsOn", "role '" + e.getKey() + "' must be a short lower-case name");
+                }
+                Optional<Step> dep = step(c, e.getValue().asText());
+                if (!e.getValue().isTextual() || dep.isEmpty() || !dep.get().projectId().equals(projectId)) {
+                    throw new InvalidRequest(400, "dependsOn." + e.getKey(), "must be the id of an earlier step of this project");
+                }
+            }
+            int seq;
+            try (PreparedStatement q = c.prepareStatement("SELECT COALESCE(MAX(seq), 0) + 1 FROM fed_step WHERE project_id = ?")) {
+                q.setString(1, projectId);
+                try (ResultSet rs = q.executeQuery()) {
+                    rs.next();
+                    seq = rs.getInt(1);
+                }
+            }
+            String checksum = NodeKeys.sha256Hex(definition.toString() + "\n" + dependsOn.toString() + "\n" + kind);
+            try (PreparedStatement ins = c.prepareStatement("INSERT INTO fed_step (step_id, project_id, seq, kind, definition, "
+                    + "depends_on, checksum, origin, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")) {
+                ins.setString(1, stepId);
+                ins.setString(2, projectId);
+                ins.setInt(3, seq);
+                ins.setString(4, kind);
+                ins.setString(5, definition.toString());
+                ins.setString(6, dependsOn.toString());
+                ins.setString(7, checksum);
+                ins.setString(8, identity.nodeId());
+                ins.setObject(9, Database.utc(Instant.now()));
+                ins.executeUpdate();
+            }
+            ObjectNode p = mapper.createObjectNode();
+            p.put("stepId", stepId);
+            p.put("seq", seq);
+            p.put("kind", kind);
+            p.set("definition", definition);
+            p.set("dependsOn", dependsOn);
+            p.put("checksum", checksum);
+            for (Participant part : participants(c, projectId)) {
+                if ("DECLINED".equals(part.response())) {
+                    continue;
+                }
+                if (part.nodeId().equals(identity.nodeId())) {
+                    executions.queue(c, projectId, stepId); // the step is already stored: only its execution here
+                    Optional<Executions.Execution> queued = executions.find(c, stepId, part.nodeId());
+                    if (queued.isPresent()) {
+                        executions.report(c, queued.get(), null);
+                    }
+                } else {
+                    outbox.enqueue(c, part.nodeId(), Messages.STEP, projectId, p);
+                }
+            }
+            return step(c, stepId).orElseThrow();
+        });
+    }
+
+    /** Asks a participant to run a failed step again (on this node: at once). */
+    public void requestRetry(String projectId, String stepId, String node) throws SQLException {
+        Project project = find(projectId).orElseThrow(() -> new InvalidRequest(404, "projectId", "no project " + projectId));
+        db.inTransaction(c -> {
+            Step step = step(c, stepId).filter(s -> s.projectId().equals(projectId))
+                    .orElseThrow(() -> new InvalidRequest(404, "stepId", "no step " + stepId + " in project " + projectId));
+            String target = node == null ? identity.nodeId() : node;
+            if (target.equals(identity.nodeId())) {
+                if (executions.transition(c, step.stepId(), Executions.Status.FAILED, Executions.Status.QUEUED,
+                        "retry requested through the API", false, true, null, null).isEmpty()) {
+                    throw new InvalidRequest(409, "stepId", "step " + stepId + " has not failed on node " + target);
+                }
+                return null;
+            }
+            if (!project.initiator().equals(identity.nodeId())) {
+                throw new InvalidRequest(403, "node", "only the initiator asks another node to retry");
+            }
+            Optional<Executions.Execution> e = executions.find(c, stepId, target);
+            if (e.isEmpty() || e.get().status() != Executions.Status.FAILED) {
+                throw new InvalidRequest(409, "stepId", "step " + stepId + " is not reported failed on node " + target);
+            }
+            ObjectNode p = mapper.createObjectNode();
+            p.put("stepId", stepId);
+            outbox.enqueue(c, target, Messages.STEP_RETRY, projectId, p);
+            return null;
+        });
+    }
+
+    // ---- invited node -------------------------------------------------------------------------------------------
+
+    public Project decide(String projectId, boolean accept, String caller) throws SQLException {
+        return db.inTransaction(c -> {
+            Project p = find(c, projectId).orElseThrow(() -> new InvalidRequest(404, "projectId", "no project " + projectId));
+            if (p.initiator().equals(identity.nodeId())) {
+                throw new InvalidRequest(409, "projectId", "this node initiated the project");
+            }
+            String to = accept ? "ACCEPTED" : "DECLINED";
+            if (p.localStatus().equals(to)) {
+                return p;
+            }
+            if (!"INVITED".equals(p.localStatus())) {
+                throw new InvalidRequest(409, "projectId", "the project was already " + p.localStatus().toLowerCase());
+            }
+            try (PreparedStatement up = c.prepareStatement("UPDATE fed_project SET local_status = ?, decided_at = ?, decided_by = ? "
+                    + "WHERE project_id = ? AND local_status = 'INVITED'")) {
+                up.setString(1, to);
+                up.setObject(2, Database.utc(Instant.now()));
+                up.setString(3, caller);
+                up.setString(4, projectId);
+                up.executeUpdate();
+            }
+            inbox.answered(c, projectId, p.initiator(), accept);
+            return find(c, projectId).orElseThrow();
+        });
+    }
+
+    // ---- queries ---------------------------------------------------------------------------------------------------
+
+    public Optional<Project> find(String projectId) throws SQLException {
+        try (Connection c = db.connection()) {
+            return find(c, projectId);
+        }
+    }
+
+    static Optional<Project> find(Connection c, String projectId) throws SQLException {
+        try (PreparedStatement q = c.prepareStatement("SELECT project_id, title, initiator, sharing_level, invited, local_status, "
+                + "created_at, decided_at, decided_by FROM fed_project WHERE project_id = ?")) {
+            q.setString(1, projectId);
+            try (ResultSet rs = q.executeQuery()) {
+                return rs.next() ? Optional.of(project(rs)) : Optional.empty();
+            }
+        }
+    }
+
+    public List<Project> list() throws SQLException {
+        List<Project> out = new ArrayList<>();
+        try (Connection c = db.connection(); PreparedStatement q = c.prepareStatement("SELECT project_id, title, initiator, "
+                + "sharing_level, invited, local_status, created_at, decided_at, decided_by FROM fed_project ORDER BY created_at DESC, project_id");
+                ResultSet rs = q.executeQuery()) {
+            while (rs.next()) {
+                out.add(project(rs));
+            }
+        }
+        return out;
+    }
+
+    private static Project project(ResultSet rs) throws SQLException {
+        List<String> invited = new ArrayList<>();
+        try {
+            JSON.readTree(rs.getString(5)).forEach(n -> invited.add(n.asText()));
+        } catch (JsonProcessingException e) {
+            throw new SQLException("fed_project.invited is not JSON", e);
+        }
+        return new Project(rs.getString(1), rs.getString(2), rs.getString(3), rs.getString(4), invited, rs.getString(6),
+                instant(rs, 7), instant(rs, 8), rs.getString(9));
+    }
+
+    static Optional<Step> step(Connection c, String stepId) throws SQLException {
+        try (PreparedStatement q = c.prepareStatement("SELECT step_id, project_id, seq, kind, definition, depends_on, checksum, "
+                + "origin, created_at FROM fed_step WHERE step_id = ?")) {
+            q.setString(1, stepId);
+            try (ResultSet rs = q.executeQuery()) {
+                return rs.next() ? Optional.of(step(rs)) : Optional.empty();
+            }
+        }
+    }
+
+    static String stepProject(Database db, String stepId) throws SQLException {
+        try (Connection c = db.connection()) {
+            return step(c, stepId).map(Step::projectId).orElse(null);
+        }
+    }
+
+    static List<Step> steps(Connection c, String projectId) throws SQLException {
+        List<Step> out = new ArrayList<>();
+        try (PreparedStatement q = c.prepareStatement("SELECT step_id, project_id, seq, kind, definition, depends_on, checksum, "
+                + "origin, created_at FROM fed_step WHERE project_id = ? ORDER BY seq")) {
+            q.setString(1, projectId);
+            try (ResultSet rs = q.executeQuery()) {
+                while (rs.next()) {
+                    out.add(step(rs));
+                }
+            }
+        }
+        return out;
+    }
+
+    private static Step step(ResultSet rs) throws SQLException {
+        return new Step(rs.getString(1), rs.getString(2), rs.getInt(3), rs.getString(4), rs.getString(5), rs.getString(6),
+                rs.getString(7), rs.getString(8), instant(rs, 9));
+    }
+
+    static List<Participant> participants(Connection c, String projectId) throws SQLException {
+        List<Participant> out = new ArrayList<>();
+        try (PreparedStatement q = c.prepareStatement("SELECT node_id, response, responded_at FROM fed_participant "
+                + "WHERE project_id = ? ORDER BY node_id")) {
+            q.setString(1, projectId);
+            try (ResultSet rs = q.executeQuery()) {
+                while (rs.next()) {
+                    out.add(new Participant(rs.getString(1), rs.getString(2), instant(rs, 3)));
+                }
+            }
+        }
+        return out;
+    }
+
+    /** Everything about a project as the REST API shows it. */
+    public Map<String, Object> details(String projectId) throws SQLException {
+        try (Connection c = db.connection()) {
+            Project p = find(c, projectId).orElseThrow(() -> new InvalidRequest(404, "projectId", "no project " + projectId));
+            Map<String, Object> out = new LinkedHashMap<>();
+            out.put("project", p);
+            out.put("participants", participants(c, projectId));
+            List<Map<String, Object>> steps = new ArrayList<>();
+            List<Executions.Execution> all = executions.ofProject(c, projectId);
+            for (Step s : steps(c, projectId)) {
+                steps.add(stepView(s, all));
+            }
+            out.put("steps", steps);
+            return out;
+        }
+    }
+
+    public Map<String, Object> stepDetails(String projectId, String stepId) throws SQLException {
+        try (Connection c = db.connection()) {
+            Step s = step(c, stepId).filter(x -> x.projectId().equals(projectId))
+                    .orElseThrow(() -> new InvalidRequest(404, "stepId", "no step " + stepId + " in project " + projectId));
+            return stepView(s, executions.ofProject(c, projectId));
+        }
+    }
+
+    private Map<String, Object> stepView(Step s, List<Executions.Execution> all) {
+        Map<String, Object> v = new LinkedHashMap<>();
+        v.put("stepId", s.stepId());
+        v.put("seq", s.seq());
+        v.put("kind", s.kind());
+        try {
+            v.put("definition", mapper.readTree(s.definition()));
+            v.put("dependsOn", mapper.readTree(s.dependsOn()));
+        } catch (JsonProcessingException e) {
+            throw new IllegalStateException(e);
+        }
+        v.put("checksum", s.checksum());
+        v.put("createdAt", s.createdAt());
+        v.put("nodes", all.stream().filter(e -> e.stepId().equals(s.stepId())).toList());
+        return v;
+    }
+
+    /** The results of a step per node, as returned to the initiator. */
+    public Map<String, JsonNode> results(String projectId, String stepId) throws SQLException {
+        Map<String, JsonNode> out = new LinkedHashMap<>();
+        try (Connection c = db.connection(); PreparedStatement q = c.prepareStatement("SELECT node_id, result FROM fed_result "
+                + "WHERE project_id = ? AND step_id = ? ORDER BY node_id")) {
+            q.setString(1, projectId);
+            q.setString(2, stepId);
+            try (ResultSet rs = q.executeQuery()) {
+                while (rs.next()) {
+                    out.put(rs.getString(1), mapper.readTree(rs.getString(2)));
+                }
+            }
+        } catch (JsonProcessingException e) {
+            throw new SQLException("fed_result.result is not JSON", e);
+        }
+        return out;
+    }
+
+    private static String text(JsonNode body, String field, int max) {
+        JsonNode v = body.get(field);
+        if (v == null || !v.isTextual() || v.asText().isBlank()) {
+            throw new InvalidRequest(400, field, "required text");
+        }
+        if (v.asText().length() > max) {
+            throw new InvalidRequest(400, field, "at most " + max + " characters");
+        }
+        return v.asText().strip();
+    }
+
+    private static Instant instant(ResultSet rs, int i) throws SQLException {
+        OffsetDateTime t = rs.getObject(i, OffsetDateTime.class);
+        return t == null ? null : t.toInstant();
+    }
+}

@@ -1,0 +1,295 @@
+package org.hospitalhub.federation.network;
+
+import java.sql.Connection;
+import java.sql.PreparedStatement;
+import java.sql.ResultSet;
+import java.sql.SQLException;
+import java.time.Duration;
+import java.time.Instant;
+import java.util.ArrayList;
+import java.util.Iterator;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.TimeUnit;
+
+import jakarta.annotation.PreDestroy;
+import jakarta.enterprise.context.ApplicationScoped;
+import jakarta.enterprise.inject.Instance;
+import jakarta.inject.Named;
+
+import org.eclipse.microprofile.config.inject.ConfigProperty;
+import org.hospitalhub.delivery.Database;
+import org.hospitalhub.delivery.Leases;
+import org.hospitalhub.federation.StepContext;
+import org.hospitalhub.federation.StepDefinitionException;
+import org.hospitalhub.federation.StepExecutor;
+import org.jboss.logging.Logger;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+
+import io.micrometer.core.instrument.MeterRegistry;
+import io.micrometer.core.instrument.Timer;
+
+/**
+ * Executes the steps this node received, asynchronously (route {@code federation-step-runner}): only for projects this
+ * node accepted; per project strictly in the initiator's order (a step starts once every earlier step of the project has
+ * been received and has finished, and the steps it depends on succeeded here); projects in parallel on a bounded pool,
+ * so a long query of one study delays no other. Before every run the step's earlier results are removed
+ * ({@link StepExecutor#clean}), so a re-execution is idempotent. A failure is retried automatically with backoff up to
+ * {@code hub.federation.steps.max-attempts}; an invalid definition is not retried; an operator or the initiator can
+ * ask for a retry through the API. Each state change is reported to the initiator.
+ */
+@ApplicationScoped
+@Named("federationSteps")
+public class StepRunner {
+
+    private static final Logger LOG = Logger.getLogger(StepRunner.class);
+    static final String LEASE = "federation-steps";
+
+    private final Database db;
+    private final Leases leases;
+    private final NodeIdentity identity;
+    private final Executions executions;
+    private final Instance<StepExecutor> executors;
+    private final ObjectMapper mapper;
+    private final MeterRegistry meters;
+    private final int maxAttempts;
+    private final Duration retryDelay;
+    private final Duration retryMaxDelay;
+    private final ExecutorService pool;
+    private final Set<String> runningProjects = ConcurrentHashMap.newKeySet();
+
+    public StepRunner(Database db, Leases leases, NodeIdentity identity, Executions executions, Instance<StepExecutor> executors,
+            ObjectMapper mapper, MeterRegistry meters,
+            @ConfigProperty(name = "hub.federation.steps.threads", defaultValue = "4") int threads,
+            @ConfigProperty(name = "hub.federation.steps.max-attempts", defaultValue = "3") int maxAttempts,
+            @ConfigProperty(name = "hub.federation.steps.retry-delay", defaultValue = "10s") Duration retryDelay,
+            @ConfigProperty(name = "hub.federation.steps.retry-max-delay", defaultValue = "10m") Duration retryMaxDelay) {
+        this.db = db;
+        this.leases = leases;
+        this.identity = identity;
+        this.executions = executions;
+        this.executors = executors;
+        this.mapper = mapper;
+        this.meters = meters;
+        this.maxAttempts = Math.max(1, maxAttempts);
+        this.retryDelay = retryDelay;
+        this.retryMaxDelay = retryMaxDelay;
+        this.pool = Executors.newFixedThreadPool(Math.max(1, threads), r -> {
+            Thread t = new Thread(r, "federation-step");
+            t.setDaemon(true);
+            return t;
+        });
+    }
+
+    @PreDestroy
+    void stop() throws InterruptedException {
+        pool.shutdownNow();
+        pool.awaitTermination(5, TimeUnit.SECONDS);
+    }
+
+    /** One pass: due retries re-queued, then the next runnable step of each accepted project started. */
+    public void dispatch() throws SQLException {
+        if (!identity.enabled()) {
+            return;
+        }
+        Leases.Hold hold = leases.hold(LEASE);
+        if (!hold.held()) {
+            return;
+        }
+        String self = identity.nodeId();
+        if (hold == Leases.Hold.ACQUIRED) {
+            requeueInterrupted(self);
+        }
+        requeueDueRetries(self);
+        List<String> projects = new ArrayList<>();
+        try (Connection c = db.connection(); PreparedStatement q = c.prepareStatement("SELECT DISTINCT e.project_id FROM "
+                + "fed_execution e JOIN fed_project p ON p.project_id = e.project_id WHERE e.node_id = ? AND e.status = 'QUEUED' "
+                + "AND p.local_status = 'ACCEPTED'")) {
+            q.setString(1, self);
+            try (ResultSet rs = q.executeQuery()) {
+                while (rs.next()) {
+                    projects.add(rs.getString(1));
+                }
+            }
+        }
+        for (String projectId : projects) {
+            if (runningProjects.contains(projectId)) {
+                continue;
+            }
+            Optional<Claimed> claimed = db.inTransaction(c -> claimNext(c, projectId, self));
+            if (claimed.isPresent()) {
+                runningProjects.add(projectId);
+                pool.execute(() -> run(claimed.get()));
+            }
+        }
+    }
+
+    private record Claimed(Projects.Project project, Projects.Step step, Executions.Execution execution) {
+    }
+
+    /** The next step of the project, if it may start now, switched to RUNNING. */
+    private Optional<Claimed> claimNext(Connection c, String projectId, String self) throws SQLException {
+        Optional<Projects.Project> project = Projects.find(c, projectId);
+        if (project.isEmpty() || !"ACCEPTED".equals(project.get().localStatus())) {
+            return Optional.empty();
+        }
+        Map<String, Executions.Execution> mine = new LinkedHashMap<>();
+        for (Executions.Execution e : executions.ofProject(c, projectId)) {
+            if (e.nodeId().equals(self)) {
+                mine.put(e.stepId(), e);
+            }
+        }
+        int expected = 1;
+        for (Projects.Step s : Projects.steps(c, projectId)) {
+            if (s.seq() != expected++) {
+                return Optional.empty(); // an earlier step has not arrived yet: wait for it
+            }
+            if (!s.origin().equals(project.get().initiator())) {
+                return Optional.empty();
+            }
+            Executions.Execution e = mine.get(s.stepId());
+            if (e == null) {
+                return Optional.empty();
+            }
+            switch (e.status()) {
+                case SUCCEEDED -> {
+                    continue;
+                }
+                case RUNNING, FAILED -> {
+                    return Optional.empty();
+                }
+                case QUEUED -> {
+                    for (Iterator<JsonNode> it = dependencies(s).elements(); it.hasNext();) {
+                        Executions.Execution dep = mine.get(it.next().asText());
+                        if (dep == null || dep.status() != Executions.Status.SUCCEEDED) {
+                            return Optional.empty();
+                        }
+                    }
+                    return executions.transition(c, s.stepId(), Executions.Status.QUEUED, Executions.Status.RUNNING, null, true,
+                            true, null, null).map(running -> new Claimed(project.get(), s, running));
+                }
+            }
+        }
+        return Optional.empty();
+    }
+
+    private JsonNode dependencies(Projects.Step s) {
+        try {
+            return mapper.readTree(s.dependsOn());
+        } catch (Exception e) {
+            return mapper.createObjectNode();
+        }
+    }
+
+    private void run(Claimed claimed) {
+        Projects.Step s = claimed.step();
+        String outcome = "failed";
+        Timer.Sample sample = Timer.start(meters);
+        try {
+            StepExecutor executor = executors.isResolvable() ? executors.get() : null;
+            if (executor == null) {
+                finish(s, Executions.Status.FAILED, "this node has no StepExecutor (data side not installed)", false, null);
+                return;
+            }
+            Map<String, String> deps = new LinkedHashMap<>();
+            dependencies(s).fields().forEachRemaining(e -> deps.put(e.getKey(), e.getValue().asText()));
+            StepContext ctx = new StepContext(s.projectId(), s.stepId(), s.kind(), mapper.readTree(s.definition()),
+                    claimed.project().sharingLevel(), deps);
+            try {
+                executor.clean(s.projectId(), s.stepId()); // leftovers of an earlier, interrupted or failed attempt
+                JsonNode result = executor.execute(ctx);
+                finish(s, Executions.Status.SUCCEEDED, null, false, result == null ? mapper.nullNode() : result);
+                outcome = "succeeded";
+            } catch (StepDefinitionException e) {
+                String cleanProblem = cleanQuietly(executor, s);
+                finish(s, Executions.Status.FAILED, "invalid definition at " + e.field() + ": " + e.getMessage() + cleanProblem,
+                        false, null);
+            } catch (Exception e) {
+                String cleanProblem = cleanQuietly(executor, s);
+                int attempts = claimed.execution().attempts();
+                boolean retry = attempts < maxAttempts;
+                String reason = String.valueOf(e.getMessage() == null ? e.getClass().getSimpleName() : e.getMessage()) + cleanProblem
+                        + (retry ? " (attempt " + attempts + " of " + maxAttempts + ", retried automatically)"
+                                : " (attempt " + attempts + " of " + maxAttempts + ", no more automatic retries)");
+                LOG.warnf("Step %s of project %s failed on this node: %s", s.stepId(), s.projectId(), reason);
+                finish(s, Executions.Status.FAILED, reason, retry, null, retry ? Instant.now().plus(delay(attempts)) : null);
+            }
+        } catch (Exception e) {
+            LOG.errorf(e, "Step %s of project %s: cannot record its outcome (it is re-run after a restart)", s.stepId(), s.projectId());
+        } finally {
+            sample.stop(meters.timer("hub.federation.step.duration", "kind", s.kind(), "outcome", outcome));
+            runningProjects.remove(s.projectId());
+        }
+    }
+
+    Duration delay(int attempts) {
+        Duration d = retryDelay.multipliedBy(1L << Math.min(20, Math.max(0, attempts - 1)));
+        return d.compareTo(retryMaxDelay) > 0 ? retryMaxDelay : d;
+    }
+
+    private void finish(Projects.Step s, Executions.Status to, String reason, boolean retryable, JsonNode result)
+            throws SQLException {
+        finish(s, to, reason, retryable, result, null);
+    }
+
+    private void finish(Projects.Step s, Executions.Status to, String reason, boolean retryable, JsonNode result, Instant retryAt)
+            throws SQLException {
+        db.inTransaction(c -> executions.transition(c, s.stepId(), Executions.Status.RUNNING, to,
+                reason == null ? null : reason.length() > 2000 ? reason.substring(0, 2000) : reason, false, retryable, retryAt,
+                result));
+    }
+
+    private static String cleanQuietly(StepExecutor executor, Projects.Step s) {
+        try {
+            executor.clean(s.projectId(), s.stepId());
+            return "";
+        } catch (Exception e) {
+            LOG.warnf("Step %s: removing its partial results failed (they are removed again before the next run): %s",
+                    s.stepId(), e.getMessage());
+            return "; removing partial results failed: " + e.getMessage();
+        }
+    }
+
+    private void requeueInterrupted(String self) throws SQLException {
+        for (String stepId : stepIds("SELECT step_id FROM fed_execution WHERE node_id = ? AND status = 'RUNNING'", self)) {
+            String projectId = Projects.stepProject(db, stepId);
+            if (projectId == null || runningProjects.contains(projectId)) {
+                continue; // still running in this process (the lease lapsed and was taken back meanwhile)
+            }
+            db.inTransaction(c -> executions.transition(c, stepId, Executions.Status.RUNNING, Executions.Status.QUEUED,
+                    "interrupted (node restarted or replica lost its lease): run again", false, true, null, null));
+        }
+    }
+
+    private void requeueDueRetries(String self) throws SQLException {
+        for (String stepId : stepIds("SELECT step_id FROM fed_execution WHERE node_id = ? AND status = 'FAILED' AND retryable "
+                + "AND next_retry_at <= ?", self)) {
+            db.inTransaction(c -> executions.transition(c, stepId, Executions.Status.FAILED, Executions.Status.QUEUED,
+                    "automatic retry", false, true, null, null));
+        }
+    }
+
+    private List<String> stepIds(String sql, String self) throws SQLException {
+        List<String> ids = new ArrayList<>();
+        try (Connection c = db.connection(); PreparedStatement q = c.prepareStatement(sql)) {
+            q.setString(1, self);
+            if (sql.contains("next_retry_at")) {
+                q.setObject(2, Database.utc(Instant.now()));
+            }
+            try (ResultSet rs = q.executeQuery()) {
+                while (rs.next()) {
+                    ids.add(rs.getString(1));
+                }
+            }
+        }
+        return ids;
+    }
+}

@@ -1,0 +1,517 @@
+package org.hospitalhub.federation.network;
+
+import static io.restassured.RestAssured.given;
+import static org.awaitility.Awaitility.await;
+import static org.hamcrest.Matchers.containsString;
+import static org.hamcrest.Matchers.equalTo;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.net.http.HttpResponse;
+import java.security.KeyPair;
+import java.sql.Connection;
+import java.sql.ResultSet;
+import java.sql.SQLException;
+import java.sql.Statement;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.UUID;
+import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.TimeUnit;
+
+import org.eclipse.microprofile.config.ConfigProvider;
+import org.hospitalhub.support.PostgresResource;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+
+import io.quarkus.test.common.QuarkusTestResource;
+import io.quarkus.test.junit.QuarkusTest;
+import io.quarkus.test.junit.TestProfile;
+import io.restassured.http.ContentType;
+
+/**
+ * The network side of research federation on one hub (node {@code hub-test}) against two peers played by the test
+ * over real HTTP on 127.0.0.1 (see {@link TestPeer}): signature checks (forged, unsigned, tampered, expired, replayed),
+ * invitations (accept, decline, auto-accept), the inbox (order, duplicates, dependencies, only accepted projects),
+ * retries after cleaning, and the initiator side (outbox in order, held while a peer is offline, resend, status and
+ * results per node, CSV, pushed status events).
+ */
+@QuarkusTest
+@TestProfile(FederationTestProfile.class)
+@QuarkusTestResource(PostgresResource.class)
+class FederationNetworkTest {
+
+    private static final String OPS = "test-ops-key";
+    private static final String NODE = FederationTestProfile.NODE;
+    private static TestPeer a;
+    private static TestPeer b;
+    private static int port;
+
+    @BeforeAll
+    static void peers() throws Exception {
+        int base = Integer.parseInt(System.getenv().getOrDefault("HUB_TEST_PORT", "8081"));
+        a = new TestPeer("peer-a", base + 1);
+        b = new TestPeer("peer-b", base + 2);
+        try (Connection c = PostgresResource.connect(); Statement s = c.createStatement()) {
+            s.execute(TableStepExecutor.DDL);
+            s.execute("INSERT INTO fed_test_measure (person_id, value) SELECT g, g FROM generate_series(1, 20) g ON CONFLICT DO NOTHING");
+        }
+    }
+
+    @AfterAll
+    static void stopPeers() {
+        a.close();
+        b.close();
+    }
+
+    @BeforeEach
+    void register() {
+        port = ConfigProvider.getConfig().getValue("quarkus.http.test-port", Integer.class);
+        String hubKey = given().header("X-Api-Key", OPS).get("/api/v1/federation/node").then().statusCode(200)
+                .body("nodeId", equalTo(NODE)).extract().path("publicKey");
+        a.hubKey = NodeKeys.publicKey(hubKey);
+        TestPeer.KNOWN.put(NODE, a.hubKey);
+        b.hubKey = NodeKeys.publicKey(hubKey);
+        putNode(a, false);
+        putNode(b, true);
+        a.offline = false;
+        b.offline = false;
+    }
+
+    private static void putNode(TestPeer p, boolean autoAccept) {
+        given().header("X-Api-Key", OPS).contentType(ContentType.JSON)
+                .body("{\"baseUrl\":\"" + p.baseUrl() + "\",\"publicKey\":\"" + p.publicKey() + "\",\"autoAccept\":" + autoAccept + "}")
+                .put("/api/v1/federation/nodes/" + p.nodeId).then().statusCode(200).body("autoAccept", equalTo(autoAccept));
+    }
+
+    // ---- helpers -------------------------------------------------------------------------------------------------
+
+    private static ObjectNode invitation(String title) {
+        ObjectNode p = TestPeer.JSON.createObjectNode();
+        p.put("title", title);
+        p.put("sharingLevel", "aggregate-only");
+        p.putArray("invited").add(NODE).add("peer-b");
+        return p;
+    }
+
+    private static ObjectNode step(String stepId, int seq, String kind, String definition, String dependsOn) throws Exception {
+        ObjectNode p = TestPeer.JSON.createObjectNode();
+        JsonNode d = TestPeer.JSON.readTree(definition);
+        JsonNode deps = TestPeer.JSON.readTree(dependsOn);
+        p.put("stepId", stepId);
+        p.put("seq", seq);
+        p.put("kind", kind);
+        p.set("definition", d);
+        p.set("dependsOn", deps);
+        p.put("checksum", TestPeer.checksum(d, deps, kind));
+        return p;
+    }
+
+    private static void ok(HttpResponse<String> r) {
+        assertEquals(200, r.statusCode(), r.body());
+    }
+
+    /** peer-a invites hub-test to a new project; returns its id. */
+    private static String invitedByA(String title) throws Exception {
+        String project = UUID.randomUUID().toString();
+        ok(a.send(port, a.seal(a.keys, Messages.INVITATION, NODE, project, invitation(title))));
+        return project;
+    }
+
+    private static void accept(String project) {
+        given().header("X-Api-Key", OPS).post("/api/v1/federation/projects/" + project + "/accept").then().statusCode(200)
+                .body("localStatus", equalTo("ACCEPTED"));
+    }
+
+    private static String status(String step) {
+        return given().header("X-Api-Key", OPS).get("/api/v1/federation/projects/{p}/steps/{s}", projectOf(step), step)
+                .then().statusCode(200).extract().path("nodes.find { it.nodeId == '" + NODE + "' }.status");
+    }
+
+    private static String projectOf(String step) {
+        try {
+            return query("SELECT project_id FROM fed_step WHERE step_id = '" + step + "'");
+        } catch (SQLException e) {
+            throw new IllegalStateException(e);
+        }
+    }
+
+    private static String query(String sql) throws SQLException {
+        try (Connection c = PostgresResource.connect(); Statement s = c.createStatement(); ResultSet rs = s.executeQuery(sql)) {
+            return rs.next() ? rs.getString(1) : null;
+        }
+    }
+
+    private static long count(String sql) throws SQLException {
+        return Long.parseLong(query(sql));
+    }
+
+    /** Statuses peer-a received for a step, in order. */
+    private static List<String> reportedToA(String step) {
+        List<String> out = new ArrayList<>();
+        for (JsonNode m : a.received(Messages.STEP_STATUS)) {
+            if (m.path("payload").path("stepId").asText().equals(step)) {
+                out.add(m.path("payload").path("status").asText());
+            }
+        }
+        return out;
+    }
+
+    // ---- signatures ------------------------------------------------------------------------------------------------
+
+    @Test
+    void unsignedForgedTamperedExpiredAndReplayedMessagesAreRejectedAndLogged() throws Exception {
+        String project = UUID.randomUUID().toString();
+        String body = a.seal(a.keys, Messages.INVITATION, NODE, project, invitation("signature checks"));
+        long rejectionsBefore = count("SELECT COUNT(*) FROM fed_rejection");
+
+        // unsigned
+        HttpResponse<String> r = TestPeer.transmit(port, null, null, null, 0, body, body);
+        assertEquals(401, r.statusCode(), r.body());
+        assertTrue(r.body().contains("unsigned"), r.body());
+        // signed with a key that is not peer-a's (forged)
+        KeyPair forger = NodeKeys.generate();
+        r = TestPeer.transmit(port, "peer-a", forger, UUID.randomUUID().toString(), System.currentTimeMillis(), body, body);
+        assertEquals(401, r.statusCode(), r.body());
+        assertTrue(r.body().contains("signature does not verify"), r.body());
+        // body changed after signing
+        String tampered = body.replace("signature checks", "signature checkz");
+        r = TestPeer.transmit(port, "peer-a", a.keys, UUID.randomUUID().toString(), System.currentTimeMillis(), tampered, body);
+        assertEquals(401, r.statusCode(), r.body());
+        // an unknown node
+        r = TestPeer.transmit(port, "peer-x", forger, UUID.randomUUID().toString(), System.currentTimeMillis(), body, body);
+        assertEquals(401, r.statusCode(), r.body());
+        assertTrue(r.body().contains("unknown node peer-x"), r.body());
+        // expired: sent two minutes ago (window 1 minute in this test)
+        r = TestPeer.transmit(port, "peer-a", a.keys, UUID.randomUUID().toString(), System.currentTimeMillis() - 120_000, body, body);
+        assertEquals(401, r.statusCode(), r.body());
+        assertTrue(r.body().contains("expired"), r.body());
+        // a valid transmission by peer-a of a message that claims peer-b as origin but is signed by peer-a
+        ObjectNode p = invitation("forged origin");
+        String forgedOrigin = a.seal(a.keys, Messages.INVITATION, NODE, UUID.randomUUID().toString(), p)
+                .replace("\\\"origin\\\":\\\"peer-a\\\"", "\\\"origin\\\":\\\"peer-b\\\"");
+        assertTrue(forgedOrigin.contains("peer-b"));
+        r = a.send(port, forgedOrigin);
+        assertEquals(401, r.statusCode(), r.body());
+        assertTrue(r.body().contains("origin signature"), r.body());
+        assertEquals(0, count("SELECT COUNT(*) FROM fed_project WHERE project_id = '" + project + "'"), "nothing stored");
+
+        // the genuine transmission is accepted; the same transmission again (same nonce) is a replay
+        String nonce = UUID.randomUUID().toString();
+        long now = System.currentTimeMillis();
+        r = TestPeer.transmit(port, "peer-a", a.keys, nonce, now, body, body);
+        assertEquals(200, r.statusCode(), r.body());
+        assertTrue(r.body().contains("\"duplicate\":false"), r.body());
+        r = TestPeer.transmit(port, "peer-a", a.keys, nonce, now, body, body);
+        assertEquals(409, r.statusCode(), r.body());
+        assertTrue(r.body().contains("replayed"), r.body());
+        // the same message resent in a new transmission (a lost acknowledgement): acknowledged, stored once
+        r = a.send(port, body);
+        assertEquals(200, r.statusCode(), r.body());
+        assertTrue(r.body().contains("\"duplicate\":true"), r.body());
+        assertEquals(1, count("SELECT COUNT(*) FROM fed_project WHERE project_id = '" + project + "'"));
+
+        assertEquals(rejectionsBefore + 7, count("SELECT COUNT(*) FROM fed_rejection"));
+        given().header("X-Api-Key", OPS).get("/api/v1/federation/rejections?limit=7").then().statusCode(200)
+                .body("size()", equalTo(7)).body("[0].status", equalTo(409)).body("[0].reason", containsString("replayed"));
+        String metrics = given().get("/q/metrics").then().statusCode(200).extract().asString();
+        assertTrue(metrics.contains("hub_federation_messages_rejected_total{status=\"409\"}"), "rejections counted");
+        // the operator API needs the operator role
+        given().header("X-Api-Key", "test-his-key").get("/api/v1/federation/rejections").then().statusCode(403);
+    }
+
+    // ---- invitations -------------------------------------------------------------------------------------------------
+
+    @Test
+    void aNodeExecutesOnlyProjectsItAccepted() throws Exception {
+        String accepted = invitedByA("accepted later");
+        String declined = invitedByA("declined");
+        given().header("X-Api-Key", OPS).get("/api/v1/federation/projects/" + accepted).then().statusCode(200)
+                .body("project.localStatus", equalTo("INVITED")).body("project.initiator", equalTo("peer-a"));
+        String s1 = UUID.randomUUID().toString();
+        String s2 = UUID.randomUUID().toString();
+        ok(a.send(port, a.seal(a.keys, Messages.STEP, NODE, accepted, step(s1, 1, "cohort", "{\"minValue\":15}", "{}"))));
+        ok(a.send(port, a.seal(a.keys, Messages.STEP, NODE, declined, step(s2, 1, "cohort", "{\"minValue\":15}", "{}"))));
+        // held, not run, while the invitation is open
+        await().during(Duration.ofMillis(600)).atMost(Duration.ofSeconds(2))
+                .until(() -> count("SELECT COUNT(*) FROM fed_test_run WHERE step_id IN ('" + s1 + "','" + s2 + "')") == 0);
+
+        given().header("X-Api-Key", "test-his-key").post("/api/v1/federation/projects/" + accepted + "/accept").then().statusCode(403);
+        accept(accepted);
+        given().header("X-Api-Key", OPS).post("/api/v1/federation/projects/" + declined + "/decline").then().statusCode(200)
+                .body("localStatus", equalTo("DECLINED"));
+        given().header("X-Api-Key", OPS).post("/api/v1/federation/projects/" + declined + "/accept").then().statusCode(409)
+                .body("error", containsString("declined"));
+
+        await().atMost(Duration.ofSeconds(10)).until(() -> status(s1).equals("SUCCEEDED"));
+        await().atMost(Duration.ofSeconds(10)).until(() -> reportedToA(s1).contains("SUCCEEDED"));
+        assertEquals(List.of("QUEUED", "RUNNING", "SUCCEEDED"), reportedToA(s1), "every change reported, in order");
+        JsonNode done = a.received(Messages.STEP_STATUS).stream()
+                .filter(m -> m.path("payload").path("status").asText().equals("SUCCEEDED")
+                        && m.path("payload").path("stepId").asText().equals(s1)).findFirst().orElseThrow();
+        assertEquals(6, done.path("payload").path("result").path("persons").asInt(), "persons 15..20");
+        assertTrue(done.path("payload").has("durationMs"));
+        List<Boolean> answers = new ArrayList<>();
+        for (JsonNode m : a.received(Messages.INVITATION_RESPONSE)) {
+            if (m.path("projectId").asText().equals(accepted) || m.path("projectId").asText().equals(declined)) {
+                answers.add(m.path("payload").path("accepted").asBoolean());
+            }
+        }
+        assertEquals(List.of(true, false), answers, "the initiator is told, signed by this node");
+        await().during(Duration.ofMillis(500)).atMost(Duration.ofSeconds(2))
+                .until(() -> count("SELECT COUNT(*) FROM fed_test_run WHERE step_id = '" + s2 + "'") == 0);
+
+        // auto-accept policy for peer-b: accepted on arrival, the answer sent at once
+        String auto = UUID.randomUUID().toString();
+        ok(b.send(port, b.seal(b.keys, Messages.INVITATION, NODE, auto, invitation("auto"))));
+        given().header("X-Api-Key", OPS).get("/api/v1/federation/projects/" + auto).then().statusCode(200)
+                .body("project.localStatus", equalTo("ACCEPTED")).body("project.decidedBy", equalTo("auto-accept"));
+        await().atMost(Duration.ofSeconds(10)).until(() -> b.received(Messages.INVITATION_RESPONSE).stream()
+                .anyMatch(m -> m.path("projectId").asText().equals(auto) && m.path("payload").path("accepted").asBoolean()));
+    }
+
+    // ---- inbox: order, duplicates, dependencies -------------------------------------------------------------------
+
+    @Test
+    void stepsRunInTheInitiatorsOrderAfterTheirDependenciesAndDuplicatesAreIgnored() throws Exception {
+        String project = invitedByA("order");
+        accept(project);
+        String cohort = UUID.randomUUID().toString();
+        String analysis = UUID.randomUUID().toString();
+        // step 2 (depends on step 1) arrives first: it waits
+        ok(a.send(port, a.seal(a.keys, Messages.STEP, NODE, project,
+                step(analysis, 2, "analysis", "{}", "{\"cohort\":\"" + cohort + "\"}"))));
+        await().during(Duration.ofMillis(600)).atMost(Duration.ofSeconds(2)).until(() -> status(analysis).equals("QUEUED"));
+        assertEquals(0, count("SELECT COUNT(*) FROM fed_test_run WHERE step_id = '" + analysis + "'"));
+
+        String cohortMessage = a.seal(a.keys, Messages.STEP, NODE, project, step(cohort, 1, "cohort", "{\"minValue\":11}", "{}"));
+        ok(a.send(port, cohortMessage));
+        await().atMost(Duration.ofSeconds(10)).until(() -> "SUCCEEDED".equals(status(analysis)));
+        List<String> order = new ArrayList<>();
+        try (Connection c = PostgresResource.connect(); Statement s = c.createStatement(); ResultSet rs = s.executeQuery(
+                "SELECT step_id FROM fed_test_run WHERE step_id IN ('" + cohort + "','" + analysis + "') ORDER BY id")) {
+            while (rs.next()) {
+                order.add(rs.getString(1));
+            }
+        }
+        assertEquals(List.of(cohort, analysis), order, "cohort first, each once");
+        await().atMost(Duration.ofSeconds(10)).until(() -> reportedToA(analysis).contains("SUCCEEDED"));
+        JsonNode result = a.received(Messages.STEP_STATUS).stream()
+                .filter(m -> m.path("payload").path("stepId").asText().equals(analysis) && m.path("payload").has("result"))
+                .findFirst().orElseThrow().path("payload").path("result");
+        assertEquals(10, result.path("count").asInt(), "persons 11..20");
+        assertEquals(155.0, result.path("sum").asDouble(), 1e-9, "11 + ... + 20");
+
+        // the same step again: as the same message (new transmission) and as a new message with the same content
+        HttpResponse<String> r = a.send(port, cohortMessage);
+        assertEquals(200, r.statusCode());
+        assertTrue(r.body().contains("\"duplicate\":true"));
+        ok(a.send(port, a.seal(a.keys, Messages.STEP, NODE, project, step(cohort, 1, "cohort", "{\"minValue\":11}", "{}"))));
+        // a different definition under the same step id is a conflict
+        r = a.send(port, a.seal(a.keys, Messages.STEP, NODE, project, step(cohort, 1, "cohort", "{\"minValue\":3}", "{}")));
+        assertEquals(409, r.statusCode(), r.body());
+        assertTrue(r.body().contains("payload.stepId"), r.body());
+        // a checksum that does not match its definition
+        ObjectNode bad = step(UUID.randomUUID().toString(), 3, "cohort", "{\"minValue\":1}", "{}");
+        bad.put("checksum", "0".repeat(64));
+        r = a.send(port, a.seal(a.keys, Messages.STEP, NODE, project, bad));
+        assertEquals(400, r.statusCode(), r.body());
+        assertTrue(r.body().contains("payload.checksum"), r.body());
+        // only the initiator sends a project's steps
+        r = b.send(port, b.seal(b.keys, Messages.STEP, NODE, project, step(UUID.randomUUID().toString(), 3, "cohort", "{}", "{}")));
+        assertEquals(403, r.statusCode(), r.body());
+        await().during(Duration.ofMillis(500)).atMost(Duration.ofSeconds(2))
+                .until(() -> count("SELECT COUNT(*) FROM fed_test_run WHERE step_id = '" + cohort + "'") == 1);
+    }
+
+    // ---- retries -------------------------------------------------------------------------------------------------------
+
+    @Test
+    void aFailedStepIsCleanedAndRetriedAutomaticallyAndOnDemand() throws Exception {
+        String project = invitedByA("retries");
+        accept(project);
+        String flaky = UUID.randomUUID().toString();
+        String stubborn = UUID.randomUUID().toString();
+        String invalid = UUID.randomUUID().toString();
+        ok(a.send(port, a.seal(a.keys, Messages.STEP, NODE, project, step(flaky, 1, "cohort", "{\"minValue\":5,\"failTimes\":1}", "{}"))));
+        await().atMost(Duration.ofSeconds(15)).until(() -> "SUCCEEDED".equals(status(flaky)));
+        assertEquals(2, count("SELECT COUNT(*) FROM fed_test_run WHERE step_id = '" + flaky + "'"), "failed once, then succeeded");
+        assertEquals(16, count("SELECT COUNT(*) FROM fed_test_cohort WHERE step_id = '" + flaky + "'"),
+                "persons 5..20 once each: the failed run's partial rows were removed");
+        await().atMost(Duration.ofSeconds(10)).until(() -> reportedToA(flaky).contains("SUCCEEDED"));
+        assertEquals(List.of("QUEUED", "RUNNING", "FAILED", "QUEUED", "RUNNING", "SUCCEEDED"), reportedToA(flaky));
+
+        // fails on all 3 automatic attempts, then an operator retries it
+        ok(a.send(port, a.seal(a.keys, Messages.STEP, NODE, project, step(stubborn, 2, "cohort", "{\"minValue\":18,\"failTimes\":3}", "{}"))));
+        await().atMost(Duration.ofSeconds(15)).until(() -> count("SELECT COUNT(*) FROM fed_execution WHERE step_id = '" + stubborn
+                + "' AND status = 'FAILED' AND NOT retryable") == 1);
+        assertEquals(3, count("SELECT COUNT(*) FROM fed_test_run WHERE step_id = '" + stubborn + "'"));
+        given().header("X-Api-Key", OPS).get("/api/v1/federation/projects/{p}/steps/{s}", project, stubborn).then().statusCode(200)
+                .body("nodes[0].reason", containsString("no more automatic retries")).body("nodes[0].attempts", equalTo(3));
+        assertEquals(0, count("SELECT COUNT(*) FROM fed_test_cohort WHERE step_id = '" + stubborn + "'"), "cleaned after failing");
+        given().header("X-Api-Key", OPS).post("/api/v1/federation/projects/{p}/steps/{s}/retry", project, flaky).then().statusCode(409);
+        given().header("X-Api-Key", OPS).post("/api/v1/federation/projects/{p}/steps/{s}/retry", project, stubborn).then().statusCode(202);
+        await().atMost(Duration.ofSeconds(10)).until(() -> "SUCCEEDED".equals(status(stubborn)));
+        assertEquals(3, count("SELECT COUNT(*) FROM fed_test_cohort WHERE step_id = '" + stubborn + "'"), "persons 18..20 once");
+
+        // an invalid definition is not retried; the reason names the field
+        ok(a.send(port, a.seal(a.keys, Messages.STEP, NODE, project, step(invalid, 3, "cohort", "{\"invalid\":true}", "{}"))));
+        await().atMost(Duration.ofSeconds(10)).until(() -> "FAILED".equals(status(invalid)));
+        await().during(Duration.ofMillis(700)).atMost(Duration.ofSeconds(2))
+                .until(() -> count("SELECT attempts FROM fed_execution WHERE step_id = '" + invalid + "' AND status = 'FAILED'") == 1);
+        given().header("X-Api-Key", OPS).get("/api/v1/federation/projects/{p}/steps/{s}", project, invalid).then()
+                .body("nodes[0].reason", containsString("definition.invalid")).body("nodes[0].retryable", equalTo(false));
+    }
+
+    // ---- initiator -------------------------------------------------------------------------------------------------------
+
+    @Test
+    void theInitiatorSendsInOrderHoldsMessagesForAnOfflineNodeAndCollectsStatusAndResults() throws Exception {
+        a.offline = true;
+        String project = given().header("X-Api-Key", OPS).contentType(ContentType.JSON)
+                .body("{\"title\":\"initiated here\",\"invitedNodes\":[\"peer-a\",\"peer-b\",\"" + NODE + "\"],\"sharingLevel\":\"aggregate-only\"}")
+                .post("/api/v1/federation/projects").then().statusCode(201).body("initiator", equalTo(NODE))
+                .body("localStatus", equalTo("ACCEPTED")).extract().path("projectId");
+        given().header("X-Api-Key", OPS).contentType(ContentType.JSON).body("{\"title\":\"x\",\"invitedNodes\":[\"nobody\"]}")
+                .post("/api/v1/federation/projects").then().statusCode(400).body("field", equalTo("invitedNodes"));
+        String cohort = given().header("X-Api-Key", OPS).contentType(ContentType.JSON)
+                .body("{\"kind\":\"cohort\",\"definition\":{\"minValue\":16}}")
+                .post("/api/v1/federation/projects/" + project + "/steps").then().statusCode(201).body("seq", equalTo(1))
+                .extract().path("stepId");
+        given().header("X-Api-Key", OPS).contentType(ContentType.JSON)
+                .body("{\"kind\":\"analysis\",\"definition\":{},\"dependsOn\":{\"cohort\":\"not-a-step\"}}")
+                .post("/api/v1/federation/projects/" + project + "/steps").then().statusCode(400).body("field", equalTo("dependsOn.cohort"));
+        given().header("X-Api-Key", OPS).contentType(ContentType.JSON).body("{\"kind\":\"drop table\",\"definition\":{}}")
+                .post("/api/v1/federation/projects/" + project + "/steps").then().statusCode(400).body("field", equalTo("kind"));
+        String analysis = given().header("X-Api-Key", OPS).contentType(ContentType.JSON)
+                .body("{\"kind\":\"analysis\",\"definition\":{},\"dependsOn\":{\"cohort\":\"" + cohort + "\"}}")
+                .post("/api/v1/federation/projects/" + project + "/steps").then().statusCode(201).body("seq", equalTo(2))
+                .extract().path("stepId");
+
+        // peer-b (online) gets invitation, step 1, step 2 in that order, signed by this node
+        await().atMost(Duration.ofSeconds(10)).until(() -> forProject(b, project).size() == 3);
+        assertEquals(List.of("invitation", "step", "step"), forProject(b, project).stream().map(m -> m.path("type").asText()).toList());
+        assertEquals(List.of(cohort, analysis), forProject(b, project).stream().skip(1)
+                .map(m -> m.path("payload").path("stepId").asText()).toList());
+        // peer-a is offline: its messages are held, retried with backoff
+        await().atMost(Duration.ofSeconds(10)).until(() -> count("SELECT MAX(attempts) FROM fed_outbox WHERE destination = 'peer-a' "
+                + "AND project_id = '" + project + "' AND status = 'PENDING'") >= 2);
+        given().header("X-Api-Key", OPS).get("/api/v1/federation/outbox?destination=peer-a&status=PENDING").then().statusCode(200)
+                .body("findAll { it.projectId == '" + project + "' }.size()", equalTo(3))
+                .body("find { it.projectId == '" + project + "' }.lastError", containsString("503"));
+        assertTrue(forProject(a, project).isEmpty());
+        await().atMost(Duration.ofSeconds(5)).until(() -> given().get("/q/metrics").then().extract().asString()
+                .matches("(?s).*hub_federation_outbox_pending\\{destination=\"peer-a\"[^}]*} [3-9].*"));
+        // this node takes part itself: it ran both steps on its own data
+        await().atMost(Duration.ofSeconds(10)).until(() -> "SUCCEEDED".equals(status(analysis)));
+
+        // peer-a comes back and gets everything in order
+        a.offline = false;
+        given().header("X-Api-Key", OPS).contentType(ContentType.JSON).body("{\"destination\":\"peer-a\"}")
+                .post("/api/v1/federation/outbox/resend").then().statusCode(200);
+        await().atMost(Duration.ofSeconds(10)).until(() -> forProject(a, project).size() == 3);
+        assertEquals(List.of("invitation", "step", "step"), forProject(a, project).stream().map(m -> m.path("type").asText()).toList());
+        String firstStepMessage = forProject(a, project).get(1).path("id").asText();
+        // resend on demand of an acknowledged message: delivered again with the same id (the receiver ignores it)
+        given().header("X-Api-Key", OPS).contentType(ContentType.JSON).body("{\"messageIds\":[\"" + firstStepMessage + "\"]}")
+                .post("/api/v1/federation/outbox/resend").then().statusCode(200).body("resent", equalTo(1));
+        await().atMost(Duration.ofSeconds(10)).until(() -> forProject(a, project).size() == 4);
+        assertEquals(firstStepMessage, forProject(a, project).get(3).path("id").asText());
+
+        // status events are pushed to a subscriber
+        List<String> pushed = new CopyOnWriteArrayList<>();
+        java.net.http.HttpClient http = java.net.http.HttpClient.newHttpClient();
+        var sse = http.sendAsync(java.net.http.HttpRequest.newBuilder(java.net.URI.create("http://127.0.0.1:" + port
+                + "/api/v1/federation/projects/" + project + "/events")).header("X-Api-Key", OPS).header("Accept", "text/event-stream")
+                .build(), java.net.http.HttpResponse.BodyHandlers.ofLines());
+        var lines = sse.get(10, TimeUnit.SECONDS);
+        Thread reader = new Thread(() -> lines.body().filter(l -> l.startsWith("data:")).forEach(pushed::add));
+        reader.setDaemon(true);
+        reader.start();
+
+        // the peers report back: peer-a succeeded with a result, peer-b failed; an older report never wins
+        ObjectNode done = report(analysis, "peer-a", "SUCCEEDED", 3);
+        done.putObject("result").put("count", 4).put("sum", 74.0);
+        ok(a.send(port, a.seal(a.keys, Messages.STEP_STATUS, NODE, project, done)));
+        ok(a.send(port, a.seal(a.keys, Messages.STEP_STATUS, NODE, project, report(analysis, "peer-a", "RUNNING", 2))));
+        ObjectNode failed = report(analysis, "peer-b", "FAILED", 3);
+        failed.put("reason", "disk full");
+        ok(b.send(port, b.seal(b.keys, Messages.STEP_STATUS, NODE, project, failed)));
+        // a node reports only its own executions
+        HttpResponse<String> r = a.send(port, a.seal(a.keys, Messages.STEP_STATUS, NODE, project, report(analysis, "peer-b", "SUCCEEDED", 9)));
+        assertEquals(403, r.statusCode(), r.body());
+
+        given().header("X-Api-Key", OPS).get("/api/v1/federation/projects/{p}/steps/{s}", project, analysis).then().statusCode(200)
+                .body("nodes.find { it.nodeId == 'peer-a' }.status", equalTo("SUCCEEDED"))
+                .body("nodes.find { it.nodeId == 'peer-b' }.status", equalTo("FAILED"))
+                .body("nodes.find { it.nodeId == 'peer-b' }.reason", equalTo("disk full"))
+                .body("nodes.find { it.nodeId == '" + NODE + "' }.status", equalTo("SUCCEEDED"));
+        given().header("X-Api-Key", OPS).get("/api/v1/federation/projects/{p}/steps/{s}/results", project, analysis).then()
+                .statusCode(200).body("nodes.peer-a.count", equalTo(4)).body("nodes.hub-test.count", equalTo(5))
+                .body("nodes.hub-test.sum", equalTo(90.0f));
+        String csv = given().header("X-Api-Key", OPS).get("/api/v1/federation/projects/{p}/steps/{s}/results?format=csv", project, analysis)
+                .then().statusCode(200).contentType(containsString("text/csv")).extract().asString();
+        assertEquals("node,count,sum\nhub-test,5,90.0\npeer-a,4,74.0\n", csv);
+        await().atMost(Duration.ofSeconds(5)).until(() -> pushed.stream().anyMatch(l -> l.contains("\"nodeId\":\"peer-b\"")
+                && l.contains("FAILED")));
+        assertTrue(pushed.stream().noneMatch(l -> l.contains("RUNNING") && l.contains("peer-a")), "the stale report was not applied");
+        sse.cancel(true);
+
+        // the initiator asks peer-b to retry: a signed step-retry message
+        given().header("X-Api-Key", OPS).post("/api/v1/federation/projects/{p}/steps/{s}/retry?node=peer-b", project, analysis)
+                .then().statusCode(202);
+        await().atMost(Duration.ofSeconds(10)).until(() -> forProject(b, project).stream()
+                .anyMatch(m -> m.path("type").asText().equals(Messages.STEP_RETRY)));
+    }
+
+    // ---- central hub ---------------------------------------------------------------------------------------------------
+
+    @Test
+    void asTheCentralHubTheNodeRelaysMessagesUnchangedAndInOrder() throws Exception {
+        String project = UUID.randomUUID().toString();
+        b.offline = true;
+        List<String> ids = new ArrayList<>();
+        for (int i = 1; i <= 3; i++) {
+            ObjectNode s = step(UUID.randomUUID().toString(), i, "cohort", "{\"minValue\":" + i + "}", "{}");
+            String wire = a.seal(a.keys, Messages.STEP, "peer-b", project, s);
+            ids.add(TestPeer.JSON.readTree(TestPeer.JSON.readTree(wire).path("envelope").asText()).path("id").asText());
+            HttpResponse<String> r = a.send(port, wire);
+            assertEquals(200, r.statusCode(), r.body());
+            if (i == 1) {
+                assertTrue(a.send(port, wire).body().contains("\"duplicate\":true"), "a copy is relayed once");
+            }
+        }
+        assertEquals(0, count("SELECT COUNT(*) FROM fed_step WHERE project_id = '" + project + "'"), "relayed, not applied here");
+        await().atMost(Duration.ofSeconds(10)).until(() -> count("SELECT MIN(attempts) FROM fed_outbox WHERE project_id = '" + project
+                + "' AND destination = 'peer-b' AND status = 'PENDING' AND message_id = '" + ids.get(0) + "'") >= 1);
+        b.offline = false;
+        await().atMost(Duration.ofSeconds(10)).until(() -> forProject(b, project).size() == 3);
+        assertEquals(ids, forProject(b, project).stream().map(m -> m.path("id").asText()).toList(),
+                "in order, origin signature intact (verified by peer-b with peer-a's key)");
+        // a message for a node nobody registered is refused
+        HttpResponse<String> r = a.send(port, a.seal(a.keys, Messages.STEP, "peer-z", project,
+                step(UUID.randomUUID().toString(), 4, "cohort", "{}", "{}")));
+        assertEquals(400, r.statusCode(), r.body());
+        assertTrue(r.body().contains("envelope.to"), r.body());
+    }
+
+    private static ObjectNode report(String step, String node, String status, int version) {
+        ObjectNode p = TestPeer.JSON.createObjectNode();
+        p.put("stepId", step);
+        p.put("node", node);
+        p.put("status", status);
+        p.put("attempts", 1);
+        p.put("version", version);
+        return p;
+    }
+
+    private static List<JsonNode> forProject(TestPeer p, String project) {
+        return p.received.stream().filter(m -> m.path("projectId").asText().equals(project)).toList();
+    }
+}
