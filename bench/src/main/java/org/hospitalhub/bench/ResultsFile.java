@@ -16,10 +16,24 @@ final class ResultsFile {
     private ResultsFile() {
     }
 
-    /** The delivery benchmark's new text followed by the qc section of the existing file, if it has one. */
+    /**
+     * The delivery benchmark's new text followed by the other benchmarks' sections of the existing file (qc, and
+     * federation's, written by bench/run-federation.sh between markers of the same shape), if it has them.
+     */
     static String keepingQcSection(Path file, String deliveryText) throws IOException {
-        String qc = qcSection(file);
-        return qc == null ? deliveryText : deliveryText.stripTrailing() + "\n\n" + qc + "\n";
+        String others = otherSections(file);
+        return others == null ? deliveryText : deliveryText.stripTrailing() + "\n\n" + others + "\n";
+    }
+
+    private static String otherSections(Path file) throws IOException {
+        if (!Files.exists(file)) {
+            return null;
+        }
+        String old = Files.readString(file);
+        int a = old.indexOf(QC_START);
+        int f = old.indexOf("<!-- federation-benchmark:start");
+        int from = a < 0 ? f : f < 0 ? a : Math.min(a, f);
+        return from < 0 ? null : old.substring(from).strip();
     }
 
     /** Writes the qc section: replaces the one between the markers, or appends it; the rest of the file is kept. */
@@ -35,15 +49,5 @@ final class ResultsFile {
             out = (old.isBlank() ? "" : old.stripTrailing() + "\n\n") + section + "\n";
         }
         Files.writeString(file, out);
-    }
-
-    private static String qcSection(Path file) throws IOException {
-        if (!Files.exists(file)) {
-            return null;
-        }
-        String old = Files.readString(file);
-        int a = old.indexOf(QC_START);
-        int b = old.indexOf(QC_END);
-        return a >= 0 && b > a ? old.substring(a, b + QC_END.length()) : null;
     }
 }
