@@ -54,6 +54,11 @@ public class Database {
 
     /** Runs work in one transaction: commit on success, rollback on any failure. */
     public <T> T inTransaction(SqlWork<T> work) throws SQLException {
+        return inTransaction(dataSource, work);
+    }
+
+    /** Runs work in one transaction on a connection of {@code dataSource}: commit on success, rollback on failure. */
+    public static <T> T inTransaction(DataSource dataSource, SqlWork<T> work) throws SQLException {
         try (Connection c = dataSource.getConnection()) {
             boolean auto = c.getAutoCommit();
             c.setAutoCommit(false);

@@ -1,15 +1,11 @@
 package org.hospitalhub.qc;
 
 import java.io.IOException;
-import java.io.StringReader;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 
 import javax.xml.XMLConstants;
-import javax.xml.parsers.DocumentBuilder;
-import javax.xml.parsers.DocumentBuilderFactory;
-import javax.xml.parsers.ParserConfigurationException;
 import javax.xml.transform.dom.DOMSource;
 import javax.xml.validation.Schema;
 import javax.xml.validation.SchemaFactory;
@@ -20,11 +16,11 @@ import jakarta.enterprise.context.ApplicationScoped;
 import org.hospitalhub.delivery.Event;
 import org.hospitalhub.delivery.EventParser;
 import org.hospitalhub.delivery.InvalidEventException;
+import org.hospitalhub.delivery.XmlEventReader;
 import org.w3c.dom.Document;
 import org.w3c.dom.Element;
 import org.w3c.dom.Node;
 import org.xml.sax.ErrorHandler;
-import org.xml.sax.InputSource;
 import org.xml.sax.SAXException;
 import org.xml.sax.SAXParseException;
 
@@ -117,31 +113,7 @@ public class ClinicalXml {
     }
 
     private static Document parse(String xml) {
-        try {
-            DocumentBuilderFactory f = DocumentBuilderFactory.newInstance();
-            f.setNamespaceAware(true);
-            f.setFeature("http://apache.org/xml/features/disallow-doctype-decl", true);
-            f.setFeature("http://xml.org/sax/features/external-general-entities", false);
-            f.setFeature("http://xml.org/sax/features/external-parameter-entities", false);
-            f.setFeature("http://apache.org/xml/features/nonvalidating/load-external-dtd", false);
-            f.setFeature(XMLConstants.FEATURE_SECURE_PROCESSING, true);
-            f.setAttribute(XMLConstants.ACCESS_EXTERNAL_DTD, "");
-            f.setAttribute(XMLConstants.ACCESS_EXTERNAL_SCHEMA, "");
-            f.setXIncludeAware(false);
-            f.setExpandEntityReferences(false);
-            DocumentBuilder b = f.newDocumentBuilder();
-            b.setErrorHandler(null);
-            return b.parse(new InputSource(new StringReader(xml)));
-        } catch (SAXParseException e) {
-            String msg = e.getMessage() != null && e.getMessage().contains("DOCTYPE")
-                    ? "DOCTYPE declarations (and so external entities) are not allowed"
-                    : e.getMessage();
-            throw new InvalidEventException("", "xml", "malformed XML at line " + e.getLineNumber() + ": " + msg);
-        } catch (SAXException | IOException e) {
-            throw new InvalidEventException("", "xml", "malformed XML: " + e.getMessage());
-        } catch (ParserConfigurationException e) {
-            throw new IllegalStateException(e);
-        }
+        return XmlEventReader.parse(xml); // the delivery core's hardened parser: no DOCTYPE, no external entities
     }
 
     private void validate(Document doc) {

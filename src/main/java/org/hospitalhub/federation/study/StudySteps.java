@@ -25,6 +25,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 
+import org.hospitalhub.delivery.Database;
 import org.hospitalhub.federation.StepContext;
 import org.hospitalhub.federation.StepDefinitionException;
 import org.hospitalhub.federation.StepExecutor;
@@ -68,26 +69,8 @@ public final class StudySteps implements StepExecutor {
         this.ageBand = Math.max(1, ageBand);
     }
 
-    @FunctionalInterface
-    interface Work<T> {
-        T run(Connection c) throws SQLException;
-    }
-
-    private <T> T inTransaction(Work<T> work) throws SQLException {
-        try (Connection c = dataSource.getConnection()) {
-            boolean auto = c.getAutoCommit();
-            c.setAutoCommit(false);
-            try {
-                T result = work.run(c);
-                c.commit();
-                return result;
-            } catch (SQLException | RuntimeException e) {
-                c.rollback();
-                throw e;
-            } finally {
-                c.setAutoCommit(auto);
-            }
-        }
+    private <T> T inTransaction(Database.SqlWork<T> work) throws SQLException {
+        return Database.inTransaction(dataSource, work);
     }
 
     @Override
