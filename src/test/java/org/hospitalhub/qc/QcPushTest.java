@@ -76,14 +76,16 @@ class QcPushTest {
             o.addHeader("X-Api-Key", headerKey);
         }
         BlockingQueue<JsonNode> q = new LinkedBlockingQueue<>();
-        WebSocket ws = client.connect(o).toCompletionStage().toCompletableFuture().get(10, TimeUnit.SECONDS);
-        ws.textMessageHandler(t -> {
+        // the handler is set on the event loop as the connection completes: a message the hub sends at once
+        // (ready) cannot arrive before it
+        WebSocket ws = client.connect(o).onSuccess(w -> w.textMessageHandler(t -> {
             try {
                 q.add(JSON.readTree(t));
             } catch (Exception e) {
                 throw new IllegalStateException(e);
             }
-        });
+        })).toCompletionStage().toCompletableFuture()
+                .get(10, TimeUnit.SECONDS);
         open.add(ws);
         return new Conn(ws, q);
     }
