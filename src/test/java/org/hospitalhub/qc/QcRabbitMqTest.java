@@ -88,7 +88,7 @@ class QcRabbitMqTest {
 
     @Test
     void clinicalEventsAreStoredOnceBeforeTheAckAndOpenAndCloseTasks() {
-        String v = "rmq-" + UUID.randomUUID().toString().substring(0, 8);
+        String v = "qc-rmq-" + UUID.randomUUID().toString().substring(0, 8);
         QcEvents e = new QcEvents("qc-test", v, "P-" + v);
         String adm = e.admission(t0, "CARDIO", "DR-R");
         String doc = e.document(t0.plus(Duration.ofHours(3)), "admission-record");
@@ -118,7 +118,7 @@ class QcRabbitMqTest {
 
     @Test
     void invalidClinicalEventsAndForeignSourcesAreDeadLetteredWithTheirReasonAndAcked() {
-        String v = "rmq-bad-" + UUID.randomUUID().toString().substring(0, 8);
+        String v = "qc-rmq-bad-" + UUID.randomUUID().toString().substring(0, 8);
         QcEvents e = new QcEvents("qc-test", v, "P-" + v);
         // no attendingDoctor: qc.admission requires it
         String noDoctor = e.event(e.id(), ClinicalEvent.ADMISSION, t0, "department", "CARDIO");
