@@ -8,12 +8,9 @@ set -euo pipefail
 BENCH_DIR="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$(dirname "$BENCH_DIR")"
 cd "$ROOT"
-(exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null || { echo "PostgreSQL is not reachable on 127.0.0.1:5432 (see scripts/test.sh)"; exit 1; }
-JAR=target/quarkus-app/quarkus-run.jar
-if [ ! -f "$JAR" ] || [ -n "$(find src/main pom.xml -newer "$JAR" -print -quit)" ]; then
-  echo "Building the hub jar (./mvnw -q package -DskipTests) ..."
-  ./mvnw -B -ntp -q package -DskipTests
-fi
+. "$BENCH_DIR/common.sh"
+ensure_postgres
+ensure_hub_jar
 CP="target/quarkus-app/app/*:target/quarkus-app/lib/main/*"
 OUT=bench/work/federation-classes
 rm -rf "$OUT" && mkdir -p "$OUT"

@@ -11,21 +11,10 @@ WORK="$BENCH_DIR/work/qc"
 COMMAND="$({ env | grep -E '^BENCH_[A-Z_]+=' || true; } | sort | sed -E "s/^([A-Z_]+)=(.*)$/\1='\2'/" | tr '\n' ' ')bench/run-qc.sh $*"
 cd "$ROOT"
 
-pg_up() { (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; }
-if ! pg_up; then
-  if command -v pg_ctlcluster >/dev/null 2>&1 && [ -d /etc/postgresql ]; then
-    echo "Starting PostgreSQL..."
-    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start || true
-    for _ in $(seq 1 30); do pg_up && break; sleep 1; done
-  fi
-fi
-pg_up || { echo "PostgreSQL is not reachable on 127.0.0.1:5432 (see scripts/test.sh)"; exit 1; }
+. "$BENCH_DIR/common.sh"
+ensure_postgres
 
-JAR=target/quarkus-app/quarkus-run.jar
-if [ ! -f "$JAR" ] || [ -n "$(find src/main pom.xml -newer "$JAR" -print -quit)" ]; then
-  echo "Building the hub jar (./mvnw -q package -DskipTests) ..."
-  ./mvnw -B -ntp -q package -DskipTests
-fi
+ensure_hub_jar
 echo "Building the bench ..."
 ./mvnw -B -ntp -q -f bench/pom.xml package
 
