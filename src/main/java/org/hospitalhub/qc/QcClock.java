@@ -7,8 +7,8 @@ import jakarta.enterprise.context.ApplicationScoped;
 
 /**
  * The time qc judges deadlines by (overdue or not, on time or late, reconciliation). A CDI bean so that tests
- * replace it (an {@code @Alternative}) and check deadlines hours away without waiting. Quartz fires its triggers by
- * the system clock; a fired deadline is judged by this one.
+ * replace it (an {@code @Alternative}) and check deadlines hours away without waiting. The timer sweep
+ * ({@link DeadlineTimers}) takes the timers due by the system clock; a fired deadline is judged by this one.
  */
 @ApplicationScoped
 public class QcClock {

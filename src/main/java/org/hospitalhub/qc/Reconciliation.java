@@ -26,7 +26,8 @@ import io.quarkus.scheduler.Scheduled;
 /**
  * Finds and fixes what the event path and the timers missed: tasks that should exist but don't, tasks that should be
  * closed but are open, overdue tasks not marked (by recomputing every live visit), and open tasks whose timers are
- * missing, in error or stuck (clustered Quartz can leave triggers ACQUIRED or BLOCKED); reports what it fixed and
+ * missing or wrong, timers long due and not fired, and the timer sweep's Quartz trigger in error or stuck (clustered
+ * Quartz can leave triggers ACQUIRED or BLOCKED); reports what it fixed and
  * the events still held. Runs on one replica every {@code hub.qc.reconcile-every} (a clustered Quartz job, also right
  * after startup) and on demand ({@code POST /api/v1/qc/reconcile}); each run is audited.
  */
@@ -63,7 +64,7 @@ public class Reconciliation {
         return d;
     }
 
-    /** One thing fixed. kind: task-created, task-closed, overdue-marked, task-cancelled, task-reopened, due-corrected, task-updated, timer-restored. */
+    /** One thing fixed. kind: task-created, task-closed, overdue-marked, task-cancelled, task-reopened, due-corrected, task-updated, timer-restored, timer-fired. */
     public record Fix(String kind, Long taskId, String hospital, String visitId, String task, String detail) {
     }
 
@@ -130,57 +131,55 @@ public class Reconciliation {
         return new Report(started, finished, by, visits.size(), timersChecked, byKind, fixes, held, oldest, audit);
     }
 
-    /** Open tasks whose deadline trigger is missing, in error, stuck, or scheduled for another due time. */
+    /**
+     * Open tasks whose timers are missing or set for another due time (rewritten), timers due for longer than
+     * {@code hub.qc.timer-stuck-after} and still not fired (fired now), and the sweep's Quartz trigger left in ERROR or
+     * stuck ACQUIRED/BLOCKED (set back to WAITING). Returns how many open tasks were checked.
+     */
     private int checkTimers(List<Fix> fixes) throws SQLException {
-        String sched;
-        try {
-            sched = timers.scheduler().getSchedulerName();
-        } catch (org.quartz.SchedulerException e) {
-            throw new IllegalStateException("Quartz scheduler unavailable: " + e.getMessage(), e);
-        }
-        record Open(long id, String hospital, String visit, String key, Instant due, String remindAt, Instant timerDue,
-                String state, Long next) {
+        record Open(long id, String hospital, String visit, String key, Instant due, Instant timerDue, Instant dueTimer) {
         }
         List<Open> open = new ArrayList<>();
         try (Connection c = db.connection(); PreparedStatement q = c.prepareStatement("SELECT t.id, t.hospital, t.visit_id, "
-                + "t.rule_id, t.instance_key, t.period_no, t.due_at, t.remind_at, t.timer_due_at, tr.trigger_state, tr.next_fire_time "
-                + "FROM qc_task t LEFT JOIN qrtz_triggers tr ON tr.sched_name = ? AND tr.trigger_group = ? "
-                + "AND tr.trigger_name = CONCAT('task-', CAST(t.id AS VARCHAR(20)), '-due') WHERE t.status = 'OPEN'")) {
-            q.setString(1, sched);
-            q.setString(2, DeadlineTimers.GROUP);
+                + "t.rule_id, t.instance_key, t.period_no, t.due_at, t.timer_due_at, "
+                + "(SELECT MIN(r.fire_at) FROM qc_timer r WHERE r.task_id = t.id AND r.kind = 'DUE') "
+                + "FROM qc_task t WHERE t.status = 'OPEN'")) {
             try (ResultSet rs = q.executeQuery()) {
                 while (rs.next()) {
-                    long next = rs.getLong(11);
                     open.add(new Open(rs.getLong(1), rs.getString(2), rs.getString(3),
                             TaskSpec.key(rs.getString(4), rs.getString(5), rs.getInt(6)), TaskEngine.instant(rs, 7),
-                            rs.getString(8), TaskEngine.instant(rs, 9), rs.getString(10), rs.wasNull() ? null : next));
+                            TaskEngine.instant(rs, 8), TaskEngine.instant(rs, 9)));
                 }
             }
         }
-        long stuckBefore = System.currentTimeMillis() - stuckAfter.toMillis();
+        List<Long> restore = new ArrayList<>();
         for (Open o : open) {
             String problem = null;
-            if (o.state() == null) {
-                problem = "deadline trigger missing";
-            } else if ("ERROR".equals(o.state())) {
-                problem = "deadline trigger in ERROR";
-            } else if (o.next() != null && o.next() < stuckBefore && !"COMPLETE".equals(o.state())) {
-                problem = "deadline trigger stuck in " + o.state() + " since " + Instant.ofEpochMilli(o.next());
-            } else if (o.next() != null && (o.next() < o.due().toEpochMilli()
-                    || o.next() > o.due().toEpochMilli() + stuckAfter.toMillis())) {
-                problem = "deadline trigger set for " + Instant.ofEpochMilli(o.next()) + " but the task is due " + o.due();
+            if (o.dueTimer() == null) {
+                problem = "deadline timer missing";
+            } else if (!o.dueTimer().equals(o.due())) {
+                problem = "deadline timer set for " + o.dueTimer() + " but the task is due " + o.due();
             } else if (o.timerDue() == null || !o.timerDue().equals(o.due())) {
-                problem = "timers not scheduled for the due time " + o.due();
+                problem = "timers not written for the due time " + o.due();
             }
-            if (problem == null) {
-                continue;
+            if (problem != null) {
+                restore.add(o.id());
+                fixes.add(new Fix("timer-restored", o.id(), o.hospital(), o.visit(), o.key(), problem + "; rewritten"));
             }
-            try {
-                timers.schedule(o.id(), o.due(), TaskEngine.reminders(o.remindAt()));
-                fixes.add(new Fix("timer-restored", o.id(), o.hospital(), o.visit(), o.key(), problem + "; rescheduled"));
-            } catch (org.quartz.SchedulerException | SQLException e) {
-                LOG.warnf("qc task %d: %s, and rescheduling failed: %s", o.id(), problem, e.getMessage());
-            }
+        }
+        for (int i = 0; i < restore.size(); i += 200) {
+            engine.restoreTimers(restore.subList(i, Math.min(restore.size(), i + 200)));
+        }
+        String stuck = timers.stuckSweepTrigger(stuckAfter);
+        if (stuck != null) {
+            timers.resetSweepTrigger();
+            fixes.add(new Fix("timer-restored", null, null, null, "qc-timer-sweep", stuck + "; set back to WAITING"));
+        }
+        long late = timers.lateCount(stuckAfter);
+        if (late > 0) {
+            int fired = timers.sweep();
+            fixes.add(new Fix("timer-fired", null, null, null, "qc-timer-sweep", late + " timers due for more than " + stuckAfter
+                    + " and not fired; a sweep fired " + fired));
         }
         return open.size();
     }

@@ -71,8 +71,8 @@ public class TaskEngine {
             TaskStatus to, String detail) {
     }
 
-    /** After commit: schedule a task's timers (due time and reminders), or drop them. */
-    record TimerWork(long taskId, boolean schedule, Instant due, List<Instant> reminders) {
+    /** In the task's transaction: write a task's timers (due time and reminders), or remove them. */
+    record TimerWork(long taskId, VisitKey visit, boolean schedule, Instant due, List<Instant> reminders) {
     }
 
     // ---- Events in (qc-sink) ---------------------------------------------------------------------------------------
@@ -127,9 +127,10 @@ public class TaskEngine {
             for (VisitKey v : touched) {
                 all.addAll(recompute(c, v, now, work));
             }
+            timers.write(c, work);
             return all;
         });
-        afterCommit(changes, work);
+        afterCommit(changes);
         if (!refused.isEmpty()) {
             throw new PartialBatchException(refused, applied);
         }
@@ -185,9 +186,11 @@ public class TaskEngine {
         List<TimerWork> work = new ArrayList<>();
         List<Change> changes = db.inTransaction(c -> {
             lock(c, v, now);
-            return recompute(c, v, now, work);
+            List<Change> all = recompute(c, v, now, work);
+            timers.write(c, work);
+            return all;
         });
-        afterCommit(changes, work);
+        afterCommit(changes);
         return changes;
     }
 
@@ -322,7 +325,7 @@ public class TaskEngine {
                     changes.add(event(c, v, id, t, kind(null, t.status()), null, t.status(), t.closeReason(), now));
                 }
                 if (t.status() == TaskStatus.OPEN) {
-                    work.add(new TimerWork(id, true, t.dueAt(), t.reminders()));
+                    work.add(new TimerWork(id, v, true, t.dueAt(), t.reminders()));
                 }
             } else {
                 changes.addAll(update(c, v, row, t, now, work));
@@ -341,7 +344,7 @@ public class TaskEngine {
                 changes.add(rawEvent(c, v, orphan.id(), orphan.key(), "CANCELLED", orphan.status(), TaskStatus.CANCELLED,
                         orphan.department(), orphan.doctor(), orphan.recipients(), reason, now));
                 if (orphan.status() == TaskStatus.OPEN) {
-                    work.add(new TimerWork(orphan.id(), false, null, List.of()));
+                    work.add(new TimerWork(orphan.id(), v, false, null, List.of()));
                 }
             }
         }
@@ -435,9 +438,9 @@ public class TaskEngine {
             changes.add(event(c, v, row.id(), t, "DUE_CHANGED", row.status(), t.status(), "due " + row.due() + " -> " + t.dueAt(), now));
         }
         if (t.status() == TaskStatus.OPEN && (statusChanged || dueChanged)) {
-            work.add(new TimerWork(row.id(), true, t.dueAt(), t.reminders()));
+            work.add(new TimerWork(row.id(), v, true, t.dueAt(), t.reminders()));
         } else if (row.status() == TaskStatus.OPEN && t.status() != TaskStatus.OPEN) {
-            work.add(new TimerWork(row.id(), false, null, List.of()));
+            work.add(new TimerWork(row.id(), v, false, null, List.of()));
         }
         return changes;
     }
@@ -516,7 +519,7 @@ public class TaskEngine {
         return t.documentType() + " due " + t.dueAt() + " (opened by " + t.openedBy() + " at " + t.openedAt() + ")";
     }
 
-    private void afterCommit(List<Change> changes, List<TimerWork> work) {
+    private void afterCommit(List<Change> changes) {
         Map<String, Integer> overdue = new HashMap<>();
         for (Change ch : changes) {
             if (ch.to() == TaskStatus.OVERDUE && ch.from() != TaskStatus.OVERDUE) {
@@ -527,53 +530,138 @@ public class TaskEngine {
         if (!changes.isEmpty()) {
             metrics.changed();
         }
-        timers.apply(work);
     }
 
     // ---- Timers fired ----------------------------------------------------------------------------------------------
 
-    /** A deadline fired: recompute the task's visit (the task turns OVERDUE if it is still open). */
-    public Optional<TaskStatus> deadline(long taskId) throws SQLException {
-        Optional<VisitKey> v = visitOf(taskId);
-        if (v.isEmpty()) {
-            return Optional.empty();
-        }
-        recompute(v.get());
-        return status(taskId);
-    }
-
-    /** A reminder fired: recorded once (per task and reminder time) while the task is OPEN. */
-    public boolean remind(long taskId, Instant remindAt) throws SQLException {
-        return db.inTransaction(c -> {
-            try (PreparedStatement q = c.prepareStatement("SELECT hospital, visit_id, status, due_at, department, doctor, recipients "
-                    + "FROM qc_task WHERE id = ?")) {
-                q.setLong(1, taskId);
-                try (ResultSet rs = q.executeQuery()) {
-                    if (!rs.next() || !"OPEN".equals(rs.getString(3))) {
-                        return false;
-                    }
-                    Instant due = instant(rs, 4);
-                    try (PreparedStatement ins = c.prepareStatement("INSERT INTO qc_task_event (task_id, hospital, visit_id, kind, "
-                            + "status, event_at, department, doctor, recipients, detail, dedupe_key) "
-                            + "VALUES (?, ?, ?, 'REMINDER', 'OPEN', ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING")) {
-                        ins.setLong(1, taskId);
-                        ins.setString(2, rs.getString(1));
-                        ins.setString(3, rs.getString(2));
-                        ins.setObject(4, Database.utc(clock.instant()));
-                        ins.setString(5, rs.getString(5));
-                        ins.setString(6, rs.getString(6));
-                        ins.setString(7, rs.getString(7));
-                        ins.setString(8, "due " + due + "; reminder for " + remindAt);
-                        ins.setString(9, "remind:" + taskId + ":" + remindAt.toEpochMilli());
-                        boolean sent = ins.executeUpdate() == 1;
-                        if (sent) {
-                            metrics.reminder(rs.getString(1));
-                        }
-                        return sent;
+    /**
+     * Fires timer rows claimed by a sweep of replica {@code me}, in one transaction under their visits' locks: each row
+     * still there and still claimed by {@code me} is deleted and applied (a deadline recomputes its visit, which marks
+     * the task OVERDUE by the qc clock; a reminder is recorded once while the task is OPEN) and its firing recorded in
+     * qc_timer_fire. A row gone (the task closed or its due time changed meanwhile) or taken over by another sweep is
+     * skipped. A deadline the qc clock says has not come yet (a qc clock behind the system clock) keeps its timer.
+     * Returns how many fired.
+     */
+    int fire(List<DeadlineTimers.Due> due, String me) throws SQLException {
+        Instant now = clock.instant();
+        Instant firedAt = Instant.now();
+        List<TimerWork> work = new ArrayList<>();
+        List<DeadlineTimers.Due> fired = new ArrayList<>();
+        List<Change> changes = db.inTransaction(c -> {
+            TreeSet<VisitKey> visits = new TreeSet<>();
+            due.forEach(d -> visits.add(d.visit()));
+            for (VisitKey v : visits) {
+                lock(c, v, now);
+            }
+            try (PreparedStatement del = c.prepareStatement("DELETE FROM qc_timer WHERE id = ? AND claimed_by = ?")) {
+                for (DeadlineTimers.Due d : due) {
+                    del.setLong(1, d.id());
+                    del.setString(2, me);
+                    del.addBatch();
+                }
+                int[] counts = del.executeBatch();
+                for (int i = 0; i < counts.length; i++) {
+                    if (counts[i] != 0) {
+                        fired.add(due.get(i));
                     }
                 }
             }
+            Map<Long, String> outcomes = new HashMap<>();
+            TreeSet<VisitKey> deadlines = new TreeSet<>();
+            for (DeadlineTimers.Due d : fired) {
+                if (DeadlineTimers.DUE.equals(d.kind())) {
+                    deadlines.add(d.visit());
+                } else {
+                    outcomes.put(d.id(), remind(c, d.taskId(), d.at()) ? "REMINDED" : "not open");
+                }
+            }
+            List<Change> all = new ArrayList<>();
+            for (VisitKey v : deadlines) {
+                all.addAll(recompute(c, v, now, work));
+            }
+            Map<Long, Boolean> rescheduled = new HashMap<>();
+            work.forEach(w -> rescheduled.put(w.taskId(), w.schedule()));
+            try (PreparedStatement q = c.prepareStatement("SELECT status, due_at FROM qc_task WHERE id = ?");
+                    PreparedStatement keep = c.prepareStatement("INSERT INTO qc_timer (task_id, hospital, visit_id, kind, fire_at) "
+                            + "VALUES (?, ?, ?, ?, ?)")) {
+                for (DeadlineTimers.Due d : fired) {
+                    if (!DeadlineTimers.DUE.equals(d.kind())) {
+                        continue;
+                    }
+                    q.setLong(1, d.taskId());
+                    try (ResultSet rs = q.executeQuery()) {
+                        if (!rs.next()) {
+                            outcomes.put(d.id(), "no such task");
+                            continue;
+                        }
+                        String status = rs.getString(1);
+                        outcomes.put(d.id(), status);
+                        if ("OPEN".equals(status) && !rescheduled.containsKey(d.taskId())) {
+                            // not due yet by the qc clock: the deadline stays pending (reconciliation also checks)
+                            keep.setLong(1, d.taskId());
+                            keep.setString(2, d.visit().hospital());
+                            keep.setString(3, d.visit().visitId());
+                            keep.setString(4, DeadlineTimers.DUE);
+                            keep.setObject(5, rs.getObject(2));
+                            keep.executeUpdate();
+                        }
+                    }
+                }
+            }
+            timers.write(c, work);
+            try (PreparedStatement ins = c.prepareStatement("INSERT INTO qc_timer_fire (task_id, trigger_name, kind, scheduled_at, "
+                    + "fired_at, instance_id, outcome) VALUES (?, ?, ?, ?, ?, ?, ?)")) {
+                for (DeadlineTimers.Due d : fired) {
+                    ins.setLong(1, d.taskId());
+                    ins.setString(2, DeadlineTimers.name(d.taskId(), d.kind(), d.at()));
+                    ins.setString(3, d.kind());
+                    ins.setObject(4, Database.utc(d.at()));
+                    ins.setObject(5, Database.utc(firedAt));
+                    ins.setString(6, me);
+                    ins.setString(7, cut(outcomes.get(d.id()), 200));
+                    ins.addBatch();
+                }
+                if (!fired.isEmpty()) {
+                    ins.executeBatch();
+                }
+            }
+            return all;
         });
+        afterCommit(changes);
+        fired.forEach(d -> timers.lateness(java.time.Duration.between(d.at(), firedAt)));
+        return fired.size();
+    }
+
+    /** A reminder fired: recorded once (per task and reminder time) while the task is OPEN. */
+    private boolean remind(Connection c, long taskId, Instant remindAt) throws SQLException {
+        try (PreparedStatement q = c.prepareStatement("SELECT hospital, visit_id, status, due_at, department, doctor, recipients "
+                + "FROM qc_task WHERE id = ?")) {
+            q.setLong(1, taskId);
+            try (ResultSet rs = q.executeQuery()) {
+                if (!rs.next() || !"OPEN".equals(rs.getString(3))) {
+                    return false;
+                }
+                Instant due = instant(rs, 4);
+                try (PreparedStatement ins = c.prepareStatement("INSERT INTO qc_task_event (task_id, hospital, visit_id, kind, "
+                        + "status, event_at, department, doctor, recipients, detail, dedupe_key) "
+                        + "VALUES (?, ?, ?, 'REMINDER', 'OPEN', ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING")) {
+                    ins.setLong(1, taskId);
+                    ins.setString(2, rs.getString(1));
+                    ins.setString(3, rs.getString(2));
+                    ins.setObject(4, Database.utc(clock.instant()));
+                    ins.setString(5, rs.getString(5));
+                    ins.setString(6, rs.getString(6));
+                    ins.setString(7, rs.getString(7));
+                    ins.setString(8, "due " + due + "; reminder for " + remindAt);
+                    ins.setString(9, "remind:" + taskId + ":" + remindAt.toEpochMilli());
+                    boolean sent = ins.executeUpdate() == 1;
+                    if (sent) {
+                        metrics.reminder(rs.getString(1));
+                    }
+                    return sent;
+                }
+            }
+        }
     }
 
     public Optional<TaskStatus> status(long taskId) throws SQLException {
@@ -585,25 +673,43 @@ public class TaskEngine {
         }
     }
 
-    /** Records a timer firing (for lateness and for "fired once across replicas"). */
-    public void fired(long taskId, String trigger, String kind, Instant scheduled, Instant fired, String instance, String outcome) {
-        try {
-            db.inTransaction(c -> {
-                try (PreparedStatement ins = c.prepareStatement("INSERT INTO qc_timer_fire (task_id, trigger_name, kind, scheduled_at, "
-                        + "fired_at, instance_id, outcome) VALUES (?, ?, ?, ?, ?, ?, ?)")) {
-                    ins.setLong(1, taskId);
-                    ins.setString(2, trigger);
-                    ins.setString(3, kind);
-                    ins.setObject(4, Database.utc(scheduled));
-                    ins.setObject(5, Database.utc(fired));
-                    ins.setString(6, instance);
-                    ins.setString(7, outcome);
-                    return ins.executeUpdate();
-                }
-            });
-        } catch (SQLException e) {
-            LOG.warnf("qc timer %s fired but its record was not written: %s", trigger, e.getMessage());
+    /** Rewrites the timers of OPEN tasks from their rows (reconciliation: timers missing or wrong), under the visits' locks. */
+    void restoreTimers(List<Long> taskIds) throws SQLException {
+        if (taskIds.isEmpty()) {
+            return;
         }
+        Instant now = clock.instant();
+        db.inTransaction(c -> {
+            Map<Long, VisitKey> visitOf = new LinkedHashMap<>();
+            try (PreparedStatement q = c.prepareStatement("SELECT hospital, visit_id FROM qc_task WHERE id = ?")) {
+                for (long id : taskIds) {
+                    q.setLong(1, id);
+                    try (ResultSet rs = q.executeQuery()) {
+                        if (rs.next()) {
+                            visitOf.put(id, new VisitKey(rs.getString(1), rs.getString(2)));
+                        }
+                    }
+                }
+            }
+            for (VisitKey v : new TreeSet<>(visitOf.values())) {
+                lock(c, v, now);
+            }
+            List<TimerWork> work = new ArrayList<>();
+            try (PreparedStatement q = c.prepareStatement("SELECT status, due_at, remind_at FROM qc_task WHERE id = ?")) {
+                for (Map.Entry<Long, VisitKey> e : visitOf.entrySet()) {
+                    q.setLong(1, e.getKey());
+                    try (ResultSet rs = q.executeQuery()) {
+                        if (rs.next() && "OPEN".equals(rs.getString(1))) {
+                            Instant due = instant(rs, 2);
+                            work.add(new TimerWork(e.getKey(), e.getValue(), true, due,
+                                    reminders(rs.getString(3)).stream().filter(r -> r.isAfter(now)).toList()));
+                        }
+                    }
+                }
+            }
+            timers.write(c, work);
+            return null;
+        });
     }
 
     // ---- Corrections by hand -----------------------------------------------------------------------------------------
@@ -667,9 +773,10 @@ public class TaskEngine {
                 up.setLong(2, audit);
                 up.executeUpdate();
             }
+            timers.write(c, work);
             return new ManualResult(ManualOutcome.DONE, status + " -> " + after, audit);
         });
-        afterCommit(changes, work);
+        afterCommit(changes);
         return r;
     }
 

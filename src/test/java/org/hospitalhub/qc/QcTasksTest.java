@@ -26,8 +26,6 @@ import org.hospitalhub.support.PostgresResource;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
-import org.quartz.JobDataMap;
-import org.quartz.Scheduler;
 
 import io.quarkus.test.common.QuarkusTestResource;
 import io.quarkus.test.junit.QuarkusTest;
@@ -49,7 +47,7 @@ class QcTasksTest {
     AdjustableQcClock clock;
 
     @Inject
-    Scheduler scheduler;
+    DeadlineTimers timers;
 
     @Inject
     ProducerTemplate producer;
@@ -157,22 +155,22 @@ class QcTasksTest {
     }
 
     @Test
-    void timersOfAnOpenTaskAreInTheQuartzTablesAndGoWhenItCloses() {
+    void timersOfAnOpenTaskAreWrittenWithItAndGoWhenItCloses() {
         QcEvents v = visit(H, "timers");
         v.post(v.admission(t0, "CARDIO", "DR-A"));
         long id = Long.parseLong(task(v, "admission-record", 0).get("id"));
-        await().atMost(Duration.ofSeconds(5)).until(() -> Events.count("SELECT COUNT(*) FROM qrtz_triggers WHERE trigger_group = 'qc' "
-                + "AND trigger_name LIKE ?", "task-" + id + "-%") == 3);
-        assertEquals(t0.plus(Duration.ofHours(24)).toEpochMilli(), Events.count("SELECT next_fire_time FROM qrtz_triggers "
-                + "WHERE trigger_name = ?", "task-" + id + "-due"));
-        assertEquals(1, Events.count("SELECT COUNT(*) FROM qrtz_triggers WHERE trigger_name = ? AND next_fire_time = ?",
-                "task-" + id + "-remind-" + t0.plus(Duration.ofHours(20)).toEpochMilli(), t0.plus(Duration.ofHours(20)).toEpochMilli()));
+        // in the task's own transaction: there as soon as the task is
+        assertEquals(3, Events.count("SELECT COUNT(*) FROM qc_timer WHERE task_id = ?", id), "the deadline and two reminders");
+        assertEquals(1, Events.count("SELECT COUNT(*) FROM qc_timer WHERE task_id = ? AND kind = 'DUE' AND fire_at = ?", id,
+                t0.plus(Duration.ofHours(24)).atOffset(java.time.ZoneOffset.UTC)));
+        assertEquals(1, Events.count("SELECT COUNT(*) FROM qc_timer WHERE task_id = ? AND kind = 'REMIND' AND fire_at = ?", id,
+                t0.plus(Duration.ofHours(20)).atOffset(java.time.ZoneOffset.UTC)));
         assertEquals(1, Events.count("SELECT COUNT(*) FROM qc_task WHERE id = ? AND timer_due_at = due_at", id));
 
         v.post(v.document(t0.plus(Duration.ofHours(3)), "admission-record"));
         assertEquals("COMPLETED_ON_TIME", status(v, "admission-record", 0));
-        await().atMost(Duration.ofSeconds(5)).until(() -> Events.count("SELECT COUNT(*) FROM qrtz_triggers WHERE trigger_name LIKE ?",
-                "task-" + id + "-%") == 0);
+        assertEquals(0, Events.count("SELECT COUNT(*) FROM qc_timer WHERE task_id = ?", id), "closed with its task");
+        assertEquals(0, Events.count("SELECT COUNT(*) FROM qc_task WHERE id = ? AND timer_due_at IS NOT NULL", id));
     }
 
     // ---- Closing -------------------------------------------------------------------------------------------------------
@@ -206,10 +204,11 @@ class QcTasksTest {
         long adm = Long.parseLong(task(v, "admission-record", 0).get("id"));
         double before = overdueCounter();
         clock.advance(Duration.ofHours(9));
-        fire(first, TimerJob.DUE, t0.plus(Duration.ofHours(8)));
-        fire(adm, TimerJob.DUE, t0.plus(Duration.ofHours(24))); // fired early (by the qc clock): stays open
-        await().atMost(Duration.ofSeconds(10)).until(() -> Events.count("SELECT COUNT(*) FROM qc_timer_fire WHERE task_id IN (?, ?)",
-                first, adm) == 2);
+        assertEquals(1, fire(first, DeadlineTimers.DUE, t0.plus(Duration.ofHours(8))));
+        assertEquals(1, fire(adm, DeadlineTimers.DUE, t0.plus(Duration.ofHours(24)))); // fired early (by the qc clock): stays open
+        assertEquals(2, Events.count("SELECT COUNT(*) FROM qc_timer_fire WHERE task_id IN (?, ?)", first, adm));
+        assertEquals(1, Events.count("SELECT COUNT(*) FROM qc_timer WHERE task_id = ? AND kind = 'DUE'", adm), "its deadline stays pending");
+        assertEquals(0, Events.count("SELECT COUNT(*) FROM qc_timer WHERE task_id = ?", first), "overdue: no timers left");
         assertEquals("OVERDUE", status(v, "first-progress-note", 0));
         assertEquals(1, taskEvents(first, "OVERDUE"));
         assertEquals(1, Events.count("SELECT COUNT(*) FROM qc_task WHERE id = ? AND overdue_at = due_at", first));
@@ -228,14 +227,14 @@ class QcTasksTest {
         long adm = Long.parseLong(task(v, "admission-record", 0).get("id"));
         long first = Long.parseLong(task(v, "first-progress-note", 0).get("id"));
         Instant at = t0.plus(Duration.ofHours(20));
-        fire(adm, TimerJob.REMIND, at);
-        fire(adm, TimerJob.REMIND, at); // the same reminder again (a recovered firing): recorded once
+        assertEquals(1, fire(adm, DeadlineTimers.REMIND, at));
+        assertEquals(0, fire(adm, DeadlineTimers.REMIND, at), "fired once: its row went with the firing");
         v.post(v.document(t0.plus(Duration.ofHours(1)), "first-progress-note"));
         // closed: its timers are gone, no reminder can come
-        await().atMost(Duration.ofSeconds(5)).until(() -> !scheduler.checkExists(DeadlineTimers.job(first)));
-        await().atMost(Duration.ofSeconds(10)).until(() -> Events.count("SELECT COUNT(*) FROM qc_timer_fire WHERE task_id = ?",
-                adm) == 2);
-        assertEquals(2, Events.count("SELECT COUNT(*) FROM qc_timer_fire WHERE task_id = ? AND kind = 'REMIND'", adm));
+        assertEquals(0, Events.count("SELECT COUNT(*) FROM qc_timer WHERE task_id = ?", first));
+        assertEquals(0, fire(first, DeadlineTimers.REMIND, t0.plus(Duration.ofHours(6))));
+        assertEquals(1, Events.count("SELECT COUNT(*) FROM qc_timer_fire WHERE task_id = ?", adm));
+        assertEquals(1, Events.count("SELECT COUNT(*) FROM qc_timer_fire WHERE task_id = ? AND kind = 'REMIND' AND outcome = 'REMINDED'", adm));
         assertEquals(1, taskEvents(adm, "REMINDER"));
         assertEquals(0, taskEvents(first, "REMINDER"));
         assertEquals(1, Events.count("SELECT COUNT(*) FROM qc_task_event WHERE task_id = ? AND kind = 'REMINDER' "
@@ -243,12 +242,9 @@ class QcTasksTest {
         given().get("/q/metrics").then().body(containsString("qc_reminders_total{hospital=\"qc-test\"}"));
     }
 
-    /** Fires a task's timer now through Quartz (a one-off trigger of the task's job), as if its time had come. */
-    private void fire(long taskId, String kind, Instant at) throws Exception {
-        JobDataMap data = new JobDataMap();
-        data.put(TimerJob.KIND, kind);
-        data.put(TimerJob.AT, String.valueOf(at.toEpochMilli()));
-        scheduler.triggerJob(DeadlineTimers.job(taskId), data);
+    /** Fires a task's pending timer now through the sweep's path, as if its time had come; 1 if it fired. */
+    private int fire(long taskId, String kind, Instant at) throws Exception {
+        return timers.fireNow(taskId, kind, at);
     }
 
     private static double overdueCounter() {
@@ -518,14 +514,15 @@ class QcTasksTest {
         long adm = Long.parseLong(task(v, "admission-record", 0).get("id"));
         long first = Long.parseLong(task(v, "first-progress-note", 0).get("id"));
         long p1 = Long.parseLong(task(v, "progress-note", 1).get("id"));
-        await().atMost(Duration.ofSeconds(5)).until(() -> Events.count("SELECT COUNT(*) FROM qrtz_triggers WHERE trigger_name = ?",
-                "task-" + p1 + "-due") == 1);
+        assertEquals(1, Events.count("SELECT COUNT(*) FROM qc_timer WHERE task_id = ? AND kind = 'DUE'", p1));
         // break it: a task lost, a completed task reopened, a timer lost, and time passes without the deadline firing
         try (var c = PostgresResource.connect(); var s = c.createStatement()) {
             s.executeUpdate("DELETE FROM qc_task WHERE id = " + adm);
             s.executeUpdate("UPDATE qc_task SET status = 'OPEN', completed_at = NULL, closed_by = NULL WHERE id = " + first);
         }
-        scheduler.unscheduleJob(DeadlineTimers.dueTrigger(p1));
+        try (var c = PostgresResource.connect(); var s = c.createStatement()) {
+            s.executeUpdate("DELETE FROM qc_timer WHERE task_id = " + p1);
+        }
         clock.advance(Duration.ofHours(49));
 
         JsonPath report = ops().post("/api/v1/qc/reconcile").then().statusCode(200).extract().jsonPath();
@@ -538,7 +535,8 @@ class QcTasksTest {
         assertEquals("OVERDUE", status(v, "admission-record", 0), "recreated, and overdue by now");
         assertEquals("COMPLETED_ON_TIME", status(v, "first-progress-note", 0));
         assertEquals("OVERDUE", status(v, "attending-first-round", 0));
-        assertEquals(1, Events.count("SELECT COUNT(*) FROM qrtz_triggers WHERE trigger_name = ?", "task-" + p1 + "-due"));
+        assertEquals(1, Events.count("SELECT COUNT(*) FROM qc_timer WHERE task_id = ? AND kind = 'DUE' AND fire_at = "
+                + "(SELECT due_at FROM qc_task WHERE id = ?)", p1, p1));
         long auditId = report.getLong("auditId");
         assertEquals(1, Events.count("SELECT COUNT(*) FROM qc_audit WHERE id = ? AND action = 'RECONCILE' AND actor = 'ops'", auditId));
 

@@ -34,7 +34,7 @@ import java.util.concurrent.atomic.AtomicLong;
 
 /**
  * The qc benchmark (issue #3, section 8; see bench/README.md "qc benchmark"): the packaged hub on PostgreSQL with the
- * shipped outbox-source -> qc-sink flow, first loaded with open tasks whose timers are pending in Quartz (default
+ * shipped outbox-source -> qc-sink flow, first loaded with open tasks whose timers are pending (default
  * 100,000), then offered clinical events over HTTP at a fixed rate (default 1,000 events/s for 300 s, one event per
  * request, as a HIS sends them). Reports event-to-task latency, timer firing lateness, the hub's CPU and RSS, prints a
  * table and writes the qc section of bench/RESULTS.md (the delivery benchmark's part of the file is kept).
@@ -268,11 +268,11 @@ public final class QcBench {
         }
         preloadSeconds = (System.nanoTime() - t0) / 1e9;
         preloadedOpen = count("SELECT count(*) FROM qc_task WHERE status = 'OPEN'");
-        preloadedTriggers = count("SELECT count(*) FROM qrtz_triggers WHERE trigger_group = 'qc'");
+        preloadedTriggers = count("SELECT count(*) FROM qc_timer");
         try (Connection c = pg.connect(DB); Statement s = c.createStatement()) {
             s.execute("ANALYZE"); // as autovacuum would have by now on a long-running hub
         }
-        System.out.printf("  %,d open tasks, %,d Quartz triggers pending, in %.0f s%n", preloadedOpen, preloadedTriggers,
+        System.out.printf("  %,d open tasks, %,d timers pending, in %.0f s%n", preloadedOpen, preloadedTriggers,
                 preloadSeconds);
     }
 
@@ -436,7 +436,7 @@ public final class QcBench {
     }
 
     private long unfired() throws SQLException {
-        return count("SELECT count(*) FROM qrtz_triggers WHERE trigger_group = 'qc' AND next_fire_time < "
+        return count("SELECT count(*) FROM qc_timer WHERE fire_at < TIMESTAMPTZ 'epoch' + INTERVAL '1 millisecond' * "
                 + (loadEndMillis + deadlineSeconds * 1000L));
     }
 
@@ -547,7 +547,7 @@ public final class QcBench {
                 l99, "≤ 2000 ms", latenessMs.isEmpty() ? null : l99 <= TARGET_LATENESS_P99_MS));
         t.append('\n');
         t.append(String.format("  offered %,d events in %.1f s = %,.0f events/s (asked %,d/s); open tasks at the start %,d "
-                + "(%,d Quartz triggers)%n", offered, loadSeconds, offered / loadSeconds, rate, preloadedOpen, preloadedTriggers));
+                + "(%,d timers)%n", offered, loadSeconds, offered / loadSeconds, rate, preloadedOpen, preloadedTriggers));
         t.append(String.format("  hub CPU %.1f s over the load = %.0f %% of one core, %.1f ms per event; machine busy %.0f %% "
                 + "(all %d cores, everything on it)%n", hubCpuSeconds, 100 * hubCpuSeconds / loadSeconds,
                 1000 * hubCpuSeconds / Math.max(1, offered), machineBusy, Runtime.getRuntime().availableProcessors()));
@@ -592,9 +592,9 @@ public final class QcBench {
         }
         md.append("| hub | `java ").append(hubJavaOpts).append(" -jar target/quarkus-app/quarkus-run.jar`, profile postgres, ")
                 .append("HTTP ingest -> outbox-source (completionSize ").append(batchSize).append(", completionTimeout ")
-                .append(batchTimeoutMs).append(" ms, pollPeriod ").append(pollMs).append(" ms) -> qc-sink; Quartz JDBC store ")
-                .append("clustered, 8 timer threads, misfire threshold 30 s (the shipped settings) |\n");
-        md.append(String.format("| preload | %,d admissions over the last 6 h -> %,d open tasks, %,d Quartz triggers pending, "
+                .append(batchTimeoutMs).append(" ms, pollPeriod ").append(pollMs).append(" ms) -> qc-sink; timers in qc_timer, ")
+                .append("fired by the clustered Quartz sweep every 1 s (the shipped settings) |\n");
+        md.append(String.format("| preload | %,d admissions over the last 6 h -> %,d open tasks, %,d timers pending, "
                 + "in %.0f s |%n", preloadVisits, preloadedOpen, preloadedTriggers, preloadSeconds));
         md.append(String.format("| load | %,d events/s for %d s over HTTP, one event per request, at most %d requests open; "
                 + "admissions 20 %%, documents completed 35 %%, condition changes 15 %%, emergency consultations 10 %% "
