@@ -7,14 +7,19 @@ import java.sql.SQLException;
 import java.sql.Statement;
 import java.time.Instant;
 import java.time.OffsetDateTime;
+import java.time.temporal.ChronoUnit;
 import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.Collection;
+import java.util.Collections;
+import java.util.HashSet;
 import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
 import java.util.Optional;
+import java.util.Set;
 import java.util.TreeSet;
 
 import jakarta.enterprise.context.ApplicationScoped;
@@ -82,6 +87,10 @@ public class TaskEngine {
      * Events that cannot be applied (another patient's visit, a second admission, a rule needing a payload field the
      * event lacks) are refused: the others are applied and a {@link PartialBatchException} sends the refused ones to
      * the dead-letter store with their reasons.
+     * <p>
+     * The statements are per batch, not per event: the batch's visits are locked with one ordered
+     * {@code SELECT ... FOR UPDATE}, their events, corrections and tasks read with one query each, and every insert and
+     * update goes out as a JDBC batch (bench/README.md, qc benchmark).
      */
     public List<Change> apply(String flow, List<Event> batch) throws SQLException {
         Instant now = clock.instant();
@@ -96,10 +105,22 @@ public class TaskEngine {
                     visits.add(new VisitKey(e.hospital(), visit));
                 }
             }
-            Map<VisitKey, String> patients = new HashMap<>();
-            for (VisitKey v : visits) { // in key order: two transactions never wait on each other's visits in a cycle
-                patients.put(v, lock(c, v, now));
-            }
+            Map<VisitKey, String> patients = lock(c, visits, now);
+            Map<VisitKey, List<LogRow>> logs = logs(c, visits);
+            Map<VisitKey, String> admitted = new HashMap<>();
+            logs.forEach((v, rows) -> {
+                for (LogRow r : rows) {
+                    if (patients.get(v) == null) {
+                        patients.put(v, r.event().payload().path("patientId").asText(null)); // the first event's patient
+                    }
+                    if (r.event().type().equals(ClinicalEvent.ADMISSION)) {
+                        admitted.putIfAbsent(v, r.event().eventId());
+                    }
+                }
+            });
+            Set<String> logged = logged(c, batch);
+            List<Event> fresh = new ArrayList<>();
+            List<VisitKey> freshVisits = new ArrayList<>();
             TreeSet<VisitKey> touched = new TreeSet<>();
             for (Event e : batch) {
                 String visit = e.payload().path("visitId").asText(null);
@@ -108,25 +129,28 @@ public class TaskEngine {
                             + "(check the types of the flow)");
                     continue;
                 }
-                if (logged(c, e.eventId())) {
-                    applied.add(e); // applied before: nothing changes
+                if (!logged.add(e.eventId())) {
+                    applied.add(e); // applied before (or earlier in this batch): nothing changes
                     continue;
                 }
                 VisitKey v = new VisitKey(e.hospital(), visit);
-                String problem = check(c, v, e, patients);
+                String problem = check(v, e, patients, admitted);
                 if (problem != null) {
+                    logged.remove(e.eventId());
                     refused.put(e, problem);
                     continue;
                 }
-                log(c, v, e, flow, now);
+                if (e.type().equals(ClinicalEvent.ADMISSION)) {
+                    admitted.putIfAbsent(v, e.eventId());
+                }
                 patients.putIfAbsent(v, e.payload().path("patientId").asText()); // the first event names the visit's patient
+                fresh.add(e);
+                freshVisits.add(v);
                 applied.add(e);
                 touched.add(v);
             }
-            List<Change> all = new ArrayList<>();
-            for (VisitKey v : touched) {
-                all.addAll(recompute(c, v, now, work));
-            }
+            log(c, fresh, freshVisits, flow, now, logs);
+            List<Change> all = recompute(c, touched, logs, now, work);
             timers.write(c, work);
             return all;
         });
@@ -138,26 +162,16 @@ public class TaskEngine {
     }
 
     /** Why the event cannot be applied to its visit, or null. */
-    private String check(Connection c, VisitKey v, Event e, Map<VisitKey, String> patients) throws SQLException {
+    private String check(VisitKey v, Event e, Map<VisitKey, String> patients, Map<VisitKey, String> admitted) {
         String patient = e.payload().path("patientId").asText(null);
         String known = patients.get(v);
         if (known != null && !known.equals(patient)) {
             return "visit " + v.visitId() + " of hospital " + v.hospital() + " belongs to patient " + known + ", but event "
                     + e.eventId() + " names patient " + patient;
         }
-        if (e.type().equals(ClinicalEvent.ADMISSION)) {
-            try (PreparedStatement q = c.prepareStatement("SELECT event_id FROM qc_visit_event WHERE hospital = ? "
-                    + "AND visit_id = ? AND event_type = ?")) {
-                q.setString(1, v.hospital());
-                q.setString(2, v.visitId());
-                q.setString(3, ClinicalEvent.ADMISSION);
-                try (ResultSet rs = q.executeQuery()) {
-                    if (rs.next()) {
-                        return "visit " + v.visitId() + " was already admitted by event " + rs.getString(1)
-                                + "; a visit has one admission (a new stay needs a new visit id)";
-                    }
-                }
-            }
+        if (e.type().equals(ClinicalEvent.ADMISSION) && admitted.containsKey(v)) {
+            return "visit " + v.visitId() + " was already admitted by event " + admitted.get(v)
+                    + "; a visit has one admission (a new stay needs a new visit id)";
         }
         for (Rule r : rules.rulesFor(e.hospital())) {
             if (!e.type().equals(r.triggerEvent()) || !r.matches(e.payload())) {
@@ -178,15 +192,15 @@ public class TaskEngine {
         return null;
     }
 
-    // ---- Recomputing a visit ----------------------------------------------------------------------------------------
+    // ---- Recomputing visits -----------------------------------------------------------------------------------------
 
     /** Recomputes one visit in its own transaction (a timer fired, a correction, reconciliation). */
     public List<Change> recompute(VisitKey v) throws SQLException {
         Instant now = clock.instant();
         List<TimerWork> work = new ArrayList<>();
         List<Change> changes = db.inTransaction(c -> {
-            lock(c, v, now);
-            List<Change> all = recompute(c, v, now, work);
+            lock(c, List.of(v), now);
+            List<Change> all = recompute(c, List.of(v), null, now, work);
             timers.write(c, work);
             return all;
         });
@@ -205,58 +219,120 @@ public class TaskEngine {
         }
     }
 
-    /** Inserts the visit row if new and locks it; returns the patient known for the visit. */
-    String lock(Connection c, VisitKey v, Instant now) throws SQLException {
+    /** Visits per statement in the bulk reads: two parameters each, far below the drivers' limits. */
+    private static final int VISITS_PER_STATEMENT = 500;
+
+    /**
+     * Inserts the visit rows that are new and locks all of them, in the database's order of (hospital, visit_id): every
+     * transaction that locks visits does it here, in that one order, so two never wait on each other in a cycle.
+     * Returns the patient known for each visit (null before the admission).
+     */
+    Map<VisitKey, String> lock(Connection c, Collection<VisitKey> visits, Instant now) throws SQLException {
+        Map<VisitKey, String> patients = new HashMap<>();
+        if (visits.isEmpty()) {
+            return patients;
+        }
         try (PreparedStatement ins = c.prepareStatement("INSERT INTO qc_visit (hospital, visit_id, status, updated_at) "
                 + "VALUES (?, ?, 'PENDING', ?) ON CONFLICT DO NOTHING")) {
-            ins.setString(1, v.hospital());
-            ins.setString(2, v.visitId());
-            ins.setObject(3, Database.utc(now));
-            ins.executeUpdate();
+            for (VisitKey v : visits) {
+                ins.setString(1, v.hospital());
+                ins.setString(2, v.visitId());
+                ins.setObject(3, Database.utc(now));
+                ins.addBatch();
+            }
+            ins.executeBatch();
         }
-        try (PreparedStatement q = c.prepareStatement("SELECT patient_id FROM qc_visit WHERE hospital = ? AND visit_id = ? FOR UPDATE")) {
-            q.setString(1, v.hospital());
-            q.setString(2, v.visitId());
-            try (ResultSet rs = q.executeQuery()) {
-                rs.next();
-                String p = rs.getString(1);
-                if (p != null) {
-                    return p;
+        for (List<VisitKey> chunk : chunks(visits)) {
+            try (PreparedStatement q = c.prepareStatement("SELECT hospital, visit_id, patient_id FROM qc_visit WHERE "
+                    + visitsIn(chunk.size()) + " ORDER BY hospital, visit_id FOR UPDATE")) {
+                bindVisits(q, 1, chunk);
+                try (ResultSet rs = q.executeQuery()) {
+                    while (rs.next()) {
+                        patients.put(new VisitKey(rs.getString(1), rs.getString(2)), rs.getString(3));
+                    }
                 }
             }
         }
-        // no admission yet: the patient of the first event logged for the visit, if any
-        try (PreparedStatement q = c.prepareStatement("SELECT envelope FROM qc_visit_event WHERE hospital = ? AND visit_id = ? "
-                + "ORDER BY id LIMIT 1")) {
-            q.setString(1, v.hospital());
-            q.setString(2, v.visitId());
-            try (ResultSet rs = q.executeQuery()) {
-                return rs.next() ? read(rs.getString(1)).path("payload").path("patientId").asText(null) : null;
-            }
-        }
+        return patients;
     }
 
-    private boolean logged(Connection c, String eventId) throws SQLException {
-        try (PreparedStatement q = c.prepareStatement("SELECT 1 FROM qc_visit_event WHERE event_id = ?")) {
-            q.setString(1, eventId);
-            try (ResultSet rs = q.executeQuery()) {
-                return rs.next();
+    /** The events logged for the visits, oldest first, each visit's list present (empty for a new visit). */
+    private Map<VisitKey, List<LogRow>> logs(Connection c, Collection<VisitKey> visits) throws SQLException {
+        Map<VisitKey, List<LogRow>> logs = new HashMap<>();
+        visits.forEach(v -> logs.put(v, new ArrayList<>()));
+        for (List<VisitKey> chunk : chunks(visits)) {
+            try (PreparedStatement q = c.prepareStatement("SELECT hospital, visit_id, id, event_id, event_type, occurred_at, "
+                    + "envelope, disposition, disposition_reason FROM qc_visit_event WHERE " + visitsIn(chunk.size())
+                    + " ORDER BY id")) {
+                bindVisits(q, 1, chunk);
+                try (ResultSet rs = q.executeQuery()) {
+                    while (rs.next()) {
+                        JsonNode env = read(rs.getString(7));
+                        ClinicalEvent e = new ClinicalEvent(rs.getLong(3), rs.getString(4), rs.getString(5),
+                                rs.getObject(6, OffsetDateTime.class).toInstant(), (ObjectNode) env.get("payload"));
+                        logs.get(new VisitKey(rs.getString(1), rs.getString(2))).add(new LogRow(e, rs.getString(8), rs.getString(9)));
+                    }
+                }
             }
         }
+        return logs;
     }
 
-    private void log(Connection c, VisitKey v, Event e, String flow, Instant now) throws SQLException {
+    /** The ids of the batch's events that are logged already. */
+    private static Set<String> logged(Connection c, List<Event> batch) throws SQLException {
+        Set<String> logged = new HashSet<>();
+        List<String> ids = batch.stream().map(Event::eventId).distinct().toList();
+        for (int i = 0; i < ids.size(); i += 2 * VISITS_PER_STATEMENT) {
+            List<String> chunk = ids.subList(i, Math.min(ids.size(), i + 2 * VISITS_PER_STATEMENT));
+            try (PreparedStatement q = c.prepareStatement("SELECT event_id FROM qc_visit_event WHERE event_id IN ("
+                    + String.join(", ", Collections.nCopies(chunk.size(), "?")) + ")")) {
+                for (int j = 0; j < chunk.size(); j++) {
+                    q.setString(j + 1, chunk.get(j));
+                }
+                try (ResultSet rs = q.executeQuery()) {
+                    while (rs.next()) {
+                        logged.add(rs.getString(1));
+                    }
+                }
+            }
+        }
+        return logged;
+    }
+
+    /** Logs new events (one JDBC batch) and appends them to their visits' logs. */
+    private void log(Connection c, List<Event> events, List<VisitKey> visits, String flow, Instant now,
+            Map<VisitKey, List<LogRow>> logs) throws SQLException {
+        if (events.isEmpty()) {
+            return;
+        }
         try (PreparedStatement ins = c.prepareStatement("INSERT INTO qc_visit_event (event_id, hospital, visit_id, event_type, "
-                + "occurred_at, envelope, flow, received_at, disposition) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'NEW')")) {
-            ins.setString(1, e.eventId());
-            ins.setString(2, v.hospital());
-            ins.setString(3, v.visitId());
-            ins.setString(4, e.type());
-            ins.setObject(5, e.occurredAt());
-            ins.setString(6, e.envelope());
-            ins.setString(7, flow);
-            ins.setObject(8, Database.utc(now));
-            ins.executeUpdate();
+                + "occurred_at, envelope, flow, received_at, disposition) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'NEW')",
+                new String[] { "id" })) {
+            for (int i = 0; i < events.size(); i++) {
+                Event e = events.get(i);
+                ins.setString(1, e.eventId());
+                ins.setString(2, visits.get(i).hospital());
+                ins.setString(3, visits.get(i).visitId());
+                ins.setString(4, e.type());
+                ins.setObject(5, e.occurredAt());
+                ins.setString(6, e.envelope());
+                ins.setString(7, flow);
+                ins.setObject(8, Database.utc(now));
+                ins.addBatch();
+            }
+            ins.executeBatch();
+            try (ResultSet keys = ins.getGeneratedKeys()) {
+                for (int i = 0; i < events.size(); i++) {
+                    if (!keys.next()) {
+                        throw new IllegalStateException("no generated id for qc_visit_event of event " + events.get(i).eventId());
+                    }
+                    Event e = events.get(i);
+                    // as stored: timestamptz keeps microseconds
+                    Instant at = e.occurredAt().toInstant().truncatedTo(ChronoUnit.MICROS);
+                    logs.get(visits.get(i)).add(new LogRow(new ClinicalEvent(keys.getLong(1), e.eventId(), e.type(), at,
+                            e.payload()), "NEW", null));
+                }
+            }
         }
     }
 
@@ -269,131 +345,101 @@ public class TaskEngine {
             Instant overdueAt) {
     }
 
-    List<Change> recompute(Connection c, VisitKey v, Instant now, List<TimerWork> work) throws SQLException {
-        List<LogRow> log = new ArrayList<>();
-        try (PreparedStatement q = c.prepareStatement("SELECT id, event_id, event_type, occurred_at, envelope, disposition, "
-                + "disposition_reason FROM qc_visit_event WHERE hospital = ? AND visit_id = ? ORDER BY id")) {
-            q.setString(1, v.hospital());
-            q.setString(2, v.visitId());
-            try (ResultSet rs = q.executeQuery()) {
-                while (rs.next()) {
-                    JsonNode env = read(rs.getString(5));
-                    ClinicalEvent e = new ClinicalEvent(rs.getLong(1), rs.getString(2), rs.getString(3),
-                            rs.getObject(4, OffsetDateTime.class).toInstant(), (ObjectNode) env.get("payload"));
-                    log.add(new LogRow(e, rs.getString(6), rs.getString(7)));
+    /**
+     * Recomputes locked visits in the caller's transaction and makes their stored tasks match: reads their events
+     * ({@code logs}, or from the database if null), corrections and tasks in bulk, projects each visit, then writes the
+     * differences as JDBC batches. Returns the changes in order; the timers to write go to {@code work}.
+     */
+    List<Change> recompute(Connection c, Collection<VisitKey> visits, Map<VisitKey, List<LogRow>> logs, Instant now,
+            List<TimerWork> work) throws SQLException {
+        if (visits.isEmpty()) {
+            return new ArrayList<>();
+        }
+        Map<VisitKey, List<LogRow>> log = logs != null ? logs : logs(c, visits);
+        Map<VisitKey, List<VisitProjection.ManualAction>> manual = new HashMap<>();
+        Map<VisitKey, Map<String, Row>> stored = new HashMap<>();
+        for (List<VisitKey> chunk : chunks(visits)) {
+            try (PreparedStatement q = c.prepareStatement("SELECT hospital, visit_id, id, action, task_rule, task_instance, "
+                    + "task_period, effective_at, actor, reason FROM qc_audit WHERE " + visitsIn(chunk.size())
+                    + " AND action IN ('CLOSE', 'CANCEL') ORDER BY id")) {
+                bindVisits(q, 1, chunk);
+                try (ResultSet rs = q.executeQuery()) {
+                    while (rs.next()) {
+                        manual.computeIfAbsent(new VisitKey(rs.getString(1), rs.getString(2)), k -> new ArrayList<>())
+                                .add(new VisitProjection.ManualAction(rs.getLong(3), rs.getString(4), rs.getString(5),
+                                        rs.getString(6), rs.getInt(7), rs.getObject(8, OffsetDateTime.class).toInstant(),
+                                        rs.getString(9), rs.getString(10)));
+                    }
+                }
+            }
+            try (PreparedStatement q = c.prepareStatement("SELECT hospital, visit_id, id, rule_id, instance_key, period_no, status, "
+                    + "due_at, remind_at, completed_at, closed_by, close_reason, department, doctor, recipients, condition_level, "
+                    + "overdue_at FROM qc_task WHERE " + visitsIn(chunk.size()) + " ORDER BY id")) {
+                bindVisits(q, 1, chunk);
+                try (ResultSet rs = q.executeQuery()) {
+                    while (rs.next()) {
+                        String key = TaskSpec.key(rs.getString(4), rs.getString(5), rs.getInt(6));
+                        stored.computeIfAbsent(new VisitKey(rs.getString(1), rs.getString(2)), k -> new LinkedHashMap<>())
+                                .put(key, new Row(rs.getLong(3), key, TaskStatus.valueOf(rs.getString(7)), instant(rs, 8),
+                                        rs.getString(9), instant(rs, 10), rs.getString(11), rs.getString(12), rs.getString(13),
+                                        rs.getString(14), rs.getString(15), rs.getString(16), instant(rs, 17)));
+                    }
                 }
             }
         }
-        List<VisitProjection.ManualAction> manual = new ArrayList<>();
-        try (PreparedStatement q = c.prepareStatement("SELECT id, action, task_rule, task_instance, task_period, effective_at, "
-                + "actor, reason FROM qc_audit WHERE hospital = ? AND visit_id = ? AND action IN ('CLOSE', 'CANCEL') ORDER BY id")) {
-            q.setString(1, v.hospital());
-            q.setString(2, v.visitId());
-            try (ResultSet rs = q.executeQuery()) {
-                while (rs.next()) {
-                    manual.add(new VisitProjection.ManualAction(rs.getLong(1), rs.getString(2), rs.getString(3),
-                            rs.getString(4), rs.getInt(5), rs.getObject(6, OffsetDateTime.class).toInstant(),
-                            rs.getString(7), rs.getString(8)));
-                }
-            }
+        Writes w = new Writes();
+        for (VisitKey v : visits) {
+            List<LogRow> rows = log.getOrDefault(v, List.of());
+            VisitProjection.Result result = VisitProjection.project(rows.stream().map(LogRow::event).toList(),
+                    manual.getOrDefault(v, List.of()), rules.rulesFor(v.hospital()), now);
+            diff(v, result, rows, stored.getOrDefault(v, new LinkedHashMap<>()), w);
         }
-        VisitProjection.Result result = VisitProjection.project(log.stream().map(LogRow::event).toList(), manual,
-                rules.rulesFor(v.hospital()), now);
+        return w.flush(c, now, work);
+    }
 
-        Map<String, Row> rows = new LinkedHashMap<>();
-        try (PreparedStatement q = c.prepareStatement("SELECT id, rule_id, instance_key, period_no, status, due_at, remind_at, "
-                + "completed_at, closed_by, close_reason, department, doctor, recipients, condition_level, overdue_at "
-                + "FROM qc_task WHERE hospital = ? AND visit_id = ?")) {
-            q.setString(1, v.hospital());
-            q.setString(2, v.visitId());
-            try (ResultSet rs = q.executeQuery()) {
-                while (rs.next()) {
-                    String key = TaskSpec.key(rs.getString(2), rs.getString(3), rs.getInt(4));
-                    rows.put(key, new Row(rs.getLong(1), key, TaskStatus.valueOf(rs.getString(5)), instant(rs, 6),
-                            rs.getString(7), instant(rs, 8), rs.getString(9), rs.getString(10), rs.getString(11),
-                            rs.getString(12), rs.getString(13), rs.getString(14), instant(rs, 15)));
-                }
-            }
-        }
-        List<Change> changes = new ArrayList<>();
+    /** What makes one visit's stored tasks, events and visit row match its projection, added to {@code w}. */
+    private void diff(VisitKey v, VisitProjection.Result result, List<LogRow> log, Map<String, Row> rows, Writes w) {
         for (TaskSpec t : result.tasks()) {
             Row row = rows.remove(t.key());
             if (row == null) {
-                long id = insert(c, v, t, now);
-                changes.add(event(c, v, id, t, "CREATED", null, t.status(), createdDetail(t), now));
+                TaskRef ref = w.insert(v, t);
+                w.event(ref, v, t, "CREATED", null, t.status(), createdDetail(t));
                 if (t.status() != TaskStatus.OPEN) {
-                    changes.add(event(c, v, id, t, kind(null, t.status()), null, t.status(), t.closeReason(), now));
-                }
-                if (t.status() == TaskStatus.OPEN) {
-                    work.add(new TimerWork(id, v, true, t.dueAt(), t.reminders()));
+                    w.event(ref, v, t, kind(null, t.status()), null, t.status(), t.closeReason());
+                } else {
+                    w.timer(ref, v, true, t.dueAt(), t.reminders());
                 }
             } else {
-                changes.addAll(update(c, v, row, t, now, work));
+                update(v, row, t, w);
             }
         }
         for (Row orphan : rows.values()) {
             if (orphan.status().pending()) {
                 String reason = "no longer required by the rules in force";
-                try (PreparedStatement up = c.prepareStatement("UPDATE qc_task SET status = 'CANCELLED', close_reason = ?, "
-                        + "updated_at = ? WHERE id = ?")) {
-                    up.setString(1, reason);
-                    up.setObject(2, Database.utc(now));
-                    up.setLong(3, orphan.id());
-                    up.executeUpdate();
-                }
-                changes.add(rawEvent(c, v, orphan.id(), orphan.key(), "CANCELLED", orphan.status(), TaskStatus.CANCELLED,
-                        orphan.department(), orphan.doctor(), orphan.recipients(), reason, now));
+                TaskRef ref = new TaskRef(orphan.id());
+                w.cancels.add(orphan.id());
+                w.events.add(new TaskEventRow(ref, v, orphan.key(), "CANCELLED", orphan.status(), TaskStatus.CANCELLED,
+                        orphan.department(), orphan.doctor(), orphan.recipients(), reason));
                 if (orphan.status() == TaskStatus.OPEN) {
-                    work.add(new TimerWork(orphan.id(), v, false, null, List.of()));
+                    w.timer(ref, v, false, null, List.of());
                 }
             }
         }
         // what each event did; an event that was held and now applies was matched
-        try (PreparedStatement up = c.prepareStatement("UPDATE qc_visit_event SET disposition = ?, disposition_reason = ?, "
-                + "matched_at = CASE WHEN disposition = 'HELD' AND ? <> 'HELD' THEN ? ELSE matched_at END WHERE id = ?")) {
-            int n = 0;
-            for (LogRow r : log) {
-                VisitProjection.Outcome o = result.outcomes().get(r.event().eventId());
-                String d = o == null ? "APPLIED" : o.disposition().name();
-                String why = o == null ? null : cut(o.reason(), 1000);
-                if (d.equals(r.disposition()) && Objects.equals(why, r.reason())) {
-                    continue;
-                }
-                up.setString(1, d);
-                up.setString(2, why);
-                up.setString(3, d);
-                up.setObject(4, Database.utc(now));
-                up.setLong(5, r.event().seq());
-                up.addBatch();
-                n++;
-            }
-            if (n > 0) {
-                up.executeBatch();
+        for (LogRow r : log) {
+            VisitProjection.Outcome o = result.outcomes().get(r.event().eventId());
+            String d = o == null ? "APPLIED" : o.disposition().name();
+            String why = o == null ? null : cut(o.reason(), 1000);
+            if (!d.equals(r.disposition()) || !Objects.equals(why, r.reason())) {
+                w.dispositions.add(new Disposition(r.event().seq(), d, why));
             }
         }
-        VisitProjection.Visit s = result.visit();
-        try (PreparedStatement up = c.prepareStatement("UPDATE qc_visit SET patient_id = COALESCE(?, patient_id), status = ?, "
-                + "department = ?, attending_doctor = ?, condition_level = ?, admitted_at = ?, last_event_at = ?, updated_at = ? "
-                + "WHERE hospital = ? AND visit_id = ?")) {
-            up.setString(1, s.patientId());
-            up.setString(2, s.status());
-            up.setString(3, s.department());
-            up.setString(4, s.doctor());
-            up.setString(5, s.level());
-            up.setObject(6, s.admittedAt() == null ? null : Database.utc(s.admittedAt()));
-            up.setObject(7, s.lastEventAt() == null ? null : Database.utc(s.lastEventAt()));
-            up.setObject(8, Database.utc(now));
-            up.setString(9, v.hospital());
-            up.setString(10, v.visitId());
-            up.executeUpdate();
-        }
-        return changes;
+        w.visits.put(v, result.visit());
     }
 
-    private List<Change> update(Connection c, VisitKey v, Row row, TaskSpec t, Instant now, List<TimerWork> work)
-            throws SQLException {
+    private void update(VisitKey v, Row row, TaskSpec t, Writes w) {
         if (row.status().completed()) {
-            return List.of(); // a completed task stays completed
+            return; // a completed task stays completed
         }
         String remindAt = reminders(t.reminders());
         String recipients = json(t.recipients());
@@ -404,45 +450,27 @@ public class TaskEngine {
                 || !Objects.equals(row.doctor(), t.doctor()) || !Objects.equals(row.recipients(), recipients)
                 || !Objects.equals(row.level(), t.level());
         if (!dueChanged && !statusChanged && !other) {
-            return List.of();
+            return;
         }
         Instant overdueAt = row.overdueAt();
         if (t.status() == TaskStatus.OVERDUE && overdueAt == null) {
             overdueAt = t.dueAt();
         }
-        try (PreparedStatement up = c.prepareStatement("UPDATE qc_task SET status = ?, due_at = ?, remind_at = ?, completed_at = ?, "
-                + "closed_by = ?, close_reason = ?, department = ?, doctor = ?, recipients = ?, condition_level = ?, overdue_at = ?, "
-                + "updated_at = ? WHERE id = ?")) {
-            up.setString(1, t.status().name());
-            up.setObject(2, Database.utc(t.dueAt()));
-            up.setString(3, remindAt);
-            up.setObject(4, t.completedAt() == null ? null : Database.utc(t.completedAt()));
-            up.setString(5, t.closedBy());
-            up.setString(6, cut(t.closeReason(), 2000));
-            up.setString(7, t.department());
-            up.setString(8, t.doctor());
-            up.setString(9, recipients);
-            up.setString(10, t.level());
-            up.setObject(11, overdueAt == null ? null : Database.utc(overdueAt));
-            up.setObject(12, Database.utc(now));
-            up.setLong(13, row.id());
-            up.executeUpdate();
-        }
-        List<Change> changes = new ArrayList<>();
+        w.updates.add(new TaskUpdate(row.id(), t, remindAt, recipients, overdueAt));
+        TaskRef ref = new TaskRef(row.id());
         if (statusChanged) {
             String detail = t.status().completed() ? "document " + t.closedBy() + " written " + t.completedAt() + ", due " + t.dueAt()
                     : t.status() == TaskStatus.OVERDUE ? "due " + t.dueAt() + " passed" : t.closeReason();
-            changes.add(event(c, v, row.id(), t, kind(row.status(), t.status()), row.status(), t.status(), detail, now));
+            w.event(ref, v, t, kind(row.status(), t.status()), row.status(), t.status(), detail);
         }
         if (dueChanged && t.status().pending() && (!statusChanged || !row.due().equals(t.dueAt()))) {
-            changes.add(event(c, v, row.id(), t, "DUE_CHANGED", row.status(), t.status(), "due " + row.due() + " -> " + t.dueAt(), now));
+            w.event(ref, v, t, "DUE_CHANGED", row.status(), t.status(), "due " + row.due() + " -> " + t.dueAt());
         }
         if (t.status() == TaskStatus.OPEN && (statusChanged || dueChanged)) {
-            work.add(new TimerWork(row.id(), v, true, t.dueAt(), t.reminders()));
+            w.timer(ref, v, true, t.dueAt(), t.reminders());
         } else if (row.status() == TaskStatus.OPEN && t.status() != TaskStatus.OPEN) {
-            work.add(new TimerWork(row.id(), v, false, null, List.of()));
+            w.timer(ref, v, false, null, List.of());
         }
-        return changes;
     }
 
     private static String kind(TaskStatus from, TaskStatus to) {
@@ -454,65 +482,226 @@ public class TaskEngine {
         };
     }
 
-    private long insert(Connection c, VisitKey v, TaskSpec t, Instant now) throws SQLException {
-        try (PreparedStatement ins = c.prepareStatement("INSERT INTO qc_task (hospital, visit_id, patient_id, rule_id, instance_key, "
-                + "period_no, document_type, department, doctor, recipients, condition_level, status, opened_at, opened_by, due_at, "
-                + "remind_at, completed_at, closed_by, close_reason, overdue_at, points, created_at, updated_at) "
-                + "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", new String[] { "id" })) {
-            ins.setString(1, v.hospital());
-            ins.setString(2, v.visitId());
-            ins.setString(3, t.patientId());
-            ins.setString(4, t.ruleId());
-            ins.setString(5, t.instance());
-            ins.setInt(6, t.period());
-            ins.setString(7, t.documentType());
-            ins.setString(8, t.department());
-            ins.setString(9, t.doctor());
-            ins.setString(10, json(t.recipients()));
-            ins.setString(11, t.level());
-            ins.setString(12, t.status().name());
-            ins.setObject(13, Database.utc(t.openedAt()));
-            ins.setString(14, t.openedBy());
-            ins.setObject(15, Database.utc(t.dueAt()));
-            ins.setString(16, reminders(t.reminders()));
-            ins.setObject(17, t.completedAt() == null ? null : Database.utc(t.completedAt()));
-            ins.setString(18, t.closedBy());
-            ins.setString(19, cut(t.closeReason(), 2000));
-            ins.setObject(20, t.status() == TaskStatus.OVERDUE || t.status() == TaskStatus.COMPLETED_LATE
-                    ? Database.utc(t.dueAt()) : null);
-            ins.setDouble(21, t.points());
-            ins.setObject(22, Database.utc(now));
-            ins.setObject(23, Database.utc(now));
-            ins.executeUpdate();
-            try (ResultSet keys = ins.getGeneratedKeys()) {
-                keys.next();
-                return keys.getLong(1);
+    /** A task's id: known for a stored task, set once a new task's insert ran. */
+    private static final class TaskRef {
+        long id;
+
+        TaskRef(long id) {
+            this.id = id;
+        }
+    }
+
+    private record NewTask(TaskRef ref, VisitKey visit, TaskSpec task) {
+    }
+
+    private record TaskEventRow(TaskRef ref, VisitKey visit, String key, String kind, TaskStatus from, TaskStatus to,
+            String department, String doctor, String recipients, String detail) {
+    }
+
+    private record TaskUpdate(long id, TaskSpec task, String remindAt, String recipients, Instant overdueAt) {
+    }
+
+    private record TimerRow(TaskRef ref, VisitKey visit, boolean schedule, Instant due, List<Instant> reminders) {
+    }
+
+    private record Disposition(long seq, String disposition, String reason) {
+    }
+
+    /** The writes of one recomputation, flushed as one JDBC batch per statement. */
+    private final class Writes {
+        final List<NewTask> inserts = new ArrayList<>();
+        final List<TaskUpdate> updates = new ArrayList<>();
+        final List<Long> cancels = new ArrayList<>();
+        final List<TaskEventRow> events = new ArrayList<>();
+        final List<TimerRow> timers = new ArrayList<>();
+        final List<Disposition> dispositions = new ArrayList<>();
+        final Map<VisitKey, VisitProjection.Visit> visits = new LinkedHashMap<>();
+
+        TaskRef insert(VisitKey v, TaskSpec t) {
+            TaskRef ref = new TaskRef(0);
+            inserts.add(new NewTask(ref, v, t));
+            return ref;
+        }
+
+        void event(TaskRef ref, VisitKey v, TaskSpec t, String kind, TaskStatus from, TaskStatus to, String detail) {
+            events.add(new TaskEventRow(ref, v, t.key(), kind, from, to, t.department(), t.doctor(), json(t.recipients()), detail));
+        }
+
+        void timer(TaskRef ref, VisitKey v, boolean schedule, Instant due, List<Instant> reminders) {
+            timers.add(new TimerRow(ref, v, schedule, due, reminders));
+        }
+
+        List<Change> flush(Connection c, Instant now, List<TimerWork> work) throws SQLException {
+            if (!inserts.isEmpty()) {
+                insertTasks(c, now);
+            }
+            if (!updates.isEmpty()) {
+                updateTasks(c, now);
+            }
+            if (!cancels.isEmpty()) {
+                try (PreparedStatement up = c.prepareStatement("UPDATE qc_task SET status = 'CANCELLED', close_reason = ?, "
+                        + "updated_at = ? WHERE id = ?")) {
+                    for (long id : cancels) {
+                        up.setString(1, "no longer required by the rules in force");
+                        up.setObject(2, Database.utc(now));
+                        up.setLong(3, id);
+                        up.addBatch();
+                    }
+                    up.executeBatch();
+                }
+            }
+            List<Change> changes = new ArrayList<>();
+            if (!events.isEmpty()) {
+                try (PreparedStatement ins = c.prepareStatement("INSERT INTO qc_task_event (task_id, hospital, visit_id, kind, "
+                        + "status, event_at, department, doctor, recipients, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")) {
+                    for (TaskEventRow e : events) {
+                        ins.setLong(1, e.ref().id);
+                        ins.setString(2, e.visit().hospital());
+                        ins.setString(3, e.visit().visitId());
+                        ins.setString(4, e.kind());
+                        ins.setString(5, e.to().name());
+                        ins.setObject(6, Database.utc(now));
+                        ins.setString(7, e.department());
+                        ins.setString(8, e.doctor());
+                        ins.setString(9, e.recipients());
+                        ins.setString(10, cut(e.detail(), 2000));
+                        ins.addBatch();
+                        changes.add(new Change(e.ref().id, e.visit().hospital(), e.visit().visitId(), e.key(), e.kind(), e.from(),
+                                e.to(), e.detail()));
+                    }
+                    ins.executeBatch();
+                }
+            }
+            if (!dispositions.isEmpty()) {
+                try (PreparedStatement up = c.prepareStatement("UPDATE qc_visit_event SET disposition = ?, disposition_reason = ?, "
+                        + "matched_at = CASE WHEN disposition = 'HELD' AND ? <> 'HELD' THEN ? ELSE matched_at END WHERE id = ?")) {
+                    for (Disposition d : dispositions) {
+                        up.setString(1, d.disposition());
+                        up.setString(2, d.reason());
+                        up.setString(3, d.disposition());
+                        up.setObject(4, Database.utc(now));
+                        up.setLong(5, d.seq());
+                        up.addBatch();
+                    }
+                    up.executeBatch();
+                }
+            }
+            try (PreparedStatement up = c.prepareStatement("UPDATE qc_visit SET patient_id = COALESCE(?, patient_id), status = ?, "
+                    + "department = ?, attending_doctor = ?, condition_level = ?, admitted_at = ?, last_event_at = ?, updated_at = ? "
+                    + "WHERE hospital = ? AND visit_id = ?")) {
+                for (Map.Entry<VisitKey, VisitProjection.Visit> e : visits.entrySet()) {
+                    VisitProjection.Visit s = e.getValue();
+                    up.setString(1, s.patientId());
+                    up.setString(2, s.status());
+                    up.setString(3, s.department());
+                    up.setString(4, s.doctor());
+                    up.setString(5, s.level());
+                    up.setObject(6, s.admittedAt() == null ? null : Database.utc(s.admittedAt()));
+                    up.setObject(7, s.lastEventAt() == null ? null : Database.utc(s.lastEventAt()));
+                    up.setObject(8, Database.utc(now));
+                    up.setString(9, e.getKey().hospital());
+                    up.setString(10, e.getKey().visitId());
+                    up.addBatch();
+                }
+                up.executeBatch();
+            }
+            for (TimerRow t : timers) {
+                work.add(new TimerWork(t.ref().id, t.visit(), t.schedule(), t.due(), t.reminders()));
+            }
+            return changes;
+        }
+
+        private void insertTasks(Connection c, Instant now) throws SQLException {
+            try (PreparedStatement ins = c.prepareStatement("INSERT INTO qc_task (hospital, visit_id, patient_id, rule_id, "
+                    + "instance_key, period_no, document_type, department, doctor, recipients, condition_level, status, opened_at, "
+                    + "opened_by, due_at, remind_at, completed_at, closed_by, close_reason, overdue_at, points, created_at, updated_at) "
+                    + "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", new String[] { "id" })) {
+                for (NewTask n : inserts) {
+                    TaskSpec t = n.task();
+                    ins.setString(1, n.visit().hospital());
+                    ins.setString(2, n.visit().visitId());
+                    ins.setString(3, t.patientId());
+                    ins.setString(4, t.ruleId());
+                    ins.setString(5, t.instance());
+                    ins.setInt(6, t.period());
+                    ins.setString(7, t.documentType());
+                    ins.setString(8, t.department());
+                    ins.setString(9, t.doctor());
+                    ins.setString(10, json(t.recipients()));
+                    ins.setString(11, t.level());
+                    ins.setString(12, t.status().name());
+                    ins.setObject(13, Database.utc(t.openedAt()));
+                    ins.setString(14, t.openedBy());
+                    ins.setObject(15, Database.utc(t.dueAt()));
+                    ins.setString(16, reminders(t.reminders()));
+                    ins.setObject(17, t.completedAt() == null ? null : Database.utc(t.completedAt()));
+                    ins.setString(18, t.closedBy());
+                    ins.setString(19, cut(t.closeReason(), 2000));
+                    ins.setObject(20, t.status() == TaskStatus.OVERDUE || t.status() == TaskStatus.COMPLETED_LATE
+                            ? Database.utc(t.dueAt()) : null);
+                    ins.setDouble(21, t.points());
+                    ins.setObject(22, Database.utc(now));
+                    ins.setObject(23, Database.utc(now));
+                    ins.addBatch();
+                }
+                ins.executeBatch();
+                try (ResultSet keys = ins.getGeneratedKeys()) {
+                    for (NewTask n : inserts) {
+                        if (!keys.next()) {
+                            throw new IllegalStateException("no generated id for new task " + n.task().key() + " of visit " + n.visit());
+                        }
+                        n.ref().id = keys.getLong(1);
+                    }
+                }
+            }
+        }
+
+        private void updateTasks(Connection c, Instant now) throws SQLException {
+            try (PreparedStatement up = c.prepareStatement("UPDATE qc_task SET status = ?, due_at = ?, remind_at = ?, "
+                    + "completed_at = ?, closed_by = ?, close_reason = ?, department = ?, doctor = ?, recipients = ?, "
+                    + "condition_level = ?, overdue_at = ?, updated_at = ? WHERE id = ?")) {
+                for (TaskUpdate u : updates) {
+                    TaskSpec t = u.task();
+                    up.setString(1, t.status().name());
+                    up.setObject(2, Database.utc(t.dueAt()));
+                    up.setString(3, u.remindAt());
+                    up.setObject(4, t.completedAt() == null ? null : Database.utc(t.completedAt()));
+                    up.setString(5, t.closedBy());
+                    up.setString(6, cut(t.closeReason(), 2000));
+                    up.setString(7, t.department());
+                    up.setString(8, t.doctor());
+                    up.setString(9, u.recipients());
+                    up.setString(10, t.level());
+                    up.setObject(11, u.overdueAt() == null ? null : Database.utc(u.overdueAt()));
+                    up.setObject(12, Database.utc(now));
+                    up.setLong(13, u.id());
+                    up.addBatch();
+                }
+                up.executeBatch();
             }
         }
     }
 
-    private Change event(Connection c, VisitKey v, long taskId, TaskSpec t, String kind, TaskStatus from, TaskStatus to,
-            String detail, Instant now) throws SQLException {
-        return rawEvent(c, v, taskId, t.key(), kind, from, to, t.department(), t.doctor(), json(t.recipients()), detail, now);
+    private static String visitsIn(int n) {
+        return "(hospital, visit_id) IN (" + String.join(", ", Collections.nCopies(n, "(?, ?)")) + ")";
     }
 
-    private Change rawEvent(Connection c, VisitKey v, long taskId, String key, String kind, TaskStatus from, TaskStatus to,
-            String department, String doctor, String recipients, String detail, Instant now) throws SQLException {
-        try (PreparedStatement ins = c.prepareStatement("INSERT INTO qc_task_event (task_id, hospital, visit_id, kind, status, "
-                + "event_at, department, doctor, recipients, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")) {
-            ins.setLong(1, taskId);
-            ins.setString(2, v.hospital());
-            ins.setString(3, v.visitId());
-            ins.setString(4, kind);
-            ins.setString(5, to.name());
-            ins.setObject(6, Database.utc(now));
-            ins.setString(7, department);
-            ins.setString(8, doctor);
-            ins.setString(9, recipients);
-            ins.setString(10, cut(detail, 2000));
-            ins.executeUpdate();
+    private static int bindVisits(PreparedStatement q, int first, List<VisitKey> visits) throws SQLException {
+        int i = first;
+        for (VisitKey v : visits) {
+            q.setString(i++, v.hospital());
+            q.setString(i++, v.visitId());
         }
-        return new Change(taskId, v.hospital(), v.visitId(), key, kind, from, to, detail);
+        return i;
+    }
+
+    private static List<List<VisitKey>> chunks(Collection<VisitKey> visits) {
+        List<VisitKey> all = new ArrayList<>(visits);
+        List<List<VisitKey>> chunks = new ArrayList<>();
+        for (int i = 0; i < all.size(); i += VISITS_PER_STATEMENT) {
+            chunks.add(all.subList(i, Math.min(all.size(), i + VISITS_PER_STATEMENT)));
+        }
+        return chunks;
     }
 
     private static String createdDetail(TaskSpec t) {
@@ -550,9 +739,7 @@ public class TaskEngine {
         List<Change> changes = db.inTransaction(c -> {
             TreeSet<VisitKey> visits = new TreeSet<>();
             due.forEach(d -> visits.add(d.visit()));
-            for (VisitKey v : visits) {
-                lock(c, v, now);
-            }
+            lock(c, visits, now);
             try (PreparedStatement del = c.prepareStatement("DELETE FROM qc_timer WHERE id = ? AND claimed_by = ?")) {
                 for (DeadlineTimers.Due d : due) {
                     del.setLong(1, d.id());
@@ -568,44 +755,44 @@ public class TaskEngine {
             }
             Map<Long, String> outcomes = new HashMap<>();
             TreeSet<VisitKey> deadlines = new TreeSet<>();
+            List<DeadlineTimers.Due> reminders = new ArrayList<>();
             for (DeadlineTimers.Due d : fired) {
                 if (DeadlineTimers.DUE.equals(d.kind())) {
                     deadlines.add(d.visit());
                 } else {
-                    outcomes.put(d.id(), remind(c, d.taskId(), d.at()) ? "REMINDED" : "not open");
+                    reminders.add(d);
                 }
             }
-            List<Change> all = new ArrayList<>();
-            for (VisitKey v : deadlines) {
-                all.addAll(recompute(c, v, now, work));
-            }
+            remind(c, reminders, outcomes);
+            List<Change> all = recompute(c, deadlines, null, now, work);
             Map<Long, Boolean> rescheduled = new HashMap<>();
             work.forEach(w -> rescheduled.put(w.taskId(), w.schedule()));
-            try (PreparedStatement q = c.prepareStatement("SELECT status, due_at FROM qc_task WHERE id = ?");
-                    PreparedStatement keep = c.prepareStatement("INSERT INTO qc_timer (task_id, hospital, visit_id, kind, fire_at) "
-                            + "VALUES (?, ?, ?, ?, ?)")) {
-                for (DeadlineTimers.Due d : fired) {
-                    if (!DeadlineTimers.DUE.equals(d.kind())) {
+            List<DeadlineTimers.Due> deadlinesFired = fired.stream().filter(d -> DeadlineTimers.DUE.equals(d.kind())).toList();
+            Map<Long, Object[]> tasks = tasks(c, deadlinesFired.stream().map(DeadlineTimers.Due::taskId).toList());
+            try (PreparedStatement keep = c.prepareStatement("INSERT INTO qc_timer (task_id, hospital, visit_id, kind, fire_at) "
+                    + "VALUES (?, ?, ?, ?, ?)")) {
+                int kept = 0;
+                for (DeadlineTimers.Due d : deadlinesFired) {
+                    Object[] task = tasks.get(d.taskId());
+                    if (task == null) {
+                        outcomes.put(d.id(), "no such task");
                         continue;
                     }
-                    q.setLong(1, d.taskId());
-                    try (ResultSet rs = q.executeQuery()) {
-                        if (!rs.next()) {
-                            outcomes.put(d.id(), "no such task");
-                            continue;
-                        }
-                        String status = rs.getString(1);
-                        outcomes.put(d.id(), status);
-                        if ("OPEN".equals(status) && !rescheduled.containsKey(d.taskId())) {
-                            // not due yet by the qc clock: the deadline stays pending (reconciliation also checks)
-                            keep.setLong(1, d.taskId());
-                            keep.setString(2, d.visit().hospital());
-                            keep.setString(3, d.visit().visitId());
-                            keep.setString(4, DeadlineTimers.DUE);
-                            keep.setObject(5, rs.getObject(2));
-                            keep.executeUpdate();
-                        }
+                    String status = (String) task[2];
+                    outcomes.put(d.id(), status);
+                    if ("OPEN".equals(status) && !rescheduled.containsKey(d.taskId())) {
+                        // not due yet by the qc clock: the deadline stays pending (reconciliation also checks)
+                        keep.setLong(1, d.taskId());
+                        keep.setString(2, d.visit().hospital());
+                        keep.setString(3, d.visit().visitId());
+                        keep.setString(4, DeadlineTimers.DUE);
+                        keep.setObject(5, Database.utc((Instant) task[3]));
+                        keep.addBatch();
+                        kept++;
                     }
+                }
+                if (kept > 0) {
+                    keep.executeBatch();
                 }
             }
             timers.write(c, work);
@@ -632,36 +819,73 @@ public class TaskEngine {
         return fired.size();
     }
 
-    /** A reminder fired: recorded once (per task and reminder time) while the task is OPEN. */
-    private boolean remind(Connection c, long taskId, Instant remindAt) throws SQLException {
-        try (PreparedStatement q = c.prepareStatement("SELECT hospital, visit_id, status, due_at, department, doctor, recipients "
-                + "FROM qc_task WHERE id = ?")) {
-            q.setLong(1, taskId);
-            try (ResultSet rs = q.executeQuery()) {
-                if (!rs.next() || !"OPEN".equals(rs.getString(3))) {
-                    return false;
+    /**
+     * Reminders fired: each recorded once (per task and reminder time) while its task is OPEN; {@code outcomes} gets
+     * REMINDED, or why not.
+     */
+    private void remind(Connection c, List<DeadlineTimers.Due> fired, Map<Long, String> outcomes) throws SQLException {
+        if (fired.isEmpty()) {
+            return;
+        }
+        Map<Long, Object[]> tasks = tasks(c, fired.stream().map(DeadlineTimers.Due::taskId).toList());
+        List<DeadlineTimers.Due> sent = new ArrayList<>();
+        try (PreparedStatement ins = c.prepareStatement("INSERT INTO qc_task_event (task_id, hospital, visit_id, kind, "
+                + "status, event_at, department, doctor, recipients, detail, dedupe_key) "
+                + "VALUES (?, ?, ?, 'REMINDER', 'OPEN', ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING")) {
+            for (DeadlineTimers.Due d : fired) {
+                Object[] t = tasks.get(d.taskId());
+                if (t == null || !"OPEN".equals(t[2])) {
+                    outcomes.put(d.id(), "not open");
+                    continue;
                 }
-                Instant due = instant(rs, 4);
-                try (PreparedStatement ins = c.prepareStatement("INSERT INTO qc_task_event (task_id, hospital, visit_id, kind, "
-                        + "status, event_at, department, doctor, recipients, detail, dedupe_key) "
-                        + "VALUES (?, ?, ?, 'REMINDER', 'OPEN', ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING")) {
-                    ins.setLong(1, taskId);
-                    ins.setString(2, rs.getString(1));
-                    ins.setString(3, rs.getString(2));
-                    ins.setObject(4, Database.utc(clock.instant()));
-                    ins.setString(5, rs.getString(5));
-                    ins.setString(6, rs.getString(6));
-                    ins.setString(7, rs.getString(7));
-                    ins.setString(8, "due " + due + "; reminder for " + remindAt);
-                    ins.setString(9, "remind:" + taskId + ":" + remindAt.toEpochMilli());
-                    boolean sent = ins.executeUpdate() == 1;
-                    if (sent) {
-                        metrics.reminder(rs.getString(1));
-                    }
-                    return sent;
+                ins.setLong(1, d.taskId());
+                ins.setString(2, (String) t[0]);
+                ins.setString(3, (String) t[1]);
+                ins.setObject(4, Database.utc(clock.instant()));
+                ins.setString(5, (String) t[4]);
+                ins.setString(6, (String) t[5]);
+                ins.setString(7, (String) t[6]);
+                ins.setString(8, "due " + t[3] + "; reminder for " + d.at());
+                ins.setString(9, "remind:" + d.taskId() + ":" + d.at().toEpochMilli());
+                ins.addBatch();
+                sent.add(d);
+            }
+            if (sent.isEmpty()) {
+                return;
+            }
+            int[] counts = ins.executeBatch();
+            for (int i = 0; i < counts.length; i++) {
+                DeadlineTimers.Due d = sent.get(i);
+                if (counts[i] == 0) {
+                    outcomes.put(d.id(), "reminded before");
+                } else {
+                    outcomes.put(d.id(), "REMINDED");
+                    metrics.reminder(d.visit().hospital());
                 }
             }
         }
+    }
+
+    /** hospital, visit, status, due (Instant), department, doctor, recipients of the tasks that exist, by id. */
+    private static Map<Long, Object[]> tasks(Connection c, List<Long> ids) throws SQLException {
+        Map<Long, Object[]> tasks = new HashMap<>();
+        List<Long> distinct = ids.stream().distinct().toList();
+        for (int i = 0; i < distinct.size(); i += VISITS_PER_STATEMENT) {
+            List<Long> chunk = distinct.subList(i, Math.min(distinct.size(), i + VISITS_PER_STATEMENT));
+            try (PreparedStatement q = c.prepareStatement("SELECT id, hospital, visit_id, status, due_at, department, doctor, "
+                    + "recipients FROM qc_task WHERE id IN (" + String.join(", ", Collections.nCopies(chunk.size(), "?")) + ")")) {
+                for (int j = 0; j < chunk.size(); j++) {
+                    q.setLong(j + 1, chunk.get(j));
+                }
+                try (ResultSet rs = q.executeQuery()) {
+                    while (rs.next()) {
+                        tasks.put(rs.getLong(1), new Object[] { rs.getString(2), rs.getString(3), rs.getString(4), instant(rs, 5),
+                                rs.getString(6), rs.getString(7), rs.getString(8) });
+                    }
+                }
+            }
+        }
+        return tasks;
     }
 
     public Optional<TaskStatus> status(long taskId) throws SQLException {
@@ -691,9 +915,7 @@ public class TaskEngine {
                     }
                 }
             }
-            for (VisitKey v : new TreeSet<>(visitOf.values())) {
-                lock(c, v, now);
-            }
+            lock(c, new TreeSet<>(visitOf.values()), now);
             List<TimerWork> work = new ArrayList<>();
             try (PreparedStatement q = c.prepareStatement("SELECT status, due_at, remind_at FROM qc_task WHERE id = ?")) {
                 for (Map.Entry<Long, VisitKey> e : visitOf.entrySet()) {
@@ -736,7 +958,7 @@ public class TaskEngine {
         List<TimerWork> work = new ArrayList<>();
         List<Change> changes = new ArrayList<>();
         ManualResult r = db.inTransaction(c -> {
-            lock(c, v.get(), now);
+            lock(c, List.of(v.get()), now);
             String rule;
             String instance;
             int period;
@@ -756,7 +978,7 @@ public class TaskEngine {
                         + "; only OPEN or OVERDUE tasks can be closed or cancelled", 0);
             }
             long audit = audit(c, actor, action, v.get(), taskId, rule, instance, period, at, "task " + taskId, reason, null, now);
-            changes.addAll(recompute(c, v.get(), now, work));
+            changes.addAll(recompute(c, List.of(v.get()), null, now, work));
             TaskStatus after;
             try (PreparedStatement q = c.prepareStatement("SELECT status FROM qc_task WHERE id = ?")) {
                 q.setLong(1, taskId);
