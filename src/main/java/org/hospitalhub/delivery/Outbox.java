@@ -58,10 +58,14 @@ public class Outbox {
 
     private static final class FlowState {
         long cursor;
-        final Map<String, Instant> claimed = new ConcurrentHashMap<>();
+        /** Event ids in flight: when claimed, and their hub_delivery row (settled by its id). */
+        final Map<String, Claim> claimed = new ConcurrentHashMap<>();
         Instant backlogAt = Instant.EPOCH;
         Instant rescanAt = Instant.EPOCH;
         volatile boolean rescan;
+    }
+
+    private record Claim(Instant at, long row) {
     }
 
     /** Next events for the flow, or none when another replica runs it or too many are in flight. */
@@ -106,7 +110,7 @@ public class Outbox {
                 while (rs.next()) {
                     s.cursor = rs.getLong(1);
                     Event e = parser.fromStored(rs.getString(2));
-                    if (s.claimed.putIfAbsent(e.eventId(), now) == null) {
+                    if (s.claimed.putIfAbsent(e.eventId(), new Claim(now, s.cursor)) == null) {
                         events.add(e);
                     }
                 }
@@ -117,7 +121,7 @@ public class Outbox {
 
     private void expireStaleClaims(String flow, FlowState s, Instant now) {
         Instant limit = now.minus(claimTimeout);
-        boolean expired = s.claimed.values().removeIf(t -> t.isBefore(limit));
+        boolean expired = s.claimed.values().removeIf(t -> t.at().isBefore(limit));
         if (expired) {
             // A batch went missing in flight (it neither settled nor reached the dead-letter store): read again.
             LOG.warnf("Flow %s: claims older than %s were neither delivered nor dead-lettered; dispatching them again",
@@ -126,20 +130,41 @@ public class Outbox {
         }
     }
 
-    /** Marks a delivered batch DELIVERED (rows already dead-lettered keep that state). */
+    /**
+     * Marks a delivered batch DELIVERED (rows already dead-lettered keep that state). Rows are found by the id read when
+     * they were claimed: by (flow, event_id, status) PostgreSQL, with statistics from before a backlog, may walk the
+     * flow's PENDING rows on the (flow, status, id) index, one whole backlog per event (6.8 ms each at 18,000 pending).
+     */
     public void settle(@ExchangeProperty("HubFlow") String flow, @ExchangeProperty("HubBatch") List<Event> batch) throws SQLException {
+        FlowState s = state.get(flow);
         int n = db.inTransaction(c -> {
-            try (PreparedStatement up = c.prepareStatement("UPDATE hub_delivery SET status = 'DELIVERED', settled_at = ? "
-                    + "WHERE flow = ? AND event_id = ? AND status = 'PENDING'")) {
+            try (PreparedStatement byRow = c.prepareStatement("UPDATE hub_delivery SET status = 'DELIVERED', settled_at = ? "
+                    + "WHERE id = ? AND status = 'PENDING'");
+                    PreparedStatement byEvent = c.prepareStatement("UPDATE hub_delivery SET status = 'DELIVERED', settled_at = ? "
+                            + "WHERE event_id = ? AND flow = ? AND status = 'PENDING'")) {
                 Instant now = clock.instant();
+                boolean rows = false;
+                boolean events = false;
                 for (Event e : batch) {
-                    up.setObject(1, Database.utc(now));
-                    up.setString(2, flow);
-                    up.setString(3, e.eventId());
-                    up.addBatch();
+                    Claim claim = s == null ? null : s.claimed.get(e.eventId());
+                    if (claim != null) {
+                        byRow.setObject(1, Database.utc(now));
+                        byRow.setLong(2, claim.row());
+                        byRow.addBatch();
+                        rows = true;
+                    } else { // no longer in flight here (a rescan or a lost lease cleared it)
+                        byEvent.setObject(1, Database.utc(now));
+                        byEvent.setString(2, e.eventId());
+                        byEvent.setString(3, flow);
+                        byEvent.addBatch();
+                        events = true;
+                    }
                 }
                 int total = 0;
-                for (int r : up.executeBatch()) {
+                for (int r : rows ? byRow.executeBatch() : new int[0]) {
+                    total += Math.max(r, 0);
+                }
+                for (int r : events ? byEvent.executeBatch() : new int[0]) {
                     total += Math.max(r, 0);
                 }
                 return total;

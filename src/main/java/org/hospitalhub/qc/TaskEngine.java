@@ -7,7 +7,6 @@ import java.sql.SQLException;
 import java.sql.Statement;
 import java.time.Instant;
 import java.time.OffsetDateTime;
-import java.time.temporal.ChronoUnit;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Collection;
@@ -307,7 +306,7 @@ public class TaskEngine {
         }
         try (PreparedStatement ins = c.prepareStatement("INSERT INTO qc_visit_event (event_id, hospital, visit_id, event_type, "
                 + "occurred_at, envelope, flow, received_at, disposition) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'NEW')",
-                new String[] { "id" })) {
+                new String[] { "id", "occurred_at" })) {
             for (int i = 0; i < events.size(); i++) {
                 Event e = events.get(i);
                 ins.setString(1, e.eventId());
@@ -327,8 +326,8 @@ public class TaskEngine {
                         throw new IllegalStateException("no generated id for qc_visit_event of event " + events.get(i).eventId());
                     }
                     Event e = events.get(i);
-                    // as stored: timestamptz keeps microseconds
-                    Instant at = e.occurredAt().toInstant().truncatedTo(ChronoUnit.MICROS);
+                    // the time as stored (rounded to microseconds), as a later read of the log will see it
+                    Instant at = keys.getObject(2, OffsetDateTime.class).toInstant();
                     logs.get(visits.get(i)).add(new LogRow(new ClinicalEvent(keys.getLong(1), e.eventId(), e.type(), at,
                             e.payload()), "NEW", null));
                 }
