@@ -96,12 +96,16 @@ public class DeadlineTimers {
                         + "VALUES (?, ?, ?, ?, ?)");
                 PreparedStatement mark = c.prepareStatement("UPDATE qc_task SET timer_due_at = ? WHERE id = ?")) {
             int inserts = 0;
+            int replaced = 0;
             for (TaskEngine.TimerWork w : last.values()) {
-                del.setLong(1, w.taskId());
-                del.addBatch();
-                mark.setObject(1, w.schedule() ? Database.utc(w.due()) : null);
-                mark.setLong(2, w.taskId());
-                mark.addBatch();
+                if (!w.fresh()) { // a task inserted in this transaction has no timers yet and its timer_due_at is set
+                    del.setLong(1, w.taskId());
+                    del.addBatch();
+                    mark.setObject(1, w.schedule() ? Database.utc(w.due()) : null);
+                    mark.setLong(2, w.taskId());
+                    mark.addBatch();
+                    replaced++;
+                }
                 if (!w.schedule()) {
                     continue;
                 }
@@ -112,11 +116,15 @@ public class DeadlineTimers {
                     }
                 }
             }
-            del.executeBatch();
+            if (replaced > 0) {
+                del.executeBatch();
+            }
             if (inserts > 0) {
                 ins.executeBatch();
             }
-            mark.executeBatch();
+            if (replaced > 0) {
+                mark.executeBatch();
+            }
         }
     }
 

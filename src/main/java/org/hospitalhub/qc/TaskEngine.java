@@ -7,6 +7,7 @@ import java.sql.SQLException;
 import java.sql.Statement;
 import java.time.Instant;
 import java.time.OffsetDateTime;
+import java.time.temporal.ChronoUnit;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Collection;
@@ -75,8 +76,14 @@ public class TaskEngine {
             TaskStatus to, String detail) {
     }
 
-    /** In the task's transaction: write a task's timers (due time and reminders), or remove them. */
-    record TimerWork(long taskId, VisitKey visit, boolean schedule, Instant due, List<Instant> reminders) {
+    /**
+     * In the task's transaction: write a task's timers (due time and reminders), or remove them. {@code fresh}: the task
+     * was inserted in this transaction, with its {@code timer_due_at}, and has no timer rows to replace.
+     */
+    record TimerWork(long taskId, VisitKey visit, boolean schedule, Instant due, List<Instant> reminders, boolean fresh) {
+        TimerWork(long taskId, VisitKey visit, boolean schedule, Instant due, List<Instant> reminders) {
+            this(taskId, visit, schedule, due, reminders, false);
+        }
     }
 
     // ---- Events in (qc-sink) ---------------------------------------------------------------------------------------
@@ -148,7 +155,7 @@ public class TaskEngine {
                 applied.add(e);
                 touched.add(v);
             }
-            log(c, fresh, freshVisits, flow, now, logs);
+            log(fresh, freshVisits, flow, logs);
             List<Change> all = recompute(c, touched, logs, now, work);
             timers.write(c, work);
             return all;
@@ -222,25 +229,36 @@ public class TaskEngine {
     private static final int VISITS_PER_STATEMENT = 500;
 
     /**
-     * Inserts the visit rows that are new and locks all of them, in the database's order of (hospital, visit_id): every
-     * transaction that locks visits does it here, in that one order, so two never wait on each other in a cycle.
-     * Returns the patient known for each visit (null before the admission).
+     * Locks the visits: those that exist with one {@code SELECT ... FOR UPDATE} in the database's order of (hospital,
+     * visit_id), then the new ones by inserting them in key order. Every transaction that locks visits does it here, in
+     * that one order, so two never wait on each other in a cycle. Returns the patient known for each visit (null before
+     * the admission).
      */
     Map<VisitKey, String> lock(Connection c, Collection<VisitKey> visits, Instant now) throws SQLException {
         Map<VisitKey, String> patients = new HashMap<>();
         if (visits.isEmpty()) {
             return patients;
         }
-        try (PreparedStatement ins = c.prepareStatement("INSERT INTO qc_visit (hospital, visit_id, status, updated_at) "
-                + "VALUES (?, ?, 'PENDING', ?) ON CONFLICT DO NOTHING")) {
-            for (VisitKey v : visits) {
-                ins.setString(1, v.hospital());
-                ins.setString(2, v.visitId());
-                ins.setObject(3, Database.utc(now));
-                ins.addBatch();
+        lockExisting(c, visits, patients);
+        List<VisitKey> missing = visits.stream().filter(v -> !patients.containsKey(v)).sorted().toList();
+        if (!missing.isEmpty()) { // new visits, inserted in key order (then locked by the insert itself)
+            try (PreparedStatement ins = c.prepareStatement("INSERT INTO qc_visit (hospital, visit_id, status, updated_at) "
+                    + "VALUES (?, ?, 'PENDING', ?) ON CONFLICT DO NOTHING")) {
+                for (VisitKey v : missing) {
+                    ins.setString(1, v.hospital());
+                    ins.setString(2, v.visitId());
+                    ins.setObject(3, Database.utc(now));
+                    ins.addBatch();
+                }
+                ins.executeBatch();
             }
-            ins.executeBatch();
+            lockExisting(c, missing, patients); // a visit another transaction inserted meanwhile: locked here
         }
+        return patients;
+    }
+
+    private static void lockExisting(Connection c, Collection<VisitKey> visits, Map<VisitKey, String> patients)
+            throws SQLException {
         for (List<VisitKey> chunk : chunks(visits)) {
             try (PreparedStatement q = c.prepareStatement("SELECT hospital, visit_id, patient_id FROM qc_visit WHERE "
                     + visitsIn(chunk.size()) + " ORDER BY hospital, visit_id FOR UPDATE")) {
@@ -252,7 +270,6 @@ public class TaskEngine {
                 }
             }
         }
-        return patients;
     }
 
     /** The events logged for the visits, oldest first, each visit's list present (empty for a new visit). */
@@ -298,44 +315,33 @@ public class TaskEngine {
         return logged;
     }
 
-    /** Logs new events (one JDBC batch) and appends them to their visits' logs. */
-    private void log(Connection c, List<Event> events, List<VisitKey> visits, String flow, Instant now,
-            Map<VisitKey, List<LogRow>> logs) throws SQLException {
-        if (events.isEmpty()) {
-            return;
-        }
-        try (PreparedStatement ins = c.prepareStatement("INSERT INTO qc_visit_event (event_id, hospital, visit_id, event_type, "
-                + "occurred_at, envelope, flow, received_at, disposition) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'NEW')",
-                new String[] { "id", "occurred_at" })) {
-            for (int i = 0; i < events.size(); i++) {
-                Event e = events.get(i);
-                ins.setString(1, e.eventId());
-                ins.setString(2, visits.get(i).hospital());
-                ins.setString(3, visits.get(i).visitId());
-                ins.setString(4, e.type());
-                ins.setObject(5, e.occurredAt());
-                ins.setString(6, e.envelope());
-                ins.setString(7, flow);
-                ins.setObject(8, Database.utc(now));
-                ins.addBatch();
-            }
-            ins.executeBatch();
-            try (ResultSet keys = ins.getGeneratedKeys()) {
-                for (int i = 0; i < events.size(); i++) {
-                    if (!keys.next()) {
-                        throw new IllegalStateException("no generated id for qc_visit_event of event " + events.get(i).eventId());
-                    }
-                    Event e = events.get(i);
-                    // the time as stored (rounded to microseconds), as a later read of the log will see it
-                    Instant at = keys.getObject(2, OffsetDateTime.class).toInstant();
-                    logs.get(visits.get(i)).add(new LogRow(new ClinicalEvent(keys.getLong(1), e.eventId(), e.type(), at,
-                            e.payload()), "NEW", null));
-                }
-            }
+    /**
+     * Appends new events to their visits' logs, to be inserted by the recomputation's writes with the disposition it
+     * gives them. Until then each has a provisional sequence number after every stored one, in batch order, as its
+     * row id will be.
+     */
+    private static void log(List<Event> events, List<VisitKey> visits, String flow, Map<VisitKey, List<LogRow>> logs) {
+        long seq = Long.MAX_VALUE / 2;
+        for (int i = 0; i < events.size(); i++) {
+            Event e = events.get(i);
+            logs.get(visits.get(i)).add(new LogRow(new ClinicalEvent(seq++, e.eventId(), e.type(), stored(e.occurredAt()),
+                    e.payload()), "NEW", null, e, flow));
         }
     }
 
-    private record LogRow(ClinicalEvent event, String disposition, String reason) {
+    /**
+     * A time as a timestamp column holds it: rounded half up to microseconds (what the JDBC drivers send), so that the
+     * projection of a new event and a later one of the event read back agree to the microsecond.
+     */
+    static Instant stored(OffsetDateTime t) {
+        return t.toInstant().plusNanos(500).truncatedTo(ChronoUnit.MICROS);
+    }
+
+    /** An event of a visit's log; {@code unsaved} (with its flow) for an event of this batch not inserted yet. */
+    private record LogRow(ClinicalEvent event, String disposition, String reason, Event unsaved, String flow) {
+        LogRow(ClinicalEvent event, String disposition, String reason) {
+            this(event, disposition, reason, null, null);
+        }
     }
 
     /** A stored task, as far as the comparison needs it. */
@@ -429,7 +435,9 @@ public class TaskEngine {
             VisitProjection.Outcome o = result.outcomes().get(r.event().eventId());
             String d = o == null ? "APPLIED" : o.disposition().name();
             String why = o == null ? null : cut(o.reason(), 1000);
-            if (!d.equals(r.disposition()) || !Objects.equals(why, r.reason())) {
+            if (r.unsaved() != null) {
+                w.newEvents.add(new NewEvent(v, r, d, why));
+            } else if (!d.equals(r.disposition()) || !Objects.equals(why, r.reason())) {
                 w.dispositions.add(new Disposition(r.event().seq(), d, why));
             }
         }
@@ -500,10 +508,13 @@ public class TaskEngine {
     private record TaskUpdate(long id, TaskSpec task, String remindAt, String recipients, Instant overdueAt) {
     }
 
-    private record TimerRow(TaskRef ref, VisitKey visit, boolean schedule, Instant due, List<Instant> reminders) {
+    private record TimerRow(TaskRef ref, VisitKey visit, boolean schedule, Instant due, List<Instant> reminders, boolean fresh) {
     }
 
     private record Disposition(long seq, String disposition, String reason) {
+    }
+
+    private record NewEvent(VisitKey visit, LogRow row, String disposition, String reason) {
     }
 
     /** The writes of one recomputation, flushed as one JDBC batch per statement. */
@@ -514,6 +525,7 @@ public class TaskEngine {
         final List<TaskEventRow> events = new ArrayList<>();
         final List<TimerRow> timers = new ArrayList<>();
         final List<Disposition> dispositions = new ArrayList<>();
+        final List<NewEvent> newEvents = new ArrayList<>();
         final Map<VisitKey, VisitProjection.Visit> visits = new LinkedHashMap<>();
 
         TaskRef insert(VisitKey v, TaskSpec t) {
@@ -527,10 +539,31 @@ public class TaskEngine {
         }
 
         void timer(TaskRef ref, VisitKey v, boolean schedule, Instant due, List<Instant> reminders) {
-            timers.add(new TimerRow(ref, v, schedule, due, reminders));
+            timers.add(new TimerRow(ref, v, schedule, due, reminders, ref.id == 0));
         }
 
         List<Change> flush(Connection c, Instant now, List<TimerWork> work) throws SQLException {
+            if (!newEvents.isEmpty()) {
+                try (PreparedStatement ins = c.prepareStatement("INSERT INTO qc_visit_event (event_id, hospital, visit_id, "
+                        + "event_type, occurred_at, envelope, flow, received_at, disposition, disposition_reason) "
+                        + "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")) {
+                    for (NewEvent n : newEvents) {
+                        Event e = n.row().unsaved();
+                        ins.setString(1, e.eventId());
+                        ins.setString(2, n.visit().hospital());
+                        ins.setString(3, n.visit().visitId());
+                        ins.setString(4, e.type());
+                        ins.setObject(5, e.occurredAt());
+                        ins.setString(6, e.envelope());
+                        ins.setString(7, n.row().flow());
+                        ins.setObject(8, Database.utc(now));
+                        ins.setString(9, n.disposition());
+                        ins.setString(10, n.reason());
+                        ins.addBatch();
+                    }
+                    ins.executeBatch();
+                }
+            }
             if (!inserts.isEmpty()) {
                 insertTasks(c, now);
             }
@@ -605,7 +638,7 @@ public class TaskEngine {
                 up.executeBatch();
             }
             for (TimerRow t : timers) {
-                work.add(new TimerWork(t.ref().id, t.visit(), t.schedule(), t.due(), t.reminders()));
+                work.add(new TimerWork(t.ref().id, t.visit(), t.schedule(), t.due(), t.reminders(), t.fresh()));
             }
             return changes;
         }
@@ -613,8 +646,9 @@ public class TaskEngine {
         private void insertTasks(Connection c, Instant now) throws SQLException {
             try (PreparedStatement ins = c.prepareStatement("INSERT INTO qc_task (hospital, visit_id, patient_id, rule_id, "
                     + "instance_key, period_no, document_type, department, doctor, recipients, condition_level, status, opened_at, "
-                    + "opened_by, due_at, remind_at, completed_at, closed_by, close_reason, overdue_at, points, created_at, updated_at) "
-                    + "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", new String[] { "id" })) {
+                    + "opened_by, due_at, remind_at, completed_at, closed_by, close_reason, overdue_at, points, created_at, updated_at, "
+                    + "timer_due_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    new String[] { "id" })) {
                 for (NewTask n : inserts) {
                     TaskSpec t = n.task();
                     ins.setString(1, n.visit().hospital());
@@ -641,6 +675,7 @@ public class TaskEngine {
                     ins.setDouble(21, t.points());
                     ins.setObject(22, Database.utc(now));
                     ins.setObject(23, Database.utc(now));
+                    ins.setObject(24, t.status() == TaskStatus.OPEN ? Database.utc(t.dueAt()) : null); // its timers: written below
                     ins.addBatch();
                 }
                 ins.executeBatch();

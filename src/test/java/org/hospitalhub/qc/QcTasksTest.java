@@ -53,6 +53,9 @@ class QcTasksTest {
     ProducerTemplate producer;
 
     @Inject
+    TaskEngine engine;
+
+    @Inject
     EventParser parser;
 
     Instant t0;
@@ -381,6 +384,26 @@ class QcTasksTest {
         assertEquals(4, Events.count("SELECT COUNT(*) FROM qc_task_event WHERE hospital = ? AND visit_id = ? AND kind = 'CREATED'",
                 H, v.visit()));
         assertEquals(4, Events.count("SELECT COUNT(*) FROM qc_task_event WHERE hospital = ? AND visit_id = ?", H, v.visit()));
+    }
+
+    @Test
+    void aTaskOpenedByAnEventTimedToTheNanosecondKeepsItsDueTimeWhenTheVisitIsRecomputed() throws Exception {
+        // the engine projects a batch's new events before storing them: their times must be rounded as the column will
+        // hold them (half up to microseconds), or the next recomputation moves every due time by a microsecond
+        QcEvents v = visit(H, "nanos");
+        Event adm = parser.parseOne(v.admission(t0.minusSeconds(60).plusNanos(123_456_500), "CARDIO", "DR-A"));
+        producer.send("direct:deliver-t-qc", ex -> {
+            ex.setProperty("HubFlow", "t-qc");
+            ex.setProperty("HubBatch", List.of(adm));
+        });
+        assertEquals(4, Events.count("SELECT COUNT(*) FROM qc_task WHERE hospital = ? AND visit_id = ?", H, v.visit()));
+        assertEquals(List.of(), engine.recompute(new TaskEngine.VisitKey(H, v.visit())), "nothing changes on recomputation");
+        assertEquals(0, Events.count("SELECT COUNT(*) FROM qc_task_event WHERE hospital = ? AND visit_id = ? AND kind = 'DUE_CHANGED'",
+                H, v.visit()));
+        assertEquals(t0.minusSeconds(60).plusNanos(123_457_000).plus(Duration.ofHours(24)).toString(),
+                Events.strings("SELECT CAST(CAST(EXTRACT(EPOCH FROM due_at) * 1000000 AS BIGINT) AS VARCHAR(30)) FROM qc_task "
+                        + "WHERE hospital = ? AND visit_id = ? AND rule_id = 'admission-record'", H, v.visit()).stream()
+                        .map(us -> Instant.EPOCH.plus(Long.parseLong(us), ChronoUnit.MICROS).toString()).findFirst().orElseThrow());
     }
 
     // ---- Refused events and correction --------------------------------------------------------------------------------------
