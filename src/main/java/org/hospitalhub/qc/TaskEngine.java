@@ -11,7 +11,6 @@ import java.time.temporal.ChronoUnit;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Collection;
-import java.util.Collections;
 import java.util.HashSet;
 import java.util.HashMap;
 import java.util.LinkedHashMap;
@@ -20,6 +19,7 @@ import java.util.Map;
 import java.util.Objects;
 import java.util.Optional;
 import java.util.Set;
+import java.util.TreeMap;
 import java.util.TreeSet;
 
 import jakarta.enterprise.context.ApplicationScoped;
@@ -225,12 +225,9 @@ public class TaskEngine {
         }
     }
 
-    /** Visits per statement in the bulk reads: two parameters each, far below the drivers' limits. */
-    private static final int VISITS_PER_STATEMENT = 500;
-
     /**
-     * Locks the visits: those that exist with one {@code SELECT ... FOR UPDATE} in the database's order of (hospital,
-     * visit_id), then the new ones by inserting them in key order. Every transaction that locks visits does it here, in
+     * Locks the visits: those that exist with one {@code SELECT ... FOR UPDATE} per hospital (hospitals in key order,
+     * visits in the database's order), then the new ones by inserting them in key order. Every transaction that locks visits does it here, in
      * that one order, so two never wait on each other in a cycle. Returns the patient known for each visit (null before
      * the admission).
      */
@@ -259,10 +256,10 @@ public class TaskEngine {
 
     private static void lockExisting(Connection c, Collection<VisitKey> visits, Map<VisitKey, String> patients)
             throws SQLException {
-        for (List<VisitKey> chunk : chunks(visits)) {
-            try (PreparedStatement q = c.prepareStatement("SELECT hospital, visit_id, patient_id FROM qc_visit WHERE "
-                    + visitsIn(chunk.size()) + " ORDER BY hospital, visit_id FOR UPDATE")) {
-                bindVisits(q, 1, chunk);
+        for (Map.Entry<String, List<String>> h : byHospital(visits).entrySet()) {
+            try (PreparedStatement q = c.prepareStatement("SELECT hospital, visit_id, patient_id FROM qc_visit "
+                    + "WHERE hospital = ? AND visit_id = ANY(?) ORDER BY hospital, visit_id FOR UPDATE")) {
+                bindVisits(c, q, h);
                 try (ResultSet rs = q.executeQuery()) {
                     while (rs.next()) {
                         patients.put(new VisitKey(rs.getString(1), rs.getString(2)), rs.getString(3));
@@ -276,11 +273,11 @@ public class TaskEngine {
     private Map<VisitKey, List<LogRow>> logs(Connection c, Collection<VisitKey> visits) throws SQLException {
         Map<VisitKey, List<LogRow>> logs = new HashMap<>();
         visits.forEach(v -> logs.put(v, new ArrayList<>()));
-        for (List<VisitKey> chunk : chunks(visits)) {
+        for (Map.Entry<String, List<String>> h : byHospital(visits).entrySet()) {
             try (PreparedStatement q = c.prepareStatement("SELECT hospital, visit_id, id, event_id, event_type, occurred_at, "
-                    + "envelope, disposition, disposition_reason FROM qc_visit_event WHERE " + visitsIn(chunk.size())
-                    + " ORDER BY id")) {
-                bindVisits(q, 1, chunk);
+                    + "envelope, disposition, disposition_reason FROM qc_visit_event WHERE hospital = ? AND visit_id = ANY(?) "
+                    + "ORDER BY id")) {
+                bindVisits(c, q, h);
                 try (ResultSet rs = q.executeQuery()) {
                     while (rs.next()) {
                         JsonNode env = read(rs.getString(7));
@@ -297,18 +294,11 @@ public class TaskEngine {
     /** The ids of the batch's events that are logged already. */
     private static Set<String> logged(Connection c, List<Event> batch) throws SQLException {
         Set<String> logged = new HashSet<>();
-        List<String> ids = batch.stream().map(Event::eventId).distinct().toList();
-        for (int i = 0; i < ids.size(); i += 2 * VISITS_PER_STATEMENT) {
-            List<String> chunk = ids.subList(i, Math.min(ids.size(), i + 2 * VISITS_PER_STATEMENT));
-            try (PreparedStatement q = c.prepareStatement("SELECT event_id FROM qc_visit_event WHERE event_id IN ("
-                    + String.join(", ", Collections.nCopies(chunk.size(), "?")) + ")")) {
-                for (int j = 0; j < chunk.size(); j++) {
-                    q.setString(j + 1, chunk.get(j));
-                }
-                try (ResultSet rs = q.executeQuery()) {
-                    while (rs.next()) {
-                        logged.add(rs.getString(1));
-                    }
+        try (PreparedStatement q = c.prepareStatement("SELECT event_id FROM qc_visit_event WHERE event_id = ANY(?)")) {
+            q.setArray(1, c.createArrayOf("varchar", batch.stream().map(Event::eventId).distinct().toArray()));
+            try (ResultSet rs = q.executeQuery()) {
+                while (rs.next()) {
+                    logged.add(rs.getString(1));
                 }
             }
         }
@@ -363,11 +353,11 @@ public class TaskEngine {
         Map<VisitKey, List<LogRow>> log = logs != null ? logs : logs(c, visits);
         Map<VisitKey, List<VisitProjection.ManualAction>> manual = new HashMap<>();
         Map<VisitKey, Map<String, Row>> stored = new HashMap<>();
-        for (List<VisitKey> chunk : chunks(visits)) {
+        for (Map.Entry<String, List<String>> h : byHospital(visits).entrySet()) {
             try (PreparedStatement q = c.prepareStatement("SELECT hospital, visit_id, id, action, task_rule, task_instance, "
-                    + "task_period, effective_at, actor, reason FROM qc_audit WHERE " + visitsIn(chunk.size())
-                    + " AND action IN ('CLOSE', 'CANCEL') ORDER BY id")) {
-                bindVisits(q, 1, chunk);
+                    + "task_period, effective_at, actor, reason FROM qc_audit WHERE hospital = ? AND visit_id = ANY(?) "
+                    + "AND action IN ('CLOSE', 'CANCEL') ORDER BY id")) {
+                bindVisits(c, q, h);
                 try (ResultSet rs = q.executeQuery()) {
                     while (rs.next()) {
                         manual.computeIfAbsent(new VisitKey(rs.getString(1), rs.getString(2)), k -> new ArrayList<>())
@@ -379,8 +369,8 @@ public class TaskEngine {
             }
             try (PreparedStatement q = c.prepareStatement("SELECT hospital, visit_id, id, rule_id, instance_key, period_no, status, "
                     + "due_at, remind_at, completed_at, closed_by, close_reason, department, doctor, recipients, condition_level, "
-                    + "overdue_at FROM qc_task WHERE " + visitsIn(chunk.size()) + " ORDER BY id")) {
-                bindVisits(q, 1, chunk);
+                    + "overdue_at FROM qc_task WHERE hospital = ? AND visit_id = ANY(?) ORDER BY id")) {
+                bindVisits(c, q, h);
                 try (ResultSet rs = q.executeQuery()) {
                     while (rs.next()) {
                         String key = TaskSpec.key(rs.getString(4), rs.getString(5), rs.getInt(6));
@@ -716,26 +706,19 @@ public class TaskEngine {
         }
     }
 
-    private static String visitsIn(int n) {
-        return "(hospital, visit_id) IN (" + String.join(", ", Collections.nCopies(n, "(?, ?)")) + ")";
+    /**
+     * Visits by hospital, hospitals in key order: each bulk read is one statement per hospital (nearly always one) with
+     * the visit ids as one array parameter, so its text, and PostgreSQL's plan of it, are the same for any number of visits.
+     */
+    private static Map<String, List<String>> byHospital(Collection<VisitKey> visits) {
+        Map<String, List<String>> by = new TreeMap<>();
+        visits.forEach(v -> by.computeIfAbsent(v.hospital(), h -> new ArrayList<>()).add(v.visitId()));
+        return by;
     }
 
-    private static int bindVisits(PreparedStatement q, int first, List<VisitKey> visits) throws SQLException {
-        int i = first;
-        for (VisitKey v : visits) {
-            q.setString(i++, v.hospital());
-            q.setString(i++, v.visitId());
-        }
-        return i;
-    }
-
-    private static List<List<VisitKey>> chunks(Collection<VisitKey> visits) {
-        List<VisitKey> all = new ArrayList<>(visits);
-        List<List<VisitKey>> chunks = new ArrayList<>();
-        for (int i = 0; i < all.size(); i += VISITS_PER_STATEMENT) {
-            chunks.add(all.subList(i, Math.min(all.size(), i + VISITS_PER_STATEMENT)));
-        }
-        return chunks;
+    private static void bindVisits(Connection c, PreparedStatement q, Map.Entry<String, List<String>> hospital) throws SQLException {
+        q.setString(1, hospital.getKey());
+        q.setArray(2, c.createArrayOf("varchar", hospital.getValue().toArray()));
     }
 
     private static String createdDetail(TaskSpec t) {
@@ -903,19 +886,13 @@ public class TaskEngine {
     /** hospital, visit, status, due (Instant), department, doctor, recipients of the tasks that exist, by id. */
     private static Map<Long, Object[]> tasks(Connection c, List<Long> ids) throws SQLException {
         Map<Long, Object[]> tasks = new HashMap<>();
-        List<Long> distinct = ids.stream().distinct().toList();
-        for (int i = 0; i < distinct.size(); i += VISITS_PER_STATEMENT) {
-            List<Long> chunk = distinct.subList(i, Math.min(distinct.size(), i + VISITS_PER_STATEMENT));
-            try (PreparedStatement q = c.prepareStatement("SELECT id, hospital, visit_id, status, due_at, department, doctor, "
-                    + "recipients FROM qc_task WHERE id IN (" + String.join(", ", Collections.nCopies(chunk.size(), "?")) + ")")) {
-                for (int j = 0; j < chunk.size(); j++) {
-                    q.setLong(j + 1, chunk.get(j));
-                }
-                try (ResultSet rs = q.executeQuery()) {
-                    while (rs.next()) {
-                        tasks.put(rs.getLong(1), new Object[] { rs.getString(2), rs.getString(3), rs.getString(4), instant(rs, 5),
-                                rs.getString(6), rs.getString(7), rs.getString(8) });
-                    }
+        try (PreparedStatement q = c.prepareStatement("SELECT id, hospital, visit_id, status, due_at, department, doctor, "
+                + "recipients FROM qc_task WHERE id = ANY(?)")) {
+            q.setArray(1, c.createArrayOf("bigint", ids.stream().distinct().toArray()));
+            try (ResultSet rs = q.executeQuery()) {
+                while (rs.next()) {
+                    tasks.put(rs.getLong(1), new Object[] { rs.getString(2), rs.getString(3), rs.getString(4), instant(rs, 5),
+                            rs.getString(6), rs.getString(7), rs.getString(8) });
                 }
             }
         }
