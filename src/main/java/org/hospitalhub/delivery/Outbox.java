@@ -7,7 +7,9 @@ import java.sql.SQLException;
 import java.time.Clock;
 import java.time.Duration;
 import java.time.Instant;
+import java.util.ArrayDeque;
 import java.util.ArrayList;
+import java.util.Iterator;
 import java.util.Collection;
 import java.util.List;
 import java.util.Map;
@@ -39,6 +41,8 @@ public class Outbox {
     private final int maxInFlight;
     private final Duration claimTimeout;
     private final Duration rescanPeriod;
+    private final Duration lateWindow;
+    private final Duration lateCheck;
     private final Duration backlogEvery = Duration.ofSeconds(5);
     private final Clock clock = Clock.systemUTC();
     private final Map<String, FlowState> state = new ConcurrentHashMap<>();
@@ -46,7 +50,9 @@ public class Outbox {
     public Outbox(Database db, Leases leases, EventParser parser, DeliveryMetrics metrics,
             @ConfigProperty(name = "hub.outbox.max-in-flight", defaultValue = "2000") int maxInFlight,
             @ConfigProperty(name = "hub.outbox.claim-timeout", defaultValue = "10m") Duration claimTimeout,
-            @ConfigProperty(name = "hub.outbox.rescan-period", defaultValue = "30s") Duration rescanPeriod) {
+            @ConfigProperty(name = "hub.outbox.rescan-period", defaultValue = "30s") Duration rescanPeriod,
+            @ConfigProperty(name = "hub.outbox.late-commit-window", defaultValue = "5s") Duration lateWindow,
+            @ConfigProperty(name = "hub.outbox.late-commit-check", defaultValue = "200ms") Duration lateCheck) {
         this.db = db;
         this.leases = leases;
         this.parser = parser;
@@ -54,6 +60,8 @@ public class Outbox {
         this.maxInFlight = maxInFlight;
         this.claimTimeout = claimTimeout;
         this.rescanPeriod = rescanPeriod;
+        this.lateWindow = lateWindow;
+        this.lateCheck = lateCheck;
     }
 
     private static final class FlowState {
@@ -62,7 +70,24 @@ public class Outbox {
         final Map<String, Claim> claimed = new ConcurrentHashMap<>();
         Instant backlogAt = Instant.EPOCH;
         Instant rescanAt = Instant.EPOCH;
+        Instant lateAt = Instant.EPOCH;
+        /** (epoch ms, cursor) at the polls of the last late-commit window, oldest first. */
+        final ArrayDeque<long[]> cursors = new ArrayDeque<>();
         volatile boolean rescan;
+
+        /** Where the cursor stood {@code window} ago (or the oldest position known, if the flow started since). */
+        long cursorBefore(Instant now, Duration window) {
+            long limit = now.minus(window).toEpochMilli();
+            while (cursors.size() > 1) {
+                Iterator<long[]> it = cursors.iterator();
+                it.next();
+                if (it.next()[0] > limit) {
+                    break;
+                }
+                cursors.pollFirst();
+            }
+            return cursors.isEmpty() ? cursor : Math.min(cursor, cursors.peekFirst()[1]);
+        }
     }
 
     private record Claim(Instant at, long row) {
@@ -98,19 +123,32 @@ public class Outbox {
         if (room <= 0) {
             return List.of();
         }
+        long from = s.cursor;
+        if (now.isAfter(s.lateAt.plus(lateCheck))) {
+            // Row ids are taken at insert and become visible at commit: an ingest transaction that commits after a later
+            // one has its row behind the cursor. Now and then read again from where the cursor stood a late-commit
+            // window ago (only rows still PENDING come back: the ones in flight, skipped, and such late ones).
+            s.lateAt = now;
+            from = s.cursorBefore(now, lateWindow);
+        }
+        s.cursors.addLast(new long[] { now.toEpochMilli(), s.cursor });
         List<Event> events = new ArrayList<>();
         try (Connection c = db.connection();
-                PreparedStatement q = c.prepareStatement("SELECT d.id, e.envelope FROM hub_delivery d "
+                PreparedStatement q = c.prepareStatement("SELECT d.id, d.event_id, e.envelope FROM hub_delivery d "
                         + "JOIN hub_event e ON e.event_id = d.event_id "
                         + "WHERE d.flow = ? AND d.status = 'PENDING' AND d.id > ? ORDER BY d.id LIMIT ?")) {
             q.setString(1, flow);
-            q.setLong(2, s.cursor);
+            q.setLong(2, from);
             q.setInt(3, room);
             try (ResultSet rs = q.executeQuery()) {
                 while (rs.next()) {
-                    s.cursor = rs.getLong(1);
-                    Event e = parser.fromStored(rs.getString(2));
-                    if (s.claimed.putIfAbsent(e.eventId(), new Claim(now, s.cursor)) == null) {
+                    long row = rs.getLong(1);
+                    s.cursor = Math.max(s.cursor, row);
+                    if (s.claimed.containsKey(rs.getString(2))) {
+                        continue; // in flight
+                    }
+                    Event e = parser.fromStored(rs.getString(3));
+                    if (s.claimed.putIfAbsent(e.eventId(), new Claim(now, row)) == null) {
                         events.add(e);
                     }
                 }

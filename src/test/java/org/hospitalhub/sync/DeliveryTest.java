@@ -5,6 +5,8 @@ import static org.awaitility.Awaitility.await;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import java.sql.Connection;
+import java.sql.PreparedStatement;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
@@ -108,5 +110,36 @@ class DeliveryTest {
                 "SELECT COUNT(*) FROM dead_letter WHERE event_id LIKE 'dlv-broken-%' AND flow = 't-broken'") == 2);
         assertEquals(2, Events.count("SELECT COUNT(*) FROM dead_letter WHERE event_id LIKE 'dlv-broken-%' "
                 + "AND error_message LIKE '%no_such_staging_table%'"));
+    }
+
+    @Test
+    void anEventCommittedAfterALaterOneIsDeliveredWithoutWaitingForTheRescan() throws Exception {
+        post("test-his-key", "[" + Events.charge("dlv-late-a", "P1") + "]");
+        await().atMost(Duration.ofSeconds(10)).until(() -> Events.count(
+                "SELECT COUNT(*) FROM finance_staging WHERE event_id = 'dlv-late-a'") == 1);
+        try (Connection slow = PostgresResource.connect()) {
+            // an ingest transaction that takes its row ids first and commits last
+            slow.setAutoCommit(false);
+            try (PreparedStatement ev = slow.prepareStatement("INSERT INTO hub_event (event_id, event_type, source, hospital, "
+                    + "event_key, occurred_at, envelope, received_via, received_at) SELECT 'dlv-late-b', event_type, source, "
+                    + "hospital, event_key, occurred_at, REPLACE(envelope, 'dlv-late-a', 'dlv-late-b'), received_via, now() "
+                    + "FROM hub_event WHERE event_id = 'dlv-late-a'");
+                    PreparedStatement dl = slow.prepareStatement("INSERT INTO hub_delivery (event_id, flow, status, created_at) "
+                            + "SELECT 'dlv-late-b', flow, 'PENDING', now() FROM hub_delivery WHERE event_id = 'dlv-late-a'")) {
+                assertEquals(1, ev.executeUpdate());
+                assertTrue(dl.executeUpdate() >= 1);
+            }
+            post("test-his-key", "[" + Events.charge("dlv-late-c", "P1") + "]");
+            await().atMost(Duration.ofSeconds(10)).until(() -> Events.count(
+                    "SELECT COUNT(*) FROM finance_staging WHERE event_id = 'dlv-late-c'") == 1);
+            assertTrue(Events.count("SELECT MIN(id) FROM hub_delivery WHERE event_id = 'dlv-late-c'")
+                    > Events.count("SELECT MAX(id) FROM hub_delivery WHERE event_id = 'dlv-late-b'"),
+                    "the late row lies behind the cursor, which passed dlv-late-c");
+            slow.commit();
+        }
+        // picked up by the late-commit check (every 200 ms over the last 5 s), long before the 30 s rescan
+        await().atMost(Duration.ofSeconds(6)).until(() -> Events.count(
+                "SELECT COUNT(*) FROM finance_staging WHERE event_id = 'dlv-late-b'") == 1);
+        assertEquals(0, Events.count("SELECT COUNT(*) FROM hub_delivery WHERE event_id LIKE 'dlv-late-%' AND status <> 'DELIVERED'"));
     }
 }
