@@ -100,8 +100,12 @@ public class Reconciliation {
                 }
             }
         }
-        for (TaskEngine.VisitKey v : visits) {
-            for (TaskEngine.Change ch : engine.recompute(v)) {
+        List<TaskEngine.VisitKey> all = new ArrayList<>(visits);
+        for (int i = 0; i < all.size(); i += DeadlineTimers.VISITS_PER_TRANSACTION) {
+            // a chunk of visits per transaction: with tens of thousands of live visits, one transaction each made a
+            // run take over a minute of the engine's database time (bench/README.md, qc benchmark)
+            List<TaskEngine.VisitKey> chunk = all.subList(i, Math.min(all.size(), i + DeadlineTimers.VISITS_PER_TRANSACTION));
+            for (TaskEngine.Change ch : engine.recompute(chunk)) {
                 fixes.add(new Fix(kind(ch.kind()), ch.taskId(), ch.hospital(), ch.visitId(), ch.taskKey(),
                         (ch.from() == null ? "" : ch.from() + " -> ") + ch.to() + (ch.detail() == null ? "" : ": " + ch.detail())));
             }

@@ -214,6 +214,20 @@ public class TaskEngine {
         return changes;
     }
 
+    /** Recomputes visits in one transaction (reconciliation, a chunk at a time). */
+    public List<Change> recompute(Collection<VisitKey> visits) throws SQLException {
+        Instant now = clock.instant();
+        List<TimerWork> work = new ArrayList<>();
+        List<Change> changes = db.inTransaction(c -> {
+            lock(c, visits, now);
+            List<Change> all = recompute(c, visits, null, now, work);
+            timers.write(c, work);
+            return all;
+        });
+        afterCommit(changes);
+        return changes;
+    }
+
     /** The visit of a task, if the task exists. */
     public Optional<VisitKey> visitOf(long taskId) throws SQLException {
         try (Connection c = db.connection();

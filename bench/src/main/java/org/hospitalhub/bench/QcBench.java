@@ -91,6 +91,8 @@ public final class QcBench {
     private long maxRssDuringLoadKb = -1;
     private List<Double> committedMs = List.of();
     private List<Double> computedMs = List.of();
+    /** event -> task committed per minute of the load (by send time): warm-up and periodic work show here. */
+    private final Map<Integer, List<Double>> committedByMinute = new java.util.TreeMap<>();
     private List<Double> latenessMs = List.of();
     private long unfiredTimers = -1;
     private long undelivered;
@@ -456,6 +458,7 @@ public final class QcBench {
                             continue;
                         }
                         committed.add((rs.getDouble(2) - sent) / 1000.0);
+                        minute(sent).add((rs.getDouble(2) - sent) / 1000.0);
                         if (rs.getObject(3) != null) {
                             computed.add((rs.getDouble(3) - sent) / 1000.0);
                         }
@@ -496,6 +499,7 @@ public final class QcBench {
             if (!delivered.contains(e.getKey())) {
                 double age = (nowMicros - e.getValue()) / 1000.0;
                 committed.add(age);
+                minute(e.getValue()).add(age);
                 computed.add(age);
             }
         }
@@ -530,6 +534,11 @@ public final class QcBench {
         }
     }
 
+    private List<Double> minute(long sentMicros) {
+        int m = (int) Math.max(0, (sentMicros / 1000 - loadStartMillis) / 60_000);
+        return committedByMinute.computeIfAbsent(m + 1, k -> new ArrayList<>());
+    }
+
     // ---- report -----------------------------------------------------------------------------------------------------
 
     private String table() {
@@ -546,6 +555,13 @@ public final class QcBench {
         t.append(row(String.format("timer firing lateness (%,d firings)", latenessMs.size()), Bench.percentile(latenessMs, 0.5),
                 l99, "≤ 2000 ms", latenessMs.isEmpty() ? null : l99 <= TARGET_LATENESS_P99_MS));
         t.append('\n');
+        StringBuilder byMinute = new StringBuilder();
+        committedByMinute.forEach((m, l) -> {
+            List<Double> sorted = Bench.sorted(l);
+            byMinute.append(byMinute.length() == 0 ? "" : ", ").append(String.format("%d: %s / %s", m,
+                    ms(Bench.percentile(sorted, 0.5)), ms(Bench.percentile(sorted, 0.99))));
+        });
+        t.append("  event -> task committed by minute of the load (p50 / p99): ").append(byMinute).append('\n');
         t.append(String.format("  offered %,d events in %.1f s = %,.0f events/s (asked %,d/s); open tasks at the start %,d "
                 + "(%,d timers)%n", offered, loadSeconds, offered / loadSeconds, rate, preloadedOpen, preloadedTriggers));
         t.append(String.format("  hub CPU %.1f s over the load = %.0f %% of one core, %.1f ms per event; machine busy %.0f %% "
