@@ -76,7 +76,7 @@ public class Reconciliation {
     @Nonconcurrent
     void scheduled() {
         try {
-            Report r = run("scheduler");
+            Report r = run("scheduler", true);
             if (!r.fixes().isEmpty()) {
                 LOG.warnf("qc reconciliation fixed %d things: %s", r.fixes().size(), r.fixedByKind());
             }
@@ -86,6 +86,14 @@ public class Reconciliation {
     }
 
     public Report run(String by) throws SQLException {
+        return run(by, false);
+    }
+
+    /**
+     * {@code paced}: after each chunk of visits, wait as long as the chunk took, so that a scheduled run over tens of
+     * thousands of live visits takes at most half of one core from the events being applied meanwhile.
+     */
+    Report run(String by, boolean paced) throws SQLException {
         Instant started = clock.instant();
         List<Fix> fixes = new ArrayList<>();
         TreeSet<TaskEngine.VisitKey> visits = new TreeSet<>();
@@ -105,7 +113,12 @@ public class Reconciliation {
             // a chunk of visits per transaction: with tens of thousands of live visits, one transaction each made a
             // run take over a minute of the engine's database time (bench/README.md, qc benchmark)
             List<TaskEngine.VisitKey> chunk = all.subList(i, Math.min(all.size(), i + DeadlineTimers.VISITS_PER_TRANSACTION));
-            for (TaskEngine.Change ch : engine.recompute(chunk)) {
+            long t0 = System.nanoTime();
+            List<TaskEngine.Change> changes = engine.recompute(chunk);
+            if (paced) {
+                pause(System.nanoTime() - t0);
+            }
+            for (TaskEngine.Change ch : changes) {
                 fixes.add(new Fix(kind(ch.kind()), ch.taskId(), ch.hospital(), ch.visitId(), ch.taskKey(),
                         (ch.from() == null ? "" : ch.from() + " -> ") + ch.to() + (ch.detail() == null ? "" : ": " + ch.detail())));
             }
@@ -133,6 +146,14 @@ public class Reconciliation {
         }
         long audit = engine.audit(by, "RECONCILE", "qc", fixes.isEmpty() ? "nothing to fix" : fixes.size() + " fixes", detail);
         return new Report(started, finished, by, visits.size(), timersChecked, byKind, fixes, held, oldest, audit);
+    }
+
+    private static void pause(long nanos) {
+        try {
+            Thread.sleep(Math.min(Duration.ofNanos(nanos).toMillis(), 5_000));
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
     }
 
     /**
