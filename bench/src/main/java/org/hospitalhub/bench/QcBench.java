@@ -62,7 +62,7 @@ public final class QcBench {
     private final int openTasks = Bench.env("BENCH_QC_OPEN_TASKS", 100_000);
     private final int deadlineSeconds = Bench.env("BENCH_QC_DEADLINE_SECONDS", 30);
     /** Seconds of load before the measured SECONDS (JIT and caches warm up): reported apart, not in the percentiles. */
-    private final int warmupSeconds = Bench.env("BENCH_QC_WARMUP_SECONDS", 30);
+    private final int warmupSeconds = Bench.env("BENCH_QC_WARMUP_SECONDS", 60);
     private final int inFlight = Bench.env("BENCH_QC_IN_FLIGHT", 256);
     private final int batchSize = Bench.env("BENCH_QC_BATCH", 100);
     private final int batchTimeoutMs = Bench.env("BENCH_QC_BATCH_TIMEOUT_MS", 50);
