@@ -270,38 +270,22 @@ public class TaskEngine {
 
     private static void lockExisting(Connection c, Collection<VisitKey> visits, Map<VisitKey, String> patients)
             throws SQLException {
-        for (Map.Entry<String, List<String>> h : byHospital(visits).entrySet()) {
-            try (PreparedStatement q = c.prepareStatement("SELECT hospital, visit_id, patient_id FROM qc_visit "
-                    + "WHERE hospital = ? AND visit_id = ANY(?) ORDER BY hospital, visit_id FOR UPDATE")) {
-                bindVisits(c, q, h);
-                try (ResultSet rs = q.executeQuery()) {
-                    while (rs.next()) {
-                        patients.put(new VisitKey(rs.getString(1), rs.getString(2)), rs.getString(3));
-                    }
-                }
-            }
-        }
+        queryVisits(c, visits, "SELECT hospital, visit_id, patient_id FROM qc_visit WHERE hospital = ? AND visit_id = ANY(?) "
+                + "ORDER BY hospital, visit_id FOR UPDATE",
+                rs -> patients.put(new VisitKey(rs.getString(1), rs.getString(2)), rs.getString(3)));
     }
 
     /** The events logged for the visits, oldest first, each visit's list present (empty for a new visit). */
     private Map<VisitKey, List<LogRow>> logs(Connection c, Collection<VisitKey> visits) throws SQLException {
         Map<VisitKey, List<LogRow>> logs = new HashMap<>();
         visits.forEach(v -> logs.put(v, new ArrayList<>()));
-        for (Map.Entry<String, List<String>> h : byHospital(visits).entrySet()) {
-            try (PreparedStatement q = c.prepareStatement("SELECT hospital, visit_id, id, event_id, event_type, occurred_at, "
-                    + "envelope, disposition, disposition_reason FROM qc_visit_event WHERE hospital = ? AND visit_id = ANY(?) "
-                    + "ORDER BY id")) {
-                bindVisits(c, q, h);
-                try (ResultSet rs = q.executeQuery()) {
-                    while (rs.next()) {
-                        JsonNode env = read(rs.getString(7));
-                        ClinicalEvent e = new ClinicalEvent(rs.getLong(3), rs.getString(4), rs.getString(5),
-                                rs.getObject(6, OffsetDateTime.class).toInstant(), (ObjectNode) env.get("payload"));
-                        logs.get(new VisitKey(rs.getString(1), rs.getString(2))).add(new LogRow(e, rs.getString(8), rs.getString(9)));
-                    }
-                }
-            }
-        }
+        queryVisits(c, visits, "SELECT hospital, visit_id, id, event_id, event_type, occurred_at, envelope, disposition, "
+                + "disposition_reason FROM qc_visit_event WHERE hospital = ? AND visit_id = ANY(?) ORDER BY id", rs -> {
+                    JsonNode env = read(rs.getString(7));
+                    ClinicalEvent e = new ClinicalEvent(rs.getLong(3), rs.getString(4), rs.getString(5),
+                            rs.getObject(6, OffsetDateTime.class).toInstant(), (ObjectNode) env.get("payload"));
+                    logs.get(new VisitKey(rs.getString(1), rs.getString(2))).add(new LogRow(e, rs.getString(8), rs.getString(9)));
+                });
         return logs;
     }
 
@@ -367,35 +351,20 @@ public class TaskEngine {
         Map<VisitKey, List<LogRow>> log = logs != null ? logs : logs(c, visits);
         Map<VisitKey, List<VisitProjection.ManualAction>> manual = new HashMap<>();
         Map<VisitKey, Map<String, Row>> stored = new HashMap<>();
-        for (Map.Entry<String, List<String>> h : byHospital(visits).entrySet()) {
-            try (PreparedStatement q = c.prepareStatement("SELECT hospital, visit_id, id, action, task_rule, task_instance, "
-                    + "task_period, effective_at, actor, reason FROM qc_audit WHERE hospital = ? AND visit_id = ANY(?) "
-                    + "AND action IN ('CLOSE', 'CANCEL') ORDER BY id")) {
-                bindVisits(c, q, h);
-                try (ResultSet rs = q.executeQuery()) {
-                    while (rs.next()) {
-                        manual.computeIfAbsent(new VisitKey(rs.getString(1), rs.getString(2)), k -> new ArrayList<>())
-                                .add(new VisitProjection.ManualAction(rs.getLong(3), rs.getString(4), rs.getString(5),
-                                        rs.getString(6), rs.getInt(7), rs.getObject(8, OffsetDateTime.class).toInstant(),
-                                        rs.getString(9), rs.getString(10)));
-                    }
-                }
-            }
-            try (PreparedStatement q = c.prepareStatement("SELECT hospital, visit_id, id, rule_id, instance_key, period_no, status, "
-                    + "due_at, remind_at, completed_at, closed_by, close_reason, department, doctor, recipients, condition_level, "
-                    + "overdue_at FROM qc_task WHERE hospital = ? AND visit_id = ANY(?) ORDER BY id")) {
-                bindVisits(c, q, h);
-                try (ResultSet rs = q.executeQuery()) {
-                    while (rs.next()) {
-                        String key = TaskSpec.key(rs.getString(4), rs.getString(5), rs.getInt(6));
-                        stored.computeIfAbsent(new VisitKey(rs.getString(1), rs.getString(2)), k -> new LinkedHashMap<>())
-                                .put(key, new Row(rs.getLong(3), key, TaskStatus.valueOf(rs.getString(7)), instant(rs, 8),
-                                        rs.getString(9), instant(rs, 10), rs.getString(11), rs.getString(12), rs.getString(13),
-                                        rs.getString(14), rs.getString(15), rs.getString(16), instant(rs, 17)));
-                    }
-                }
-            }
-        }
+        queryVisits(c, visits, "SELECT hospital, visit_id, id, action, task_rule, task_instance, task_period, effective_at, "
+                + "actor, reason FROM qc_audit WHERE hospital = ? AND visit_id = ANY(?) AND action IN ('CLOSE', 'CANCEL') ORDER BY id",
+                rs -> manual.computeIfAbsent(new VisitKey(rs.getString(1), rs.getString(2)), k -> new ArrayList<>())
+                        .add(new VisitProjection.ManualAction(rs.getLong(3), rs.getString(4), rs.getString(5), rs.getString(6),
+                                rs.getInt(7), rs.getObject(8, OffsetDateTime.class).toInstant(), rs.getString(9), rs.getString(10))));
+        queryVisits(c, visits, "SELECT hospital, visit_id, id, rule_id, instance_key, period_no, status, due_at, remind_at, "
+                + "completed_at, closed_by, close_reason, department, doctor, recipients, condition_level, overdue_at FROM qc_task "
+                + "WHERE hospital = ? AND visit_id = ANY(?) ORDER BY id", rs -> {
+                    String key = TaskSpec.key(rs.getString(4), rs.getString(5), rs.getInt(6));
+                    stored.computeIfAbsent(new VisitKey(rs.getString(1), rs.getString(2)), k -> new LinkedHashMap<>())
+                            .put(key, new Row(rs.getLong(3), key, TaskStatus.valueOf(rs.getString(7)), instant(rs, 8),
+                                    rs.getString(9), instant(rs, 10), rs.getString(11), rs.getString(12), rs.getString(13),
+                                    rs.getString(14), rs.getString(15), rs.getString(16), instant(rs, 17)));
+                });
         Writes w = new Writes();
         for (VisitKey v : visits) {
             List<LogRow> rows = log.getOrDefault(v, List.of());
@@ -730,9 +699,24 @@ public class TaskEngine {
         return by;
     }
 
-    private static void bindVisits(Connection c, PreparedStatement q, Map.Entry<String, List<String>> hospital) throws SQLException {
-        q.setString(1, hospital.getKey());
-        q.setArray(2, c.createArrayOf("varchar", hospital.getValue().toArray()));
+    @FunctionalInterface
+    private interface RowReader {
+        void read(ResultSet rs) throws SQLException;
+    }
+
+    /** Runs {@code sql} (parameters: hospital, visit id array) once per hospital of the visits, each row to {@code row}. */
+    private static void queryVisits(Connection c, Collection<VisitKey> visits, String sql, RowReader row) throws SQLException {
+        for (Map.Entry<String, List<String>> h : byHospital(visits).entrySet()) {
+            try (PreparedStatement q = c.prepareStatement(sql)) {
+                q.setString(1, h.getKey());
+                q.setArray(2, c.createArrayOf("varchar", h.getValue().toArray()));
+                try (ResultSet rs = q.executeQuery()) {
+                    while (rs.next()) {
+                        row.read(rs);
+                    }
+                }
+            }
+        }
     }
 
     private static String createdDetail(TaskSpec t) {
