@@ -105,7 +105,7 @@ public class DeadLetterStore {
             throw e;
         }
         metrics.deadLetterStoreSucceeded();
-        outbox.release(flow, letters.stream().map(Letter::eventId).toList());
+        outbox.releaseDead(flow, letters.stream().map(Letter::eventId).filter(java.util.Objects::nonNull).toList());
         if (!applied.isEmpty()) {
             outbox.settle(flow, applied);
         }

@@ -237,6 +237,33 @@ public class Outbox {
         }
     }
 
+    /**
+     * After the dead-letter store committed rows as DEAD: releases their claims, except for rows a replay has reopened
+     * since (PENDING again): the dispatcher may already have claimed one of those anew, and releasing that claim would
+     * let the next read behind the cursor dispatch it a second time.
+     */
+    void releaseDead(String flow, List<String> eventIds) {
+        if (eventIds.isEmpty()) {
+            return;
+        }
+        List<String> done = new ArrayList<>(eventIds);
+        try (Connection c = db.connection(); PreparedStatement q = c.prepareStatement(
+                "SELECT event_id FROM hub_delivery WHERE flow = ? AND status = 'PENDING' AND event_id = ANY(?)")) {
+            q.setString(1, flow);
+            q.setArray(2, c.createArrayOf("varchar", eventIds.toArray()));
+            try (ResultSet rs = q.executeQuery()) {
+                while (rs.next()) {
+                    done.remove(rs.getString(1));
+                }
+            }
+        } catch (SQLException e) {
+            // not releasing is safe: the claims lapse after hub.outbox.claim-timeout, and a rescan clears them
+            LOG.warnf("Flow %s: cannot check dead-lettered rows, their claims stay until they lapse: %s", flow, e.getMessage());
+            return;
+        }
+        release(flow, done);
+    }
+
     void release(String flow, Collection<String> eventIds) {
         FlowState s = state.get(flow);
         if (s != null) {
