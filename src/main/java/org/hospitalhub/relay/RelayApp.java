@@ -32,6 +32,7 @@ public class RelayApp {
     private final boolean enabled;
     private final Optional<String> topologyFile;
     private final Optional<String> tokens;
+    private final Optional<String> tokensFile;
     private final Optional<String> parentToken;
     private final int tcpPort;
     private final String tcpHost;
@@ -45,6 +46,7 @@ public class RelayApp {
     public RelayApp(@ConfigProperty(name = "hub.relay.enabled") boolean enabled,
             @ConfigProperty(name = "hub.relay.topology-file") Optional<String> topologyFile,
             @ConfigProperty(name = "hub.relay.tokens") Optional<String> tokens,
+            @ConfigProperty(name = "hub.relay.tokens-file") Optional<String> tokensFile,
             @ConfigProperty(name = "hub.relay.parent-token") Optional<String> parentToken,
             @ConfigProperty(name = "hub.relay.tcp-port") int tcpPort,
             @ConfigProperty(name = "hub.relay.tcp-host") String tcpHost,
@@ -64,6 +66,7 @@ public class RelayApp {
         this.enabled = enabled;
         this.topologyFile = topologyFile;
         this.tokens = tokens;
+        this.tokensFile = tokensFile;
         this.parentToken = parentToken;
         this.tcpPort = tcpPort;
         this.tcpHost = tcpHost;
@@ -82,9 +85,23 @@ public class RelayApp {
         String file = topologyFile.filter(s -> !s.isBlank()).orElseThrow(() -> new IllegalStateException(
                 "hub.relay.enabled=true needs hub.relay.topology-file (env HUB_RELAY_TOPOLOGY_FILE)"));
         Topology topology = Topology.load(Path.of(file));
-        node = RelayNode.builder().topology(topology).tokens(RelayTokens.parse(tokens.orElse("")))
+        node = RelayNode.builder().topology(topology).tokens(RelayTokens.parse(tokenSpec()))
                 .parentToken(parentToken.orElse(null)).dataSource(db.dataSource()).vertx(vertx).httpPort(0)
                 .tcpPort(tcpPort).host(tcpHost).options(options).fileDir(Path.of(fileDir)).registry(registry).build().start();
+    }
+
+    /** hub.relay.tokens, then the entries of hub.relay.tokens-file (a mounted Secret), if one is set. */
+    String tokenSpec() {
+        StringBuilder spec = new StringBuilder(tokens.orElse(""));
+        Optional<String> file = tokensFile.filter(s -> !s.isBlank());
+        if (file.isPresent()) {
+            try {
+                spec.append('\n').append(java.nio.file.Files.readString(Path.of(file.get())));
+            } catch (java.io.IOException e) {
+                throw new IllegalStateException("hub.relay.tokens-file " + file.get() + " cannot be read: " + e, e);
+            }
+        }
+        return spec.toString();
     }
 
     void stop(@Observes ShutdownEvent ev) {

@@ -4,15 +4,20 @@ import java.nio.charset.StandardCharsets;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
 import java.util.ArrayList;
+import java.util.HashMap;
 import java.util.HexFormat;
 import java.util.List;
+import java.util.Map;
 import java.util.Optional;
 
 /**
  * The tokens this node issued to its clients and child nodes, from {@code hub.relay.tokens} (environment variable
- * HUB_RELAY_TOKENS, a Kubernetes Secret): {@code id:token} entries separated by ';', id a client name or a child
- * node id from the topology, token plain or {@code sha256:<hex>} (then only the hash is in the Secret). Compared by
- * hash in constant time; never logged.
+ * HUB_RELAY_TOKENS, a Kubernetes Secret) and/or {@code hub.relay.tokens-file} (a Secret mounted as a file: one
+ * environment variable holds at most 128 KiB, too little for thousands of clients): {@code id:token} entries
+ * separated by ';' or new lines, id a client name or a child node id from the topology, token plain or
+ * {@code sha256:<hex>} (then only the hash is in the Secret). A presented token is looked up by its SHA-256 hash (one
+ * map lookup, whatever the number of clients: the hash of an unknown token tells an attacker nothing about the stored
+ * ones); never logged.
  */
 public final class RelayTokens {
 
@@ -20,6 +25,7 @@ public final class RelayTokens {
     }
 
     private final List<Entry> entries = new ArrayList<>();
+    private final Map<String, String> byHash = new HashMap<>();
 
     private RelayTokens() {
     }
@@ -27,9 +33,9 @@ public final class RelayTokens {
     public static RelayTokens parse(String spec) {
         RelayTokens t = new RelayTokens();
         int n = 0;
-        for (String raw : (spec == null ? "" : spec).split(";")) {
+        for (String raw : (spec == null ? "" : spec).split("[;\\r\\n]")) {
             String item = raw.strip();
-            if (item.isEmpty()) {
+            if (item.isEmpty() || item.startsWith("#")) {
                 continue;
             }
             n++;
@@ -39,7 +45,22 @@ public final class RelayTokens {
             }
             String id = item.substring(0, colon).strip();
             String token = item.substring(colon + 1).strip();
-            byte[] hash = token.startsWith("sha256:") ? HexFormat.of().parseHex(token.substring(7)) : sha256(token);
+            byte[] hash;
+            try {
+                hash = token.startsWith("sha256:") ? HexFormat.of().parseHex(token.substring(7)) : sha256(token);
+            } catch (IllegalArgumentException e) {
+                throw new IllegalArgumentException("hub.relay.tokens entry " + n + " (" + id + "): sha256: must be followed by "
+                        + "64 hex digits");
+            }
+            if (hash.length != 32) {
+                throw new IllegalArgumentException("hub.relay.tokens entry " + n + " (" + id + "): sha256: must be followed by "
+                        + "64 hex digits");
+            }
+            String previous = t.byHash.putIfAbsent(HexFormat.of().formatHex(hash), id);
+            if (previous != null && !previous.equals(id)) {
+                throw new IllegalArgumentException("hub.relay.tokens entry " + n + " (" + id + ") has the same token as " + previous
+                        + ": every client and child node needs its own");
+            }
             t.entries.add(new Entry(id, hash));
         }
         return t;
@@ -54,14 +75,7 @@ public final class RelayTokens {
         if (token == null || token.isBlank()) {
             return Optional.empty();
         }
-        byte[] hash = sha256(token.strip());
-        String found = null;
-        for (Entry e : entries) { // no early exit: the time taken does not tell which entry matched
-            if (MessageDigest.isEqual(e.hash(), hash) && found == null) {
-                found = e.id();
-            }
-        }
-        return Optional.ofNullable(found);
+        return Optional.ofNullable(byHash.get(HexFormat.of().formatHex(sha256(token.strip()))));
     }
 
     static byte[] sha256(String s) {
