@@ -15,6 +15,7 @@ import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 
 import io.vertx.core.Context;
+import io.vertx.core.Future;
 import io.vertx.core.Vertx;
 import io.vertx.ext.web.RoutingContext;
 
@@ -158,7 +159,7 @@ final class HttpEndpoint {
             throw new Refusal(400, "the body is not JSON: " + e.getClass().getSimpleName(), "body", "json", null);
         }
         List<PacketStore.Incoming> batch = node.validate(body == null ? null : body.get("packets"), peer);
-        node.vertx.executeBlocking(() -> node.store(batch, peer), false).onComplete(ar -> {
+        Future.fromCompletionStage(node.storeAsync(batch, peer), Vertx.currentContext()).onComplete(ar -> {
             if (ar.failed()) {
                 LOG.warnf("Relay node %s: storing %d packets from %s failed (not acknowledged): %s", node.id(), batch.size(),
                         peer.id(), ar.cause().toString());
@@ -309,10 +310,6 @@ final class HttpEndpoint {
         if (p != null) {
             p.wake();
         }
-    }
-
-    void wakeAll() {
-        waiting.values().forEach(Poll::wake);
     }
 
     Map<String, Instant> recentPollers() {

@@ -56,17 +56,30 @@ final class PacketStore {
         this.audit = audit;
     }
 
-    /**
-     * Stores the new packets of one request in one transaction, in order: duplicates (a packetId already here, or
-     * twice in the batch) are not stored again; packets already past their ttl or without a route are stored dead.
-     * The hop counters are locked in name order (no deadlock between two requests), which also makes the hop_seq
-     * values commit in order.
-     */
+    /** The packets of one request (a SEND frame, a POST, a packet from the parent) and who sent them. */
+    record Request(List<Incoming> batch, String receivedFrom, boolean fromParent) {
+        String leg() {
+            return fromParent ? "D" : "U";
+        }
+    }
+
+    /** Stores the packets of one request in one transaction (see {@link #storeAll}). */
     List<SendResult> store(List<Incoming> batch, String receivedFrom, boolean fromParent, Instant now) throws SQLException {
+        return storeAll(List.of(new Request(batch, receivedFrom, fromParent)), now).get(0);
+    }
+
+    /**
+     * Stores the new packets of several requests in one transaction (group commit: one counter update per hop, one
+     * duplicate query per leg, one insert batch, one commit for all of them), in order: duplicates (a packetId already
+     * here, or earlier in the group) are not stored again; packets already past their ttl or without a route are stored
+     * dead. The hop counters are locked in name order (no deadlock between two transactions), which also makes the
+     * hop_seq values commit in order. Returns the results per request.
+     */
+    List<List<SendResult>> storeAll(List<Request> requests, Instant now) throws SQLException {
         try (Connection c = ds.getConnection()) {
             c.setAutoCommit(false);
             try {
-                List<SendResult> results = store(c, batch, receivedFrom, fromParent ? "D" : "U", now);
+                List<List<SendResult>> results = storeAll(c, requests, now);
                 c.commit();
                 return results;
             } catch (SQLException | RuntimeException e) {
@@ -76,11 +89,18 @@ final class PacketStore {
         }
     }
 
-    private List<SendResult> store(Connection c, List<Incoming> batch, String receivedFrom, String leg, Instant now)
-            throws SQLException {
+    private List<List<SendResult>> storeAll(Connection c, List<Request> requests, Instant now) throws SQLException {
+        List<Incoming> items = new ArrayList<>();
+        List<Request> owners = new ArrayList<>();
+        for (Request r : requests) {
+            for (Incoming in : r.batch()) {
+                items.add(in);
+                owners.add(r);
+            }
+        }
         List<String> hops = new ArrayList<>();
         List<String> reasons = new ArrayList<>();
-        for (Incoming in : batch) {
+        for (Incoming in : items) {
             String reason = in.decision().deadReason();
             if (reason == null && !in.packet().expiresAt().isAfter(now)) {
                 reason = "ttl of " + in.packet().ttl() + " s had passed (created " + in.packet().createdAt()
@@ -97,7 +117,14 @@ final class PacketStore {
         for (Map.Entry<String, Integer> e : perHop.entrySet()) {
             nextSeq.put(e.getKey(), reserve(c, e.getKey(), e.getValue()));
         }
-        Set<String> seen = existing(c, batch.stream().map(i -> i.packet().packetId()).toList(), leg);
+        Map<String, List<String>> idsByLeg = new TreeMap<>();
+        for (int i = 0; i < items.size(); i++) {
+            idsByLeg.computeIfAbsent(owners.get(i).leg(), k -> new ArrayList<>()).add(items.get(i).packet().packetId());
+        }
+        Set<String> seen = new HashSet<>();
+        for (Map.Entry<String, List<String>> e : idsByLeg.entrySet()) {
+            existing(c, e.getValue(), e.getKey()).forEach(id -> seen.add(e.getKey() + ' ' + id));
+        }
         List<SendResult> results = new ArrayList<>();
         Set<String> inBatch = new HashSet<>();
         try (PreparedStatement ins = c.prepareStatement("INSERT INTO relay_packet (packet_id, sender, target, command, "
@@ -105,10 +132,13 @@ final class PacketStore {
                 + "status, last_error, done_at, leg) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
                 PreparedStatement aud = audit ? c.prepareStatement("INSERT INTO relay_audit (packet_id, sender, target, "
                         + "command, size_bytes, created_at, passed_at, received_from) VALUES (?, ?, ?, ?, ?, ?, ?, ?)") : null) {
-            for (int i = 0; i < batch.size(); i++) {
-                Incoming in = batch.get(i);
+            for (int i = 0; i < items.size(); i++) {
+                Incoming in = items.get(i);
                 Packet p = in.packet();
-                if (seen.contains(p.packetId()) || !inBatch.add(p.packetId())) {
+                String leg = owners.get(i).leg();
+                String receivedFrom = owners.get(i).receivedFrom();
+                String key = leg + ' ' + p.packetId();
+                if (seen.contains(key) || !inBatch.add(key)) {
                     results.add(new SendResult(p.packetId(), SendResult.Status.DUPLICATE, null));
                     continue;
                 }
@@ -152,7 +182,13 @@ final class PacketStore {
                 aud.executeBatch();
             }
         }
-        return results;
+        List<List<SendResult>> perRequest = new ArrayList<>();
+        int from = 0;
+        for (Request r : requests) {
+            perRequest.add(List.copyOf(results.subList(from, from + r.batch().size())));
+            from += r.batch().size();
+        }
+        return perRequest;
     }
 
     /** Reserves {@code n} sequence numbers of a hop; the row stays locked until the transaction ends. */
@@ -216,6 +252,20 @@ final class PacketStore {
                     out.add(new Stored(rs.getLong(1), rs.getString(2), rs.getString(3), rs.getLong(4), rs.getString(5),
                             rs.getInt(6), rs.getString(7), rs.getString(8)));
                 }
+            }
+            return out;
+        }
+    }
+
+    /** The hops that have packets waiting (one probe per known hop through the hop index). */
+    List<String> hopsWithPending() throws SQLException {
+        try (Connection c = ds.getConnection();
+                PreparedStatement q = c.prepareStatement("SELECT h.hop FROM relay_hop h WHERE EXISTS (SELECT 1 FROM relay_packet p "
+                        + "WHERE p.hop = h.hop AND p.status = 'PENDING')");
+                ResultSet rs = q.executeQuery()) {
+            List<String> out = new ArrayList<>();
+            while (rs.next()) {
+                out.add(rs.getString(1));
             }
             return out;
         }

@@ -58,6 +58,8 @@ public final class RelayNode implements AutoCloseable {
     private final FileStore files;
     private final java.util.concurrent.atomic.AtomicBoolean replicating = new java.util.concurrent.atomic.AtomicBoolean();
     private final Map<String, ServiceDispatcher> serviceDispatchers = new ConcurrentHashMap<>();
+    private final java.util.concurrent.LinkedBlockingQueue<StoreRequest> storeQueue = new java.util.concurrent.LinkedBlockingQueue<>();
+    private Thread storeWriter;
     final HttpEndpoint http;
     private TcpEndpoint tcp;
     private HttpServer httpServer;
@@ -130,6 +132,9 @@ public final class RelayNode implements AutoCloseable {
     /** Starts listening (HTTP on its own port if one is given, TCP), connects to the parent, starts the sweeper. */
     public synchronized RelayNode start() {
         running = true;
+        storeWriter = new Thread(this::writeLoop, "relay-" + topology.node() + "-store");
+        storeWriter.setDaemon(true);
+        storeWriter.start();
         List<Future<?>> listening = new ArrayList<>();
         if (httpPort > 0) {
             Router router = Router.router(vertx);
@@ -242,27 +247,113 @@ public final class RelayNode implements AutoCloseable {
         return out;
     }
 
-    /** Stores validated packets (blocking: call off the event loop) and wakes the hops they go to. */
+    /** Stores validated packets and wakes the hops they go to; blocks until they are committed (call off the event loop). */
     List<SendResult> store(List<PacketStore.Incoming> batch, Peer from) throws SQLException {
-        List<SendResult> results = store.store(batch, from.id(), from.kind() == Peer.Kind.PARENT, clock.instant());
-        List<String> hops = new ArrayList<>();
-        for (int i = 0; i < results.size(); i++) {
-            switch (results.get(i).status()) {
-                case STORED -> {
-                    stored.increment();
-                    hops.add(batch.get(i).decision().hop());
-                }
-                case DUPLICATE -> duplicates.increment();
-                case DEAD -> {
-                    dead.increment();
-                    LOG.warnf("Relay node %s: packet %s from %s to %s dead-lettered on arrival: %s", id(),
-                            results.get(i).packetId(), batch.get(i).packet().from(), batch.get(i).packet().to(),
-                            results.get(i).reason());
+        try {
+            return storeAsync(batch, from).get();
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new SQLException("interrupted while the packets were being stored", e);
+        } catch (java.util.concurrent.ExecutionException e) {
+            if (e.getCause() instanceof SQLException sql) {
+                throw sql;
+            }
+            if (e.getCause() instanceof RuntimeException r) {
+                throw r;
+            }
+            throw new SQLException(e.getCause());
+        }
+    }
+
+    /**
+     * Queues validated packets for the store writer; completes once they are committed (the caller acknowledges
+     * then), exceptionally when they could not be stored (the caller does not acknowledge; the sender sends again).
+     * The writer commits every request waiting at that moment in one transaction (group commit): thousands of
+     * clients sending a packet each cost one commit per group, not one each, and no transaction waits for another's
+     * lock on a hop counter. Requests are stored in the order they were queued.
+     */
+    CompletableFuture<List<SendResult>> storeAsync(List<PacketStore.Incoming> batch, Peer from) {
+        StoreRequest r = new StoreRequest(new PacketStore.Request(batch, from.id(), from.kind() == Peer.Kind.PARENT),
+                new CompletableFuture<>());
+        if (!running) {
+            r.done().completeExceptionally(new SQLException("relay node " + id() + " is not running"));
+            return r.done();
+        }
+        storeQueue.add(r);
+        if (!running && storeQueue.remove(r)) { // closed meanwhile: the writer may already be gone
+            r.done().completeExceptionally(new SQLException("relay node " + id() + " is not running"));
+        }
+        return r.done();
+    }
+
+    private record StoreRequest(PacketStore.Request request, CompletableFuture<List<SendResult>> done) {
+    }
+
+    /** Most packets one group transaction takes. */
+    private static final int MAX_GROUP = 1000;
+
+    private void writeLoop() {
+        while (running) {
+            StoreRequest first;
+            try {
+                first = storeQueue.poll(1, java.util.concurrent.TimeUnit.SECONDS);
+            } catch (InterruptedException e) {
+                break;
+            }
+            if (first == null) {
+                continue;
+            }
+            List<StoreRequest> group = new ArrayList<>();
+            group.add(first);
+            int n = first.request().batch().size();
+            StoreRequest next;
+            while ((next = storeQueue.peek()) != null && n + next.request().batch().size() <= MAX_GROUP) {
+                group.add(storeQueue.poll());
+                n += next.request().batch().size();
+            }
+            write(group);
+        }
+        StoreRequest left;
+        while ((left = storeQueue.poll()) != null) {
+            left.done().completeExceptionally(new SQLException("relay node " + id() + " stopped before storing the packets"));
+        }
+    }
+
+    private void write(List<StoreRequest> group) {
+        List<List<SendResult>> results;
+        try {
+            results = store.storeAll(group.stream().map(StoreRequest::request).toList(), clock.instant());
+        } catch (SQLException | RuntimeException e) {
+            if (group.size() == 1) {
+                group.get(0).done().completeExceptionally(e);
+            } else {
+                group.forEach(r -> write(List.of(r))); // one request that cannot be stored does not fail the others
+            }
+            return;
+        }
+        java.util.Set<String> hops = new java.util.LinkedHashSet<>();
+        for (int g = 0; g < group.size(); g++) {
+            List<PacketStore.Incoming> batch = group.get(g).request().batch();
+            List<SendResult> rs = results.get(g);
+            for (int i = 0; i < rs.size(); i++) {
+                switch (rs.get(i).status()) {
+                    case STORED -> {
+                        stored.increment();
+                        hops.add(batch.get(i).decision().hop());
+                    }
+                    case DUPLICATE -> duplicates.increment();
+                    case DEAD -> {
+                        dead.increment();
+                        LOG.warnf("Relay node %s: packet %s from %s to %s dead-lettered on arrival: %s", id(), rs.get(i).packetId(),
+                                batch.get(i).packet().from(), batch.get(i).packet().to(), rs.get(i).reason());
+                    }
                 }
             }
         }
-        hops.stream().distinct().forEach(this::signal);
-        return results;
+        hops.forEach(this::signal);
+        for (int g = 0; g < group.size(); g++) {
+            group.get(g).done().complete(results.get(g));
+        }
     }
 
     /** A packet pulled from the parent (on the uplink's receive thread): stored, routed down, acknowledged after. */
@@ -325,12 +416,17 @@ public final class RelayNode implements AutoCloseable {
             return null;
         }, false).onFailure(e -> LOG.warnf("Relay node %s: sweep failed (retried next period): %s", id(), e.getMessage()));
         replicateFiles();
-        // a safety net for wake-ups that another replica's commit or a lost signal would not give
-        http.wakeAll();
-        TcpEndpoint t = tcp;
-        if (t != null) {
-            t.wakeAll();
-        }
+        // a safety net for wake-ups that a lost signal would not give: the peers with packets waiting (one query,
+        // not one per connected peer: a node may hold thousands of idle connections)
+        vertx.executeBlocking(store::hopsWithPending, false).onSuccess(hops -> {
+            TcpEndpoint t = tcp;
+            for (String hop : hops) {
+                http.wake(hop);
+                if (t != null) {
+                    t.wake(hop);
+                }
+            }
+        }).onFailure(e -> LOG.debugf("Relay node %s: pending hops not read: %s", id(), e.getMessage()));
         Uplink u = uplink;
         if (u != null) {
             u.wake();
@@ -405,6 +501,14 @@ public final class RelayNode implements AutoCloseable {
         }
         serviceDispatchers.values().forEach(ServiceDispatcher::close);
         serviceDispatchers.clear();
+        if (storeWriter != null) {
+            storeWriter.interrupt();
+            try {
+                storeWriter.join(10_000);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+        }
         http.close();
         await(httpServer == null ? null : httpServer.close());
         if (tcp != null) {

@@ -62,10 +62,6 @@ final class TcpEndpoint {
         }
     }
 
-    void wakeAll() {
-        sessions.values().forEach(Session::wake);
-    }
-
     void dropAll() {
         sessions.values().forEach(s -> s.socket.close());
     }
@@ -202,7 +198,7 @@ final class TcpEndpoint {
             Promise<Void> next = Promise.promise();
             Future<Void> previous = tail;
             tail = next.future();
-            previous.onComplete(v -> node.vertx.executeBlocking(() -> node.store(batch, from), false).onComplete(ar -> {
+            previous.onComplete(v -> Future.fromCompletionStage(node.storeAsync(batch, from), context).onComplete(ar -> {
                 if (ar.succeeded()) {
                     ObjectNode ack = Frames.frame("ACK").put("ref", ref);
                     ArrayNode results = ack.putArray("results");
