@@ -307,18 +307,19 @@ final class PacketStore {
         }
     }
 
+    /** One statement for all the rows (ids as an array parameter): a batch of single-row updates costs a round trip each. */
     private void update(List<Stored> rows, String sql, Instant now, String reason) throws SQLException {
-        try (Connection c = ds.getConnection(); PreparedStatement up = c.prepareStatement(sql)) {
-            for (Stored r : rows) {
-                int i = 1;
-                up.setObject(i++, utc(now));
-                if (reason != null) {
-                    up.setString(i++, reason);
-                }
-                up.setLong(i, r.id());
-                up.addBatch();
+        if (rows.isEmpty()) {
+            return;
+        }
+        try (Connection c = ds.getConnection(); PreparedStatement up = c.prepareStatement(sql.replace("id = ?", "id = ANY(?)"))) {
+            int i = 1;
+            up.setObject(i++, utc(now));
+            if (reason != null) {
+                up.setString(i++, reason);
             }
-            up.executeBatch();
+            up.setArray(i, c.createArrayOf("bigint", rows.stream().map(Stored::id).toArray()));
+            up.executeUpdate();
         }
     }
 

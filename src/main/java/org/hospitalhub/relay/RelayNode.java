@@ -356,10 +356,17 @@ public final class RelayNode implements AutoCloseable {
         }
     }
 
-    /** A packet pulled from the parent (on the uplink's receive thread): stored, routed down, acknowledged after. */
-    void acceptFromParent(Packet p, String parentId) throws SQLException {
+    /**
+     * Packets pulled from the parent (on the uplink's receive thread, everything that arrived together): stored in
+     * one request, routed down, acknowledged after.
+     */
+    void acceptFromParent(List<Packet> packets, String parentId) throws SQLException {
         Peer parent = new Peer(parentId, Peer.Kind.PARENT);
-        store(List.of(new PacketStore.Incoming(p, p.toJson().toString(), routing.route(p, parent))), parent);
+        List<PacketStore.Incoming> batch = new ArrayList<>();
+        for (Packet p : packets) {
+            batch.add(new PacketStore.Incoming(p, p.toJson().toString(), routing.route(p, parent)));
+        }
+        store(batch, parent);
     }
 
     /**

@@ -22,7 +22,8 @@ import org.jboss.logging.Logger;
 final class Uplink {
 
     private static final Logger LOG = Logger.getLogger(Uplink.class);
-    private static final int BATCH = 100;
+    /** Packets per request to the parent: a request is one transaction there, so bigger batches carry more per second. */
+    private final int batch;
 
     private final RelayNode node;
     private final Topology.Parent parent;
@@ -41,7 +42,7 @@ final class Uplink {
                 .reconnect(o.retryMin(), o.retryMax())
                 // the forwarder resends from the database; the client keeps nothing in memory for long
                 .sendTimeout(o.requestTimeout().multipliedBy(2))
-                .onPacket(p -> node.acceptFromParent(p, parent.id()))
+                .onPackets(ps -> node.acceptFromParent(ps, parent.id()))
                 .onState(s -> {
                     LOG.infof("Relay node %s: link to parent %s %s", node.id(), parent.id(), s);
                     if (s == RelayClient.State.CONNECTED) {
@@ -55,6 +56,7 @@ final class Uplink {
             b.tcp(parent.host(), parent.port());
         }
         this.client = b.build();
+        this.batch = Math.min(500, o.maxPacketsPerRequest());
         this.forwarder = new Thread(this::forward, "relay-" + node.id() + "-forward");
         this.forwarder.setDaemon(true);
     }
@@ -92,7 +94,7 @@ final class Uplink {
         int failures = 0;
         while (running) {
             try {
-                List<PacketStore.Stored> rows = node.store.pending(parent.id(), 0, BATCH);
+                List<PacketStore.Stored> rows = node.store.pending(parent.id(), 0, batch);
                 if (rows.isEmpty()) {
                     await(node.options.sweepPeriod());
                     continue;

@@ -131,8 +131,15 @@ final class HttpTransport implements RelayClient.Transport {
                 if (answer.hasNonNull("id")) {
                     client.authenticated(answer.get("id").asText());
                 }
-                for (JsonNode entry : answer.path("packets")) {
-                    client.deliver(entry.path("seq").asLong(), Packet.fromJson(entry.path("packet")));
+                JsonNode entries = answer.path("packets");
+                long[] seqs = new long[entries.size()];
+                List<Packet> packets = new ArrayList<>();
+                for (JsonNode entry : entries) {
+                    seqs[packets.size()] = entry.path("seq").asLong();
+                    packets.add(Packet.fromJson(entry.path("packet")));
+                }
+                if (!packets.isEmpty()) {
+                    client.deliver(seqs, packets);
                 }
                 failures = 0;
             } catch (RelayRejectedException e) {

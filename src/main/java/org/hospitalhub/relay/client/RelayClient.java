@@ -121,12 +121,34 @@ public final class RelayClient implements AutoCloseable {
 
     /** Hands one received packet to the handler unless it was handled already; throws if the handler failed. */
     void deliver(long seq, Packet p) throws Exception {
-        if (seq <= cursor) {
-            return; // resent after a reconnect: already handled
+        deliver(new long[] {seq}, List.of(p));
+    }
+
+    /**
+     * Hands received packets (ascending sequences) to the handler, skipping those handled already (resent after a
+     * reconnect); throws if the handler failed. A {@link PacketHandler} gets them one by one (the cursor moves past
+     * each it handled); a {@link BatchHandler} gets them all at once (the cursor moves past all or none).
+     */
+    void deliver(long[] seqs, List<Packet> packets) throws Exception {
+        List<Packet> fresh = new ArrayList<>();
+        long last = cursor;
+        for (int i = 0; i < seqs.length; i++) {
+            if (seqs[i] > last) {
+                if (settings.batchHandler == null) {
+                    settings.handler.onPacket(packets.get(i));
+                    cursor = seqs[i];
+                    settings.onCursor.accept(seqs[i]);
+                } else {
+                    fresh.add(packets.get(i));
+                }
+                last = seqs[i];
+            }
         }
-        settings.handler.onPacket(p);
-        cursor = seq;
-        settings.onCursor.accept(seq);
+        if (!fresh.isEmpty()) {
+            settings.batchHandler.onPackets(List.copyOf(fresh));
+            cursor = last;
+            settings.onCursor.accept(last);
+        }
     }
 
     void state(State s) {
@@ -265,6 +287,7 @@ public final class RelayClient implements AutoCloseable {
         int tcpPort;
         String token;
         PacketHandler handler;
+        BatchHandler batchHandler;
         long cursor;
         LongConsumer onCursor = c -> {
         };
@@ -306,8 +329,17 @@ public final class RelayClient implements AutoCloseable {
             return this;
         }
 
+        /** Receive packets one at a time (or use {@link #onPackets}). */
         public Builder onPacket(PacketHandler handler) {
             s.handler = handler;
+            s.batchHandler = null;
+            return this;
+        }
+
+        /** Receive packets in batches: everything that arrived together, acknowledged together (or use {@link #onPacket}). */
+        public Builder onPackets(BatchHandler handler) {
+            s.batchHandler = handler;
+            s.handler = null;
             return this;
         }
 
@@ -375,7 +407,9 @@ public final class RelayClient implements AutoCloseable {
                 throw new IllegalStateException("choose a transport: http(uri) or tcp(host, port)");
             }
             Objects.requireNonNull(s.token, "token");
-            Objects.requireNonNull(s.handler, "onPacket");
+            if (s.handler == null && s.batchHandler == null) {
+                throw new NullPointerException("onPacket or onPackets: a handler for received packets");
+            }
             return new RelayClient(s);
         }
     }

@@ -194,32 +194,57 @@ final class TcpTransport implements RelayClient.Transport {
         pending.values().forEach(p -> p.completeExceptionally(io));
     }
 
-    /** Hands pushed packets to the handler in order, and acknowledges with the cursor once the queue is drained. */
+    /**
+     * Hands pushed packets to the handler in order (all that are waiting at once, up to 500, for a batch handler),
+     * and acknowledges with the cursor once the queue is drained.
+     */
     private void dispatchLoop() {
         int failures = 0;
         long acked = -1;
+        // packets whose handler failed: tried again before anything newer (kept here, not put back in the queue, where
+        // the reader thread may have appended later packets meanwhile)
+        List<long[]> held = new ArrayList<>();
         while (client.running) {
             try {
-                long[] next = receivedSeqs.poll(s.heartbeat.toMillis(), TimeUnit.MILLISECONDS);
-                if (next != null) {
-                    long seq = next[0];
-                    Packet p = receivedPackets.get(seq);
-                    if (p != null) {
-                        try {
-                            client.deliver(seq, p);
-                            failures = 0;
-                        } catch (Exception e) {
-                            s.onError.accept(e);
-                            // the handler failed: hold everything after it, try this one again after a pause
-                            List<long[]> rest = new ArrayList<>();
-                            receivedSeqs.drainTo(rest);
-                            receivedSeqs.add(next);
-                            receivedSeqs.addAll(rest);
-                            RelayClient.pause(client.backoff(failures++));
-                            continue;
-                        }
-                        receivedPackets.remove(seq);
+                List<long[]> taken = new ArrayList<>(held);
+                held.clear();
+                if (taken.isEmpty()) {
+                    long[] next = receivedSeqs.poll(s.heartbeat.toMillis(), TimeUnit.MILLISECONDS);
+                    if (next != null) {
+                        taken.add(next);
                     }
+                }
+                if (!taken.isEmpty()) {
+                    if (s.batchHandler != null && taken.size() < 500) {
+                        receivedSeqs.drainTo(taken, 500 - taken.size());
+                    }
+                    long[] seqs = new long[taken.size()];
+                    List<Packet> packets = new ArrayList<>();
+                    for (long[] t : taken) {
+                        Packet p = receivedPackets.get(t[0]);
+                        if (p != null) {
+                            seqs[packets.size()] = t[0];
+                            packets.add(p);
+                        }
+                    }
+                    try {
+                        client.deliver(java.util.Arrays.copyOf(seqs, packets.size()), packets);
+                        failures = 0;
+                    } catch (Exception e) {
+                        s.onError.accept(e);
+                        // the handler failed: hold everything from the first packet not handled, try again after a pause
+                        long handled = client.cursor();
+                        for (long[] t : taken) {
+                            if (t[0] > handled) {
+                                held.add(t);
+                            } else {
+                                receivedPackets.remove(t[0]);
+                            }
+                        }
+                        RelayClient.pause(client.backoff(failures++));
+                        continue;
+                    }
+                    taken.forEach(t -> receivedPackets.remove(t[0]));
                 }
                 long cursor = client.cursor();
                 Connection c = current;

@@ -1,0 +1,167 @@
+package org.hospitalhub.relay;
+
+import static org.awaitility.Awaitility.await;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.net.URI;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.sql.Connection;
+import java.sql.ResultSet;
+import java.sql.Statement;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.stream.IntStream;
+
+import org.flywaydb.core.Flyway;
+import org.h2.jdbcx.JdbcDataSource;
+import org.hospitalhub.relay.client.Packet;
+import org.hospitalhub.relay.client.RelayClient;
+import org.hospitalhub.relay.client.SendResult;
+import org.junit.jupiter.api.Test;
+
+/**
+ * A node commits the requests that wait together in one transaction (group commit), and a client may take what it
+ * receives in batches: each request still gets its own results, one request that cannot be stored does not fail the
+ * others, duplicates are stored once, order per sender is kept; a batch whose handler fails comes again whole.
+ */
+class RelayGroupCommitTest {
+
+    @Test
+    void requestsWaitingTogetherAreCommittedTogetherEachWithItsOwnResults() throws Exception {
+        JdbcDataSource ds = h2("group");
+        try (RelayNode top = RelayNode.builder().topology(Topology.parse("""
+                node: top
+                clients: [{id: a, transport: tcp}, {id: b, transport: tcp}, {id: r, transport: http}]
+                """, "top")).tokens(RelayTokens.parse("a:t-a;b:t-b;r:t-r")).dataSource(ds).host("127.0.0.1")
+                .options(RelayTreeTest.FAST).build().start()) {
+            Peer a = new Peer("a@top", Peer.Kind.CLIENT);
+            Peer b = new Peer("b@top", Peer.Kind.CLIENT);
+            List<List<PacketStore.Incoming>> requests = new ArrayList<>();
+            List<Packet> sentByA = new ArrayList<>();
+            for (int i = 0; i < 200; i++) {
+                Packet p = RelayTreeTest.packet("a@top", "r@top", "group.note", "group", i);
+                sentByA.add(p);
+                requests.add(top.validate(array(p), a));
+                if (i % 50 == 10) { // a copy of an earlier packet, in the same burst: stored once
+                    requests.add(top.validate(array(sentByA.get(i - 5)), a));
+                }
+            }
+            List<CompletableFuture<List<SendResult>>> results = new ArrayList<>();
+            for (List<PacketStore.Incoming> r : requests) { // queued in a burst, faster than one transaction commits
+                results.add(top.storeAsync(r, a));
+            }
+            // a request the database refuses (a hop longer than its column: routing was bypassed) fails alone, not its group
+            Packet broken = RelayTreeTest.packet("b@top", "r@top", "group.note", "broken", 0);
+            Packet fine = RelayTreeTest.packet("b@top", "r@top", "group.note", "fine", 0);
+            List<PacketStore.Incoming> fineRequest = top.validate(array(fine), b);
+            CompletableFuture<List<SendResult>> refused = top.storeAsync(List.of(new PacketStore.Incoming(broken,
+                    broken.toJson().toString(), Routing.Decision.to("r@top" + "x".repeat(300)))), b);
+            CompletableFuture<List<SendResult>> accepted = top.storeAsync(fineRequest, b);
+
+            int stored = 0;
+            int duplicates = 0;
+            for (CompletableFuture<List<SendResult>> f : results) {
+                List<SendResult> r = f.get(20, TimeUnit.SECONDS);
+                assertEquals(1, r.size(), "each request gets the results of its own packets");
+                if (r.get(0).status() == SendResult.Status.STORED) {
+                    stored++;
+                } else {
+                    assertEquals(SendResult.Status.DUPLICATE, r.get(0).status());
+                    duplicates++;
+                }
+            }
+            assertEquals(200, stored);
+            assertEquals(4, duplicates);
+            ExecutionException e = org.junit.jupiter.api.Assertions.assertThrows(ExecutionException.class,
+                    () -> refused.get(20, TimeUnit.SECONDS));
+            assertTrue(e.getCause() instanceof java.sql.SQLException, e.toString());
+            assertEquals(SendResult.Status.STORED, accepted.get(20, TimeUnit.SECONDS).get(0).status(),
+                    "the request queued after the refused one is stored");
+
+            try (Connection c = ds.getConnection(); Statement s = c.createStatement()) {
+                assertEquals(201, count(s, "SELECT COUNT(*) FROM relay_packet WHERE hop = 'r@top'"), "stored once each");
+                long transactions = count(s, "SELECT COUNT(DISTINCT received_at) FROM relay_packet WHERE hop = 'r@top'");
+                assertTrue(transactions < 100, "a burst of 205 requests took " + transactions + " transactions");
+                List<Integer> order = new ArrayList<>();
+                try (ResultSet rs = s.executeQuery("SELECT body FROM relay_packet WHERE hop = 'r@top' AND sender = 'a@top' "
+                        + "ORDER BY hop_seq")) {
+                    while (rs.next()) {
+                        order.add(RelayTreeTest.JSON.readTree(rs.getString(1)).path("parameters").path("n").asInt());
+                    }
+                }
+                assertEquals(IntStream.range(0, 200).boxed().toList(), order, "hop order is the order the requests came in");
+                assertEquals(0, count(s, "SELECT COUNT(*) FROM relay_packet WHERE packet_id = '" + broken.packetId() + "'"),
+                        "nothing of the refused request is stored");
+            }
+        }
+    }
+
+    @Test
+    void aBatchWhoseHandlerFailsComesAgainWholeOverTcpAndHttp() throws Exception {
+        JdbcDataSource ds = h2("batch");
+        int http = RelayTreeTest.freePort();
+        int tcp = RelayTreeTest.freePort();
+        try (RelayNode top = RelayNode.builder().topology(Topology.parse("""
+                node: top
+                clients: [{id: s, transport: tcp}, {id: rt, transport: tcp}, {id: rh, transport: http}]
+                """, "top")).tokens(RelayTokens.parse("s:t-s;rt:t-rt;rh:t-rh")).dataSource(ds).httpPort(http).tcpPort(tcp)
+                .host("127.0.0.1").options(RelayTreeTest.FAST).build().start();
+                Mailbox sender = Mailbox.tcp("s@top", tcp, "t-s")) {
+            List<CompletableFuture<SendResult>> sent = new ArrayList<>();
+            for (int i = 0; i < 300; i++) {
+                sent.add(sender.client.send(RelayTreeTest.packet("s@top", "rt@top", "batch.note", "batch", i)));
+                sent.add(sender.client.send(RelayTreeTest.packet("s@top", "rh@top", "batch.note", "batch", i)));
+            }
+            for (CompletableFuture<SendResult> f : sent) {
+                assertEquals(SendResult.Status.STORED, f.get(20, TimeUnit.SECONDS).status());
+            }
+            for (RelayClient.Builder b : List.of(RelayClient.builder().tcp("127.0.0.1", tcp).token("t-rt"),
+                    RelayClient.builder().http(URI.create("http://127.0.0.1:" + http)).token("t-rh"))) {
+                List<Integer> got = new CopyOnWriteArrayList<>();
+                List<Integer> batchSizes = new CopyOnWriteArrayList<>();
+                AtomicInteger failuresLeft = new AtomicInteger(2);
+                try (RelayClient c = b.onPackets(ps -> {
+                    if (failuresLeft.getAndDecrement() > 0) {
+                        throw new IllegalStateException("receiver's database briefly down");
+                    }
+                    batchSizes.add(ps.size());
+                    ps.forEach(p -> got.add(p.parameters().path("n").asInt()));
+                }).heartbeat(Duration.ofSeconds(1)).pollWait(Duration.ofSeconds(2)).requestTimeout(Duration.ofSeconds(2))
+                        .reconnect(Duration.ofMillis(50), Duration.ofMillis(200)).build().start()) {
+                    await().atMost(Duration.ofSeconds(30)).until(() -> got.size() >= 300);
+                    Thread.sleep(300); // anything still coming would be a duplicate
+                    assertEquals(IntStream.range(0, 300).boxed().toList(), got, "every packet once, in order, after two failed batches");
+                    assertTrue(batchSizes.stream().anyMatch(n -> n > 1), "packets came in batches: " + batchSizes);
+                }
+            }
+        }
+    }
+
+    private static com.fasterxml.jackson.databind.JsonNode array(Packet p) {
+        return RelayTreeTest.JSON.createArrayNode().add(p.toJson());
+    }
+
+    private static long count(Statement s, String sql) throws Exception {
+        try (ResultSet rs = s.executeQuery(sql)) {
+            rs.next();
+            return rs.getLong(1);
+        }
+    }
+
+    private static JdbcDataSource h2(String name) throws Exception {
+        Path dir = Files.createTempDirectory("relay-group");
+        JdbcDataSource ds = new JdbcDataSource();
+        ds.setURL("jdbc:h2:file:" + dir.resolve(name) + ";MODE=PostgreSQL;DATABASE_TO_LOWER=TRUE;DEFAULT_NULL_ORDERING=HIGH");
+        ds.setUser("hub");
+        Flyway.configure().dataSource(ds).locations("classpath:db/migration").load().migrate();
+        return ds;
+    }
+}
