@@ -18,6 +18,7 @@ public record Packet(String packetId, String from, String to, String command, Js
         long ttl, String correlationId) {
 
     private static final ObjectMapper JSON = new ObjectMapper();
+    private static final java.util.regex.Pattern PACKET_ID = java.util.regex.Pattern.compile("[A-Za-z0-9._:-]+");
 
     public Packet {
         Objects.requireNonNull(packetId, "packetId");
@@ -62,7 +63,7 @@ public record Packet(String packetId, String from, String to, String command, Js
             throw new InvalidPacketException(null, "packet", "object", "a packet must be a JSON object");
         }
         String id = text(n, null, "packetId", true, 100);
-        if (!id.matches("[A-Za-z0-9._:-]+")) {
+        if (!PACKET_ID.matcher(id).matches()) {
             throw new InvalidPacketException(id, "packetId", "pattern", "packetId may hold only letters, digits and . _ : -");
         }
         String from = address(n, id, "from");

@@ -1,0 +1,916 @@
+package org.hospitalhub.bench.relay;
+
+import java.io.IOException;
+import java.net.ServerSocket;
+import java.net.URI;
+import java.net.http.HttpClient;
+import java.net.http.HttpRequest;
+import java.net.http.HttpResponse;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.security.SecureRandom;
+import java.sql.Connection;
+import java.sql.DriverManager;
+import java.sql.ResultSet;
+import java.sql.Statement;
+import java.time.Duration;
+import java.time.Instant;
+import java.time.ZonedDateTime;
+import java.time.format.DateTimeFormatter;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.HashMap;
+import java.util.HexFormat;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicLong;
+
+import org.hospitalhub.relay.client.Packet;
+import org.hospitalhub.relay.client.RelayClient;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+
+import io.vertx.core.Future;
+import io.vertx.core.Vertx;
+import io.vertx.core.VertxOptions;
+import io.vertx.core.buffer.Buffer;
+import io.vertx.core.http.HttpClientOptions;
+import io.vertx.core.http.HttpMethod;
+import io.vertx.core.http.PoolOptions;
+import io.vertx.core.http.RequestOptions;
+import io.vertx.core.net.NetClient;
+import io.vertx.core.net.NetClientOptions;
+import io.vertx.core.net.NetSocket;
+import io.vertx.core.parsetools.RecordParser;
+
+/**
+ * Issue #5 section 9: three packaged hubs as relay nodes (county → city → province, each its own PostgreSQL
+ * database), 10,000 clients on the county (half TCP, half HTTP long-poll, each with its own token), then packets from
+ * the county's TCP clients to a doctor's SDK client at the province at a fixed rate (default 5,000/s for 60 s), then
+ * a stepped ramp to saturation. Hop latencies come from the time each node began storing a packet (relay_packet
+ * .received_at in its database) and the time the doctor's handler got it. Run by bench/run-relay.sh; writes the relay
+ * section of bench/RESULTS.md.
+ */
+public final class RelayBench {
+
+    static final String START = "<!-- relay-benchmark:start (written by bench/run-relay.sh; the other benchmarks keep it) -->";
+    static final String END = "<!-- relay-benchmark:end -->";
+    static final ObjectMapper JSON = new ObjectMapper();
+    static final SecureRandom RANDOM = new SecureRandom();
+    /** About 300 characters of free text, so a packet is about 500 bytes of JSON like a consultation request. */
+    static final String NOTE = "患者主诉胸闷气短三天，既往高血压病史十年，请上级医院心内科会诊，协助判断是否需要转诊及进一步检查。".repeat(3)
+            + " chest tightness for three days, hypertension for ten years; please advise on referral and further tests.";
+
+    final Path root;
+    final Path work;
+    final int rateSeconds;
+    final int rate;
+    final int warmupSeconds;
+    final int clients;
+    final int[] steps;
+    final int stepSeconds;
+    final String hubOpts;
+    final String opsKey = token();
+    Vertx vertx;
+    final List<Node> nodes = new ArrayList<>();
+    final List<TcpPeer> tcpPeers = new ArrayList<>();
+    final List<PollPeer> pollPeers = new ArrayList<>();
+    /** packetId → when the doctor's (or an idle client's) handler got it, epoch microseconds. */
+    final Map<String, Long> received = new ConcurrentHashMap<>();
+    final AtomicLong duplicates = new AtomicLong();
+    final AtomicLong outOfOrder = new AtomicLong();
+    final AtomicLong refusals = new AtomicLong();
+    final AtomicLong pollErrors = new AtomicLong();
+    final AtomicLong acked = new AtomicLong();
+    final Map<String, Long> lastFromSender = new ConcurrentHashMap<>();
+    final LongList ackLatencyMicros = new LongList();
+    volatile boolean recordAcks;
+
+    RelayBench(Path root, int rateSeconds, int rate) {
+        this.root = root;
+        this.work = root.resolve("bench/work/relay");
+        this.rateSeconds = rateSeconds;
+        this.rate = rate;
+        this.warmupSeconds = Integer.parseInt(env("BENCH_RELAY_WARMUP_SECONDS", "15"));
+        this.clients = Integer.parseInt(env("BENCH_RELAY_CLIENTS", "10000"));
+        this.steps = Arrays.stream(env("BENCH_RELAY_STEPS", "1000,2000,3000,5000,7500").split(",")).map(String::trim)
+                .mapToInt(Integer::parseInt).toArray();
+        this.stepSeconds = Integer.parseInt(env("BENCH_RELAY_STEP_SECONDS", "20"));
+        this.hubOpts = env("BENCH_RELAY_HUB_OPTS", "-Xmx512m");
+    }
+
+    static String env(String name, String dflt) {
+        String v = System.getenv(name);
+        return v == null || v.isBlank() ? dflt : v;
+    }
+
+    static String token() {
+        byte[] b = new byte[18];
+        RANDOM.nextBytes(b);
+        return HexFormat.of().formatHex(b);
+    }
+
+    public static void main(String[] args) throws Exception {
+        Path root = Path.of("").toAbsolutePath();
+        int seconds = args.length > 0 ? Integer.parseInt(args[0]) : 60;
+        int rate = args.length > 1 ? Integer.parseInt(args[1]) : 5000;
+        Path results = Path.of(args.length > 2 ? args[2] : "bench/RESULTS.md");
+        String command = args.length > 3 ? args[3] : "bench/run-relay.sh";
+        RelayBench b = new RelayBench(root, seconds, rate);
+        Runtime.getRuntime().addShutdownHook(new Thread(b::stopNodes));
+        String report;
+        try {
+            report = b.run(command);
+        } finally {
+            b.stopNodes();
+        }
+        System.out.println(report);
+        writeSection(results, report);
+        System.out.println("Written to " + results);
+        System.exit(0);
+    }
+
+    // ---- the nodes ---------------------------------------------------------------------------------------------------
+
+    /** One relay node: the packaged hub in its own JVM on its own database. */
+    final class Node {
+        final String name;
+        final int http = freePort();
+        final int tcp = freePort();
+        final String db;
+        Process process;
+
+        Node(String name) {
+            this.name = name;
+            this.db = "relay_bench_" + name;
+        }
+
+        String url() {
+            return "jdbc:postgresql://127.0.0.1:5432/" + db;
+        }
+
+        void start(String topology, String tokens, String parentToken) throws Exception {
+            try (Connection c = DriverManager.getConnection("jdbc:postgresql://127.0.0.1:5432/postgres", "postgres", "");
+                    Statement s = c.createStatement()) {
+                s.execute("DROP DATABASE IF EXISTS " + db + " WITH (FORCE)");
+                s.execute("CREATE DATABASE " + db);
+            }
+            Path dir = Files.createDirectories(work.resolve(name));
+            Path topo = Files.writeString(dir.resolve("topology.yaml"), topology);
+            Path tok = Files.writeString(dir.resolve("tokens"), tokens);
+            List<String> cmd = new ArrayList<>();
+            cmd.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
+            cmd.addAll(List.of(hubOpts.trim().split("\\s+")));
+            cmd.add("-Dhub.bench.work=" + work);
+            cmd.add("-jar");
+            cmd.add(root.resolve("target/quarkus-app/quarkus-run.jar").toString());
+            ProcessBuilder pb = new ProcessBuilder(cmd).directory(root.toFile()).redirectErrorStream(true)
+                    .redirectOutput(ProcessBuilder.Redirect.to(dir.resolve("hub.log").toFile()));
+            pb.environment().keySet().removeIf(k -> k.startsWith("HUB_") || k.startsWith("QUARKUS_") || k.startsWith("CAMEL_"));
+            Map<String, String> e = pb.environment();
+            e.put("QUARKUS_PROFILE", "postgres");
+            e.put("QUARKUS_HTTP_PORT", Integer.toString(http));
+            e.put("HUB_DB_URL", url());
+            e.put("HUB_DB_USERNAME", "postgres");
+            e.put("HUB_AUTH_CLIENTS", "ops:operator:" + opsKey);
+            e.put("HUB_RELAY_ENABLED", "true");
+            e.put("HUB_RELAY_TOPOLOGY_FILE", topo.toString());
+            e.put("HUB_RELAY_TOKENS_FILE", tok.toString());
+            e.put("HUB_RELAY_TCP_PORT", Integer.toString(tcp));
+            e.put("HUB_DATA_DIR", dir.resolve("data").toString());
+            e.put("HUB_RELAY_FILE_DIR", dir.resolve("files").toString());
+            if (parentToken != null) {
+                e.put("HUB_RELAY_PARENT_TOKEN", parentToken);
+            }
+            process = pb.start();
+            Files.writeString(work.resolve(name + ".pid"), Long.toString(process.pid()));
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(120);
+            HttpClient hc = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(1)).build();
+            while (System.nanoTime() < deadline) {
+                if (!process.isAlive()) {
+                    throw new IOException("relay node " + name + " exited with " + process.exitValue() + "; see " + dir.resolve("hub.log"));
+                }
+                try {
+                    if (hc.send(HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + http + "/q/health/ready"))
+                            .timeout(Duration.ofSeconds(2)).build(), HttpResponse.BodyHandlers.discarding()).statusCode() == 200) {
+                        return;
+                    }
+                } catch (IOException notYet) {
+                    // starting
+                }
+                Thread.sleep(250);
+            }
+            throw new IOException("relay node " + name + " not ready within 120 s; see " + dir.resolve("hub.log"));
+        }
+
+        JsonNode status() throws Exception {
+            HttpResponse<String> r = HttpClient.newHttpClient().send(HttpRequest.newBuilder(
+                    URI.create("http://127.0.0.1:" + http + "/api/v1/relay/status")).header("X-Api-Key", opsKey)
+                    .timeout(Duration.ofSeconds(30)).build(), HttpResponse.BodyHandlers.ofString());
+            if (r.statusCode() != 200) {
+                throw new IOException("status of " + name + ": HTTP " + r.statusCode() + " " + r.body());
+            }
+            return JSON.readTree(r.body());
+        }
+
+        long kb(String field) {
+            return statusKb(process.pid(), field);
+        }
+
+        double cpu() {
+            return cpuSeconds(process.pid());
+        }
+
+        /** A full GC in the node (jcmd), so that resident memory is compared at the same heap state. */
+        void gc() throws Exception {
+            Process p = new ProcessBuilder(Path.of(System.getProperty("java.home"), "bin", "jcmd").toString(),
+                    Long.toString(process.pid()), "GC.run").redirectErrorStream(true).redirectOutput(ProcessBuilder.Redirect.DISCARD)
+                    .start();
+            p.waitFor(60, TimeUnit.SECONDS);
+            Thread.sleep(2000);
+        }
+
+        void stop() {
+            if (process != null && process.isAlive()) {
+                process.destroy();
+                try {
+                    if (!process.waitFor(45, TimeUnit.SECONDS)) {
+                        process.destroyForcibly().waitFor();
+                    }
+                } catch (InterruptedException e) {
+                    process.destroyForcibly();
+                    Thread.currentThread().interrupt();
+                }
+            }
+        }
+    }
+
+    void stopNodes() {
+        for (int i = nodes.size() - 1; i >= 0; i--) {
+            nodes.get(i).stop();
+        }
+        if (vertx != null) {
+            vertx.close();
+            vertx = null;
+        }
+    }
+
+    // ---- the run -----------------------------------------------------------------------------------------------------
+
+    String run(String command) throws Exception {
+        Files.createDirectories(work);
+        String host = java.net.InetAddress.getLocalHost().getHostName();
+        Node province = new Node("province");
+        Node city = new Node("city");
+        Node county = new Node("county");
+        nodes.addAll(List.of(province, city, county));
+        String cityToken = token();
+        String countyToken = token();
+        String doctorToken = token();
+        int nTcp = clients / 2;
+        int nPoll = clients - nTcp;
+        String[] tcpTokens = new String[nTcp];
+        String[] pollTokens = new String[nPoll];
+        StringBuilder topo = new StringBuilder("""
+                node: county
+                level: county
+                parent: {id: city, transport: tcp, host: 127.0.0.1, port: %d}
+                clients:
+                """.formatted(city.tcp));
+        StringBuilder tokens = new StringBuilder();
+        for (int i = 0; i < nTcp; i++) {
+            tcpTokens[i] = token();
+            topo.append("  - {id: ").append(tcpId(i)).append(", transport: tcp}\n");
+            tokens.append(tcpId(i)).append(':').append(tcpTokens[i]).append('\n');
+        }
+        for (int i = 0; i < nPoll; i++) {
+            pollTokens[i] = token();
+            topo.append("  - {id: ").append(pollId(i)).append(", transport: http}\n");
+            tokens.append(pollId(i)).append(':').append(pollTokens[i]).append('\n');
+        }
+        System.out.println("Starting the province, city and county relay nodes (packaged hub, " + hubOpts + ") ...");
+        province.start("""
+                node: province
+                level: province
+                children: [{id: city, transport: tcp, children: [{id: county}]}]
+                clients: [{id: doctor, transport: tcp}]
+                """, "city:" + cityToken + "\ndoctor:" + doctorToken + "\n", null);
+        city.start("""
+                node: city
+                level: city
+                parent: {id: province, transport: tcp, host: 127.0.0.1, port: %d}
+                children: [{id: county, transport: tcp}]
+                """.formatted(province.tcp), "county:" + countyToken + "\n", cityToken);
+        county.start(topo.toString(), tokens.toString(), countyToken);
+        await("the county's link to the city and the city's to the province", Duration.ofSeconds(30),
+                () -> county.status().path("parent").path("connected").asBoolean() && city.status().path("parent").path("connected").asBoolean());
+
+        // ---- 10,000 clients ---------------------------------------------------------------------------------------
+        Thread.sleep(5000);
+        county.gc();
+        long rssBefore = county.kb("VmRSS");
+        vertx = Vertx.vertx(new VertxOptions().setEventLoopPoolSize(2));
+        NetClient net = vertx.createNetClient(new NetClientOptions().setTcpNoDelay(true).setConnectTimeout(20_000));
+        io.vertx.core.http.HttpClient http = vertx.createHttpClient(new HttpClientOptions().setDefaultHost("127.0.0.1")
+                .setDefaultPort(county.http).setKeepAlive(true).setMaxWaitQueueSize(-1), new PoolOptions().setHttp1MaxSize(nPoll + 16));
+        long connectStart = System.nanoTime();
+        for (int i = 0; i < nTcp; i++) {
+            tcpPeers.add(new TcpPeer(tcpId(i), tcpTokens[i]));
+        }
+        for (int i = 0; i < nPoll; i++) {
+            pollPeers.add(new PollPeer(pollId(i), pollTokens[i], http));
+        }
+        for (int from = 0; from < Math.max(nTcp, nPoll); from += 250) { // in waves: the listen backlog is finite
+            List<Future<?>> wave = new ArrayList<>();
+            for (int i = from; i < Math.min(from + 250, nTcp); i++) {
+                wave.add(tcpPeers.get(i).connect(net, county.tcp));
+            }
+            for (int i = from; i < Math.min(from + 250, nPoll); i++) {
+                pollPeers.get(i).poll();
+            }
+            for (Future<?> f : wave) {
+                f.toCompletionStage().toCompletableFuture().get(60, TimeUnit.SECONDS);
+            }
+        }
+        await("all TCP clients welcomed and all pollers waiting on the county", Duration.ofSeconds(120), () -> {
+            JsonNode s = county.status();
+            return s.path("connectedTcp").size() == nTcp && s.path("httpPollers").size() == nPoll;
+        });
+        double connectSeconds = (System.nanoTime() - connectStart) / 1e9;
+        long heartbeats = vertx.setPeriodic(10_000, t -> tcpPeers.forEach(TcpPeer::ping));
+        System.out.printf("%d TCP + %d long-poll clients connected in %.1f s%n", nTcp, nPoll, connectSeconds);
+
+        // every client gets a packet: the connections are live, not just open
+        long liveStart = System.nanoTime();
+        AtomicLong liveN = new AtomicLong();
+        for (int i = 0; i < nTcp; i++) {
+            TcpPeer p = tcpPeers.get(i);
+            List<String> packets = new ArrayList<>();
+            packets.add(packet("live-" + liveN.getAndIncrement(), p.id + "@county", pollId(i % nPoll) + "@county", "bench.live"));
+            packets.add(packet("live-" + liveN.getAndIncrement(), p.id + "@county", tcpId((i + 1) % nTcp) + "@county", "bench.live"));
+            if (i < nPoll - nTcp) {
+                packets.add(packet("live-" + liveN.getAndIncrement(), p.id + "@county", pollId(nTcp + i) + "@county", "bench.live"));
+            }
+            p.send(packets);
+            if (i % 500 == 499) {
+                Thread.sleep(100);
+            }
+        }
+        long liveTotal = liveN.get();
+        await("every one of the " + clients + " clients got its packet", Duration.ofSeconds(120), () -> received.size() >= liveTotal);
+        double liveSeconds = (System.nanoTime() - liveStart) / 1e9;
+        long idleClientsWithout = tcpPeers.stream().filter(p -> p.got == 0).count() + pollPeers.stream().filter(p -> p.got == 0).count();
+        Thread.sleep(3000);
+        county.gc();
+        long rssConnected = county.kb("VmRSS");
+        JsonNode connectedStatus = county.status();
+        int tcpSeen = connectedStatus.path("connectedTcp").size();
+        int pollSeen = connectedStatus.path("httpPollers").size();
+        LongList liveLatency = new LongList();
+        // live packets carry their send time; their receipt is in 'received'
+        for (Map.Entry<String, Long> e : received.entrySet()) {
+            Long t = sentAt.get(e.getKey());
+            if (t != null) {
+                liveLatency.add(e.getValue() - t);
+            }
+        }
+        received.clear();
+        sentAt.clear();
+
+        // ---- the doctor at the province, and the rate phase --------------------------------------------------------
+        RelayClient doctor = RelayClient.builder().tcp("127.0.0.1", province.tcp).token(doctorToken).name("doctor")
+                .onPacket(p -> {
+                    long now = micros(Instant.now());
+                    if (received.putIfAbsent(p.packetId(), now) != null) {
+                        duplicates.incrementAndGet();
+                    }
+                    long n = p.parameters().path("n").asLong();
+                    Long before = lastFromSender.put(p.from(), n);
+                    if (before != null && before >= n) {
+                        outOfOrder.incrementAndGet();
+                    }
+                }).build().start();
+        await("the doctor's SDK client connected to the province", Duration.ofSeconds(30), doctor::connected);
+
+        Map<String, Double> cpu0 = cpu();
+        long rateStart = System.nanoTime();
+        System.out.printf("Every client got its packet in %.1f s; county RSS %d MB -> %d MB%n", liveSeconds, rssBefore / 1024,
+                rssConnected / 1024);
+        System.out.printf("Rate phase: %d packets/s for %d s warm-up + %d s measured, %d TCP senders -> doctor@province%n", rate,
+                warmupSeconds, rateSeconds, nTcp);
+        recordAcks = false;
+        long warmupSent = offer("rate", rate, warmupSeconds, nTcp, 0);
+        recordAcks = true;
+        Map<String, Double> cpu1 = cpu();
+        long measuredFrom = warmupSent;
+        long measuredSent = offer("rate", rate, rateSeconds, nTcp, warmupSent);
+        recordAcks = false;
+        Map<String, Double> cpu2 = cpu();
+        long rateTotal = warmupSent + measuredSent;
+        await("every packet of the rate phase at the doctor", Duration.ofSeconds(900), () -> received.size() >= rateTotal);
+        double drainSeconds = (System.nanoTime() - rateStart) / 1e9 - warmupSeconds - rateSeconds;
+
+        // hop latencies of the measured packets, from the three databases and the doctor's receipts
+        Map<String, long[]> hops = new HashMap<>();
+        readStored(county, "rate", hops, 0);
+        readStored(city, "rate", hops, 1);
+        readStored(province, "rate", hops, 2);
+        LongList ingress = new LongList();
+        LongList countyCity = new LongList();
+        LongList cityProvince = new LongList();
+        LongList provinceDoctor = new LongList();
+        LongList endToEnd = new LongList();
+        long missingRows = 0;
+        for (Map.Entry<String, long[]> e : hops.entrySet()) {
+            long n = Long.parseLong(e.getKey().substring("rate-".length()));
+            if (n < measuredFrom) {
+                continue;
+            }
+            long[] h = e.getValue();
+            Long got = received.get(e.getKey());
+            Long sent = sentAt.get(e.getKey());
+            if (got == null || sent == null || h[0] == 0 || h[1] == 0 || h[2] == 0) {
+                missingRows++;
+                continue;
+            }
+            ingress.add(h[0] - sent);
+            countyCity.add(h[1] - h[0]);
+            cityProvince.add(h[2] - h[1]);
+            provinceDoctor.add(got - h[2]);
+            endToEnd.add(got - sent);
+        }
+        long audited = count(province, "SELECT COUNT(*) FROM relay_audit WHERE command = 'bench.rate'");
+        long dead = count(county, "SELECT COUNT(*) FROM relay_packet WHERE status = 'DEAD'")
+                + count(city, "SELECT COUNT(*) FROM relay_packet WHERE status = 'DEAD'")
+                + count(province, "SELECT COUNT(*) FROM relay_packet WHERE status = 'DEAD'");
+
+        // ---- saturation: a stepped ramp ------------------------------------------------------------------------------
+        List<String[]> stepRows = new ArrayList<>();
+        double saturation = 0;
+        long satSent = 0;
+        for (int step : steps) {
+            long before = received.size();
+            long ackBefore = acked.get();
+            long t0 = System.nanoTime();
+            long sent = offer("sat", step, stepSeconds, nTcp, rateTotal + satSent); // n continues: order is checked per sender
+            satSent += sent;
+            double secs = (System.nanoTime() - t0) / 1e9;
+            long delivered = received.size() - before;
+            double deliveredRate = delivered / secs;
+            double ackRate = (acked.get() - ackBefore) / secs;
+            saturation = Math.max(saturation, deliveredRate);
+            long backlog = rateTotal + satSent - received.size();
+            stepRows.add(new String[] {Integer.toString(step), fmt(sent / secs), fmt(ackRate), fmt(deliveredRate),
+                    Long.toString(backlog)});
+            System.out.printf("  step %d/s: offered %.0f/s, stored at the county %.0f/s, delivered %.0f/s, backlog %d%n", step,
+                    sent / secs, ackRate, deliveredRate, backlog);
+            if (deliveredRate < 0.9 * step) {
+                break;
+            }
+        }
+        long satTotal = satSent;
+        long drain0 = System.nanoTime();
+        await("every packet of the ramp at the doctor", Duration.ofSeconds(900), () -> received.size() >= rateTotal + satTotal);
+        double satDrain = (System.nanoTime() - drain0) / 1e9;
+        long satDuplicates = duplicates.get();
+        vertx.cancelTimer(heartbeats);
+        doctor.close();
+
+        // ---- report ---------------------------------------------------------------------------------------------------
+        StringBuilder r = new StringBuilder();
+        r.append("## Relay benchmark (issue #5 §9)\n\n");
+        r.append("Run ").append(ZonedDateTime.now().format(DateTimeFormatter.ISO_OFFSET_DATE_TIME)).append(" on ").append(host)
+                .append(" (").append(Runtime.getRuntime().availableProcessors()).append(" cores), command `").append(command)
+                .append("`.\n\n");
+        r.append("Three packaged hubs (`java ").append(hubOpts).append(" -jar target/quarkus-app/quarkus-run.jar`, profile "
+                + "postgres) are the relay nodes county → city → province, each on its own PostgreSQL database on this machine; "
+                + "the links between them are the relay's TCP transport. The bench JVM holds the ").append(clients)
+                .append(" clients of the county (Vert.x, one connection and one token each, speaking the relay's wire protocol) "
+                        + "and the doctor's SDK client at the province. Packets are about 500 bytes of JSON.\n\n");
+        r.append("### 1. ").append(clients).append(" concurrent clients on one node (the county)\n\n");
+        r.append("| measure | value |\n|---|---|\n");
+        r.append("| TCP clients welcomed / seen by the node | ").append(nTcp).append(" / ").append(tcpSeen).append(" |\n");
+        r.append("| long-poll clients waiting / seen by the node | ").append(nPoll).append(" / ").append(pollSeen).append(" |\n");
+        r.append("| time to connect them all | ").append(fmt1(connectSeconds)).append(" s |\n");
+        r.append("| county RSS before / with the clients (after a full GC) | ").append(rssBefore / 1024).append(" MB / ")
+                .append(rssConnected / 1024).append(" MB |\n");
+        r.append("| **memory per connection** | **").append(fmt1((rssConnected - rssBefore) * 1024.0 / clients / 1024.0))
+                .append(" KB** |\n");
+        r.append("| one packet to every client (").append(liveTotal).append(" packets) delivered in | ")
+                .append(fmt1(liveSeconds)).append(" s; send → handler p50 ").append(ms(liveLatency.pct(50))).append(", p99 ")
+                .append(ms(liveLatency.pct(99))).append("; clients without their packet: ").append(idleClientsWithout).append(" |\n\n");
+        r.append("### 2. ").append(rate).append(" packets/s through three hops (county → city → province → doctor)\n\n");
+        r.append(nTcp).append(" TCP clients send one packet per SEND frame, ").append(fmt1(rate / (double) nTcp))
+                .append(" packets/s each, for ").append(warmupSeconds).append(" s of warm-up (not counted) then ").append(rateSeconds)
+                .append(" s measured (").append(endToEnd.size()).append(" packets). A hop's time runs from the moment a node "
+                        + "began storing the packet (`received_at`, before its commit and acknowledgement) to the moment the next "
+                        + "node began storing it; the last hop ends in the doctor's handler.\n\n");
+        r.append("| hop | p50 | p99 | max |\n|---|---|---|---|\n");
+        row(r, "client → county (send to store start)", ingress);
+        row(r, "county → city", countyCity);
+        row(r, "city → province", cityProvince);
+        row(r, "province → doctor's handler", provinceDoctor);
+        row(r, "**end to end**", endToEnd);
+        r.append("| client send → county ACK (stored) | ").append(ms(ackLatencyMicros.pct(50))).append(" | ")
+                .append(ms(ackLatencyMicros.pct(99))).append(" | ").append(ms(ackLatencyMicros.max())).append(" |\n\n");
+        long worstHopP99 = Math.max(Math.max(countyCity.pct(99), cityProvince.pct(99)), provinceDoctor.pct(99));
+        r.append("Target p99 ≤ 50 ms per hop at this rate: **").append(worstHopP99 <= 50_000 ? "MET" : "MISSED")
+                .append("** (worst node-to-node hop p99 ").append(ms(worstHopP99)).append(").\n\n");
+        r.append("| check | value |\n|---|---|\n");
+        r.append("| packets offered (warm-up + measured) | ").append(rateTotal).append(" |\n");
+        r.append("| at the doctor, exactly once | ").append(rateTotal).append(" expected; duplicates ").append(duplicates.get())
+                .append(", out of order per sender ").append(outOfOrder.get()).append(", rows missing ").append(missingRows).append(" |\n");
+        r.append("| audited at the top | ").append(audited).append(" |\n");
+        r.append("| dead letters (all nodes) | ").append(dead).append(" |\n");
+        r.append("| refused sends / failed polls | ").append(refusals.get()).append(" / ").append(pollErrors.get()).append(" |\n");
+        r.append("| backlog drained after the last send | ").append(fmt1(Math.max(0, drainSeconds))).append(" s |\n\n");
+        r.append("CPU during the measured ").append(rateSeconds).append(" s (share of one core; the machine has ")
+                .append(Runtime.getRuntime().availableProcessors()).append("):\n\n| process | CPU | peak RSS |\n|---|---|---|\n");
+        for (String k : cpu2.keySet()) {
+            double used = (cpu2.get(k) - cpu1.getOrDefault(k, 0.0)) / rateSeconds;
+            Node n = nodes.stream().filter(x -> x.name.equals(k)).findFirst().orElse(null);
+            r.append("| ").append(k).append(" | ").append(Math.round(used * 100)).append(" % | ")
+                    .append(n == null ? "" : n.kb("VmHWM") / 1024 + " MB").append(" |\n");
+        }
+        r.append("\n### 3. Saturation (stepped ramp, ").append(stepSeconds).append(" s per step, stops when less than 90 % "
+                + "of the offered rate reaches the doctor)\n\n");
+        r.append("| offered (target) | offered (achieved) | stored at the county | delivered to the doctor | backlog at step end |\n"
+                + "|---|---|---|---|---|\n");
+        for (String[] s : stepRows) {
+            r.append("| ").append(s[0]).append("/s | ").append(s[1]).append("/s | ").append(s[2]).append("/s | ").append(s[3])
+                    .append("/s | ").append(s[4]).append(" |\n");
+        }
+        r.append("\n**Packets/s at saturation: ").append(fmt(saturation)).append("** delivered end to end (the most any step "
+                + "delivered). The ramp's ").append(satTotal).append(" packets all reached the doctor (backlog drained in ")
+                .append(fmt1(satDrain)).append(" s), duplicates over the whole run: ").append(satDuplicates).append(".\n");
+        return r.toString();
+    }
+
+    // ---- offering load -------------------------------------------------------------------------------------------------
+
+    final Map<String, Long> sentAt = new ConcurrentHashMap<>();
+
+    /** Sends {@code rate}/s for {@code seconds} from the TCP clients in turn; returns the packets sent. */
+    long offer(String phase, int rate, int seconds, int nTcp, long firstN) throws InterruptedException {
+        long start = System.nanoTime();
+        long end = start + TimeUnit.SECONDS.toNanos(seconds);
+        long sent = 0;
+        while (true) {
+            long now = System.nanoTime();
+            if (now >= end) {
+                break;
+            }
+            long due = (long) ((now - start) / 1e9 * rate);
+            while (sent < due) {
+                long n = firstN + sent;
+                TcpPeer p = tcpPeers.get((int) (n % nTcp));
+                String id = phase + "-" + n;
+                p.send(List.of(packet(id, p.id + "@county", "doctor@province", "bench." + phase, n)));
+                sent++;
+            }
+            Thread.sleep(1);
+        }
+        return sent;
+    }
+
+    String packet(String id, String from, String to, String command) {
+        return packet(id, from, to, command, 0);
+    }
+
+    String packet(String id, String from, String to, String command, long n) {
+        Instant now = Instant.now();
+        sentAt.put(id, micros(now));
+        return "{\"packetId\":\"" + id + "\",\"from\":\"" + from + "\",\"to\":\"" + to + "\",\"command\":\"" + command
+                + "\",\"parameters\":{\"n\":" + n + ",\"note\":\"" + NOTE + "\"},\"createdAt\":\"" + now + "\",\"ttl\":3600}";
+    }
+
+    static long micros(Instant i) {
+        return i.getEpochSecond() * 1_000_000L + i.getNano() / 1000;
+    }
+
+    static String tcpId(int i) {
+        return String.format("tcp-%05d", i);
+    }
+
+    static String pollId(int i) {
+        return String.format("poll-%05d", i);
+    }
+
+    // ---- the clients ---------------------------------------------------------------------------------------------------
+
+    /** A TCP client: HELLO, then SEND/ACK, DELIVER/RECEIVED, PING/PONG (the frames of org.hospitalhub.relay.client.Frames). */
+    final class TcpPeer {
+        final String id;
+        final String token;
+        NetSocket socket;
+        boolean expectLength = true;
+        RecordParser parser;
+        final AtomicLong refs = new AtomicLong();
+        final Map<Long, Long> pending = new ConcurrentHashMap<>();
+        io.vertx.core.Promise<Void> welcomed = io.vertx.core.Promise.promise();
+        volatile int got;
+
+        TcpPeer(String id, String token) {
+            this.id = id;
+            this.token = token;
+        }
+
+        Future<Void> connect(NetClient net, int port) {
+            return net.connect(port, "127.0.0.1").compose(s -> {
+                socket = s;
+                parser = RecordParser.newFixed(4, this::onRecord);
+                s.handler(parser);
+                s.closeHandler(v -> System.err.println("TCP client " + id + ": connection closed by the node"));
+                write("{\"type\":\"HELLO\",\"token\":\"" + token + "\",\"cursor\":0}");
+                return welcomed.future();
+            });
+        }
+
+        void onRecord(Buffer b) {
+            if (expectLength) {
+                expectLength = false;
+                parser.fixedSizeMode(b.getInt(0));
+                return;
+            }
+            expectLength = true;
+            parser.fixedSizeMode(4);
+            JsonNode f;
+            try {
+                f = JSON.readTree(b.getBytes());
+            } catch (IOException e) {
+                throw new IllegalStateException(e);
+            }
+            switch (f.path("type").asText()) {
+                case "WELCOME" -> welcomed.tryComplete();
+                case "ERROR" -> {
+                    refusals.incrementAndGet();
+                    welcomed.tryFail(id + " refused: " + f.path("error").asText());
+                }
+                case "ACK" -> {
+                    Long t = pending.remove(f.path("ref").asLong());
+                    for (JsonNode res : f.path("results")) {
+                        if (!"STORED".equals(res.path("status").asText())) {
+                            refusals.incrementAndGet();
+                            System.err.println(id + ": " + res);
+                        }
+                        acked.incrementAndGet();
+                    }
+                    if (t != null && recordAcks) {
+                        ackLatencyMicros.add((System.nanoTime() - t) / 1000);
+                    }
+                }
+                case "NACK" -> {
+                    refusals.incrementAndGet();
+                    System.err.println(id + ": NACK " + f);
+                }
+                case "DELIVER" -> {
+                    long last = 0;
+                    long now = micros(Instant.now());
+                    for (JsonNode e : f.path("packets")) {
+                        last = Math.max(last, e.path("seq").asLong());
+                        if (received.putIfAbsent(e.path("packet").path("packetId").asText(), now) != null) {
+                            duplicates.incrementAndGet();
+                        }
+                        got++;
+                    }
+                    write("{\"type\":\"RECEIVED\",\"cursor\":" + last + "}");
+                }
+                case "PING" -> write("{\"type\":\"PONG\"}");
+                default -> {
+                    // PONG
+                }
+            }
+        }
+
+        void send(List<String> packets) {
+            long ref = refs.incrementAndGet();
+            pending.put(ref, System.nanoTime());
+            write("{\"type\":\"SEND\",\"ref\":" + ref + ",\"packets\":[" + String.join(",", packets) + "]}");
+        }
+
+        void ping() {
+            write("{\"type\":\"PING\"}");
+        }
+
+        void write(String json) {
+            byte[] bytes = json.getBytes(StandardCharsets.UTF_8);
+            socket.write(Buffer.buffer(bytes.length + 4).appendInt(bytes.length).appendBytes(bytes));
+        }
+    }
+
+    /** A long-polling HTTP client: GET /relay/v1/inbox?cursor=N&wait=30 again as soon as each answer came. */
+    final class PollPeer {
+        final String id;
+        final String token;
+        final io.vertx.core.http.HttpClient http;
+        long cursor;
+        volatile int got;
+
+        PollPeer(String id, String token, io.vertx.core.http.HttpClient http) {
+            this.id = id;
+            this.token = token;
+            this.http = http;
+        }
+
+        void poll() {
+            http.request(new RequestOptions().setMethod(HttpMethod.GET).setURI("/relay/v1/inbox?cursor=" + cursor + "&wait=30")
+                    .putHeader("Authorization", "Bearer " + token).setIdleTimeout(60_000))
+                    .compose(req -> req.send().compose(res -> res.body().map(body -> {
+                        if (res.statusCode() != 200) {
+                            throw new IllegalStateException("HTTP " + res.statusCode() + " " + body);
+                        }
+                        return body;
+                    }))).onComplete(ar -> {
+                        if (ar.failed()) {
+                            pollErrors.incrementAndGet();
+                            System.err.println(id + ": poll failed: " + ar.cause().getMessage());
+                            vertx.setTimer(1000, t -> poll());
+                            return;
+                        }
+                        try {
+                            JsonNode answer = JSON.readTree(ar.result().getBytes());
+                            long now = micros(Instant.now());
+                            for (JsonNode e : answer.path("packets")) {
+                                cursor = Math.max(cursor, e.path("seq").asLong());
+                                if (received.putIfAbsent(e.path("packet").path("packetId").asText(), now) != null) {
+                                    duplicates.incrementAndGet();
+                                }
+                                got++;
+                            }
+                        } catch (IOException e) {
+                            pollErrors.incrementAndGet();
+                        }
+                        poll();
+                    });
+        }
+    }
+
+    // ---- helpers ---------------------------------------------------------------------------------------------------------
+
+    /** received_at (epoch µs) of the phase's packets stored at a node, into slot {@code slot} of each packet's row. */
+    void readStored(Node node, String phase, Map<String, long[]> into, int slot) throws Exception {
+        try (Connection c = DriverManager.getConnection(node.url(), "postgres", "");
+                Statement s = c.createStatement();
+                ResultSet rs = s.executeQuery("SELECT packet_id, (EXTRACT(EPOCH FROM received_at) * 1000000)::bigint "
+                        + "FROM relay_packet WHERE command = 'bench." + phase + "' AND leg = 'U'")) {
+            while (rs.next()) {
+                into.computeIfAbsent(rs.getString(1), k -> new long[3])[slot] = rs.getLong(2);
+            }
+        }
+    }
+
+    static long count(Node node, String sql) throws Exception {
+        try (Connection c = DriverManager.getConnection(node.url(), "postgres", "");
+                Statement s = c.createStatement(); ResultSet rs = s.executeQuery(sql)) {
+            rs.next();
+            return rs.getLong(1);
+        }
+    }
+
+    /** CPU seconds so far of the three nodes, the bench JVM and PostgreSQL (all its processes). */
+    Map<String, Double> cpu() {
+        Map<String, Double> m = new LinkedHashMap<>();
+        for (Node n : nodes) {
+            m.put(n.name, n.cpu());
+        }
+        m.put("bench JVM (clients)", cpuSeconds(ProcessHandle.current().pid()));
+        double pg = 0;
+        try (var dirs = Files.list(Path.of("/proc"))) {
+            for (Path d : (Iterable<Path>) dirs::iterator) {
+                String name = d.getFileName().toString();
+                if (name.chars().allMatch(Character::isDigit)) {
+                    try {
+                        String comm = Files.readString(d.resolve("comm")).trim();
+                        if (comm.startsWith("postgres")) {
+                            pg += cpuSeconds(Long.parseLong(name));
+                        }
+                    } catch (IOException | RuntimeException gone) {
+                        // exited
+                    }
+                }
+            }
+        } catch (IOException e) {
+            // no /proc
+        }
+        m.put("PostgreSQL", pg);
+        return m;
+    }
+
+    static double cpuSeconds(long pid) {
+        try {
+            String stat = Files.readString(Path.of("/proc/" + pid + "/stat"));
+            String[] f = stat.substring(stat.lastIndexOf(')') + 2).split(" ");
+            return (Long.parseLong(f[11]) + Long.parseLong(f[12])) / 100.0;
+        } catch (IOException | RuntimeException gone) {
+            return 0;
+        }
+    }
+
+    static long statusKb(long pid, String field) {
+        try {
+            for (String line : Files.readAllLines(Path.of("/proc/" + pid + "/status"))) {
+                if (line.startsWith(field + ":")) {
+                    return Long.parseLong(line.substring(field.length() + 1).trim().split("\\s+")[0]);
+                }
+            }
+        } catch (IOException | RuntimeException gone) {
+            // gone
+        }
+        return -1;
+    }
+
+    interface Check {
+        boolean ok() throws Exception;
+    }
+
+    static void await(String what, Duration max, Check check) throws Exception {
+        long deadline = System.nanoTime() + max.toNanos();
+        Exception last = null;
+        while (System.nanoTime() < deadline) {
+            try {
+                if (check.ok()) {
+                    return;
+                }
+            } catch (Exception e) {
+                last = e;
+            }
+            Thread.sleep(200);
+        }
+        throw new IllegalStateException("timed out after " + max.toSeconds() + " s waiting for " + what
+                + (last == null ? "" : " (last error: " + last + ")"));
+    }
+
+    static int freePort() {
+        try (ServerSocket s = new ServerSocket(0)) {
+            return s.getLocalPort();
+        } catch (IOException e) {
+            throw new IllegalStateException(e);
+        }
+    }
+
+    static void row(StringBuilder r, String name, LongList l) {
+        r.append("| ").append(name).append(" | ").append(ms(l.pct(50))).append(" | ").append(ms(l.pct(99))).append(" | ")
+                .append(ms(l.max())).append(" |\n");
+    }
+
+    static String ms(long micros) {
+        return String.format("%.1f ms", micros / 1000.0);
+    }
+
+    static String fmt(double d) {
+        return String.format("%,.0f", d);
+    }
+
+    static String fmt1(double d) {
+        return String.format("%.1f", d);
+    }
+
+    /** A growable list of longs with percentiles (nearest rank). */
+    static final class LongList {
+        private long[] a = new long[1024];
+        private int n;
+
+        synchronized void add(long v) {
+            if (n == a.length) {
+                a = Arrays.copyOf(a, n * 2);
+            }
+            a[n++] = v;
+        }
+
+        synchronized int size() {
+            return n;
+        }
+
+        synchronized long pct(double p) {
+            if (n == 0) {
+                return 0;
+            }
+            long[] s = Arrays.copyOf(a, n);
+            Arrays.sort(s);
+            return s[(int) Math.min(n - 1, Math.max(0, Math.ceil(p / 100.0 * n) - 1))];
+        }
+
+        synchronized long max() {
+            return n == 0 ? 0 : Arrays.stream(a, 0, n).max().getAsLong();
+        }
+    }
+
+    static void writeSection(Path results, String report) throws IOException {
+        String section = START + "\n" + report.strip() + "\n" + END + "\n";
+        String text = Files.exists(results) ? Files.readString(results) : "# Benchmark results\n\n";
+        int s = text.indexOf(START);
+        int e = text.indexOf(END);
+        if (s >= 0 && e > s) {
+            text = text.substring(0, s) + section + text.substring(e + END.length()).replaceFirst("^\\n", "");
+        } else {
+            text = text.stripTrailing() + "\n\n" + section;
+        }
+        Files.writeString(results, text);
+    }
+
+}

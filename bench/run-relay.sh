@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The relay benchmark of issue #5, section 9 (see bench/README.md "Relay benchmark"):
+#   bench/run-relay.sh [SECONDS] [RATE]      (defaults 60 s at 5000 packets/s, after BENCH_RELAY_WARMUP_SECONDS=15)
+# Builds the hub jar if it is missing or older than the sources, compiles bench/relay against the jar's classes and
+# runs it: three packaged hubs as relay nodes (county -> city -> province) on fresh databases relay_bench_*, the
+# county's BENCH_RELAY_CLIENTS (10000) clients, the rate phase, then a ramp (BENCH_RELAY_STEPS, BENCH_RELAY_STEP_SECONDS)
+# to saturation. Writes the relay section of bench/RESULTS.md (the rest of the file is kept).
+set -euo pipefail
+BENCH_DIR="$(cd "$(dirname "$0")" && pwd)"
+ROOT="$(dirname "$BENCH_DIR")"
+WORK="$BENCH_DIR/work/relay"
+COMMAND="$({ env | grep -E '^BENCH_RELAY_[A-Z_]+=' || true; } | sort | sed -E "s/^([A-Z_]+)=(.*)$/\1='\2'/" | tr '\n' ' ')bench/run-relay.sh $*"
+cd "$ROOT"
+. "$BENCH_DIR/common.sh"
+ensure_postgres
+ensure_hub_jar
+# 10,000 client connections in the bench JVM and as many in the county node
+if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt 12000 ]; then
+  ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+  [ "$(ulimit -n)" = unlimited ] || [ "$(ulimit -n)" -ge 12000 ] || { echo "ulimit -n is $(ulimit -n): 10,000 clients need at least 12000 open files"; exit 1; }
+fi
+rm -rf "$WORK" && mkdir -p "$WORK"
+# The bench JVM stops the nodes itself (shutdown hook). If it was killed outright, stop the nodes it recorded, by pid,
+# only if they are still ours.
+cleanup() {
+  for f in "$WORK"/*.pid; do
+    [ -f "$f" ] || continue
+    pid="$(cat "$f")"
+    if [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' < "/proc/$pid/cmdline" | grep -q -- "$WORK"; then
+      kill "$pid" 2>/dev/null || true
+    fi
+  done
+}
+trap cleanup EXIT
+CP="target/quarkus-app/app/*:target/quarkus-app/lib/main/*"
+OUT=bench/work/relay-classes
+rm -rf "$OUT" && mkdir -p "$OUT"
+javac -d "$OUT" -cp "$CP" $(find bench/relay -name '*.java')
+java ${BENCH_JAVA_OPTS:--Xmx1g} -cp "$OUT:$CP" org.hospitalhub.bench.relay.RelayBench "${1:-60}" "${2:-5000}" \
+  "$BENCH_DIR/RESULTS.md" "$COMMAND"
