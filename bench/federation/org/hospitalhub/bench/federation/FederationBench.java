@@ -133,7 +133,8 @@ public final class FederationBench {
                 + " no insulin in the 10 years before; 7 variables (age, sex, hypertension, metformin after index, last HbA1c,"
                 + " maximum systolic BP, outpatient visits ±1 year); 6 analyses (count, 2 numeric summaries with exact"
                 + " histograms, a proportion, a t-test, a chi-square). Run 2 repeats run 1 as a new project on warm caches."
-                + " The study fanned out to 20 nodes (the second half of section 7) is not measured yet.\n");
+                + " The study fanned out to 20 nodes (the second half of section 7) is measured by"
+                + " bench/run-federation-fanout.sh (its own section).\n");
         write(results, md.toString());
         System.out.println(md);
     }
@@ -156,6 +157,11 @@ public final class FederationBench {
     }
 
     static void write(Path file, String text) throws Exception {
+        write(file, text, START, END);
+    }
+
+    /** Replaces the section between the markers (or appends it), keeping the rest of the file. */
+    static void write(Path file, String text, String START, String END) throws Exception {
         String section = START + "\n" + text.strip() + "\n" + END;
         String old = Files.exists(file) ? Files.readString(file) : "";
         int a = old.indexOf(START);

@@ -1,0 +1,413 @@
+package org.hospitalhub.bench.federation;
+
+import java.io.IOException;
+import java.net.ServerSocket;
+import java.net.URI;
+import java.net.http.HttpClient;
+import java.net.http.HttpRequest;
+import java.net.http.HttpResponse;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.security.KeyPair;
+import java.security.KeyPairGenerator;
+import java.sql.Connection;
+import java.sql.DriverManager;
+import java.sql.PreparedStatement;
+import java.sql.ResultSet;
+import java.sql.Statement;
+import java.time.Duration;
+import java.time.Instant;
+import java.time.ZonedDateTime;
+import java.time.format.DateTimeFormatter;
+import java.util.ArrayList;
+import java.util.Base64;
+import java.util.HexFormat;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import java.util.concurrent.TimeUnit;
+
+import org.hospitalhub.federation.cdm.CdmSchema;
+import org.hospitalhub.federation.cdm.SyntheticCdm;
+import org.postgresql.ds.PGSimpleDataSource;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+
+/**
+ * Issue #4 section 7, second half: a study fanned out to N nodes (default 20), each a packaged hub in its own JVM on
+ * its own PostgreSQL database with its own synthetic OMOP CDM (default 10,000 persons), all peers of each other with
+ * their own Ed25519 keys, the first one the initiator (the others accept its projects automatically). The initiator
+ * creates the project and posts the cohort, variables and analysis steps; the run ends when the initiator holds every
+ * node's analysis result. Overhead = that wall time minus the slowest node's own execution (the sum of its three
+ * steps' durations as the node measured them). Run by bench/run-federation-fanout.sh; writes its section of
+ * bench/RESULTS.md.
+ */
+public final class FanOutBench {
+
+    static final String START = "<!-- federation-fanout:start (written by bench/run-federation-fanout.sh; the other benchmarks keep it) -->";
+    static final String END = "<!-- federation-fanout:end -->";
+    static final ObjectMapper JSON = new ObjectMapper();
+    static final HttpClient HTTP = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(3)).build();
+
+    final Path root = Path.of("").toAbsolutePath();
+    final Path work = root.resolve("bench/work/federation-fanout");
+    final String opsKey = newKey();
+    final String javaOpts = env("BENCH_FED_HUB_OPTS", "-Xmx256m -XX:+UseSerialGC");
+    final List<Node> nodes = new ArrayList<>();
+
+    static String newKey() {
+        byte[] b = new byte[18];
+        new java.security.SecureRandom().nextBytes(b);
+        return HexFormat.of().formatHex(b);
+    }
+
+    static String env(String k, String d) {
+        String v = System.getenv(k);
+        return v == null || v.isBlank() ? d : v;
+    }
+
+    final class Node {
+        final String id;
+        final int port = freePort();
+        final String db;
+        final KeyPair keys;
+        Process process;
+
+        Node(String id) throws Exception {
+            this.id = id;
+            this.db = "fed_fanout_" + id;
+            this.keys = KeyPairGenerator.getInstance("Ed25519").generateKeyPair();
+        }
+
+        String url() {
+            return "jdbc:postgresql://127.0.0.1:5432/" + db;
+        }
+
+        String publicKey() {
+            return Base64.getEncoder().encodeToString(keys.getPublic().getEncoded());
+        }
+
+        HttpResponse<String> call(String method, String path, String body) throws Exception {
+            return HTTP.send(HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + port + path)).timeout(Duration.ofSeconds(60))
+                    .header("X-Api-Key", opsKey).header("Content-Type", "application/json")
+                    .method(method, body == null ? HttpRequest.BodyPublishers.noBody() : HttpRequest.BodyPublishers.ofString(body))
+                    .build(), HttpResponse.BodyHandlers.ofString());
+        }
+
+        JsonNode post(String path, String body) throws Exception {
+            HttpResponse<String> r = call("POST", path, body);
+            if (r.statusCode() != 201) {
+                throw new IllegalStateException("POST " + path + " on " + id + ": " + r.statusCode() + " " + r.body());
+            }
+            return JSON.readTree(r.body());
+        }
+
+        JsonNode get(String path) throws Exception {
+            HttpResponse<String> r = call("GET", path, null);
+            if (r.statusCode() != 200) {
+                throw new IllegalStateException("GET " + path + " on " + id + ": " + r.statusCode() + " " + r.body());
+            }
+            return JSON.readTree(r.body());
+        }
+
+        void start(List<Node> all) throws Exception {
+            List<String> peers = new ArrayList<>();
+            for (Node p : all) {
+                if (p != this) {
+                    boolean auto = p == all.get(0); // every node accepts the initiator's projects
+                    peers.add(p.id + ",http://127.0.0.1:" + p.port + "," + p.publicKey() + (auto ? ",auto-accept" : ""));
+                }
+            }
+            List<String> cmd = new ArrayList<>();
+            cmd.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
+            cmd.addAll(List.of(javaOpts.trim().split("\\s+")));
+            cmd.add("-Dhub.bench.work=" + work);
+            cmd.add("-jar");
+            cmd.add(root.resolve("target/quarkus-app/quarkus-run.jar").toString());
+            Path dir = Files.createDirectories(work.resolve(id));
+            ProcessBuilder pb = new ProcessBuilder(cmd).directory(root.toFile()).redirectErrorStream(true)
+                    .redirectOutput(ProcessBuilder.Redirect.to(dir.resolve("hub.log").toFile()));
+            pb.environment().keySet().removeIf(k -> k.startsWith("HUB_") || k.startsWith("QUARKUS_") || k.startsWith("CAMEL_"));
+            Map<String, String> e = pb.environment();
+            e.put("QUARKUS_PROFILE", "postgres");
+            e.put("QUARKUS_HTTP_PORT", Integer.toString(port));
+            e.put("HUB_DB_URL", url());
+            e.put("HUB_DB_USERNAME", "postgres");
+            e.put("QUARKUS_DATASOURCE_POSTGRES_JDBC_MAX_SIZE", env("BENCH_FED_POOL", "8")); // 20 nodes share one PostgreSQL
+            e.put("HUB_DATA_DIR", dir.resolve("data").toString());
+            e.put("HUB_ROUTES_DIR", Files.createDirectories(work.resolve("routes")).toString());
+            e.put("HUB_AUTH_CLIENTS", "ops:operator:" + opsKey);
+            e.put("HUB_FEDERATION_NODE_ID", id);
+            e.put("HUB_FEDERATION_PRIVATE_KEY", Base64.getEncoder().encodeToString(keys.getPrivate().getEncoded()));
+            e.put("HUB_FEDERATION_PUBLIC_KEY", publicKey());
+            e.put("HUB_FEDERATION_PEERS", String.join(";", peers));
+            e.put("HUB_FEDERATION_ENABLED", "true");
+            e.put("HUB_FEDERATION_PSEUDONYM_KEY", "bench-pseudonym-key-" + id + "-" + System.nanoTime());
+            process = pb.start();
+            Files.writeString(work.resolve(id + ".pid"), Long.toString(process.pid()));
+        }
+
+        void awaitReady() throws Exception {
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(300);
+            while (System.nanoTime() < deadline) {
+                if (!process.isAlive()) {
+                    throw new IOException("node " + id + " exited with " + process.exitValue() + "; see " + work.resolve(id + "/hub.log"));
+                }
+                try {
+                    if (HTTP.send(HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + port + "/q/health/ready"))
+                            .timeout(Duration.ofSeconds(5)).build(), HttpResponse.BodyHandlers.discarding()).statusCode() == 200) {
+                        return;
+                    }
+                } catch (IOException notYet) {
+                    // starting
+                }
+                Thread.sleep(500);
+            }
+            throw new IOException("node " + id + " not ready within 300 s");
+        }
+
+        void stop() {
+            if (process != null && process.isAlive()) {
+                process.destroy();
+            }
+        }
+
+        long rssKb() {
+            try {
+                for (String line : Files.readAllLines(Path.of("/proc/" + process.pid() + "/status"))) {
+                    if (line.startsWith("VmRSS:")) {
+                        return Long.parseLong(line.substring(6).trim().split("\\s+")[0]);
+                    }
+                }
+            } catch (IOException | RuntimeException gone) {
+                // exited
+            }
+            return -1;
+        }
+    }
+
+    /** One measured study. */
+    record Run(String project, double wallSeconds, String slowestNode, double slowestOwnSeconds, double medianOwnSeconds,
+            double fastestOwnSeconds, long pooledPersons, long sumPersons) {
+        double overhead() {
+            return wallSeconds - slowestOwnSeconds;
+        }
+    }
+
+    public static void main(String[] args) throws Exception {
+        int n = args.length > 0 ? Integer.parseInt(args[0]) : 20;
+        int persons = args.length > 1 ? Integer.parseInt(args[1]) : 10_000;
+        Path results = Path.of(args.length > 2 ? args[2] : "bench/RESULTS.md");
+        String command = args.length > 3 ? args[3] : "bench/run-federation-fanout.sh";
+        FanOutBench b = new FanOutBench();
+        Runtime.getRuntime().addShutdownHook(new Thread(() -> b.nodes.forEach(Node::stop)));
+        String report = b.run(n, persons, command);
+        System.out.println(report);
+        FederationBench.write(results, report, START, END);
+        b.nodes.forEach(Node::stop);
+        System.exit(0);
+    }
+
+    String run(int n, int persons, String command) throws Exception {
+        Files.createDirectories(work);
+        for (int i = 1; i <= n; i++) {
+            nodes.add(new Node(String.format("n%02d", i)));
+        }
+        System.out.printf("Creating %d databases with %,d synthetic persons each ...%n", n, persons);
+        long g0 = System.nanoTime();
+        ExecutorService pool = Executors.newFixedThreadPool(2);
+        List<Future<?>> loads = new ArrayList<>();
+        for (int i = 0; i < n; i++) {
+            Node node = nodes.get(i);
+            int first = i * persons + 1;
+            long seed = 1000 + i;
+            loads.add(pool.submit(() -> {
+                try (Connection c = DriverManager.getConnection("jdbc:postgresql://127.0.0.1:5432/postgres", "postgres", "");
+                        Statement s = c.createStatement()) {
+                    s.execute("DROP DATABASE IF EXISTS " + node.db + " WITH (FORCE)");
+                    s.execute("CREATE DATABASE " + node.db);
+                }
+                PGSimpleDataSource ds = new PGSimpleDataSource();
+                ds.setUrl(node.url());
+                ds.setUser("postgres");
+                CdmSchema.migrate(ds, "cdm");
+                try (Connection c = ds.getConnection()) {
+                    SyntheticCdm.generate(c, "cdm", first, persons, seed);
+                }
+                return null;
+            }));
+        }
+        for (Future<?> f : loads) {
+            f.get();
+        }
+        pool.shutdown();
+        double generated = (System.nanoTime() - g0) / 1e9;
+        System.out.printf("Generated in %.1f s; starting %d hubs (%s), two at a time ...%n", generated, n, javaOpts);
+        long s0 = System.nanoTime();
+        for (int i = 0; i < n; i += 2) {
+            for (int j = i; j < Math.min(n, i + 2); j++) {
+                nodes.get(j).start(nodes);
+            }
+            for (int j = i; j < Math.min(n, i + 2); j++) {
+                nodes.get(j).awaitReady();
+            }
+        }
+        double started = (System.nanoTime() - s0) / 1e9;
+        System.out.printf("All %d nodes ready in %.1f s%n", n, started);
+        Thread.sleep(5000);
+
+        int runs = Integer.parseInt(env("BENCH_FED_RUNS", "3"));
+        List<Run> done = new ArrayList<>();
+        Run warm = study("warm-up");
+        System.out.printf("warm-up: wall %.2f s, slowest own %.2f s (%s), overhead %.2f s%n", warm.wallSeconds(),
+                warm.slowestOwnSeconds(), warm.slowestNode(), warm.overhead());
+        for (int r = 1; r <= runs; r++) {
+            Thread.sleep(2000);
+            Run run = study("run " + r);
+            done.add(run);
+            System.out.printf("run %d: wall %.2f s, slowest own %.2f s (%s), overhead %.2f s%n", r, run.wallSeconds(),
+                    run.slowestOwnSeconds(), run.slowestNode(), run.overhead());
+        }
+        long rss = nodes.stream().mapToLong(Node::rssKb).sum();
+
+        StringBuilder md = new StringBuilder();
+        md.append("## Federation: a study fanned out to ").append(n).append(" nodes (issue #4, section 7)\n\n");
+        md.append("Command:\n\n    ").append(command).append("\n\n");
+        md.append("| | |\n|---|---|\n");
+        md.append("| date | ").append(ZonedDateTime.now().format(DateTimeFormatter.RFC_1123_DATE_TIME)).append(" |\n");
+        md.append("| machine | ").append(Runtime.getRuntime().availableProcessors()).append(" cores; the ").append(n)
+                .append(" hubs, PostgreSQL and this program share them |\n");
+        md.append("| nodes | ").append(n).append(" packaged hubs (`java ").append(javaOpts)
+                .append(" -jar target/quarkus-app/quarkus-run.jar`, profile postgres, federation defaults: outbox and step "
+                        + "runner poll every 250 ms; a pool of " + env("BENCH_FED_POOL", "8") + " connections), each its own database with ").append(String.format("%,d", persons))
+                .append(" synthetic persons; all peers of each other, signed messages over HTTP on 127.0.0.1; n01 initiates. "
+                        + "Resident memory of the ").append(n).append(" JVMs together: ").append(rss / 1024).append(" MB |\n");
+        md.append("| set-up | databases generated in ").append(String.format("%.0f s", generated)).append(", hubs started in ")
+                .append(String.format("%.0f s", started)).append(" |\n\n");
+        md.append("Wall time: from the initiator's `POST /projects` until it holds every node's analysis result "
+                + "(`fed_result.received_at` of the last one). Own execution of a node: the sum of its cohort, variables and "
+                + "analysis durations as the node measured them (`fed_execution.duration_ms`, reported to the initiator). "
+                + "Overhead = wall time − the slowest node's own execution (target ≤ 1 s).\n\n");
+        md.append("| run | wall | slowest node's own execution | median / fastest node | overhead | pooled persons = Σ nodes |\n"
+                + "|---|---|---|---|---|---|\n");
+        md.append(row("warm-up (not counted)", warm));
+        for (int r = 0; r < done.size(); r++) {
+            md.append(row(Integer.toString(r + 1), done.get(r)));
+        }
+        double worst = done.stream().mapToDouble(Run::overhead).max().orElse(Double.NaN);
+        double mean = done.stream().mapToDouble(Run::overhead).average().orElse(Double.NaN);
+        md.append("\nOverhead over ").append(done.size()).append(" runs: mean ").append(String.format("%.2f s", mean))
+                .append(", worst ").append(String.format("%.2f s", worst)).append(": **")
+                .append(worst <= 1.0 ? "MET" : "MISSED").append("** (target ≤ 1 s).\n");
+        return md.toString();
+    }
+
+    static String row(String name, Run r) {
+        return "| " + name + " | " + String.format("%.2f s", r.wallSeconds()) + " | "
+                + String.format("%.2f s (%s)", r.slowestOwnSeconds(), r.slowestNode()) + " | "
+                + String.format("%.2f s / %.2f s", r.medianOwnSeconds(), r.fastestOwnSeconds()) + " | "
+                + String.format("**%.2f s**", r.overhead()) + " | " + r.pooledPersons() + " = " + r.sumPersons() + " |\n";
+    }
+
+    Run study(String title) throws Exception {
+        Node initiator = nodes.get(0);
+        StringBuilder invited = new StringBuilder();
+        for (Node x : nodes) {
+            invited.append(invited.length() == 0 ? "" : ",").append('"').append(x.id).append('"');
+        }
+        Instant t0 = Instant.now();
+        String project = initiator.post("/api/v1/federation/projects", "{\"title\":\"Fan-out benchmark " + title
+                + "\",\"invitedNodes\":[" + invited + "],\"sharingLevel\":\"aggregate-only\"}").path("projectId").asText();
+        String cohort = step(project, "cohort", FederationBench.COHORT, "{}");
+        String variables = step(project, "variables", FederationBench.VARIABLES, "{\"cohort\":\"" + cohort + "\"}");
+        String analysis = step(project, "analysis", FederationBench.ANALYSIS,
+                "{\"cohort\":\"" + cohort + "\",\"variables\":\"" + variables + "\"}");
+        long deadline = System.nanoTime() + TimeUnit.MINUTES.toNanos(10);
+        while (true) {
+            long ok = 0;
+            for (JsonNode e : initiator.get("/api/v1/federation/projects/" + project + "/steps/" + analysis).path("nodes")) {
+                if ("SUCCEEDED".equals(e.path("status").asText())) {
+                    ok++;
+                } else if ("FAILED".equals(e.path("status").asText())) {
+                    throw new IllegalStateException(title + ": the analysis failed on " + e);
+                }
+            }
+            if (ok == nodes.size()) {
+                break;
+            }
+            if (System.nanoTime() > deadline) {
+                throw new IllegalStateException(title + ": only " + ok + " of " + nodes.size() + " nodes finished in 10 minutes");
+            }
+            Thread.sleep(100);
+        }
+        Instant last;
+        Map<String, Double> own = new LinkedHashMap<>();
+        try (Connection c = DriverManager.getConnection(initiator.url(), "postgres", "")) {
+            try (PreparedStatement q = c.prepareStatement("SELECT MAX(received_at) FROM fed_result WHERE step_id = ?")) {
+                q.setString(1, analysis);
+                try (ResultSet rs = q.executeQuery()) {
+                    rs.next();
+                    last = rs.getObject(1, java.time.OffsetDateTime.class).toInstant();
+                }
+            }
+            try (PreparedStatement q = c.prepareStatement("SELECT node_id, SUM(duration_ms), COUNT(*) FROM fed_execution "
+                    + "WHERE project_id = ? AND status = 'SUCCEEDED' GROUP BY node_id")) {
+                q.setString(1, project);
+                try (ResultSet rs = q.executeQuery()) {
+                    while (rs.next()) {
+                        if (rs.getInt(3) != 3) {
+                            throw new IllegalStateException(title + ": node " + rs.getString(1) + " reported " + rs.getInt(3) + " of 3 steps");
+                        }
+                        own.put(rs.getString(1), rs.getLong(2) / 1000.0);
+                    }
+                }
+            }
+        }
+        if (own.size() != nodes.size()) {
+            throw new IllegalStateException(title + ": own execution times of " + own.size() + " nodes only: " + own);
+        }
+        List<Double> sorted = own.values().stream().sorted().toList();
+        String slowest = own.entrySet().stream().max(Map.Entry.comparingByValue()).get().getKey();
+        JsonNode cohortResults = initiator.get("/api/v1/federation/projects/" + project + "/steps/" + cohort + "/results").path("nodes");
+        long sum = 0;
+        for (Node x : nodes) {
+            sum += cohortResults.path(x.id).path("persons").asLong();
+        }
+        JsonNode pooled = initiator.get("/api/v1/federation/projects/" + project + "/steps/" + analysis + "/pooled");
+        long pooledN = findCount(pooled.path("pooled").path("analyses"));
+        return new Run(project, Duration.between(t0, last).toNanos() / 1e9, slowest, own.get(slowest),
+                sorted.get(sorted.size() / 2), sorted.get(0), pooledN, sum);
+    }
+
+    /** The pooled "n" analysis (kind count). */
+    static long findCount(JsonNode analyses) {
+        for (JsonNode a : analyses) {
+            if ("n".equals(a.path("name").asText())) {
+                JsonNode v = a.has("n") ? a.get("n") : a.path("count");
+                return v.asLong(-1);
+            }
+        }
+        if (analyses.has("n")) {
+            JsonNode a = analyses.get("n");
+            return (a.has("n") ? a.get("n") : a.path("count")).asLong(-1);
+        }
+        return -1;
+    }
+
+    String step(String project, String kind, String definition, String dependsOn) throws Exception {
+        return nodes.get(0).post("/api/v1/federation/projects/" + project + "/steps", "{\"kind\":\"" + kind + "\",\"definition\":"
+                + definition + ",\"dependsOn\":" + dependsOn + "}").path("stepId").asText();
+    }
+
+    static int freePort() {
+        try (ServerSocket s = new ServerSocket(0)) {
+            return s.getLocalPort();
+        } catch (IOException e) {
+            throw new IllegalStateException(e);
+        }
+    }
+}

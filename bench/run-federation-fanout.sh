@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The federation fan-out benchmark of issue #4, section 7 (second half; see bench/README.md "Federation benchmark"):
+#   bench/run-federation-fanout.sh [NODES] [PERSONS]      (defaults 20 nodes of 10000 persons; BENCH_FED_RUNS=3)
+# Builds the hub jar if it is missing or older than the sources, compiles bench/federation against the jar's classes
+# and runs it: NODES fresh databases fed_fanout_nXX with synthetic persons, NODES packaged hubs (BENCH_FED_HUB_OPTS,
+# default -Xmx256m -XX:+UseSerialGC) that are peers of each other, then a warm-up study and BENCH_FED_RUNS measured
+# ones from n01. Writes the fan-out section of bench/RESULTS.md (the rest of the file is kept).
+set -euo pipefail
+BENCH_DIR="$(cd "$(dirname "$0")" && pwd)"
+ROOT="$(dirname "$BENCH_DIR")"
+WORK="$BENCH_DIR/work/federation-fanout"
+COMMAND="$({ env | grep -E '^BENCH_FED_[A-Z_]+=' || true; } | sort | sed -E "s/^([A-Z_]+)=(.*)$/\1='\2'/" | tr '\n' ' ')bench/run-federation-fanout.sh $*"
+cd "$ROOT"
+. "$BENCH_DIR/common.sh"
+ensure_postgres
+ensure_hub_jar
+# 20 hubs with pools of BENCH_FED_POOL (8) connections: PostgreSQL needs max_connections above that (default 100 is too few)
+MAXCONN="$(psql -h 127.0.0.1 -U postgres -Atc 'show max_connections' 2>/dev/null || echo 0)"
+NEED=$(( ${1:-20} * (${BENCH_FED_POOL:-8} + 1) + 20 ))
+if [ "$MAXCONN" -lt "$NEED" ]; then
+  echo "PostgreSQL max_connections is $MAXCONN; ${1:-20} hubs need about $NEED (ALTER SYSTEM SET max_connections = $NEED; then restart PostgreSQL)"
+  exit 1
+fi
+rm -rf "$WORK" && mkdir -p "$WORK"
+cleanup() {
+  for f in "$WORK"/*.pid; do
+    [ -f "$f" ] || continue
+    pid="$(cat "$f")"
+    if [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' < "/proc/$pid/cmdline" | grep -q -- "$WORK"; then
+      kill "$pid" 2>/dev/null || true
+    fi
+  done
+}
+trap cleanup EXIT
+CP="target/quarkus-app/app/*:target/quarkus-app/lib/main/*"
+OUT=bench/work/federation-fanout-classes
+rm -rf "$OUT" && mkdir -p "$OUT"
+javac -d "$OUT" -cp "$CP" $(find bench/federation -name '*.java')
+java ${BENCH_JAVA_OPTS:--Xmx512m} -cp "$OUT:$CP" org.hospitalhub.bench.federation.FanOutBench "${1:-20}" "${2:-10000}" \
+  "$BENCH_DIR/RESULTS.md" "$COMMAND"
