@@ -21,3 +21,16 @@ ensure_hub_jar() {
     ./mvnw -B -ntp -q package -DskipTests
   fi
 }
+
+# Stops the child processes a benchmark recorded as <work>/*.pid, only if they are still its own (their command line
+# names the work folder): the bench JVM stops them itself, this is for a bench JVM that was killed outright.
+stop_recorded() {
+  local work="$1" f pid
+  for f in "$work"/*.pid; do
+    [ -f "$f" ] || continue
+    pid="$(cat "$f")"
+    if [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' < "/proc/$pid/cmdline" | grep -q -- "$work"; then
+      kill "$pid" 2>/dev/null || true
+    fi
+  done
+}

@@ -22,16 +22,7 @@ if [ "$MAXCONN" -lt "$NEED" ]; then
   exit 1
 fi
 rm -rf "$WORK" && mkdir -p "$WORK"
-cleanup() {
-  for f in "$WORK"/*.pid; do
-    [ -f "$f" ] || continue
-    pid="$(cat "$f")"
-    if [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' < "/proc/$pid/cmdline" | grep -q -- "$WORK"; then
-      kill "$pid" 2>/dev/null || true
-    fi
-  done
-}
-trap cleanup EXIT
+trap 'stop_recorded "$WORK"' EXIT
 CP="target/quarkus-app/app/*:target/quarkus-app/lib/main/*"
 OUT=bench/work/federation-fanout-classes
 rm -rf "$OUT" && mkdir -p "$OUT"

@@ -20,18 +20,8 @@ if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt 12000 ]; then
   [ "$(ulimit -n)" = unlimited ] || [ "$(ulimit -n)" -ge 12000 ] || { echo "ulimit -n is $(ulimit -n): 10,000 clients need at least 12000 open files"; exit 1; }
 fi
 rm -rf "$WORK" && mkdir -p "$WORK"
-# The bench JVM stops the nodes itself (shutdown hook). If it was killed outright, stop the nodes it recorded, by pid,
-# only if they are still ours.
-cleanup() {
-  for f in "$WORK"/*.pid; do
-    [ -f "$f" ] || continue
-    pid="$(cat "$f")"
-    if [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' < "/proc/$pid/cmdline" | grep -q -- "$WORK"; then
-      kill "$pid" 2>/dev/null || true
-    fi
-  done
-}
-trap cleanup EXIT
+# The bench JVM stops the nodes itself (shutdown hook); if it was killed outright, the trap stops them.
+trap 'stop_recorded "$WORK"' EXIT
 CP="target/quarkus-app/app/*:target/quarkus-app/lib/main/*"
 OUT=bench/work/relay-classes
 rm -rf "$OUT" && mkdir -p "$OUT"

@@ -192,7 +192,8 @@ public final class FanOutBench {
 
     /** One measured study. */
     record Run(String project, double wallSeconds, String slowestNode, double slowestOwnSeconds, double medianOwnSeconds,
-            double fastestOwnSeconds, long pooledPersons, long sumPersons) {
+            double fastestOwnSeconds, long pooledPersons, long sumPersons, double sumOwnSeconds, double[] delivery,
+            double[] waiting, double[] back) {
         double overhead() {
             return wallSeconds - slowestOwnSeconds;
         }
@@ -298,6 +299,19 @@ public final class FanOutBench {
         for (int r = 0; r < done.size(); r++) {
             md.append(row(Integer.toString(r + 1), done.get(r)));
         }
+        md.append("\nWhere the rest goes (seconds, p50 / max over the ").append(n).append(" nodes × 3 steps): *delivery* = the step "
+                + "created at the initiator → queued at the node; *waiting* = queued (or the node's previous step done) → "
+                + "started; *back* = done at the node → its result stored at the initiator. *Σ own* is the nodes' own "
+                + "executions summed; Σ own ÷ wall is how many nodes were executing at once on the ")
+                .append(Runtime.getRuntime().availableProcessors()).append(" cores (each own execution is wall time, "
+                        + "stretched by the others sharing them).\n\n");
+        md.append("| run | delivery | waiting | back | Σ own | Σ own ÷ wall |\n|---|---|---|---|---|---|\n");
+        for (int r = 0; r < done.size(); r++) {
+            Run x = done.get(r);
+            md.append(String.format("| %d | %.2f / %.2f | %.2f / %.2f | %.2f / %.2f | %.1f s | %.1f |%n", r + 1, x.delivery()[0],
+                    x.delivery()[1], x.waiting()[0], x.waiting()[1], x.back()[0], x.back()[1], x.sumOwnSeconds(),
+                    x.sumOwnSeconds() / x.wallSeconds()));
+        }
         double worst = done.stream().mapToDouble(Run::overhead).max().orElse(Double.NaN);
         double mean = done.stream().mapToDouble(Run::overhead).average().orElse(Double.NaN);
         md.append("\nOverhead over ").append(done.size()).append(" runs: mean ").append(String.format("%.2f s", mean))
@@ -367,6 +381,39 @@ public final class FanOutBench {
                 }
             }
         }
+        // where the rest of the wall time goes, per node and step (seconds; p50 and max over nodes and steps):
+        // delivery = the step's creation at the initiator -> queued at the node; waiting = queued (or the node's
+        // previous step finished) -> started; back = finished at the node -> its result stored at the initiator
+        List<Double> delivery = new ArrayList<>();
+        List<Double> waiting = new ArrayList<>();
+        List<Double> back = new ArrayList<>();
+        try (Connection c = DriverManager.getConnection(initiator.url(), "postgres", "");
+                PreparedStatement q = c.prepareStatement("SELECT e.node_id, s.created_at, e.queued_at, e.started_at, "
+                        + "e.finished_at, r.received_at FROM fed_execution e JOIN fed_step s ON s.step_id = e.step_id "
+                        + "LEFT JOIN fed_result r ON r.step_id = e.step_id AND r.node_id = e.node_id WHERE e.project_id = ? "
+                        + "ORDER BY e.node_id, s.seq")) {
+            q.setString(1, project);
+            String node = null;
+            Instant previousFinished = null;
+            try (ResultSet rs = q.executeQuery()) {
+                while (rs.next()) {
+                    if (!rs.getString(1).equals(node)) {
+                        node = rs.getString(1);
+                        previousFinished = null;
+                    }
+                    Instant created = instant(rs, 2);
+                    Instant queued = instant(rs, 3);
+                    Instant startedAt = instant(rs, 4);
+                    Instant finished = instant(rs, 5);
+                    Instant received = instant(rs, 6);
+                    delivery.add(seconds(created, queued));
+                    Instant ready = previousFinished != null && previousFinished.isAfter(queued) ? previousFinished : queued;
+                    waiting.add(seconds(ready, startedAt));
+                    back.add(seconds(finished, received));
+                    previousFinished = finished;
+                }
+            }
+        }
         if (own.size() != nodes.size()) {
             throw new IllegalStateException(title + ": own execution times of " + own.size() + " nodes only: " + own);
         }
@@ -380,7 +427,22 @@ public final class FanOutBench {
         JsonNode pooled = initiator.get("/api/v1/federation/projects/" + project + "/steps/" + analysis + "/pooled");
         long pooledN = findCount(pooled.path("pooled").path("analyses"));
         return new Run(project, Duration.between(t0, last).toNanos() / 1e9, slowest, own.get(slowest),
-                sorted.get(sorted.size() / 2), sorted.get(0), pooledN, sum);
+                sorted.get(sorted.size() / 2), sorted.get(0), pooledN, sum, sorted.stream().mapToDouble(Double::doubleValue).sum(),
+                p50max(delivery), p50max(waiting), p50max(back));
+    }
+
+    static Instant instant(ResultSet rs, int col) throws java.sql.SQLException {
+        java.time.OffsetDateTime t = rs.getObject(col, java.time.OffsetDateTime.class);
+        return t == null ? null : t.toInstant();
+    }
+
+    static double seconds(Instant a, Instant b) {
+        return a == null || b == null ? Double.NaN : Duration.between(a, b).toNanos() / 1e9;
+    }
+
+    static double[] p50max(List<Double> values) {
+        List<Double> v = values.stream().filter(d -> !d.isNaN()).sorted().toList();
+        return v.isEmpty() ? new double[] {Double.NaN, Double.NaN} : new double[] {v.get(v.size() / 2), v.get(v.size() - 1)};
     }
 
     /** The pooled "n" analysis (kind count). */

@@ -87,7 +87,7 @@ public class FederationOutbox {
             @ConfigProperty(name = "hub.federation.outbox.backoff-max", defaultValue = "5m") Duration backoffMax,
             @ConfigProperty(name = "hub.federation.outbox.connect-timeout", defaultValue = "3s") Duration connectTimeout,
             @ConfigProperty(name = "hub.federation.outbox.request-timeout", defaultValue = "30s") Duration requestTimeout,
-            @ConfigProperty(name = "hub.federation.outbox.senders", defaultValue = "4") int senders,
+            @ConfigProperty(name = "hub.federation.outbox.senders", defaultValue = "16") int senders,
             @ConfigProperty(name = "hub.federation.max-clock-skew", defaultValue = "5m") Duration maxClockSkew,
             @ConfigProperty(name = "hub.federation.rejections-kept", defaultValue = "30d") Duration rejectionsKept) {
         this.db = db;
