@@ -311,7 +311,12 @@ public final class RelayNode implements AutoCloseable {
                 group.add(storeQueue.poll());
                 n += next.request().batch().size();
             }
-            write(group);
+            try {
+                write(group);
+            } catch (Throwable t) { // never let the only writer die: its callers would wait for ever
+                LOG.errorf(t, "Relay node %s: storing %d requests failed (not acknowledged; senders send again)", id(), group.size());
+                group.forEach(r -> r.done().completeExceptionally(t));
+            }
         }
         StoreRequest left;
         while ((left = storeQueue.poll()) != null) {

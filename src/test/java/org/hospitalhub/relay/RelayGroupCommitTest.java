@@ -58,14 +58,6 @@ class RelayGroupCommitTest {
             for (List<PacketStore.Incoming> r : requests) { // queued in a burst, faster than one transaction commits
                 results.add(top.storeAsync(r, a));
             }
-            // a request the database refuses (a hop longer than its column: routing was bypassed) fails alone, not its group
-            Packet broken = RelayTreeTest.packet("b@top", "r@top", "group.note", "broken", 0);
-            Packet fine = RelayTreeTest.packet("b@top", "r@top", "group.note", "fine", 0);
-            List<PacketStore.Incoming> fineRequest = top.validate(array(fine), b);
-            CompletableFuture<List<SendResult>> refused = top.storeAsync(List.of(new PacketStore.Incoming(broken,
-                    broken.toJson().toString(), Routing.Decision.to("r@top" + "x".repeat(300)))), b);
-            CompletableFuture<List<SendResult>> accepted = top.storeAsync(fineRequest, b);
-
             int stored = 0;
             int duplicates = 0;
             for (CompletableFuture<List<SendResult>> f : results) {
@@ -80,15 +72,35 @@ class RelayGroupCommitTest {
             }
             assertEquals(200, stored);
             assertEquals(4, duplicates);
+
+            // a request the database refuses (a hop longer than its column: routing was bypassed) fails alone, not the
+            // requests committed with it
+            Packet broken = RelayTreeTest.packet("b@top", "r@top", "group.note", "broken", 0);
+            List<List<PacketStore.Incoming>> fineRequests = new ArrayList<>();
+            for (int i = 0; i < 20; i++) {
+                fineRequests.add(top.validate(array(RelayTreeTest.packet("b@top", "r@top", "group.note", "fine", i)), b));
+            }
+            List<CompletableFuture<List<SendResult>>> fine = new ArrayList<>();
+            for (int i = 0; i < 10; i++) {
+                fine.add(top.storeAsync(fineRequests.get(i), b));
+            }
+            CompletableFuture<List<SendResult>> refused = top.storeAsync(List.of(new PacketStore.Incoming(broken,
+                    broken.toJson().toString(), Routing.Decision.to("r@top" + "x".repeat(300)))), b);
+            for (int i = 10; i < 20; i++) {
+                fine.add(top.storeAsync(fineRequests.get(i), b));
+            }
             ExecutionException e = org.junit.jupiter.api.Assertions.assertThrows(ExecutionException.class,
                     () -> refused.get(20, TimeUnit.SECONDS));
             assertTrue(e.getCause() instanceof java.sql.SQLException, e.toString());
-            assertEquals(SendResult.Status.STORED, accepted.get(20, TimeUnit.SECONDS).get(0).status(),
-                    "the request queued after the refused one is stored");
+            for (CompletableFuture<List<SendResult>> f : fine) {
+                assertEquals(SendResult.Status.STORED, f.get(20, TimeUnit.SECONDS).get(0).status(),
+                        "the requests queued around the refused one are stored");
+            }
 
             try (Connection c = ds.getConnection(); Statement s = c.createStatement()) {
-                assertEquals(201, count(s, "SELECT COUNT(*) FROM relay_packet WHERE hop = 'r@top'"), "stored once each");
-                long transactions = count(s, "SELECT COUNT(DISTINCT received_at) FROM relay_packet WHERE hop = 'r@top'");
+                assertEquals(220, count(s, "SELECT COUNT(*) FROM relay_packet WHERE hop = 'r@top'"), "stored once each");
+                long transactions = count(s, "SELECT COUNT(DISTINCT received_at) FROM relay_packet WHERE hop = 'r@top' "
+                        + "AND sender = 'a@top'");
                 assertTrue(transactions < 100, "a burst of 205 requests took " + transactions + " transactions");
                 List<Integer> order = new ArrayList<>();
                 try (ResultSet rs = s.executeQuery("SELECT body FROM relay_packet WHERE hop = 'r@top' AND sender = 'a@top' "
