@@ -244,7 +244,11 @@ public class StepRunner {
         }
         boolean started = false;
         try {
-            if (leases.hold(LEASE).held()) {
+            Leases.Hold hold = leases.hold(LEASE);
+            if (hold == Leases.Hold.ACQUIRED) {
+                requeueInterrupted(identity.nodeId()); // taken over (it had lapsed): as dispatch does on taking it
+            }
+            if (hold.held()) {
                 Optional<Claimed> claimed = db.inTransaction(c -> claimNext(c, projectId, identity.nodeId()));
                 if (claimed.isPresent()) {
                     pool.execute(() -> run(claimed.get()));
