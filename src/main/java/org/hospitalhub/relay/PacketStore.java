@@ -63,11 +63,6 @@ final class PacketStore {
         }
     }
 
-    /** Stores the packets of one request in one transaction (see {@link #storeAll}). */
-    List<SendResult> store(List<Incoming> batch, String receivedFrom, boolean fromParent, Instant now) throws SQLException {
-        return storeAll(List.of(new Request(batch, receivedFrom, fromParent)), now).get(0);
-    }
-
     /**
      * Stores the new packets of several requests in one transaction (group commit: one counter update per hop, one
      * duplicate query per leg, one insert batch, one commit for all of them), in order: duplicates (a packetId already
@@ -287,11 +282,11 @@ final class PacketStore {
     }
 
     void markSent(List<Stored> rows, Instant now) throws SQLException {
-        update(rows, "UPDATE relay_packet SET status = 'SENT', done_at = ? WHERE id = ? AND status = 'PENDING'", now, null);
+        update(rows, "UPDATE relay_packet SET status = 'SENT', done_at = ? WHERE id = ANY(?) AND status = 'PENDING'", now, null);
     }
 
     void markDead(List<Stored> rows, String reason, Instant now) throws SQLException {
-        update(rows, "UPDATE relay_packet SET status = 'DEAD', done_at = ?, last_error = ? WHERE id = ? AND status = 'PENDING'",
+        update(rows, "UPDATE relay_packet SET status = 'DEAD', done_at = ?, last_error = ? WHERE id = ANY(?) AND status = 'PENDING'",
                 now, cut(reason));
     }
 
@@ -312,7 +307,7 @@ final class PacketStore {
         if (rows.isEmpty()) {
             return;
         }
-        try (Connection c = ds.getConnection(); PreparedStatement up = c.prepareStatement(sql.replace("id = ?", "id = ANY(?)"))) {
+        try (Connection c = ds.getConnection(); PreparedStatement up = c.prepareStatement(sql)) {
             int i = 1;
             up.setObject(i++, utc(now));
             if (reason != null) {

@@ -21,10 +21,10 @@ import java.util.Optional;
  */
 public final class RelayTokens {
 
-    private record Entry(String id, byte[] hash) {
-    }
+    private static final java.util.regex.Pattern SHA256_HEX = java.util.regex.Pattern.compile("[0-9a-fA-F]{64}");
 
-    private final List<Entry> entries = new ArrayList<>();
+    private final List<String> ids = new ArrayList<>();
+    /** hex SHA-256 of a token → the id it was issued to */
     private final Map<String, String> byHash = new HashMap<>();
 
     private RelayTokens() {
@@ -45,29 +45,24 @@ public final class RelayTokens {
             }
             String id = item.substring(0, colon).strip();
             String token = item.substring(colon + 1).strip();
-            byte[] hash;
-            try {
-                hash = token.startsWith("sha256:") ? HexFormat.of().parseHex(token.substring(7)) : sha256(token);
-            } catch (IllegalArgumentException e) {
+            boolean hashed = token.startsWith("sha256:");
+            if (hashed && !SHA256_HEX.matcher(token.substring(7)).matches()) {
                 throw new IllegalArgumentException("hub.relay.tokens entry " + n + " (" + id + "): sha256: must be followed by "
                         + "64 hex digits");
             }
-            if (hash.length != 32) {
-                throw new IllegalArgumentException("hub.relay.tokens entry " + n + " (" + id + "): sha256: must be followed by "
-                        + "64 hex digits");
-            }
-            String previous = t.byHash.putIfAbsent(HexFormat.of().formatHex(hash), id);
+            String hash = hashed ? token.substring(7).toLowerCase(java.util.Locale.ROOT) : HexFormat.of().formatHex(sha256(token));
+            String previous = t.byHash.putIfAbsent(hash, id);
             if (previous != null && !previous.equals(id)) {
                 throw new IllegalArgumentException("hub.relay.tokens entry " + n + " (" + id + ") has the same token as " + previous
                         + ": every client and child node needs its own");
             }
-            t.entries.add(new Entry(id, hash));
+            t.ids.add(id);
         }
         return t;
     }
 
     public List<String> ids() {
-        return entries.stream().map(Entry::id).toList();
+        return List.copyOf(ids);
     }
 
     /** The id holding this token, if any. */

@@ -6,7 +6,6 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.net.URI;
 import java.nio.file.Files;
-import java.nio.file.Path;
 import java.sql.Connection;
 import java.sql.ResultSet;
 import java.sql.Statement;
@@ -20,7 +19,6 @@ import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.stream.IntStream;
 
-import org.flywaydb.core.Flyway;
 import org.h2.jdbcx.JdbcDataSource;
 import org.hospitalhub.relay.client.Packet;
 import org.hospitalhub.relay.client.RelayClient;
@@ -169,11 +167,6 @@ class RelayGroupCommitTest {
     }
 
     private static JdbcDataSource h2(String name) throws Exception {
-        Path dir = Files.createTempDirectory("relay-group");
-        JdbcDataSource ds = new JdbcDataSource();
-        ds.setURL("jdbc:h2:file:" + dir.resolve(name) + ";MODE=PostgreSQL;DATABASE_TO_LOWER=TRUE;DEFAULT_NULL_ORDERING=HIGH");
-        ds.setUser("hub");
-        Flyway.configure().dataSource(ds).locations("classpath:db/migration").load().migrate();
-        return ds;
+        return RelayOnH2Test.h2(Files.createTempDirectory("relay-group"), name);
     }
 }

@@ -67,7 +67,8 @@ class RelayOnH2Test {
         }
     }
 
-    private static JdbcDataSource h2(Path dir, String name) {
+    /** A fresh H2 file database in PostgreSQL mode with the hub's migrations (the embedded default's settings). */
+    static JdbcDataSource h2(Path dir, String name) {
         JdbcDataSource ds = new JdbcDataSource();
         ds.setURL("jdbc:h2:file:" + dir.resolve(name) + ";MODE=PostgreSQL;DATABASE_TO_LOWER=TRUE;DEFAULT_NULL_ORDERING=HIGH");
         ds.setUser("hub");

@@ -100,13 +100,9 @@ public class StepRunner {
         if (!identity.enabled()) {
             return;
         }
-        Leases.Hold hold = leases.hold(LEASE);
-        if (!hold.held()) {
-            return;
-        }
         String self = identity.nodeId();
-        if (hold == Leases.Hold.ACQUIRED) {
-            requeueInterrupted(self);
+        if (!holdLease(self)) {
+            return;
         }
         requeueDueRetries(self);
         List<String> projects = new ArrayList<>();
@@ -121,13 +117,34 @@ public class StepRunner {
             }
         }
         for (String projectId : projects) {
-            if (runningProjects.contains(projectId)) {
-                continue;
-            }
+            startNextStep(projectId, self);
+        }
+    }
+
+    /** Holds or renews the runner's lease; on taking it over, first re-queues the steps the previous holder left running. */
+    private boolean holdLease(String self) throws SQLException {
+        Leases.Hold hold = leases.hold(LEASE);
+        if (hold == Leases.Hold.ACQUIRED) {
+            requeueInterrupted(self);
+        }
+        return hold.held();
+    }
+
+    /** Claims the project's next runnable step, if any and none of it is running here, and runs it on the pool. */
+    private void startNextStep(String projectId, String self) throws SQLException {
+        if (!runningProjects.add(projectId)) {
+            return; // a step of it is running (or being claimed) already
+        }
+        boolean started = false;
+        try {
             Optional<Claimed> claimed = db.inTransaction(c -> claimNext(c, projectId, self));
             if (claimed.isPresent()) {
-                runningProjects.add(projectId);
                 pool.execute(() -> run(claimed.get()));
+                started = true;
+            }
+        } finally {
+            if (!started) {
+                runningProjects.remove(projectId);
             }
         }
     }
@@ -239,28 +256,13 @@ public class StepRunner {
      * lease, in order, dependencies met.
      */
     private void startNext(String projectId) {
-        if (!runningProjects.add(projectId)) {
-            return; // the tick got there first
-        }
-        boolean started = false;
         try {
-            Leases.Hold hold = leases.hold(LEASE);
-            if (hold == Leases.Hold.ACQUIRED) {
-                requeueInterrupted(identity.nodeId()); // taken over (it had lapsed): as dispatch does on taking it
-            }
-            if (hold.held()) {
-                Optional<Claimed> claimed = db.inTransaction(c -> claimNext(c, projectId, identity.nodeId()));
-                if (claimed.isPresent()) {
-                    pool.execute(() -> run(claimed.get()));
-                    started = true;
-                }
+            String self = identity.nodeId();
+            if (holdLease(self)) {
+                startNextStep(projectId, self);
             }
         } catch (Exception e) {
             LOG.debugf("Project %s: the next step waits for the next tick: %s", projectId, e.toString());
-        } finally {
-            if (!started) {
-                runningProjects.remove(projectId);
-            }
         }
     }
 
