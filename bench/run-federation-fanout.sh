@@ -26,6 +26,6 @@ trap 'stop_recorded "$WORK"' EXIT
 CP="target/quarkus-app/app/*:target/quarkus-app/lib/main/*"
 OUT=bench/work/federation-fanout-classes
 rm -rf "$OUT" && mkdir -p "$OUT"
-javac -d "$OUT" -cp "$CP" $(find bench/federation -name '*.java')
+javac -d "$OUT" -cp "$CP" $(find bench/federation bench/shared -name '*.java')
 java ${BENCH_JAVA_OPTS:--Xmx512m} -cp "$OUT:$CP" org.hospitalhub.bench.federation.FanOutBench "${1:-20}" "${2:-10000}" \
   "$BENCH_DIR/RESULTS.md" "$COMMAND"

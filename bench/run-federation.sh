@@ -14,6 +14,6 @@ ensure_hub_jar
 CP="target/quarkus-app/app/*:target/quarkus-app/lib/main/*"
 OUT=bench/work/federation-classes
 rm -rf "$OUT" && mkdir -p "$OUT"
-javac -d "$OUT" -cp "$CP" $(find bench/federation -name '*.java')
+javac -d "$OUT" -cp "$CP" $(find bench/federation bench/shared -name '*.java')
 java ${BENCH_JAVA_OPTS:--Xmx1g} -cp "$OUT:$CP" org.hospitalhub.bench.federation.FederationBench "${1:-1000000}" \
   "$BENCH_DIR/RESULTS.md" "bench/run-federation.sh $*"

@@ -25,6 +25,6 @@ trap 'stop_recorded "$WORK"' EXIT
 CP="target/quarkus-app/app/*:target/quarkus-app/lib/main/*"
 OUT=bench/work/relay-classes
 rm -rf "$OUT" && mkdir -p "$OUT"
-javac -d "$OUT" -cp "$CP" $(find bench/relay -name '*.java')
+javac -d "$OUT" -cp "$CP" $(find bench/relay bench/shared -name '*.java')
 java ${BENCH_JAVA_OPTS:--Xmx1g} -cp "$OUT:$CP" org.hospitalhub.bench.relay.RelayBench "${1:-60}" "${2:-5000}" \
   "$BENCH_DIR/RESULTS.md" "$COMMAND"

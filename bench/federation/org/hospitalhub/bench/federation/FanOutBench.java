@@ -1,7 +1,5 @@
 package org.hospitalhub.bench.federation;
 
-import java.io.IOException;
-import java.net.ServerSocket;
 import java.net.URI;
 import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
@@ -30,6 +28,7 @@ import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
 import java.util.concurrent.TimeUnit;
 
+import org.hospitalhub.bench.shared.ChildHub;
 import org.hospitalhub.federation.cdm.CdmSchema;
 import org.hospitalhub.federation.cdm.SyntheticCdm;
 import org.postgresql.ds.PGSimpleDataSource;
@@ -72,10 +71,10 @@ public final class FanOutBench {
 
     final class Node {
         final String id;
-        final int port = freePort();
+        final int port = ChildHub.freePort();
         final String db;
         final KeyPair keys;
-        Process process;
+        ChildHub hub;
 
         Node(String id) throws Exception {
             this.id = id;
@@ -122,19 +121,9 @@ public final class FanOutBench {
                     peers.add(p.id + ",http://127.0.0.1:" + p.port + "," + p.publicKey() + (auto ? ",auto-accept" : ""));
                 }
             }
-            List<String> cmd = new ArrayList<>();
-            cmd.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
-            cmd.addAll(List.of(javaOpts.trim().split("\\s+")));
-            cmd.add("-Dhub.bench.work=" + work);
-            cmd.add("-jar");
-            cmd.add(root.resolve("target/quarkus-app/quarkus-run.jar").toString());
-            Path dir = Files.createDirectories(work.resolve(id));
-            ProcessBuilder pb = new ProcessBuilder(cmd).directory(root.toFile()).redirectErrorStream(true)
-                    .redirectOutput(ProcessBuilder.Redirect.to(dir.resolve("hub.log").toFile()));
-            pb.environment().keySet().removeIf(k -> k.startsWith("HUB_") || k.startsWith("QUARKUS_") || k.startsWith("CAMEL_"));
-            Map<String, String> e = pb.environment();
+            Path dir = work.resolve(id);
+            Map<String, String> e = new LinkedHashMap<>();
             e.put("QUARKUS_PROFILE", "postgres");
-            e.put("QUARKUS_HTTP_PORT", Integer.toString(port));
             e.put("HUB_DB_URL", url());
             e.put("HUB_DB_USERNAME", "postgres");
             e.put("QUARKUS_DATASOURCE_POSTGRES_JDBC_MAX_SIZE", env("BENCH_FED_POOL", "8")); // 20 nodes share one PostgreSQL
@@ -147,46 +136,21 @@ public final class FanOutBench {
             e.put("HUB_FEDERATION_PEERS", String.join(";", peers));
             e.put("HUB_FEDERATION_ENABLED", "true");
             e.put("HUB_FEDERATION_PSEUDONYM_KEY", "bench-pseudonym-key-" + id + "-" + System.nanoTime());
-            process = pb.start();
-            Files.writeString(work.resolve(id + ".pid"), Long.toString(process.pid()));
+            hub = ChildHub.start(id, root, work, dir, javaOpts, port, e);
         }
 
         void awaitReady() throws Exception {
-            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(300);
-            while (System.nanoTime() < deadline) {
-                if (!process.isAlive()) {
-                    throw new IOException("node " + id + " exited with " + process.exitValue() + "; see " + work.resolve(id + "/hub.log"));
-                }
-                try {
-                    if (HTTP.send(HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + port + "/q/health/ready"))
-                            .timeout(Duration.ofSeconds(5)).build(), HttpResponse.BodyHandlers.discarding()).statusCode() == 200) {
-                        return;
-                    }
-                } catch (IOException notYet) {
-                    // starting
-                }
-                Thread.sleep(500);
-            }
-            throw new IOException("node " + id + " not ready within 300 s");
+            hub.awaitReady(Duration.ofSeconds(300));
         }
 
         void stop() {
-            if (process != null && process.isAlive()) {
-                process.destroy();
+            if (hub != null) {
+                hub.signalStop();
             }
         }
 
         long rssKb() {
-            try {
-                for (String line : Files.readAllLines(Path.of("/proc/" + process.pid() + "/status"))) {
-                    if (line.startsWith("VmRSS:")) {
-                        return Long.parseLong(line.substring(6).trim().split("\\s+")[0]);
-                    }
-                }
-            } catch (IOException | RuntimeException gone) {
-                // exited
-            }
-            return -1;
+            return hub.kb("VmRSS");
         }
     }
 
@@ -465,11 +429,4 @@ public final class FanOutBench {
                 + definition + ",\"dependsOn\":" + dependsOn + "}").path("stepId").asText();
     }
 
-    static int freePort() {
-        try (ServerSocket s = new ServerSocket(0)) {
-            return s.getLocalPort();
-        } catch (IOException e) {
-            throw new IllegalStateException(e);
-        }
-    }
 }

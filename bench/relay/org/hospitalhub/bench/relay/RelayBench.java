@@ -1,7 +1,6 @@
 package org.hospitalhub.bench.relay;
 
 import java.io.IOException;
-import java.net.ServerSocket;
 import java.net.URI;
 import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
@@ -29,7 +28,7 @@ import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
 
-import org.hospitalhub.relay.client.Packet;
+import org.hospitalhub.bench.shared.ChildHub;
 import org.hospitalhub.relay.client.RelayClient;
 
 import com.fasterxml.jackson.databind.JsonNode;
@@ -140,10 +139,10 @@ public final class RelayBench {
     /** One relay node: the packaged hub in its own JVM on its own database. */
     final class Node {
         final String name;
-        final int http = freePort();
-        final int tcp = freePort();
+        final int http = ChildHub.freePort();
+        final int tcp = ChildHub.freePort();
         final String db;
-        Process process;
+        ChildHub hub;
 
         Node(String name) {
             this.name = name;
@@ -163,18 +162,8 @@ public final class RelayBench {
             Path dir = Files.createDirectories(work.resolve(name));
             Path topo = Files.writeString(dir.resolve("topology.yaml"), topology);
             Path tok = Files.writeString(dir.resolve("tokens"), tokens);
-            List<String> cmd = new ArrayList<>();
-            cmd.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
-            cmd.addAll(List.of(hubOpts.trim().split("\\s+")));
-            cmd.add("-Dhub.bench.work=" + work);
-            cmd.add("-jar");
-            cmd.add(root.resolve("target/quarkus-app/quarkus-run.jar").toString());
-            ProcessBuilder pb = new ProcessBuilder(cmd).directory(root.toFile()).redirectErrorStream(true)
-                    .redirectOutput(ProcessBuilder.Redirect.to(dir.resolve("hub.log").toFile()));
-            pb.environment().keySet().removeIf(k -> k.startsWith("HUB_") || k.startsWith("QUARKUS_") || k.startsWith("CAMEL_"));
-            Map<String, String> e = pb.environment();
+            Map<String, String> e = new HashMap<>();
             e.put("QUARKUS_PROFILE", "postgres");
-            e.put("QUARKUS_HTTP_PORT", Integer.toString(http));
             e.put("HUB_DB_URL", url());
             e.put("HUB_DB_USERNAME", "postgres");
             e.put("HUB_AUTH_CLIENTS", "ops:operator:" + opsKey);
@@ -187,25 +176,8 @@ public final class RelayBench {
             if (parentToken != null) {
                 e.put("HUB_RELAY_PARENT_TOKEN", parentToken);
             }
-            process = pb.start();
-            Files.writeString(work.resolve(name + ".pid"), Long.toString(process.pid()));
-            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(120);
-            HttpClient hc = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(1)).build();
-            while (System.nanoTime() < deadline) {
-                if (!process.isAlive()) {
-                    throw new IOException("relay node " + name + " exited with " + process.exitValue() + "; see " + dir.resolve("hub.log"));
-                }
-                try {
-                    if (hc.send(HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + http + "/q/health/ready"))
-                            .timeout(Duration.ofSeconds(2)).build(), HttpResponse.BodyHandlers.discarding()).statusCode() == 200) {
-                        return;
-                    }
-                } catch (IOException notYet) {
-                    // starting
-                }
-                Thread.sleep(250);
-            }
-            throw new IOException("relay node " + name + " not ready within 120 s; see " + dir.resolve("hub.log"));
+            hub = ChildHub.start(name, root, work, dir, hubOpts, http, e);
+            hub.awaitReady(Duration.ofSeconds(120));
         }
 
         JsonNode status() throws Exception {
@@ -219,33 +191,25 @@ public final class RelayBench {
         }
 
         long kb(String field) {
-            return statusKb(process.pid(), field);
+            return hub.kb(field);
         }
 
         double cpu() {
-            return cpuSeconds(process.pid());
+            return hub.cpuSeconds();
         }
 
         /** A full GC in the node (jcmd), so that resident memory is compared at the same heap state. */
         void gc() throws Exception {
             Process p = new ProcessBuilder(Path.of(System.getProperty("java.home"), "bin", "jcmd").toString(),
-                    Long.toString(process.pid()), "GC.run").redirectErrorStream(true).redirectOutput(ProcessBuilder.Redirect.DISCARD)
+                    Long.toString(hub.pid()), "GC.run").redirectErrorStream(true).redirectOutput(ProcessBuilder.Redirect.DISCARD)
                     .start();
             p.waitFor(60, TimeUnit.SECONDS);
             Thread.sleep(2000);
         }
 
         void stop() {
-            if (process != null && process.isAlive()) {
-                process.destroy();
-                try {
-                    if (!process.waitFor(45, TimeUnit.SECONDS)) {
-                        process.destroyForcibly().waitFor();
-                    }
-                } catch (InterruptedException e) {
-                    process.destroyForcibly();
-                    Thread.currentThread().interrupt();
-                }
+            if (hub != null) {
+                hub.stop();
             }
         }
     }
@@ -778,7 +742,7 @@ public final class RelayBench {
         for (Node n : nodes) {
             m.put(n.name, n.cpu());
         }
-        m.put("bench JVM (clients)", cpuSeconds(ProcessHandle.current().pid()));
+        m.put("bench JVM (clients)", ChildHub.cpuSeconds(ProcessHandle.current().pid()));
         double pg = 0;
         try (var dirs = Files.list(Path.of("/proc"))) {
             for (Path d : (Iterable<Path>) dirs::iterator) {
@@ -787,7 +751,7 @@ public final class RelayBench {
                     try {
                         String comm = Files.readString(d.resolve("comm")).trim();
                         if (comm.startsWith("postgres")) {
-                            pg += cpuSeconds(Long.parseLong(name));
+                            pg += ChildHub.cpuSeconds(Long.parseLong(name));
                         }
                     } catch (IOException | RuntimeException gone) {
                         // exited
@@ -799,29 +763,6 @@ public final class RelayBench {
         }
         m.put("PostgreSQL", pg);
         return m;
-    }
-
-    static double cpuSeconds(long pid) {
-        try {
-            String stat = Files.readString(Path.of("/proc/" + pid + "/stat"));
-            String[] f = stat.substring(stat.lastIndexOf(')') + 2).split(" ");
-            return (Long.parseLong(f[11]) + Long.parseLong(f[12])) / 100.0;
-        } catch (IOException | RuntimeException gone) {
-            return 0;
-        }
-    }
-
-    static long statusKb(long pid, String field) {
-        try {
-            for (String line : Files.readAllLines(Path.of("/proc/" + pid + "/status"))) {
-                if (line.startsWith(field + ":")) {
-                    return Long.parseLong(line.substring(field.length() + 1).trim().split("\\s+")[0]);
-                }
-            }
-        } catch (IOException | RuntimeException gone) {
-            // gone
-        }
-        return -1;
     }
 
     interface Check {
@@ -843,14 +784,6 @@ public final class RelayBench {
         }
         throw new IllegalStateException("timed out after " + max.toSeconds() + " s waiting for " + what
                 + (last == null ? "" : " (last error: " + last + ")"));
-    }
-
-    static int freePort() {
-        try (ServerSocket s = new ServerSocket(0)) {
-            return s.getLocalPort();
-        } catch (IOException e) {
-            throw new IllegalStateException(e);
-        }
     }
 
     static void row(StringBuilder r, String name, LongList l) {

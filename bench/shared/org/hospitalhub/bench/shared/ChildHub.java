@@ -1,0 +1,143 @@
+package org.hospitalhub.bench.shared;
+
+import java.io.IOException;
+import java.net.ServerSocket;
+import java.net.URI;
+import java.net.http.HttpClient;
+import java.net.http.HttpRequest;
+import java.net.http.HttpResponse;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * The packaged hub as a child process of a benchmark compiled against the hub jar (bench/relay, bench/federation):
+ * {@code java <opts> -jar target/quarkus-app/quarkus-run.jar} from the repository root, configured by environment
+ * (the caller's HUB_/QUARKUS_/CAMEL_ variables removed), output to {@code <dir>/hub.log}, pid in
+ * {@code <work>/<name>.pid} (for the scripts' stop_recorded), ready when /q/health/ready answers 200.
+ */
+public final class ChildHub {
+
+    private static final HttpClient HTTP = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(1)).build();
+
+    public final String name;
+    public final int port;
+    private final Path log;
+    private final Process process;
+
+    private ChildHub(String name, int port, Path log, Process process) {
+        this.name = name;
+        this.port = port;
+        this.log = log;
+        this.process = process;
+    }
+
+    /** Starts the hub on HTTP port {@code port}; {@code work} marks the process as the benchmark's (its command line). */
+    public static ChildHub start(String name, Path root, Path work, Path dir, String javaOpts, int port, Map<String, String> env)
+            throws IOException {
+        List<String> cmd = new ArrayList<>();
+        cmd.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
+        cmd.addAll(List.of(javaOpts.trim().split("\\s+")));
+        cmd.add("-Dhub.bench.work=" + work);
+        cmd.add("-jar");
+        cmd.add(root.resolve("target/quarkus-app/quarkus-run.jar").toString());
+        Files.createDirectories(dir);
+        Path log = dir.resolve("hub.log");
+        ProcessBuilder pb = new ProcessBuilder(cmd).directory(root.toFile()).redirectErrorStream(true)
+                .redirectOutput(ProcessBuilder.Redirect.to(log.toFile()));
+        pb.environment().keySet().removeIf(k -> k.startsWith("HUB_") || k.startsWith("QUARKUS_") || k.startsWith("CAMEL_"));
+        pb.environment().putAll(env);
+        pb.environment().put("QUARKUS_HTTP_PORT", Integer.toString(port));
+        Process p = pb.start();
+        Files.writeString(work.resolve(name + ".pid"), Long.toString(p.pid()));
+        return new ChildHub(name, port, log, p);
+    }
+
+    public void awaitReady(Duration max) throws IOException, InterruptedException {
+        long deadline = System.nanoTime() + max.toNanos();
+        while (System.nanoTime() < deadline) {
+            if (!process.isAlive()) {
+                throw new IOException(name + " exited with " + process.exitValue() + "; see " + log);
+            }
+            try {
+                if (HTTP.send(HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + port + "/q/health/ready"))
+                        .timeout(Duration.ofSeconds(5)).build(), HttpResponse.BodyHandlers.discarding()).statusCode() == 200) {
+                    return;
+                }
+            } catch (IOException notYet) {
+                // starting
+            }
+            Thread.sleep(250);
+        }
+        throw new IOException(name + " not ready within " + max.toSeconds() + " s; see " + log);
+    }
+
+    public long pid() {
+        return process.pid();
+    }
+
+    /** A field of /proc/&lt;pid&gt;/status in kB (VmRSS, VmHWM), or -1. */
+    public long kb(String field) {
+        return statusKb(process.pid(), field);
+    }
+
+    public double cpuSeconds() {
+        return cpuSeconds(process.pid());
+    }
+
+    /** SIGTERM without waiting (many hubs stop in parallel). */
+    public void signalStop() {
+        process.destroy();
+    }
+
+    /** SIGTERM (graceful, as Kubernetes stops a pod), SIGKILL after 45 s. */
+    public void stop() {
+        if (process.isAlive()) {
+            process.destroy();
+            try {
+                if (!process.waitFor(45, TimeUnit.SECONDS)) {
+                    process.destroyForcibly().waitFor();
+                }
+            } catch (InterruptedException e) {
+                process.destroyForcibly();
+                Thread.currentThread().interrupt();
+            }
+        }
+    }
+
+    public static long statusKb(long pid, String field) {
+        try {
+            for (String line : Files.readAllLines(Path.of("/proc/" + pid + "/status"))) {
+                if (line.startsWith(field + ":")) {
+                    return Long.parseLong(line.substring(field.length() + 1).trim().split("\\s+")[0]);
+                }
+            }
+        } catch (IOException | RuntimeException gone) {
+            // exited
+        }
+        return -1;
+    }
+
+    /** User + system CPU time in seconds (clock ticks of 1/100 s), 0 when the process is gone. */
+    public static double cpuSeconds(long pid) {
+        try {
+            String stat = Files.readString(Path.of("/proc/" + pid + "/stat"));
+            String[] f = stat.substring(stat.lastIndexOf(')') + 2).split(" ");
+            return (Long.parseLong(f[11]) + Long.parseLong(f[12])) / 100.0;
+        } catch (IOException | RuntimeException gone) {
+            return 0;
+        }
+    }
+
+    public static int freePort() {
+        try (ServerSocket s = new ServerSocket(0)) {
+            return s.getLocalPort();
+        } catch (IOException e) {
+            throw new IllegalStateException(e);
+        }
+    }
+}
