@@ -19,8 +19,11 @@ import jakarta.enterprise.context.ApplicationScoped;
 import jakarta.inject.Named;
 
 import org.apache.camel.ExchangeProperty;
+import org.eclipse.microprofile.config.ConfigProvider;
 import org.eclipse.microprofile.config.inject.ConfigProperty;
 import org.jboss.logging.Logger;
+
+import io.quarkus.runtime.Startup;
 
 /**
  * Dispatches stored events to their flows, in the order they were stored. The replica holding the flow's lease reads
@@ -29,6 +32,7 @@ import org.jboss.logging.Logger;
  * starts again from the first PENDING row (the sinks ignore what they already applied).
  */
 @ApplicationScoped
+@Startup // its settings are checked when the hub starts
 @Named("outbox")
 public class Outbox {
 
@@ -58,6 +62,14 @@ public class Outbox {
         this.parser = parser;
         this.metrics = metrics;
         this.maxInFlight = maxInFlight;
+        int queue = ConfigProvider.getConfig()
+                .getOptionalValue("camel.threadpool.config[hub-ordered-delivery].max-queue-size", Integer.class).orElse(0);
+        if (maxInFlight < 1 || queue < maxInFlight) {
+            // each waiting batch holds at least one claimed event: a queue this size never fills
+            throw new IllegalStateException("hub.outbox.max-in-flight (" + maxInFlight + ") must be at least 1 and at most "
+                    + "camel.threadpool.config[hub-ordered-delivery].max-queue-size (" + queue + "), the number of batches "
+                    + "that can wait for a flow's delivery thread");
+        }
         this.claimTimeout = claimTimeout;
         this.rescanPeriod = rescanPeriod;
         this.lateWindow = lateWindow;

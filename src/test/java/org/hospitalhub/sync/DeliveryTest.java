@@ -53,7 +53,6 @@ class DeliveryTest {
     }
 
     @Test
-
     void httpSinkKeepsOrderAndRetriesThenDelivers() {
         TestReceiver.FAIL_NEXT.set(1); // first attempt fails with 503, the immediate retry succeeds
         post("test-fin-key", "[" + Events.voucher("dlv-ord-1") + "," + Events.voucher("dlv-ord-2") + ","
@@ -70,7 +69,25 @@ class DeliveryTest {
     }
 
     @Test
+    void batchesOfAFlowReachASlowReceiverOneAtATimeInOrder() {
+        // t-ledger: batches of 3, polled every 100 ms. The receiver takes 400 ms per batch, so batches complete while the
+        // flow's delivery thread is busy: they must wait for it, not run beside it on the polling thread.
+        TestReceiver.delayMillis = 400;
+        List<String> sent = new ArrayList<>();
+        for (int i = 0; i < 18; i++) {
+            String id = "dlv-slow-%02d".formatted(i);
+            sent.add(id);
+            post("test-fin-key", "[" + Events.voucher(id) + "]");
+        }
+        await().atMost(Duration.ofSeconds(30)).until(() -> Events.count(
+                "SELECT COUNT(*) FROM hub_delivery WHERE event_id LIKE 'dlv-slow-%' AND status = 'DELIVERED'") == 18);
+        List<String> received = new ArrayList<>();
+        TestReceiver.BATCHES.forEach(b -> b.forEach(e -> received.add(e.get("eventId").asText())));
+        assertEquals(sent, received, "delivered once each, in the order stored");
+        assertEquals(1, TestReceiver.MAX_ACTIVE.get(), "the receiver saw one batch of the flow at a time");
+    }
 
+    @Test
     void persistentFailureIsRetriedOnScheduleThenDeadLetteredWithItsReason() {
         TestReceiver.FAIL_NEXT.set(100);
         TestReceiver.failStatus = 503;
