@@ -5,12 +5,18 @@ import java.sql.SQLException;
 import java.time.Clock;
 import java.time.Instant;
 import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
+import java.util.concurrent.CompletableFuture;
 import java.util.function.Function;
 
+import jakarta.annotation.PreDestroy;
 import jakarta.enterprise.context.ApplicationScoped;
 
+import org.eclipse.microprofile.config.inject.ConfigProperty;
 import org.jboss.logging.Logger;
 
 /**
@@ -27,10 +33,15 @@ public class EventStore {
     private final DeliveryMetrics metrics;
     private final Clock clock = Clock.systemUTC();
 
-    public EventStore(Database db, FlowRegistry flows, DeliveryMetrics metrics) {
+    private final GroupCommitter<Request, Stored> writer;
+
+    public EventStore(Database db, FlowRegistry flows, DeliveryMetrics metrics,
+            @ConfigProperty(name = "hub.ingest.group-commit.max-events", defaultValue = "1000") int groupEvents,
+            @ConfigProperty(name = "hub.ingest.group-commit.max-waiting", defaultValue = "10000") int groupWaiting) {
         this.db = db;
         this.flows = flows;
         this.metrics = metrics;
+        this.writer = new GroupCommitter<>("hub-ingest-store", groupEvents, groupWaiting, r -> r.events().size(), this::storeAll);
     }
 
     public record Stored(List<String> accepted, List<String> duplicates) {
@@ -59,66 +70,126 @@ public class EventStore {
 
     private Stored store(List<Event> events, String via, Function<Event, List<Flow>> routing,
             Database.SqlWork<?> sameTransaction) throws SQLException {
+        return write(List.of(new Request(events, via)), routing, sameTransaction).get(0);
+    }
+
+    /** One sender's events, stored all or none. */
+    public record Request(List<Event> events, String via) {
+    }
+
+    /**
+     * Stores the request through the ingest's group commit (see {@link GroupCommitter}): completes with what
+     * {@link #store(List, String)} returns once the request is committed, together with the other requests waiting
+     * at that moment, exceptionally when it could not be stored (nothing of it is then stored), with
+     * {@link GroupCommitter.Busy} when too many requests are waiting.
+     */
+    public CompletableFuture<Stored> storeGrouped(List<Event> events, String via) {
+        return writer.submit(new Request(events, via));
+    }
+
+    /** Stores each request all or none, in one transaction; a request whose event is stored already counts it a duplicate. */
+    List<Stored> storeAll(List<Request> group) throws SQLException {
+        return write(group, flows::flowsFor, null);
+    }
+
+    private List<Stored> write(List<Request> group, Function<Event, List<Flow>> routing, Database.SqlWork<?> sameTransaction)
+            throws SQLException {
         Instant now = clock.instant();
-        List<Event> fresh = new ArrayList<>(events.size());
-        List<String> duplicates = new ArrayList<>();
+        List<List<Event>> fresh = new ArrayList<>(group.size());
+        List<List<String>> duplicates = new ArrayList<>(group.size());
         db.inTransaction(c -> {
+            fresh.clear();
+            duplicates.clear();
             try (PreparedStatement ins = c.prepareStatement("INSERT INTO hub_event (event_id, event_type, source, hospital, "
                     + "event_key, occurred_at, envelope, received_via, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
                     + "ON CONFLICT DO NOTHING")) {
-                // One statement per event: the update count tells new (1) from duplicate (0), even within one request.
-                for (Event e : events) {
-                    ins.setString(1, e.eventId());
-                    ins.setString(2, e.type());
-                    ins.setString(3, e.source());
-                    ins.setString(4, e.hospital());
-                    ins.setString(5, e.key());
-                    ins.setObject(6, e.occurredAt());
-                    ins.setString(7, e.envelope());
-                    ins.setString(8, via);
-                    ins.setObject(9, Database.utc(now));
-                    if (ins.executeUpdate() == 1) {
-                        fresh.add(e);
-                    } else {
-                        duplicates.add(e.eventId());
+                for (Request r : group) {
+                    for (Event e : r.events()) {
+                        ins.setString(1, e.eventId());
+                        ins.setString(2, e.type());
+                        ins.setString(3, e.source());
+                        ins.setString(4, e.hospital());
+                        ins.setString(5, e.key());
+                        ins.setObject(6, e.occurredAt());
+                        ins.setString(7, e.envelope());
+                        ins.setString(8, r.via());
+                        ins.setObject(9, Database.utc(now));
+                        ins.addBatch();
                     }
+                }
+                // One statement per event in one round trip: its update count tells new (1) from duplicate (0), even
+                // for the same eventId twice in one request or group (the first one counts).
+                int[] counts = ins.executeBatch();
+                int i = 0;
+                for (Request r : group) {
+                    List<Event> f = new ArrayList<>(r.events().size());
+                    List<String> d = new ArrayList<>();
+                    for (Event e : r.events()) {
+                        int n = counts[i++];
+                        if (n == 1) {
+                            f.add(e);
+                        } else if (n == 0) {
+                            d.add(e.eventId());
+                        } else {
+                            throw new SQLException("the JDBC driver did not report whether event " + e.eventId() + " was new "
+                                    + "(update count " + n + "); do not set reWriteBatchedInserts on the hub's datasource");
+                        }
+                    }
+                    fresh.add(f);
+                    duplicates.add(d);
                 }
             }
             try (PreparedStatement out = c.prepareStatement(
                     "INSERT INTO hub_delivery (event_id, flow, status, created_at) VALUES (?, ?, 'PENDING', ?)")) {
-                for (Event e : fresh) {
-                    List<Flow> targets = routing.apply(e);
-                    if (targets.isEmpty()) {
-                        LOG.warnf("Event %s of type %s from hospital %s is stored but no flow delivers it",
-                                e.eventId(), e.type(), e.hospital());
-                    }
-                    for (Flow f : targets) {
-                        out.setString(1, e.eventId());
-                        out.setString(2, f.id());
-                        out.setObject(3, Database.utc(now));
-                        out.addBatch();
+                boolean any = false;
+                for (List<Event> f : fresh) {
+                    for (Event e : f) {
+                        List<Flow> targets = routing.apply(e);
+                        if (targets.isEmpty()) {
+                            LOG.warnf("Event %s of type %s from hospital %s is stored but no flow delivers it",
+                                    e.eventId(), e.type(), e.hospital());
+                        }
+                        for (Flow fl : targets) {
+                            out.setString(1, e.eventId());
+                            out.setString(2, fl.id());
+                            out.setObject(3, Database.utc(now));
+                            out.addBatch();
+                            any = true;
+                        }
                     }
                 }
-                out.executeBatch();
+                if (any) {
+                    out.executeBatch();
+                }
             }
             if (sameTransaction != null) {
                 sameTransaction.run(c);
             }
             return null;
         });
-        Map<String, List<Event>> byFlow = new java.util.HashMap<>();
-        for (Event e : fresh) {
-            for (Flow f : routing.apply(e)) {
-                byFlow.computeIfAbsent(f.id(), k -> new ArrayList<>()).add(e);
+        List<Stored> results = new ArrayList<>(group.size());
+        for (int g = 0; g < group.size(); g++) {
+            Request r = group.get(g);
+            Map<String, Integer> byFlow = new HashMap<>();
+            for (Event e : fresh.get(g)) {
+                for (Flow f : routing.apply(e)) {
+                    byFlow.merge(f.id(), 1, Integer::sum);
+                }
             }
-        }
-        byFlow.forEach((flow, list) -> metrics.received(flow, via, list.size()));
-        java.util.Set<String> dup = new java.util.HashSet<>(duplicates);
-        for (Event e : events) {
-            if (dup.remove(e.eventId())) {
-                routing.apply(e).forEach(f -> metrics.duplicates(f.id(), 1));
+            byFlow.forEach((flow, n) -> metrics.received(flow, r.via(), n));
+            Set<String> dup = new HashSet<>(duplicates.get(g));
+            for (Event e : r.events()) {
+                if (dup.remove(e.eventId())) {
+                    routing.apply(e).forEach(f -> metrics.duplicates(f.id(), 1));
+                }
             }
+            results.add(new Stored(r.events().stream().map(Event::eventId).toList(), duplicates.get(g)));
         }
-        return new Stored(events.stream().map(Event::eventId).toList(), duplicates);
+        return results;
+    }
+
+    @PreDestroy
+    void stop() {
+        writer.close();
     }
 }

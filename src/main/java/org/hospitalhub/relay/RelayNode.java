@@ -13,6 +13,7 @@ import java.util.concurrent.ConcurrentHashMap;
 
 import javax.sql.DataSource;
 
+import org.hospitalhub.delivery.GroupCommitter;
 import org.hospitalhub.relay.client.Packet;
 import org.hospitalhub.relay.client.SendResult;
 import org.jboss.logging.Logger;
@@ -58,8 +59,7 @@ public final class RelayNode implements AutoCloseable {
     private final FileStore files;
     private final java.util.concurrent.atomic.AtomicBoolean replicating = new java.util.concurrent.atomic.AtomicBoolean();
     private final Map<String, ServiceDispatcher> serviceDispatchers = new ConcurrentHashMap<>();
-    private final java.util.concurrent.LinkedBlockingQueue<StoreRequest> storeQueue = new java.util.concurrent.LinkedBlockingQueue<>();
-    private Thread storeWriter;
+    private volatile GroupCommitter<PacketStore.Request, List<SendResult>> storeWriter;
     final HttpEndpoint http;
     private TcpEndpoint tcp;
     private HttpServer httpServer;
@@ -132,9 +132,8 @@ public final class RelayNode implements AutoCloseable {
     /** Starts listening (HTTP on its own port if one is given, TCP), connects to the parent, starts the sweeper. */
     public synchronized RelayNode start() {
         running = true;
-        storeWriter = new Thread(this::writeLoop, "relay-" + topology.node() + "-store");
-        storeWriter.setDaemon(true);
-        storeWriter.start();
+        storeWriter = new GroupCommitter<>("relay-" + topology.node() + "-store", MAX_GROUP, Integer.MAX_VALUE,
+                r -> r.batch().size(), this::write);
         List<Future<?>> listening = new ArrayList<>();
         if (httpPort > 0) {
             Router router = Router.router(vertx);
@@ -273,72 +272,22 @@ public final class RelayNode implements AutoCloseable {
      * lock on a hop counter. Requests are stored in the order they were queued.
      */
     CompletableFuture<List<SendResult>> storeAsync(List<PacketStore.Incoming> batch, Peer from) {
-        StoreRequest r = new StoreRequest(new PacketStore.Request(batch, from.id(), from.kind() == Peer.Kind.PARENT),
-                new CompletableFuture<>());
-        if (!running) {
-            r.done().completeExceptionally(new SQLException("relay node " + id() + " is not running"));
-            return r.done();
+        GroupCommitter<PacketStore.Request, List<SendResult>> w = storeWriter;
+        if (!running || w == null) {
+            return CompletableFuture.failedFuture(new SQLException("relay node " + id() + " is not running"));
         }
-        storeQueue.add(r);
-        if (!running && storeQueue.remove(r)) { // closed meanwhile: the writer may already be gone
-            r.done().completeExceptionally(new SQLException("relay node " + id() + " is not running"));
-        }
-        return r.done();
-    }
-
-    private record StoreRequest(PacketStore.Request request, CompletableFuture<List<SendResult>> done) {
+        return w.submit(new PacketStore.Request(batch, from.id(), from.kind() == Peer.Kind.PARENT));
     }
 
     /** Most packets one group transaction takes. */
     private static final int MAX_GROUP = 1000;
 
-    private void writeLoop() {
-        while (running) {
-            StoreRequest first;
-            try {
-                first = storeQueue.poll(1, java.util.concurrent.TimeUnit.SECONDS);
-            } catch (InterruptedException e) {
-                break;
-            }
-            if (first == null) {
-                continue;
-            }
-            List<StoreRequest> group = new ArrayList<>();
-            group.add(first);
-            int n = first.request().batch().size();
-            StoreRequest next;
-            while ((next = storeQueue.peek()) != null && n + next.request().batch().size() <= MAX_GROUP) {
-                group.add(storeQueue.poll());
-                n += next.request().batch().size();
-            }
-            try {
-                write(group);
-            } catch (Throwable t) { // never let the only writer die: its callers would wait for ever
-                LOG.errorf(t, "Relay node %s: storing %d requests failed (not acknowledged; senders send again)", id(), group.size());
-                group.forEach(r -> r.done().completeExceptionally(t));
-            }
-        }
-        StoreRequest left;
-        while ((left = storeQueue.poll()) != null) {
-            left.done().completeExceptionally(new SQLException("relay node " + id() + " stopped before storing the packets"));
-        }
-    }
-
-    private void write(List<StoreRequest> group) {
-        List<List<SendResult>> results;
-        try {
-            results = store.storeAll(group.stream().map(StoreRequest::request).toList(), clock.instant());
-        } catch (SQLException | RuntimeException e) {
-            if (group.size() == 1) {
-                group.get(0).done().completeExceptionally(e);
-            } else {
-                group.forEach(r -> write(List.of(r))); // one request that cannot be stored does not fail the others
-            }
-            return;
-        }
+    /** The store writer's work: one group in one transaction, then the counters and the hops to wake. */
+    private List<List<SendResult>> write(List<PacketStore.Request> group) throws SQLException {
+        List<List<SendResult>> results = store.storeAll(group, clock.instant());
         java.util.Set<String> hops = new java.util.LinkedHashSet<>();
         for (int g = 0; g < group.size(); g++) {
-            List<PacketStore.Incoming> batch = group.get(g).request().batch();
+            List<PacketStore.Incoming> batch = group.get(g).batch();
             List<SendResult> rs = results.get(g);
             for (int i = 0; i < rs.size(); i++) {
                 switch (rs.get(i).status()) {
@@ -356,9 +305,7 @@ public final class RelayNode implements AutoCloseable {
             }
         }
         hops.forEach(this::signal);
-        for (int g = 0; g < group.size(); g++) {
-            group.get(g).done().complete(results.get(g));
-        }
+        return results;
     }
 
     /**
@@ -514,12 +461,7 @@ public final class RelayNode implements AutoCloseable {
         serviceDispatchers.values().forEach(ServiceDispatcher::close);
         serviceDispatchers.clear();
         if (storeWriter != null) {
-            storeWriter.interrupt();
-            try {
-                storeWriter.join(10_000);
-            } catch (InterruptedException e) {
-                Thread.currentThread().interrupt();
-            }
+            storeWriter.close();
         }
         http.close();
         await(httpServer == null ? null : httpServer.close());

@@ -1,7 +1,9 @@
 package org.hospitalhub.sync;
 
-import java.sql.SQLException;
 import java.util.List;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionException;
+import java.util.concurrent.CompletionStage;
 
 import jakarta.ws.rs.Consumes;
 import jakarta.ws.rs.POST;
@@ -16,11 +18,14 @@ import jakarta.ws.rs.core.Response;
 import org.hospitalhub.delivery.Event;
 import org.hospitalhub.delivery.EventParser;
 import org.hospitalhub.delivery.EventStore;
+import org.hospitalhub.delivery.GroupCommitter;
 import org.hospitalhub.delivery.InvalidEventException;
 import org.hospitalhub.delivery.XmlEventReader;
 import org.hospitalhub.ops.ApiKeyFilter;
 import org.hospitalhub.ops.Callers;
 import org.jboss.logging.Logger;
+
+import io.smallrye.common.annotation.Blocking;
 
 /**
  * HTTP ingest: one event or an array, JSON or legacy XML. 202 with the accepted ids once durably stored; all of the
@@ -47,7 +52,8 @@ public class EventsResource {
     @POST
     @Consumes({ MediaType.APPLICATION_JSON, MediaType.APPLICATION_XML, MediaType.TEXT_XML })
     @Produces(MediaType.APPLICATION_JSON)
-    public Response post(String body, @Context HttpHeaders headers, @Context ContainerRequestContext ctx) throws SQLException {
+    @Blocking // parsing and validation on a worker thread; the answer waits for the group commit without holding it
+    public CompletionStage<Response> post(String body, @Context HttpHeaders headers, @Context ContainerRequestContext ctx) {
         Callers.Caller caller = (Callers.Caller) ctx.getProperty(ApiKeyFilter.CALLER);
         List<Event> events;
         try {
@@ -55,24 +61,37 @@ public class EventsResource {
             boolean isXml = type != null && type.getSubtype().toLowerCase().endsWith("xml");
             events = isXml ? xml.read(body) : parser.parseBody(body);
         } catch (InvalidEventException e) {
-            return invalid(e);
+            return CompletableFuture.completedFuture(invalid(e));
         }
         if (caller.role() != Callers.Role.OPERATOR) {
             for (int i = 0; i < events.size(); i++) {
                 Event e = events.get(i);
                 if (!caller.name().equals(e.source())) {
                     String field = events.size() == 1 ? "source" : "[" + i + "].source";
-                    return Response.status(Response.Status.FORBIDDEN).type(MediaType.APPLICATION_JSON)
+                    return CompletableFuture.completedFuture(Response.status(Response.Status.FORBIDDEN).type(MediaType.APPLICATION_JSON)
                             .entity(new ApiKeyFilter.ErrorBody(403, field + ": caller " + caller.name()
                                     + " may only send events with source " + caller.name() + ", got " + e.source(),
                                     field, "source-is-caller"))
-                            .build();
+                            .build());
                 }
             }
         }
-        EventStore.Stored stored = store.store(events, "http");
-        LOG.debugf("Accepted %d events (%d duplicates) from %s", events.size(), stored.duplicates().size(), caller.name());
-        return Response.accepted(new Accepted(stored.accepted(), stored.duplicates())).build();
+        // stored together with the other requests waiting at this moment (one commit for all); 202 only once committed
+        return store.storeGrouped(events, "http").handle((stored, failure) -> {
+            if (failure == null) {
+                LOG.debugf("Accepted %d events (%d duplicates) from %s", events.size(), stored.duplicates().size(), caller.name());
+                return Response.accepted(new Accepted(stored.accepted(), stored.duplicates())).build();
+            }
+            Throwable cause = failure instanceof CompletionException && failure.getCause() != null ? failure.getCause() : failure;
+            if (cause instanceof GroupCommitter.Busy busy) {
+                return Response.status(Response.Status.SERVICE_UNAVAILABLE).header("Retry-After", "1")
+                        .type(MediaType.APPLICATION_JSON)
+                        .entity(new ApiKeyFilter.ErrorBody(503, busy.getMessage() + " (nothing of this request was stored)",
+                                null, "ingest-busy"))
+                        .build();
+            }
+            throw cause instanceof RuntimeException r ? r : new CompletionException(cause);
+        });
     }
 
     static Response invalid(InvalidEventException e) {

@@ -5,6 +5,9 @@ import static org.hamcrest.Matchers.containsString;
 import static org.hamcrest.Matchers.equalTo;
 import static org.hamcrest.Matchers.hasItems;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.util.List;
 
 import org.hospitalhub.support.Events;
 import org.hospitalhub.support.PostgresResource;
@@ -33,6 +36,40 @@ class IngestTest {
         }
         assertEquals(1, stored("ing-dup-1"));
         assertEquals(1, Events.count("SELECT COUNT(*) FROM hub_delivery WHERE event_id = ?", "ing-dup-1"));
+    }
+
+    @Test
+    void concurrentRequestsShareCommitsAndAnEventSentTwiceAtOnceIsStoredOnce() throws Exception {
+        // 40 senders post one event each at the same moment; ten of the events are sent by two senders each.
+        int senders = 40;
+        java.util.concurrent.ExecutorService pool = java.util.concurrent.Executors.newFixedThreadPool(senders);
+        java.util.concurrent.CountDownLatch go = new java.util.concurrent.CountDownLatch(1);
+        List<java.util.concurrent.Future<io.restassured.response.Response>> answers = new java.util.ArrayList<>();
+        try {
+            for (int i = 0; i < senders; i++) {
+                String id = "ing-grp-" + (i < 20 ? i % 10 : i);
+                answers.add(pool.submit(() -> {
+                    go.await();
+                    return given().header("X-Api-Key", HIS).contentType("application/json").body(Events.charge(id, "P1"))
+                            .post("/api/v1/events");
+                }));
+            }
+            go.countDown();
+            int duplicates = 0;
+            for (var a : answers) {
+                io.restassured.response.Response r = a.get(30, java.util.concurrent.TimeUnit.SECONDS);
+                assertEquals(202, r.statusCode(), r.asString());
+                duplicates += r.jsonPath().getList("duplicates").size();
+            }
+            assertEquals(10, duplicates, "each of the ten events sent twice is new for one sender, a duplicate for the other");
+        } finally {
+            pool.shutdownNow();
+        }
+        assertEquals(30, Events.count("SELECT COUNT(*) FROM hub_event WHERE event_id LIKE 'ing-grp-%'"));
+        assertEquals(30, Events.count("SELECT COUNT(*) FROM hub_delivery WHERE event_id LIKE 'ing-grp-%'"));
+        // requests stored in one group transaction share its time: fewer commits than requests
+        long commits = Events.count("SELECT COUNT(DISTINCT received_at) FROM hub_event WHERE event_id LIKE 'ing-grp-%'");
+        assertTrue(commits < 30, "40 requests in " + commits + " commits");
     }
 
     @Test
