@@ -316,6 +316,8 @@ public final class QcBench {
         }
         ConcurrentLinkedQueue<Visit> admitted = new ConcurrentLinkedQueue<>();
         Semaphore open = new Semaphore(inFlight);
+        // one keep-alive connection per request that may be open (the JDK client cost the hub a third of a core here)
+        PlainHttp client = new PlainHttp(events, inFlight, "X-Api-Key: " + KEY + "\r\nContent-Type: application/json\r\n");
         AtomicLong refused = new AtomicLong();
         AtomicLong failed = new AtomicLong();
         long base = System.currentTimeMillis() * 1000;
@@ -384,11 +386,11 @@ public final class QcBench {
                 sentMicros.put(id, sendMicros);
                 kindOf.put(id, kind);
                 Visit newcomer = admittedVisit;
-                http.sendAsync(post(body), HttpResponse.BodyHandlers.ofString()).whenComplete((r, e) -> {
+                client.post(body, (status, e) -> {
                     open.release();
                     if (e != null) {
                         failed.incrementAndGet();
-                    } else if (r.statusCode() != 202) {
+                    } else if (status != 202) {
                         refused.incrementAndGet();
                     } else if (newcomer != null) {
                         admitted.add(newcomer); // later events of the visit only once its admission is stored
@@ -400,6 +402,7 @@ public final class QcBench {
         }
         open.acquire(inFlight); // every request answered
         open.release(inFlight);
+        client.close();
         loadSeconds = (System.nanoTime() - start) / 1e9;
         loadEndMillis = System.currentTimeMillis();
         hubCpuSeconds = hub.cpuSeconds() - cpu0;
@@ -628,7 +631,7 @@ public final class QcBench {
         md.append(String.format("| preload | %,d admissions over the last 6 h -> %,d open tasks, %,d timers pending, "
                 + "in %.0f s |%n", preloadVisits, preloadedOpen, preloadedTriggers, preloadSeconds));
         md.append(String.format("| warm-up | %d s at the same rate before the measured load (not in the percentiles) |%n", warmupSeconds));
-        md.append(String.format("| load | %,d events/s for %d s over HTTP, one event per request, at most %d requests open; "
+        md.append(String.format("| load | %,d events/s for %d s over HTTP, one event per request, at most %d requests open (one keep-alive connection each, bench PlainHttp); "
                 + "admissions 20 %%, documents completed 35 %%, condition changes 15 %%, emergency consultations 10 %% "
                 + "(due %d s later, reminder halfway), routine consultations 5 %%, transfers in 5 %%, discharges 10 %% |%n",
                 rate, seconds, inFlight, deadlineSeconds));
