@@ -444,17 +444,8 @@ public class DeadLetters {
 
     private void storeAndQueue(Connection c, Event e, String flow) throws SQLException {
         Instant now = Instant.now();
-        try (PreparedStatement ins = c.prepareStatement("INSERT INTO hub_event (event_id, event_type, source, hospital, "
-                + "event_key, occurred_at, envelope, received_via, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'replay', ?) "
-                + "ON CONFLICT DO NOTHING")) {
-            ins.setString(1, e.eventId());
-            ins.setString(2, e.type());
-            ins.setString(3, e.source());
-            ins.setString(4, e.hospital());
-            ins.setString(5, e.key());
-            ins.setObject(6, e.occurredAt());
-            ins.setString(7, e.envelope());
-            ins.setObject(8, Database.utc(now));
+        try (PreparedStatement ins = c.prepareStatement(EventStore.INSERT_EVENT)) {
+            EventStore.bindEvent(ins, e, "replay", now);
             ins.executeUpdate();
         }
         try (PreparedStatement ins = c.prepareStatement("INSERT INTO hub_delivery (event_id, flow, status, created_at) "

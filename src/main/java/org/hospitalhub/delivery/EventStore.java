@@ -73,6 +73,22 @@ public class EventStore {
         return write(List.of(new Request(events, via)), routing, sameTransaction).get(0);
     }
 
+    /** Stores an event once (a second insert of its eventId changes nothing): bound by {@link #bindEvent}. */
+    static final String INSERT_EVENT = "INSERT INTO hub_event (event_id, event_type, source, hospital, event_key, "
+            + "occurred_at, envelope, received_via, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING";
+
+    static void bindEvent(PreparedStatement ins, Event e, String via, Instant now) throws SQLException {
+        ins.setString(1, e.eventId());
+        ins.setString(2, e.type());
+        ins.setString(3, e.source());
+        ins.setString(4, e.hospital());
+        ins.setString(5, e.key());
+        ins.setObject(6, e.occurredAt());
+        ins.setString(7, e.envelope());
+        ins.setString(8, via);
+        ins.setObject(9, Database.utc(now));
+    }
+
     /** One sender's events, stored all or none. */
     public record Request(List<Event> events, String via) {
     }
@@ -100,20 +116,10 @@ public class EventStore {
         db.inTransaction(c -> {
             fresh.clear();
             duplicates.clear();
-            try (PreparedStatement ins = c.prepareStatement("INSERT INTO hub_event (event_id, event_type, source, hospital, "
-                    + "event_key, occurred_at, envelope, received_via, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                    + "ON CONFLICT DO NOTHING")) {
+            try (PreparedStatement ins = c.prepareStatement(INSERT_EVENT)) {
                 for (Request r : group) {
                     for (Event e : r.events()) {
-                        ins.setString(1, e.eventId());
-                        ins.setString(2, e.type());
-                        ins.setString(3, e.source());
-                        ins.setString(4, e.hospital());
-                        ins.setString(5, e.key());
-                        ins.setObject(6, e.occurredAt());
-                        ins.setString(7, e.envelope());
-                        ins.setString(8, r.via());
-                        ins.setObject(9, Database.utc(now));
+                        bindEvent(ins, e, r.via(), now);
                         ins.addBatch();
                     }
                 }
