@@ -6,10 +6,8 @@ import java.time.Clock;
 import java.time.Instant;
 import java.util.ArrayList;
 import java.util.HashMap;
-import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
-import java.util.Set;
 import java.util.concurrent.CompletableFuture;
 import java.util.function.Function;
 
@@ -112,10 +110,12 @@ public class EventStore {
             throws SQLException {
         Instant now = clock.instant();
         List<List<Event>> fresh = new ArrayList<>(group.size());
-        List<List<String>> duplicates = new ArrayList<>(group.size());
+        List<List<Event>> duplicates = new ArrayList<>(group.size());
+        List<Map<String, Integer>> received = new ArrayList<>(group.size()); // per request: new events per flow
         db.inTransaction(c -> {
             fresh.clear();
             duplicates.clear();
+            received.clear();
             try (PreparedStatement ins = c.prepareStatement(INSERT_EVENT)) {
                 for (Request r : group) {
                     for (Event e : r.events()) {
@@ -129,13 +129,13 @@ public class EventStore {
                 int i = 0;
                 for (Request r : group) {
                     List<Event> f = new ArrayList<>(r.events().size());
-                    List<String> d = new ArrayList<>();
+                    List<Event> d = new ArrayList<>();
                     for (Event e : r.events()) {
                         int n = counts[i++];
                         if (n == 1) {
                             f.add(e);
                         } else if (n == 0) {
-                            d.add(e.eventId());
+                            d.add(e);
                         } else {
                             throw new SQLException("the JDBC driver did not report whether event " + e.eventId() + " was new "
                                     + "(update count " + n + "); do not set reWriteBatchedInserts on the hub's datasource");
@@ -149,6 +149,8 @@ public class EventStore {
                     "INSERT INTO hub_delivery (event_id, flow, status, created_at) VALUES (?, ?, 'PENDING', ?)")) {
                 boolean any = false;
                 for (List<Event> f : fresh) {
+                    Map<String, Integer> byFlow = new HashMap<>();
+                    received.add(byFlow);
                     for (Event e : f) {
                         List<Flow> targets = routing.apply(e);
                         if (targets.isEmpty()) {
@@ -156,6 +158,7 @@ public class EventStore {
                                     e.eventId(), e.type(), e.hospital());
                         }
                         for (Flow fl : targets) {
+                            byFlow.merge(fl.id(), 1, Integer::sum);
                             out.setString(1, e.eventId());
                             out.setString(2, fl.id());
                             out.setObject(3, Database.utc(now));
@@ -176,20 +179,10 @@ public class EventStore {
         List<Stored> results = new ArrayList<>(group.size());
         for (int g = 0; g < group.size(); g++) {
             Request r = group.get(g);
-            Map<String, Integer> byFlow = new HashMap<>();
-            for (Event e : fresh.get(g)) {
-                for (Flow f : routing.apply(e)) {
-                    byFlow.merge(f.id(), 1, Integer::sum);
-                }
-            }
-            byFlow.forEach((flow, n) -> metrics.received(flow, r.via(), n));
-            Set<String> dup = new HashSet<>(duplicates.get(g));
-            for (Event e : r.events()) {
-                if (dup.remove(e.eventId())) {
-                    routing.apply(e).forEach(f -> metrics.duplicates(f.id(), 1));
-                }
-            }
-            results.add(new Stored(r.events().stream().map(Event::eventId).toList(), duplicates.get(g)));
+            received.get(g).forEach((flow, n) -> metrics.received(flow, r.via(), n));
+            duplicates.get(g).forEach(e -> routing.apply(e).forEach(f -> metrics.duplicates(f.id(), 1)));
+            results.add(new Stored(r.events().stream().map(Event::eventId).toList(),
+                    duplicates.get(g).stream().map(Event::eventId).toList()));
         }
         return results;
     }
