@@ -1,7 +1,10 @@
 package org.hospitalhub.delivery;
 
 import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.time.DateTimeException;
 import java.time.OffsetDateTime;
+import java.time.ZoneOffset;
 import java.time.format.DateTimeParseException;
 import java.util.ArrayList;
 import java.util.Comparator;
@@ -11,13 +14,13 @@ import java.util.regex.Pattern;
 
 import jakarta.enterprise.context.ApplicationScoped;
 
+import com.fasterxml.jackson.core.JsonParseException;
 import com.fasterxml.jackson.core.JsonParser;
+import com.fasterxml.jackson.core.JsonToken;
 import com.fasterxml.jackson.core.JsonProcessingException;
-import com.fasterxml.jackson.databind.DeserializationFeature;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.json.JsonMapper;
-import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import com.networknt.schema.ValidationMessage;
 
@@ -34,53 +37,82 @@ public class EventParser {
             "payload");
 
     private final SchemaRegistry schemas;
-    /** Strict reader: duplicate keys and trailing garbage are errors, not silently accepted. */
+    /**
+     * Strict reader: duplicate keys are errors, not silently accepted (trailing garbage after the body is checked by
+     * {@link #parseBody}: the mapper's own check would also fire on each value read from the middle of a body).
+     */
     private final ObjectMapper strict = JsonMapper.builder()
             .enable(JsonParser.Feature.STRICT_DUPLICATE_DETECTION)
-            .enable(DeserializationFeature.FAIL_ON_TRAILING_TOKENS)
             .build();
 
     public EventParser(SchemaRegistry schemas) {
         this.schemas = schemas;
     }
 
-    /** Parses a body holding one envelope or a JSON array of envelopes. */
+    /**
+     * Parses a body holding one envelope or a JSON array of envelopes. The whole body is read first (malformed JSON is
+     * reported before any rule of an envelope), then each envelope is validated in order.
+     */
     public List<Event> parseBody(String body) {
         if (body == null || body.isBlank()) {
             throw new InvalidEventException("", "required", "the request body is empty; send one event or a JSON array of events");
         }
-        JsonNode root;
-        try {
-            root = strict.readTree(body);
+        List<Object> read = new ArrayList<>(); // a Fields per envelope, or a String naming what else an element was
+        boolean array;
+        try (JsonParser p = strict.createParser(body)) {
+            JsonToken t = p.nextToken();
+            array = t == JsonToken.START_ARRAY;
+            if (t == JsonToken.START_OBJECT) {
+                read.add(readEnvelope(p, body, true));
+            } else if (array) {
+                while ((t = p.nextToken()) != JsonToken.END_ARRAY) {
+                    if (t == JsonToken.START_OBJECT) {
+                        read.add(readEnvelope(p, body, true));
+                    } else {
+                        p.skipChildren();
+                        read.add("not an object");
+                    }
+                }
+            } else {
+                p.skipChildren();
+            }
+            t = p.nextToken();
+            if (t != null) {
+                throw new JsonParseException(p, "Trailing token (of type " + t + ") found after value");
+            }
+            if (read.isEmpty() && !array) {
+                throw new InvalidEventException("", "type", "the body must be an event object or an array of event objects");
+            }
         } catch (JsonProcessingException e) {
-            throw new InvalidEventException("", "json",
-                    "malformed JSON at line " + e.getLocation().getLineNr() + ", column " + e.getLocation().getColumnNr()
-                            + ": " + e.getOriginalMessage());
+            throw malformed(e);
+        } catch (IOException e) {
+            throw new UncheckedIOException(e); // a String cannot fail to be read
         }
-        if (root.isObject()) {
-            return List.of(validate((ObjectNode) root));
+        if (!array) {
+            return List.of(build((Fields) read.get(0), true));
         }
-        if (root.isArray()) {
-            ArrayNode array = (ArrayNode) root;
-            if (array.isEmpty()) {
-                throw new InvalidEventException("", "minItems", "the array holds no events");
+        if (read.isEmpty()) {
+            throw new InvalidEventException("", "minItems", "the array holds no events");
+        }
+        List<Event> events = new ArrayList<>(read.size());
+        for (int i = 0; i < read.size(); i++) {
+            String at = "[" + i + "]";
+            if (!(read.get(i) instanceof Fields f)) {
+                throw new InvalidEventException(at, "type", at + ": each element must be an event object");
             }
-            List<Event> events = new ArrayList<>(array.size());
-            for (int i = 0; i < array.size(); i++) {
-                JsonNode n = array.get(i);
-                String at = "[" + i + "]";
-                if (!n.isObject()) {
-                    throw new InvalidEventException(at, "type", at + ": each element must be an event object");
-                }
-                try {
-                    events.add(validate((ObjectNode) n));
-                } catch (InvalidEventException e) {
-                    throw e.at(at);
-                }
+            try {
+                events.add(build(f, true));
+            } catch (InvalidEventException e) {
+                throw e.at(at);
             }
-            return events;
         }
-        throw new InvalidEventException("", "type", "the body must be an event object or an array of event objects");
+        return events;
+    }
+
+    private static InvalidEventException malformed(JsonProcessingException e) {
+        var where = e.getLocation();
+        return new InvalidEventException("", "json", "malformed JSON at line " + (where == null ? 0 : where.getLineNr())
+                + ", column " + (where == null ? 0 : where.getColumnNr()) + ": " + e.getOriginalMessage());
     }
 
     /** Parses one envelope from its JSON text (a Kafka record, a RabbitMQ message, a stored event). */
@@ -92,17 +124,78 @@ public class EventParser {
         return events.get(0);
     }
 
+    /** Validates an envelope built as a tree (XML, HL7, a polled row). */
     public Event validate(ObjectNode node) {
-        return validate(node, true);
+        Fields f = new Fields();
+        for (var it = node.fields(); it.hasNext();) {
+            var field = it.next();
+            f.put(field.getKey(), field.getValue());
+        }
+        return build(f, true);
     }
 
-    private Event validate(ObjectNode node, boolean checkSchema) {
-        for (var it = node.fieldNames(); it.hasNext();) {
-            String f = it.next();
-            if (!FIELDS.contains(f)) {
-                throw new InvalidEventException(f, "additionalProperties",
-                        "unknown envelope field '" + f + "' (allowed: " + String.join(", ", FIELDS.stream().sorted().toList()) + ")");
+    /** The envelope's fields as read, before validation. */
+    private static final class Fields {
+        final JsonNode[] values = new JsonNode[NAMES.size()];
+        String unknown;
+        /** The payload object's text as it stands in the body, when it was read from text. */
+        String payloadText;
+
+        void put(String name, JsonNode value) {
+            int i = NAMES.indexOf(name);
+            if (i < 0) {
+                if (unknown == null) {
+                    unknown = name;
+                }
+            } else {
+                values[i] = value;
             }
+        }
+
+        JsonNode get(String name) {
+            return values[NAMES.indexOf(name)];
+        }
+    }
+
+    private static final List<String> NAMES = List.of("eventId", "type", "source", "hospital", "key", "occurredAt", "payload");
+    private static final int PAYLOAD = NAMES.indexOf("payload");
+
+    /**
+     * Reads one envelope object (the parser is on its START_OBJECT) without building a tree of it: the header values
+     * as small nodes, the payload as a tree only when it is to be checked against its schema, and the payload's text
+     * cut from the body by the parser's character offsets. Duplicate keys are refused by the parser itself.
+     */
+    private Fields readEnvelope(JsonParser p, String body, boolean payloadTree) throws IOException {
+        Fields f = new Fields();
+        while (p.nextToken() == JsonToken.FIELD_NAME) {
+            String name = p.currentName();
+            JsonToken t = p.nextToken();
+            int i = NAMES.indexOf(name);
+            if (i == PAYLOAD && t == JsonToken.START_OBJECT) {
+                long from = p.currentTokenLocation().getCharOffset();
+                if (payloadTree) {
+                    f.values[i] = p.readValueAsTree();
+                } else {
+                    p.skipChildren();
+                    f.values[i] = strict.getNodeFactory().objectNode(); // stands for "an object"; text below
+                }
+                long to = p.currentTokenLocation().getCharOffset();
+                f.payloadText = body.substring((int) from, (int) to + 1);
+            } else if (i >= 0) {
+                f.values[i] = p.readValueAsTree();
+            } else {
+                f.put(name, null);
+                p.skipChildren();
+            }
+        }
+        return f;
+    }
+
+    private Event build(Fields node, boolean checkSchema) {
+        if (node.unknown != null) {
+            String f = node.unknown;
+            throw new InvalidEventException(f, "additionalProperties",
+                    "unknown envelope field '" + f + "' (allowed: " + String.join(", ", FIELDS.stream().sorted().toList()) + ")");
         }
         String eventId = requiredText(node, "eventId", EVENT_ID,
                 "1 to 200 characters: letters, digits and . _ : - (starting with a letter or digit)");
@@ -111,12 +204,15 @@ public class EventParser {
         String hospital = requiredText(node, "hospital", CODE, "a hospital code of 1 to 100 letters, digits and . _ -");
         String key = optionalText(node, "key");
         String occurred = requiredText(node, "occurredAt", null, null);
-        OffsetDateTime occurredAt;
-        try {
-            occurredAt = OffsetDateTime.parse(occurred);
-        } catch (DateTimeParseException e) {
-            throw new InvalidEventException("occurredAt", "format",
-                    "occurredAt must be an ISO-8601 date-time with offset, e.g. 2026-11-22T08:30:00+08:00; got '" + occurred + "'");
+        OffsetDateTime occurredAt = plainOffsetDateTime(occurred);
+        boolean plain = occurredAt != null;
+        if (!plain) {
+            try {
+                occurredAt = OffsetDateTime.parse(occurred);
+            } catch (DateTimeParseException e) {
+                throw new InvalidEventException("occurredAt", "format",
+                        "occurredAt must be an ISO-8601 date-time with offset, e.g. 2026-11-22T08:30:00+08:00; got '" + occurred + "'");
+            }
         }
         JsonNode payload = node.get("payload");
         if (payload == null || payload.isNull()) {
@@ -140,26 +236,126 @@ public class EventParser {
             throw new InvalidEventException(field, first.getType(),
                     field + ": " + first.getMessage().replaceFirst("^\\$[^:]*: ", "") + " (schema of " + type + ")");
         }
-        ObjectNode canonical = strict.createObjectNode();
-        canonical.put("eventId", eventId);
-        canonical.put("type", type);
-        canonical.put("source", source);
-        canonical.put("hospital", hospital);
-        if (key != null) {
-            canonical.put("key", key);
-        }
-        canonical.put("occurredAt", occurred);
-        canonical.set("payload", payload);
         String text;
-        try {
-            text = strict.writeValueAsString(canonical);
-        } catch (JsonProcessingException e) {
-            throw new IllegalStateException(e);
+        ObjectNode tree = null;
+        if (node.payloadText != null) {
+            text = compact(node.payloadText);
+        } else {
+            tree = (ObjectNode) payload;
+            try {
+                text = strict.writeValueAsString(tree);
+            } catch (JsonProcessingException e) {
+                throw new IllegalStateException(e);
+            }
         }
-        return new Event(eventId, type, source, hospital, key, occurredAt, (ObjectNode) payload, text);
+        return new Event(eventId, type, source, hospital, key, occurredAt, occurred, plain, text, tree);
     }
 
-    private static String requiredText(ObjectNode node, String field, Pattern pattern, String patternText) {
+    /**
+     * The plain ISO-8601 form yyyy-MM-ddTHH:mm:ss[.1 to 9 digits](Z|±HH:mm), read without a DateTimeFormatter (which
+     * costs more than the rest of an event's validation); null for anything else, which then goes through
+     * {@link OffsetDateTime#parse} and gets its verdict and error.
+     */
+    static OffsetDateTime plainOffsetDateTime(String s) {
+        int n = s.length();
+        if (n < 20 || s.charAt(4) != '-' || s.charAt(7) != '-' || s.charAt(10) != 'T' || s.charAt(13) != ':'
+                || s.charAt(16) != ':') {
+            return null;
+        }
+        int year = digits(s, 0, 4);
+        int month = digits(s, 5, 2);
+        int day = digits(s, 8, 2);
+        int hour = digits(s, 11, 2);
+        int minute = digits(s, 14, 2);
+        int second = digits(s, 17, 2);
+        if ((year | month | day | hour | minute | second) < 0) {
+            return null;
+        }
+        int i = 19;
+        int nano = 0;
+        if (s.charAt(i) == '.') {
+            int from = ++i;
+            while (i < n && s.charAt(i) >= '0' && s.charAt(i) <= '9') {
+                nano = nano * 10 + (s.charAt(i++) - '0');
+            }
+            int len = i - from;
+            if (len == 0 || len > 9) {
+                return null;
+            }
+            for (int k = len; k < 9; k++) {
+                nano *= 10;
+            }
+        }
+        ZoneOffset offset;
+        if (i == n - 1 && s.charAt(i) == 'Z') {
+            offset = ZoneOffset.UTC;
+        } else if (i == n - 6 && (s.charAt(i) == '+' || s.charAt(i) == '-') && s.charAt(i + 3) == ':') {
+            int h = digits(s, i + 1, 2);
+            int m = digits(s, i + 4, 2);
+            if ((h | m) < 0 || m > 59) {
+                return null;
+            }
+            try {
+                offset = ZoneOffset.ofTotalSeconds((s.charAt(i) == '-' ? -1 : 1) * (h * 3600 + m * 60));
+            } catch (DateTimeException outOfRange) {
+                return null;
+            }
+        } else {
+            return null;
+        }
+        try {
+            return OffsetDateTime.of(year, month, day, hour, minute, second, nano, offset);
+        } catch (DateTimeException invalid) {
+            return null;
+        }
+    }
+
+    private static int digits(String s, int from, int count) {
+        int v = 0;
+        for (int i = from; i < from + count; i++) {
+            char c = s.charAt(i);
+            if (c < '0' || c > '9') {
+                return -1;
+            }
+            v = v * 10 + (c - '0');
+        }
+        return v;
+    }
+
+    /** Valid JSON text without its insignificant whitespace (the text itself when it has none). */
+    static String compact(String json) {
+        int n = json.length();
+        boolean inString = false;
+        StringBuilder out = null;
+        for (int i = 0; i < n; i++) {
+            char c = json.charAt(i);
+            if (inString) {
+                if (c == '\\') {
+                    i++; // the escaped character
+                    if (out != null) {
+                        out.append(c).append(json.charAt(i));
+                    }
+                    continue;
+                }
+                if (c == '"') {
+                    inString = false;
+                }
+            } else if (c == '"') {
+                inString = true;
+            } else if (c == ' ' || c == '\n' || c == '\r' || c == '\t') {
+                if (out == null) {
+                    out = new StringBuilder(n).append(json, 0, i);
+                }
+                continue;
+            }
+            if (out != null) {
+                out.append(c);
+            }
+        }
+        return out == null ? json : out.toString();
+    }
+
+    private static String requiredText(Fields node, String field, Pattern pattern, String patternText) {
         JsonNode v = node.get(field);
         if (v == null || v.isNull()) {
             throw new InvalidEventException(field, "required", field + " is required");
@@ -177,7 +373,7 @@ public class EventParser {
         return s;
     }
 
-    private static String optionalText(ObjectNode node, String field) {
+    private static String optionalText(Fields node, String field) {
         JsonNode v = node.get(field);
         if (v == null || v.isNull()) {
             return null;
@@ -194,8 +390,11 @@ public class EventParser {
 
     /** Reads a stored canonical envelope back (validated against its schema when it was accepted). */
     public Event fromStored(String envelope) {
-        try {
-            return validate((ObjectNode) strict.readTree(envelope), false);
+        try (JsonParser p = strict.createParser(envelope)) {
+            if (p.nextToken() != JsonToken.START_OBJECT) {
+                throw new IllegalStateException("stored envelope is not a JSON object");
+            }
+            return build(readEnvelope(p, envelope, false), false);
         } catch (IOException e) {
             throw new IllegalStateException("stored envelope is not JSON: " + e.getMessage(), e);
         }

@@ -115,7 +115,7 @@ public class JdbcBatchSink {
             cols[2][i] = e.source();
             cols[3][i] = e.hospital();
             cols[4][i] = e.key();
-            cols[5][i] = e.occurredAt().toString();
+            cols[5][i] = e.occurredAtText();
             cols[6][i] = e.payloadJson();
         }
         try (PreparedStatement ps = c.prepareStatement("INSERT INTO " + table

@@ -180,12 +180,16 @@ public class KafkaBatch {
         if (records == null) {
             return;
         }
-        Map<String, KafkaManualCommit> lastPerPartition = new LinkedHashMap<>();
-        for (Exchange r : records) {
-            var m = r.getMessage();
+        // From the last record back: the first commit seen per partition is its last (no key strings per record).
+        Map<Object, KafkaManualCommit> lastPerPartition = new LinkedHashMap<>();
+        for (int i = records.size() - 1; i >= 0; i--) {
+            var m = records.get(i).getMessage();
             KafkaManualCommit commit = m.getHeader(KafkaConstants.MANUAL_COMMIT, KafkaManualCommit.class);
             if (commit != null) {
-                lastPerPartition.put(m.getHeader(KafkaConstants.TOPIC) + "/" + m.getHeader(KafkaConstants.PARTITION), commit);
+                Object partition = commit instanceof org.apache.camel.component.kafka.consumer.DefaultKafkaManualCommit d
+                        ? d.getPartition()
+                        : m.getHeader(KafkaConstants.TOPIC) + "/" + m.getHeader(KafkaConstants.PARTITION);
+                lastPerPartition.putIfAbsent(partition, commit);
             }
         }
         commitAll(lastPerPartition.values());

@@ -1,0 +1,137 @@
+package org.hospitalhub.delivery;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertSame;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+
+import java.time.OffsetDateTime;
+import java.time.format.DateTimeParseException;
+import java.util.List;
+import java.util.Optional;
+
+import org.junit.jupiter.api.Test;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+
+/**
+ * The envelope parser without the hub: the payload text is the sender's, the canonical envelope reads back as the same
+ * event, the plain date-time reader agrees with {@link OffsetDateTime#parse}, and errors come in the documented order.
+ */
+class EventParserTest {
+
+    private final ObjectMapper mapper = new ObjectMapper();
+    private final EventParser parser;
+
+    EventParserTest() throws Exception {
+        parser = new EventParser(new SchemaRegistry(mapper, Optional.empty()));
+    }
+
+    private static String charge(String id, String payload) {
+        return """
+                {"eventId":"%s","type":"his.charge.refunded","source":"his","hospital":"test","key":"P1",
+                 "occurredAt":"2026-11-22T08:00:00+08:00","payload":%s}""".formatted(id, payload);
+    }
+
+    @Test
+    void payloadTextIsThePayloadEvenWhenAHeaderStringLooksLikeIt() throws Exception {
+        String tricky = "P1\\\",\\\"payload\\\":{\\\"x\\\":1}\\\\";
+        Event e = parser.parseOne("""
+                {"eventId":"e-1","type":"his.charge.refunded","source":"his","hospital":"test","key":"%s",
+                 "occurredAt":"2026-11-22T08:00:00+08:00",
+                 "payload":{"chargeId":"C-1","patientId":"P1","amount":1.50,"reason":"退费 \\"quoted\\", \\\\ back"}}
+                """.formatted(tricky));
+        assertEquals("P1\",\"payload\":{\"x\":1}\\", e.key());
+        // as sent, whitespace outside strings removed, the amount's digits kept
+        assertEquals("{\"chargeId\":\"C-1\",\"patientId\":\"P1\",\"amount\":1.50,\"reason\":\"退费 \\\"quoted\\\", \\\\ back\"}",
+                e.payloadJson());
+        assertEquals(mapper.readTree(e.payloadJson()), e.payload());
+        // the canonical envelope reads back as the same event
+        Event back = parser.fromStored(e.envelope());
+        assertEquals(e.envelope(), back.envelope());
+        assertEquals(e.key(), back.key());
+        assertEquals(e.payloadJson(), back.payloadJson());
+        assertEquals(mapper.readTree(e.envelope()).get("payload"), e.payload());
+    }
+
+    @Test
+    void prettyPrintedPayloadIsStoredCompactAndLargeAmountsAreNotRounded() throws Exception {
+        String payload = """
+                {
+                  "chargeId" : "C-2",\t"patientId":"P 1",
+                  "amount" : 12345678901234567.89,
+                  "reason" : "wrong item",
+                  "items" : [ {"code":"A 1"} , {"code":"B\\tC"} ]
+                }""";
+        Event e = parser.parseOne(charge("e-2", payload));
+        assertEquals("{\"chargeId\":\"C-2\",\"patientId\":\"P 1\",\"amount\":12345678901234567.89,"
+                + "\"reason\":\"wrong item\",\"items\":[{\"code\":\"A 1\"},{\"code\":\"B\\tC\"}]}", e.payloadJson());
+        JsonNode envelope = mapper.readTree(e.envelope());
+        assertEquals(List.of("eventId", "type", "source", "hospital", "key", "occurredAt", "payload"),
+                iterable(envelope.fieldNames()));
+        assertEquals("2026-11-22T08:00:00+08:00", envelope.get("occurredAt").asText());
+    }
+
+    @Test
+    void anArrayIsReadWholeBeforeAnyEnvelopeIsJudged() {
+        // element 0 is invalid, but the body is malformed further on: the JSON error is the one reported
+        var bad = assertThrows(InvalidEventException.class, () -> parser.parseBody("[{\"eventId\":\"x\"}, {\"a\":1,}]"));
+        assertEquals("json", bad.rule());
+        var second = assertThrows(InvalidEventException.class,
+                () -> parser.parseBody("[" + charge("ok-1", "{\"chargeId\":\"C\",\"patientId\":\"P\",\"amount\":1,\"reason\":\"r\"}") + ", 7]"));
+        assertEquals("[1]", second.field());
+        var trailing = assertThrows(InvalidEventException.class,
+                () -> parser.parseBody(charge("t-1", "{\"chargeId\":\"C\",\"patientId\":\"P\",\"amount\":1,\"reason\":\"r\"}") + " {}"));
+        assertEquals("json", trailing.rule());
+        var duplicate = assertThrows(InvalidEventException.class,
+                () -> parser.parseBody(charge("d-1", "{\"chargeId\":\"C\",\"chargeId\":\"D\",\"patientId\":\"P\",\"amount\":1,\"reason\":\"r\"}")));
+        assertEquals("json", duplicate.rule());
+        var unknown = assertThrows(InvalidEventException.class, () -> parser.parseBody("{\"eventId\":\"u\",\"extra\":{\"a\":[1]}}"));
+        assertEquals("extra", unknown.field());
+        assertEquals("minItems", assertThrows(InvalidEventException.class, () -> parser.parseBody("[ ]")).rule());
+        assertEquals("type", assertThrows(InvalidEventException.class, () -> parser.parseBody("42")).rule());
+    }
+
+    @Test
+    void plainDateTimesAreReadAsOffsetDateTimeParseReadsThem() {
+        for (String s : List.of("2026-11-22T08:30:00+08:00", "2026-11-22T08:30:00Z", "2026-11-22T08:30:00.5Z",
+                "2026-11-22T08:30:00.123456789-03:30", "2024-02-29T23:59:59+14:00", "0001-01-01T00:00:00-18:00",
+                "2026-11-22T08:30:00.000+00:00", "2026-11-22T08:30:00-00:00")) {
+            OffsetDateTime fast = EventParser.plainOffsetDateTime(s);
+            assertEquals(OffsetDateTime.parse(s), fast, s);
+        }
+        // not the plain form, or not a valid date-time: left to OffsetDateTime.parse and its verdict
+        for (String s : List.of("2026-11-22T08:30+08:00", "2026-11-22t08:30:00Z", "2026-11-22T08:30:00.Z",
+                "2026-11-22T08:30:00.1234567890Z", "2026-02-30T08:30:00Z", "2026-11-22T24:00:00Z", "2026-11-22T08:30:60Z",
+                "2026-11-22T08:30:00+19:00", "2026-11-22T08:30:00+08:60", "2026-11-22T08:30:00+0800",
+                "2026-11-22 08:30:00+08:00", "+2026-11-22T08:30:00Z", "2026-11-22T08:30:00")) {
+            assertNull(EventParser.plainOffsetDateTime(s), s);
+        }
+        assertThrows(DateTimeParseException.class, () -> OffsetDateTime.parse("2026-02-30T08:30:00Z"));
+        Event minutes = parser.parseOne(charge("m-1", "{\"chargeId\":\"C\",\"patientId\":\"P\",\"amount\":1,\"reason\":\"r\"}")
+                .replace("2026-11-22T08:00:00+08:00", "2026-11-22T08:00+08:00"));
+        assertEquals(OffsetDateTime.parse("2026-11-22T08:00+08:00"), minutes.occurredAt());
+        assertEquals("2026-11-22T08:00+08:00", minutes.occurredAtText());
+        var invalid = assertThrows(InvalidEventException.class, () -> parser.parseOne(charge("f-1",
+                "{\"chargeId\":\"C\",\"patientId\":\"P\",\"amount\":1,\"reason\":\"r\"}").replace("2026-11-22T08:00:00", "2026-02-30T08:00:00")));
+        assertEquals("occurredAt", invalid.field());
+        assertEquals("format", invalid.rule());
+    }
+
+    @Test
+    void anEventIsNamedWithoutItsPayloadAndEqualOnlyToItself() {
+        String body = charge("n-1", "{\"chargeId\":\"C\",\"patientId\":\"SECRET-PATIENT\",\"amount\":1,\"reason\":\"r\"}");
+        Event a = parser.parseOne(body);
+        Event b = parser.parseOne(body);
+        assertEquals(false, a.toString().contains("SECRET-PATIENT"));
+        assertEquals(false, a.equals(b));
+        assertSame(a.payload(), a.payload());
+    }
+
+    private static <T> List<T> iterable(java.util.Iterator<T> it) {
+        List<T> out = new java.util.ArrayList<>();
+        it.forEachRemaining(out::add);
+        return out;
+    }
+}
