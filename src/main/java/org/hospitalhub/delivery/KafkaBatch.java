@@ -28,6 +28,8 @@ public class KafkaBatch {
     public static final String RECORDS = "HubKafkaRecords";
     /** Events of the batch left to deliver after dedupe (the kafka-source template filters on it). */
     public static final String BATCH_SIZE = "HubBatchSize";
+    /** The last record's commit per partition, noted while the batch is read. */
+    private static final String COMMITS = "HubKafkaCommits";
 
     private final EventParser parser;
     private final DeliveryMetrics metrics;
@@ -87,9 +89,11 @@ public class KafkaBatch {
         List<Event> events = new ArrayList<>(records.size());
         Set<String> seen = new HashSet<>();
         int duplicates = 0;
+        Map<Object, KafkaManualCommit> commits = new LinkedHashMap<>();
+        String topic = null;
         for (Exchange r : records) {
-            String topic = r.getMessage().getHeader(KafkaConstants.TOPIC, String.class);
-            exchange.setProperty(DeadLetterStore.SOURCE_TOPIC, topic);
+            // one header lookup per record: the commit knows its partition, and with it the topic
+            topic = lastCommit(r.getMessage(), commits);
             String value = r.getMessage().getBody(String.class);
             try {
                 Event e = parser.parseOne(value);
@@ -99,9 +103,12 @@ public class KafkaBatch {
                     duplicates++;
                 }
             } catch (InvalidEventException bad) {
+                exchange.setProperty(DeadLetterStore.SOURCE_TOPIC, topic);
                 deadLetterInvalid(flow, topic, value, bad);
             }
         }
+        exchange.setProperty(COMMITS, commits);
+        exchange.setProperty(DeadLetterStore.SOURCE_TOPIC, topic);
         metrics.received(flow, "kafka", records.size());
         List<Event> fresh = processed.unseen(flow, events);
         duplicates += events.size() - fresh.size();
@@ -173,25 +180,37 @@ public class KafkaBatch {
 
     private static final com.fasterxml.jackson.databind.ObjectMapper LENIENT = new com.fasterxml.jackson.databind.ObjectMapper();
 
+    /**
+     * Notes the record's commit as the last of its partition (records of a poll come in offset order); returns the
+     * record's topic.
+     */
+    private static String lastCommit(org.apache.camel.Message m, Map<Object, KafkaManualCommit> commits) {
+        KafkaManualCommit commit = m.getHeader(KafkaConstants.MANUAL_COMMIT, KafkaManualCommit.class);
+        if (commit instanceof org.apache.camel.component.kafka.consumer.DefaultKafkaManualCommit d) {
+            commits.put(d.getPartition(), commit);
+            return d.getPartition().topic();
+        }
+        String topic = m.getHeader(KafkaConstants.TOPIC, String.class);
+        if (commit != null) {
+            commits.put(topic + "/" + m.getHeader(KafkaConstants.PARTITION), commit);
+        }
+        return topic;
+    }
+
     /** Commits, per partition, the offset after the last record of the batch. */
     @SuppressWarnings("unchecked")
     public void commit(Exchange exchange) {
-        List<Exchange> records = exchange.getProperty(RECORDS, List.class);
-        if (records == null) {
-            return;
-        }
-        // From the last record back: the first commit seen per partition is its last (no key strings per record).
-        Map<Object, KafkaManualCommit> lastPerPartition = new LinkedHashMap<>();
-        for (int i = records.size() - 1; i >= 0; i--) {
-            var m = records.get(i).getMessage();
-            KafkaManualCommit commit = m.getHeader(KafkaConstants.MANUAL_COMMIT, KafkaManualCommit.class);
-            if (commit != null) {
-                Object partition = commit instanceof org.apache.camel.component.kafka.consumer.DefaultKafkaManualCommit d
-                        ? d.getPartition()
-                        : m.getHeader(KafkaConstants.TOPIC) + "/" + m.getHeader(KafkaConstants.PARTITION);
-                lastPerPartition.putIfAbsent(partition, commit);
+        Map<Object, KafkaManualCommit> commits = exchange.getProperty(COMMITS, Map.class);
+        if (commits == null) {
+            List<Exchange> records = exchange.getProperty(RECORDS, List.class);
+            if (records == null) {
+                return;
+            }
+            commits = new LinkedHashMap<>();
+            for (Exchange r : records) {
+                lastCommit(r.getMessage(), commits);
             }
         }
-        commitAll(lastPerPartition.values());
+        commitAll(commits.values());
     }
 }
