@@ -97,6 +97,13 @@ public class DeliveryMetrics {
         }).set(value);
     }
 
+    /** HTTP ingest requests queued for the group commit; at its capacity ingest answers 503 ingest-busy. */
+    public void ingestQueue(GroupCommitter<?, ?> writer) {
+        Gauge.builder("hub.ingest.waiting.requests", writer, GroupCommitter::waiting)
+                .description("HTTP ingest requests waiting to be stored (group commit; 503 ingest-busy when full)")
+                .register(registry);
+    }
+
     public void backlog(String flow, long pending) {
         gauge("hub.delivery.backlog.events", flow, pending, "Events stored and not yet delivered");
     }

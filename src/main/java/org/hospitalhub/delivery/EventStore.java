@@ -40,6 +40,7 @@ public class EventStore {
         this.flows = flows;
         this.metrics = metrics;
         this.writer = new GroupCommitter<>("hub-ingest-store", groupEvents, groupWaiting, r -> r.events().size(), this::storeAll);
+        metrics.ingestQueue(writer);
     }
 
     public record Stored(List<String> accepted, List<String> duplicates) {
