@@ -6,13 +6,13 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.sql.SQLException;
-import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.ExecutionException;
+import java.util.concurrent.Semaphore;
 import java.util.concurrent.TimeUnit;
 
 import org.junit.jupiter.api.Test;
@@ -23,13 +23,13 @@ class GroupCommitterTest {
     /** Records each group written; refuses a group holding "bad"; can be held on a latch to let requests queue up. */
     private static final class Recorder implements GroupCommitter.Writer<String, String> {
         final List<List<String>> groups = new CopyOnWriteArrayList<>();
-        final CountDownLatch entered = new CountDownLatch(1);
+        final Semaphore entered = new Semaphore(0);
         volatile CountDownLatch hold = new CountDownLatch(0);
         volatile Error error;
 
         @Override
         public List<String> write(List<String> group) throws Exception {
-            entered.countDown();
+            entered.release();
             hold.await(10, TimeUnit.SECONDS);
             if (error != null) {
                 Error e = error;
@@ -44,6 +44,16 @@ class GroupCommitterTest {
         }
     }
 
+    /** Submits {@code first} and returns once the writer holds it, so that what is submitted next waits in the queue. */
+    private static CompletableFuture<String> occupy(GroupCommitter<String, String> g, Recorder w, String first)
+            throws InterruptedException {
+        w.hold = new CountDownLatch(1);
+        w.entered.drainPermits();
+        CompletableFuture<String> f = g.submit(first);
+        assertTrue(w.entered.tryAcquire(5, TimeUnit.SECONDS), "the writer never took " + first);
+        return f;
+    }
+
     private static <T> T await(CompletableFuture<T> f) throws Exception {
         return f.get(10, TimeUnit.SECONDS);
     }
@@ -51,10 +61,8 @@ class GroupCommitterTest {
     @Test
     void requestsWaitingTogetherAreWrittenAsOneGroupInOrder() throws Exception {
         Recorder w = new Recorder();
-        w.hold = new CountDownLatch(1);
         try (GroupCommitter<String, String> g = new GroupCommitter<>("t", 100, 100, r -> 1, w)) {
-            CompletableFuture<String> first = g.submit("a");
-            assertTrue(w.entered.await(5, TimeUnit.SECONDS)); // the writer holds "a" while the rest queue up
+            CompletableFuture<String> first = occupy(g, w, "a"); // held by the writer while the rest queue up
             List<CompletableFuture<String>> rest = new ArrayList<>();
             for (String r : List.of("b", "c", "d")) {
                 rest.add(g.submit(r));
@@ -70,10 +78,8 @@ class GroupCommitterTest {
     @Test
     void aGroupTakesAtMostMaxGroupItemsAndALargerRequestGoesAlone() throws Exception {
         Recorder w = new Recorder();
-        w.hold = new CountDownLatch(1);
         try (GroupCommitter<String, String> g = new GroupCommitter<>("t", 5, 100, String::length, w)) {
-            CompletableFuture<String> first = g.submit("x");
-            assertTrue(w.entered.await(5, TimeUnit.SECONDS));
+            CompletableFuture<String> first = occupy(g, w, "x"); // held by the writer while the rest queue up
             List<CompletableFuture<String>> rest = new ArrayList<>();
             for (String r : List.of("aa", "bbb", "cc", "dddddddd", "e")) {
                 rest.add(g.submit(r));
@@ -90,10 +96,8 @@ class GroupCommitterTest {
     @Test
     void aRequestTheStoreRefusesFailsAloneAndTheOthersInItsGroupAreStored() throws Exception {
         Recorder w = new Recorder();
-        w.hold = new CountDownLatch(1);
         try (GroupCommitter<String, String> g = new GroupCommitter<>("t", 100, 100, r -> 1, w)) {
-            CompletableFuture<String> first = g.submit("a");
-            assertTrue(w.entered.await(5, TimeUnit.SECONDS));
+            CompletableFuture<String> first = occupy(g, w, "a"); // held by the writer while the rest queue up
             CompletableFuture<String> b = g.submit("b");
             CompletableFuture<String> bad = g.submit("bad");
             CompletableFuture<String> c = g.submit("c");
@@ -110,10 +114,8 @@ class GroupCommitterTest {
     @Test
     void aFullQueueRefusesAtOnceWithBusy() throws Exception {
         Recorder w = new Recorder();
-        w.hold = new CountDownLatch(1);
         try (GroupCommitter<String, String> g = new GroupCommitter<>("t", 100, 2, r -> 1, w)) {
-            CompletableFuture<String> first = g.submit("a");
-            assertTrue(w.entered.await(5, TimeUnit.SECONDS));
+            CompletableFuture<String> first = occupy(g, w, "a"); // held by the writer while the rest queue up
             CompletableFuture<String> b = g.submit("b");
             CompletableFuture<String> c = g.submit("c");
             CompletableFuture<String> d = g.submit("d");
@@ -134,9 +136,7 @@ class GroupCommitterTest {
         ExecutionException e = assertThrows(ExecutionException.class, () -> await(g.submit("a")));
         assertInstanceOf(OutOfMemoryError.class, e.getCause());
         assertEquals("stored b", await(g.submit("b")), "the writer is still there");
-        w.hold = new CountDownLatch(1);
-        CompletableFuture<String> held = g.submit("c");
-        Thread.sleep(Duration.ofMillis(200).toMillis()); // the writer is in write("c")
+        CompletableFuture<String> held = occupy(g, w, "c");
         CompletableFuture<String> waiting = g.submit("d");
         new Thread(() -> {
             try {
