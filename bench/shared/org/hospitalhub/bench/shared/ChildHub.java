@@ -15,12 +15,13 @@ import java.util.Map;
 import java.util.concurrent.TimeUnit;
 
 /**
- * The packaged hub as a child process of a benchmark compiled against the hub jar (bench/relay, bench/federation):
- * {@code java <opts> -jar target/quarkus-app/quarkus-run.jar} from the repository root, configured by environment
+ * The hub as it is shipped, as a child process of a benchmark (all of bench/):
+ * {@code java <opts> -jar target/quarkus-app/quarkus-run.jar} in its own folder {@code dir}, configured by environment
  * (the caller's HUB_/QUARKUS_/CAMEL_ variables removed), output to {@code <dir>/hub.log}, pid in
- * {@code <work>/<name>.pid} (for the scripts' stop_recorded), ready when /q/health/ready answers 200.
+ * {@code <work>/<name>.pid} (for the scripts' clean-up, which checks that the command line names {@code work}).
+ * Memory figures come from /proc/&lt;pid&gt;/status (VmHWM = peak resident set), CPU time from /proc/&lt;pid&gt;/stat.
  */
-public final class ChildHub {
+public final class ChildHub implements AutoCloseable {
 
     private static final HttpClient HTTP = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(1)).build();
 
@@ -39,15 +40,21 @@ public final class ChildHub {
     /** Starts the hub on HTTP port {@code port}; {@code work} marks the process as the benchmark's (its command line). */
     public static ChildHub start(String name, Path root, Path work, Path dir, String javaOpts, int port, Map<String, String> env)
             throws IOException {
+        Path jar = root.resolve("target/quarkus-app/quarkus-run.jar");
+        if (!Files.exists(jar)) {
+            throw new IOException("no hub jar at " + jar + " (./mvnw -q package -DskipTests)");
+        }
         List<String> cmd = new ArrayList<>();
         cmd.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
-        cmd.addAll(List.of(javaOpts.trim().split("\\s+")));
+        if (!javaOpts.isBlank()) {
+            cmd.addAll(List.of(javaOpts.trim().split("\\s+")));
+        }
         cmd.add("-Dhub.bench.work=" + work);
         cmd.add("-jar");
-        cmd.add(root.resolve("target/quarkus-app/quarkus-run.jar").toString());
+        cmd.add(jar.toString());
         Files.createDirectories(dir);
         Path log = dir.resolve("hub.log");
-        ProcessBuilder pb = new ProcessBuilder(cmd).directory(root.toFile()).redirectErrorStream(true)
+        ProcessBuilder pb = new ProcessBuilder(cmd).directory(dir.toFile()).redirectErrorStream(true)
                 .redirectOutput(ProcessBuilder.Redirect.to(log.toFile()));
         pb.environment().keySet().removeIf(k -> k.startsWith("HUB_") || k.startsWith("QUARKUS_") || k.startsWith("CAMEL_"));
         pb.environment().putAll(env);
@@ -57,23 +64,42 @@ public final class ChildHub {
         return new ChildHub(name, port, log, p);
     }
 
+    /** Waits for /q/health/ready (database, brokers and routes up). */
     public void awaitReady(Duration max) throws IOException, InterruptedException {
+        await("/q/health/ready", max, 250);
+    }
+
+    /** Waits for /q/health/started; returns System.nanoTime() of the first UP answer. */
+    public long awaitStarted(Duration max) throws IOException, InterruptedException {
+        return await("/q/health/started", max, 20);
+    }
+
+    private long await(String path, Duration max, long pollMillis) throws IOException, InterruptedException {
+        HttpRequest req = HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + port + path))
+                .timeout(Duration.ofSeconds(5)).build();
         long deadline = System.nanoTime() + max.toNanos();
         while (System.nanoTime() < deadline) {
             if (!process.isAlive()) {
                 throw new IOException(name + " exited with " + process.exitValue() + "; see " + log);
             }
             try {
-                if (HTTP.send(HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + port + "/q/health/ready"))
-                        .timeout(Duration.ofSeconds(5)).build(), HttpResponse.BodyHandlers.discarding()).statusCode() == 200) {
-                    return;
+                if (HTTP.send(req, HttpResponse.BodyHandlers.discarding()).statusCode() == 200) {
+                    return System.nanoTime();
                 }
             } catch (IOException notYet) {
                 // starting
             }
-            Thread.sleep(250);
+            Thread.sleep(pollMillis);
         }
-        throw new IOException(name + " not ready within " + max.toSeconds() + " s; see " + log);
+        throw new IOException(name + ": " + path + " not UP within " + max.toSeconds() + " s; see " + log);
+    }
+
+    public boolean alive() {
+        return process.isAlive();
+    }
+
+    public Path log() {
+        return log;
     }
 
     public long pid() {
@@ -92,6 +118,11 @@ public final class ChildHub {
     /** SIGTERM without waiting (many hubs stop in parallel). */
     public void signalStop() {
         process.destroy();
+    }
+
+    @Override
+    public void close() {
+        stop();
     }
 
     /** SIGTERM (graceful, as Kubernetes stops a pod), SIGKILL after 45 s. */

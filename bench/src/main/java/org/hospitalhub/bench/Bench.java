@@ -1,5 +1,7 @@
 package org.hospitalhub.bench;
 
+import org.hospitalhub.bench.shared.ChildHub;
+
 import java.io.IOException;
 import java.lang.management.ManagementFactory;
 import java.nio.file.Files;
@@ -183,7 +185,7 @@ public final class Bench {
         env.put("HUB_DATA_DIR", work.resolve("hub-data").toString());
         env.put("HUB_AUTH_CLIENTS", "bench:source:bench-unused-key");
         long launch = System.nanoTime();
-        try (HubProcess p = HubProcess.start(root, work, hubJavaOpts, env)) {
+        try (ChildHub p = ChildHub.start("hub", root, work, work, hubJavaOpts, ChildHub.freePort(), env)) {
             Runtime.getRuntime().addShutdownHook(new Thread(p::close));
             long started = p.awaitStarted(Duration.ofMinutes(3));
             double cpu0 = p.cpuSeconds();
@@ -194,7 +196,7 @@ public final class Bench {
             long rows = pg.count("bench_hub", "finance_staging");
             hub = new Throughput(n, rows, (done.done() - started) / 1e9, (done.done() - launch) / 1e9, cpu,
                     done.middleRate());
-            long hwmLoad = p.statusKb("VmHWM");
+            long hwmLoad = p.kb("VmHWM");
             System.out.printf("[hub] %,d records -> %,d rows in %.2f s: %,.0f events/s (peak RSS so far %d MB, CPU %.1f s)%n",
                     n, rows, hub.seconds(), hub.rate(), hwmLoad / 1024, cpu);
             check(rows == loaded.unique(), "hub: " + rows + " rows in finance_staging, expected " + loaded.unique());
@@ -203,7 +205,7 @@ public final class Bench {
             try {
                 hubDelay = steady(topics, HUB_STEADY_TOPIC, "bench-hub-steady", "bench_hub", "materials_staging", p::alive);
             } finally {
-                hubPeakRssKb = p.statusKb("VmHWM");
+                hubPeakRssKb = p.kb("VmHWM");
             }
         }
     }

@@ -1,5 +1,7 @@
 package org.hospitalhub.bench;
 
+import org.hospitalhub.bench.shared.ChildHub;
+
 import java.io.IOException;
 import java.lang.management.ManagementFactory;
 import java.net.URI;
@@ -151,15 +153,15 @@ public final class QcBench {
                 "HUB_ROUTES_DIR", routes.toString(),
                 "HUB_QC_RULES_DIR", rules.toString(),
                 "HUB_AUTH_CLIENTS", "his:source:" + KEY);
-        try (HubProcess hub = HubProcess.start(root, work, hubJavaOpts, env)) {
+        try (ChildHub hub = ChildHub.start("hub", root, work, work, hubJavaOpts, ChildHub.freePort(), env)) {
             Runtime.getRuntime().addShutdownHook(new Thread(hub::close));
             hub.awaitStarted(Duration.ofMinutes(3));
-            events = URI.create("http://127.0.0.1:" + hub.port() + "/api/v1/events");
+            events = URI.create("http://127.0.0.1:" + hub.port + "/api/v1/events");
             System.out.println("hub up (pid " + hub.pid() + "), log " + hub.log());
             preload();
             load(hub);
             settle();
-            peakRssKb = hub.statusKb("VmHWM");
+            peakRssKb = hub.kb("VmHWM");
             measure();
         }
         loadAvgEnd = Bench.loadAverage();
@@ -309,7 +311,7 @@ public final class QcBench {
      * documents completed (35 %), condition changes (15 %), emergency (10 %) and routine (5 %) consultations,
      * transfers in (5 %), discharges (10 %), on the visits in the hospital (preloaded and admitted meanwhile).
      */
-    private void load(HubProcess hub) throws Exception {
+    private void load(ChildHub hub) throws Exception {
         List<Visit> inHospital = new ArrayList<>();
         for (int i = 0; i < preloadVisits; i++) {
             inHospital.add(new Visit("B" + i));
@@ -335,7 +337,7 @@ public final class QcBench {
         while (n < total) {
             long now = System.nanoTime();
             if (now >= nextRss) {
-                maxRssDuringLoadKb = Math.max(maxRssDuringLoadKb, hub.statusKb("VmRSS"));
+                maxRssDuringLoadKb = Math.max(maxRssDuringLoadKb, hub.kb("VmRSS"));
                 nextRss = now + TimeUnit.SECONDS.toNanos(1);
             }
             long due = Math.min(total, (long) ((now - start) / 1e9 * rate) + 1);
