@@ -97,13 +97,17 @@ public class DeadlineTimers {
                 PreparedStatement mark = c.prepareStatement("UPDATE qc_task SET timer_due_at = ? WHERE id = ?")) {
             int inserts = 0;
             int replaced = 0;
+            int marks = 0;
             for (TaskEngine.TimerWork w : last.values()) {
                 if (!w.fresh()) { // a task inserted in this transaction has no timers yet and its timer_due_at is set
                     del.setLong(1, w.taskId());
                     del.addBatch();
-                    mark.setObject(1, w.schedule() ? Database.utc(w.due()) : null);
-                    mark.setLong(2, w.taskId());
-                    mark.addBatch();
+                    if (!w.marked()) { // else the task's own update set it
+                        mark.setObject(1, w.schedule() ? Database.utc(w.due()) : null);
+                        mark.setLong(2, w.taskId());
+                        mark.addBatch();
+                        marks++;
+                    }
                     replaced++;
                 }
                 if (!w.schedule()) {
@@ -122,7 +126,7 @@ public class DeadlineTimers {
             if (inserts > 0) {
                 ins.executeBatch();
             }
-            if (replaced > 0) {
+            if (marks > 0) {
                 mark.executeBatch();
             }
         }

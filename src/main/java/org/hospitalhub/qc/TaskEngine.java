@@ -78,11 +78,13 @@ public class TaskEngine {
 
     /**
      * In the task's transaction: write a task's timers (due time and reminders), or remove them. {@code fresh}: the task
-     * was inserted in this transaction, with its {@code timer_due_at}, and has no timer rows to replace.
+     * was inserted in this transaction, with its {@code timer_due_at}, and has no timer rows to replace. {@code marked}:
+     * the task's own update in this transaction already set {@code timer_due_at}; only its timer rows are replaced.
      */
-    record TimerWork(long taskId, VisitKey visit, boolean schedule, Instant due, List<Instant> reminders, boolean fresh) {
+    record TimerWork(long taskId, VisitKey visit, boolean schedule, Instant due, List<Instant> reminders, boolean fresh,
+            boolean marked) {
         TimerWork(long taskId, VisitKey visit, boolean schedule, Instant due, List<Instant> reminders) {
-            this(taskId, visit, schedule, due, reminders, false);
+            this(taskId, visit, schedule, due, reminders, false, false);
         }
     }
 
@@ -395,7 +397,7 @@ public class TaskEngine {
             if (orphan.status().pending()) {
                 String reason = "no longer required by the rules in force";
                 TaskRef ref = new TaskRef(orphan.id());
-                w.cancels.add(orphan.id());
+                w.cancels.add(new Cancel(orphan.id(), orphan.status() == TaskStatus.OPEN));
                 w.events.add(new TaskEventRow(ref, v, orphan.key(), "CANCELLED", orphan.status(), TaskStatus.CANCELLED,
                         orphan.department(), orphan.doctor(), orphan.recipients(), reason));
                 if (orphan.status() == TaskStatus.OPEN) {
@@ -436,7 +438,10 @@ public class TaskEngine {
         if (t.status() == TaskStatus.OVERDUE && overdueAt == null) {
             overdueAt = t.dueAt();
         }
-        w.updates.add(new TaskUpdate(row.id(), t, remindAt, recipients, overdueAt));
+        // the timers: rewritten for the new due time, removed when the task stops being open, else left alone
+        int timer = t.status() == TaskStatus.OPEN && (statusChanged || dueChanged) ? TaskUpdate.TIMER_SET
+                : row.status() == TaskStatus.OPEN && t.status() != TaskStatus.OPEN ? TaskUpdate.TIMER_CLEAR : TaskUpdate.TIMER_KEEP;
+        w.updates.add(new TaskUpdate(row.id(), t, remindAt, recipients, overdueAt, timer));
         TaskRef ref = new TaskRef(row.id());
         if (statusChanged) {
             String detail = t.status().completed() ? "document " + t.closedBy() + " written " + t.completedAt() + ", due " + t.dueAt()
@@ -446,9 +451,9 @@ public class TaskEngine {
         if (dueChanged && t.status().pending() && (!statusChanged || !row.due().equals(t.dueAt()))) {
             w.event(ref, v, t, "DUE_CHANGED", row.status(), t.status(), "due " + row.due() + " -> " + t.dueAt());
         }
-        if (t.status() == TaskStatus.OPEN && (statusChanged || dueChanged)) {
+        if (timer == TaskUpdate.TIMER_SET) {
             w.timer(ref, v, true, t.dueAt(), t.reminders());
-        } else if (row.status() == TaskStatus.OPEN && t.status() != TaskStatus.OPEN) {
+        } else if (timer == TaskUpdate.TIMER_CLEAR) {
             w.timer(ref, v, false, null, List.of());
         }
     }
@@ -478,7 +483,15 @@ public class TaskEngine {
             String department, String doctor, String recipients, String detail) {
     }
 
-    private record TaskUpdate(long id, TaskSpec task, String remindAt, String recipients, Instant overdueAt) {
+    /** {@code timer}: what the update does to {@code timer_due_at} (its timers are rewritten in the same transaction). */
+    private record TaskUpdate(long id, TaskSpec task, String remindAt, String recipients, Instant overdueAt, int timer) {
+        static final int TIMER_KEEP = 0;
+        static final int TIMER_SET = 1;
+        static final int TIMER_CLEAR = 2;
+    }
+
+    /** An open or overdue task no rule requires any more; an open one loses its timers. */
+    private record Cancel(long id, boolean wasOpen) {
     }
 
     private record TimerRow(TaskRef ref, VisitKey visit, boolean schedule, Instant due, List<Instant> reminders, boolean fresh) {
@@ -494,7 +507,7 @@ public class TaskEngine {
     private final class Writes {
         final List<NewTask> inserts = new ArrayList<>();
         final List<TaskUpdate> updates = new ArrayList<>();
-        final List<Long> cancels = new ArrayList<>();
+        final List<Cancel> cancels = new ArrayList<>();
         final List<TaskEventRow> events = new ArrayList<>();
         final List<TimerRow> timers = new ArrayList<>();
         final List<Disposition> dispositions = new ArrayList<>();
@@ -545,11 +558,12 @@ public class TaskEngine {
             }
             if (!cancels.isEmpty()) {
                 try (PreparedStatement up = c.prepareStatement("UPDATE qc_task SET status = 'CANCELLED', close_reason = ?, "
-                        + "updated_at = ? WHERE id = ?")) {
-                    for (long id : cancels) {
+                        + "updated_at = ?, timer_due_at = CASE WHEN ? = 1 THEN NULL ELSE timer_due_at END WHERE id = ?")) {
+                    for (Cancel x : cancels) {
                         up.setString(1, "no longer required by the rules in force");
                         up.setObject(2, Database.utc(now));
-                        up.setLong(3, id);
+                        up.setInt(3, x.wasOpen() ? 1 : 0);
+                        up.setLong(4, x.id());
                         up.addBatch();
                     }
                     up.executeBatch();
@@ -611,7 +625,8 @@ public class TaskEngine {
                 up.executeBatch();
             }
             for (TimerRow t : timers) {
-                work.add(new TimerWork(t.ref().id, t.visit(), t.schedule(), t.due(), t.reminders(), t.fresh()));
+                // timer_due_at went out with the task's insert or update above
+                work.add(new TimerWork(t.ref().id, t.visit(), t.schedule(), t.due(), t.reminders(), t.fresh(), true));
             }
             return changes;
         }
@@ -666,7 +681,9 @@ public class TaskEngine {
         private void updateTasks(Connection c, Instant now) throws SQLException {
             try (PreparedStatement up = c.prepareStatement("UPDATE qc_task SET status = ?, due_at = ?, remind_at = ?, "
                     + "completed_at = ?, closed_by = ?, close_reason = ?, department = ?, doctor = ?, recipients = ?, "
-                    + "condition_level = ?, overdue_at = ?, updated_at = ? WHERE id = ?")) {
+                    + "condition_level = ?, overdue_at = ?, updated_at = ?, "
+                    + "timer_due_at = CASE ? WHEN 1 THEN CAST(? AS TIMESTAMP WITH TIME ZONE) WHEN 2 THEN NULL ELSE timer_due_at END "
+                    + "WHERE id = ?")) {
                 for (TaskUpdate u : updates) {
                     TaskSpec t = u.task();
                     up.setString(1, t.status().name());
@@ -681,7 +698,9 @@ public class TaskEngine {
                     up.setString(10, t.level());
                     up.setObject(11, u.overdueAt() == null ? null : Database.utc(u.overdueAt()));
                     up.setObject(12, Database.utc(now));
-                    up.setLong(13, u.id());
+                    up.setInt(13, u.timer());
+                    up.setObject(14, Database.utc(t.dueAt()));
+                    up.setLong(15, u.id());
                     up.addBatch();
                 }
                 up.executeBatch();

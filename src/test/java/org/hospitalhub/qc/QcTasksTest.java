@@ -95,6 +95,20 @@ class QcTasksTest {
                 "remindAt", f[4], "department", f[5], "instance", f[6], "doctor", f[7]);
     }
 
+    /**
+     * The visit's timers match its tasks: an open task has timer_due_at = due_at and a DUE timer at its due time; any
+     * other task has neither timers nor timer_due_at.
+     */
+    private static void assertTimersMatchTasks(QcEvents v) {
+        assertEquals(0, Events.count("SELECT COUNT(*) FROM qc_task t WHERE t.hospital = ? AND t.visit_id = ? AND t.status = 'OPEN' "
+                + "AND (t.timer_due_at IS NULL OR t.timer_due_at <> t.due_at OR NOT EXISTS (SELECT 1 FROM qc_timer r "
+                + "WHERE r.task_id = t.id AND r.kind = 'DUE' AND r.fire_at = t.due_at))", H, v.visit()),
+                "open tasks without their timers: " + byRule(v));
+        assertEquals(0, Events.count("SELECT COUNT(*) FROM qc_task t WHERE t.hospital = ? AND t.visit_id = ? AND t.status <> 'OPEN' "
+                + "AND (t.timer_due_at IS NOT NULL OR EXISTS (SELECT 1 FROM qc_timer r WHERE r.task_id = t.id))", H, v.visit()),
+                "closed tasks with timers: " + byRule(v));
+    }
+
     private static String status(QcEvents v, String rule, int period) {
         Map<String, String> t = task(v, rule, period);
         return t == null ? null : t.get("status");
@@ -174,6 +188,7 @@ class QcTasksTest {
         assertEquals("COMPLETED_ON_TIME", status(v, "admission-record", 0));
         assertEquals(0, Events.count("SELECT COUNT(*) FROM qc_timer WHERE task_id = ?", id), "closed with its task");
         assertEquals(0, Events.count("SELECT COUNT(*) FROM qc_task WHERE id = ? AND timer_due_at IS NOT NULL", id));
+        assertTimersMatchTasks(v);
     }
 
     // ---- Closing -------------------------------------------------------------------------------------------------------
@@ -272,6 +287,7 @@ class QcTasksTest {
         assertEquals(Map.of("admission-record", "CANCELLED", "attending-first-round", "CANCELLED", "first-progress-note",
                 "COMPLETED_ON_TIME", "progress-note", "CANCELLED", "transfer-in-note", "CANCELLED"), byRule(v));
         assertEquals("CANCELLED", Events.strings("SELECT status FROM qc_visit WHERE hospital = ? AND visit_id = ?", H, v.visit()).get(0));
+        assertTimersMatchTasks(v);
     }
 
     @Test
@@ -281,12 +297,14 @@ class QcTasksTest {
         v.post(v.event(v.id(), ClinicalEvent.DISCHARGE, t0.plus(Duration.ofHours(30)), "department", "CARDIO"));
         assertEquals("CANCELLED", status(v, "progress-note", 1), "no progress note needed after discharge");
         assertEquals("OPEN", status(v, "discharge-record", 0));
+        assertTimersMatchTasks(v); // the cancelled note's timers went, the discharge record's came
         long period = Long.parseLong(task(v, "progress-note", 1).get("id"));
         v.post(v.event(v.id(), ClinicalEvent.DISCHARGE_CANCELLED, t0.plus(Duration.ofHours(31))));
         assertEquals("OPEN", status(v, "progress-note", 1), "reopened");
         assertEquals(1, taskEvents(period, "REOPENED"));
         assertEquals("CANCELLED", status(v, "discharge-record", 0));
         assertEquals("ADMITTED", Events.strings("SELECT status FROM qc_visit WHERE hospital = ? AND visit_id = ?", H, v.visit()).get(0));
+        assertTimersMatchTasks(v); // the reopened note has its timers again
     }
 
     @Test
