@@ -189,19 +189,16 @@ public class Outbox {
         FlowState s = state.get(flow);
         int n = db.inTransaction(c -> {
             try (PreparedStatement byRow = c.prepareStatement("UPDATE hub_delivery SET status = 'DELIVERED', settled_at = ? "
-                    + "WHERE id = ? AND status = 'PENDING'");
+                    + "WHERE id = ANY(?) AND status = 'PENDING'");
                     PreparedStatement byEvent = c.prepareStatement("UPDATE hub_delivery SET status = 'DELIVERED', settled_at = ? "
                             + "WHERE event_id = ? AND flow = ? AND status = 'PENDING'")) {
                 Instant now = clock.instant();
-                boolean rows = false;
+                List<Long> rows = new ArrayList<>(batch.size());
                 boolean events = false;
                 for (Event e : batch) {
                     Claim claim = s == null ? null : s.claimed.get(e.eventId());
                     if (claim != null) {
-                        byRow.setObject(1, Database.utc(now));
-                        byRow.setLong(2, claim.row());
-                        byRow.addBatch();
-                        rows = true;
+                        rows.add(claim.row());
                     } else { // no longer in flight here (a rescan or a lost lease cleared it)
                         byEvent.setObject(1, Database.utc(now));
                         byEvent.setString(2, e.eventId());
@@ -211,8 +208,10 @@ public class Outbox {
                     }
                 }
                 int total = 0;
-                for (int r : rows ? byRow.executeBatch() : new int[0]) {
-                    total += Math.max(r, 0);
+                if (!rows.isEmpty()) { // one statement for the batch's claimed rows
+                    byRow.setObject(1, Database.utc(now));
+                    byRow.setArray(2, c.createArrayOf("bigint", rows.toArray()));
+                    total += byRow.executeUpdate();
                 }
                 for (int r : events ? byEvent.executeBatch() : new int[0]) {
                     total += Math.max(r, 0);
