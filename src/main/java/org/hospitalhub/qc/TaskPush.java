@@ -153,13 +153,33 @@ public class TaskPush {
         }
     }
 
-    /** Reads the rows after the position and returns the gap-free prefix, moving the position past it. */
+    /**
+     * Reads the rows after the position and returns the gap-free prefix, moving the position past it. With no session
+     * on this replica only the ids are read (the position and its gap rule still advance; a session that joins later
+     * replays from its own cursor).
+     */
     private List<Row> advance() throws SQLException {
+        if (sessions.isEmpty() && joining.isEmpty()) {
+            List<Long> ids = readIds(position, BATCH);
+            int n = gapFree(ids);
+            if (n > 0) {
+                position = ids.get(n - 1);
+            }
+            return List.of();
+        }
         List<Row> read = read(position, Long.MAX_VALUE, BATCH);
-        List<Row> out = new ArrayList<>();
+        int n = gapFree(read.stream().map(r -> r.event().id()).toList());
+        if (n > 0) {
+            position = read.get(n - 1).event().id();
+        }
+        return read.subList(0, n);
+    }
+
+    /** How many of the ids read after the position may be dispatched: up to a gap, unless it is older than gap-wait. */
+    private int gapFree(List<Long> ids) {
         long p = position;
-        for (Row r : read) {
-            long id = r.event().id();
+        int n = 0;
+        for (long id : ids) {
             if (id != p + 1) {
                 long now = System.nanoTime();
                 if (gapSeenAt == 0) {
@@ -171,10 +191,24 @@ public class TaskPush {
                 LOG.debugf("qc push: ids %d..%d never appeared, skipped", p + 1, id - 1);
             }
             gapSeenAt = 0;
-            out.add(r);
+            n++;
             p = id;
         }
-        position = p;
+        return n;
+    }
+
+    private List<Long> readIds(long after, int limit) throws SQLException {
+        List<Long> out = new ArrayList<>();
+        try (Connection c = db.connection();
+                PreparedStatement q = c.prepareStatement("SELECT id FROM qc_task_event WHERE id > ? ORDER BY id LIMIT ?")) {
+            q.setLong(1, after);
+            q.setInt(2, limit);
+            try (ResultSet rs = q.executeQuery()) {
+                while (rs.next()) {
+                    out.add(rs.getLong(1));
+                }
+            }
+        }
         return out;
     }
 
