@@ -33,8 +33,6 @@ public class EventParser {
 
     static final Pattern EVENT_ID = Pattern.compile("[A-Za-z0-9][A-Za-z0-9._:\\-]{0,199}");
     static final Pattern CODE = Pattern.compile("[A-Za-z0-9][A-Za-z0-9._\\-]{0,99}");
-    private static final Set<String> FIELDS = Set.of("eventId", "type", "source", "hospital", "key", "occurredAt",
-            "payload");
 
     private final SchemaRegistry schemas;
     /**
@@ -157,6 +155,7 @@ public class EventParser {
         }
     }
 
+    /** The envelope's fields, in the canonical envelope's order. */
     private static final List<String> NAMES = List.of("eventId", "type", "source", "hospital", "key", "occurredAt", "payload");
     private static final int PAYLOAD = NAMES.indexOf("payload");
 
@@ -195,7 +194,7 @@ public class EventParser {
         if (node.unknown != null) {
             String f = node.unknown;
             throw new InvalidEventException(f, "additionalProperties",
-                    "unknown envelope field '" + f + "' (allowed: " + String.join(", ", FIELDS.stream().sorted().toList()) + ")");
+                    "unknown envelope field '" + f + "' (allowed: " + String.join(", ", NAMES.stream().sorted().toList()) + ")");
         }
         String eventId = requiredText(node, "eventId", EVENT_ID,
                 "1 to 200 characters: letters, digits and . _ : - (starting with a letter or digit)");
