@@ -43,10 +43,12 @@ public class Reconciliation {
     private final ObjectMapper mapper;
     private final Duration window;
     private final Duration stuckAfter;
+    private final double share;
 
     public Reconciliation(Database db, TaskEngine engine, DeadlineTimers timers, QcClock clock, ObjectMapper mapper,
             @ConfigProperty(name = "hub.qc.reconcile-window", defaultValue = "7d") String window,
-            @ConfigProperty(name = "hub.qc.timer-stuck-after", defaultValue = "5m") String stuckAfter) {
+            @ConfigProperty(name = "hub.qc.timer-stuck-after", defaultValue = "5m") String stuckAfter,
+            @ConfigProperty(name = "hub.qc.reconcile-share", defaultValue = "0.25") double share) {
         this.db = db;
         this.engine = engine;
         this.timers = timers;
@@ -54,6 +56,11 @@ public class Reconciliation {
         this.mapper = mapper;
         this.window = config("hub.qc.reconcile-window", window);
         this.stuckAfter = config("hub.qc.timer-stuck-after", stuckAfter);
+        if (!(share > 0 && share <= 1)) {
+            throw new IllegalStateException("hub.qc.reconcile-share must be above 0 and at most 1 (the share of the time a "
+                    + "scheduled run works, e.g. 0.25); got " + share);
+        }
+        this.share = share;
     }
 
     private static Duration config(String key, String value) {
@@ -90,8 +97,10 @@ public class Reconciliation {
     }
 
     /**
-     * {@code paced}: after each chunk of visits, wait as long as the chunk took, so that a scheduled run over tens of
-     * thousands of live visits takes at most half of one core from the events being applied meanwhile.
+     * {@code paced}: after each chunk of visits, wait so that a scheduled run works {@code hub.qc.reconcile-share} of the
+     * time (default a quarter): over tens of thousands of live visits it then takes that share of one core, and of the
+     * database, from the events being applied meanwhile, instead of half (the qc benchmark's p99 doubled for the minute
+     * a half-paced run over 72,000 visits took; bench/README.md).
      */
     Report run(String by, boolean paced) throws SQLException {
         Instant started = clock.instant();
@@ -116,7 +125,7 @@ public class Reconciliation {
             long t0 = System.nanoTime();
             List<TaskEngine.Change> changes = engine.recompute(chunk);
             if (paced) {
-                pause(System.nanoTime() - t0);
+                pause(pauseAfter(System.nanoTime() - t0, share));
             }
             for (TaskEngine.Change ch : changes) {
                 fixes.add(new Fix(kind(ch.kind()), ch.taskId(), ch.hospital(), ch.visitId(), ch.taskKey(),
@@ -148,9 +157,14 @@ public class Reconciliation {
         return new Report(started, finished, by, visits.size(), timersChecked, byKind, fixes, held, oldest, audit);
     }
 
+    /** How long to rest after {@code workedNanos} of work to work {@code share} of the time: at most 5 s. */
+    static long pauseAfter(long workedNanos, double share) {
+        return Math.min((long) (workedNanos * (1 - share) / share), Duration.ofSeconds(5).toNanos());
+    }
+
     private static void pause(long nanos) {
         try {
-            Thread.sleep(Math.min(Duration.ofNanos(nanos).toMillis(), 5_000));
+            Thread.sleep(Duration.ofNanos(nanos).toMillis());
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
         }
