@@ -238,7 +238,7 @@ public class EventParser {
         String text;
         ObjectNode tree = null;
         if (node.payloadText != null) {
-            text = compact(node.payloadText);
+            text = checkSchema ? compact(node.payloadText) : node.payloadText; // a stored envelope was compacted when accepted
         } else {
             tree = (ObjectNode) payload;
             try {

@@ -60,9 +60,10 @@ public class KafkaBatch {
         Set<String> sources = allowed == null || allowed.isBlank() || allowed.strip().equals("*") ? null
                 : Set.of(allowed.strip().split("\\s*,\\s*"));
         List<Event> events = new ArrayList<>(records.size());
+        Map<Object, KafkaManualCommit> commits = new LinkedHashMap<>();
+        String topic = null;
         for (Exchange r : records) {
-            String topic = r.getMessage().getHeader(KafkaConstants.TOPIC, String.class);
-            exchange.setProperty(DeadLetterStore.SOURCE_TOPIC, topic);
+            topic = lastCommit(r.getMessage(), commits);
             String value = r.getMessage().getBody(String.class);
             try {
                 Event e = parser.parseOne(value);
@@ -72,9 +73,12 @@ public class KafkaBatch {
                 }
                 events.add(e);
             } catch (InvalidEventException bad) {
+                exchange.setProperty(DeadLetterStore.SOURCE_TOPIC, topic);
                 deadLetterInvalid(ingest, topic, value, bad);
             }
         }
+        exchange.setProperty(COMMITS, commits);
+        exchange.setProperty(DeadLetterStore.SOURCE_TOPIC, topic);
         metrics.received(ingest, "kafka", records.size());
         EventStore.Stored stored = store.store(events, "kafka");
         metrics.duplicates(ingest, stored.duplicates().size());
@@ -197,7 +201,10 @@ public class KafkaBatch {
         return topic;
     }
 
-    /** Commits, per partition, the offset after the last record of the batch. */
+    /**
+     * Commits, per partition, the offset after the last record of the batch: the commits noted while the batch was
+     * read, or, when reading it failed before the end (the batch was dead-lettered), found again in the records.
+     */
     @SuppressWarnings("unchecked")
     public void commit(Exchange exchange) {
         Map<Object, KafkaManualCommit> commits = exchange.getProperty(COMMITS, Map.class);

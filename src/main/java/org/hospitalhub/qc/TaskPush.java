@@ -159,20 +159,14 @@ public class TaskPush {
      * replays from its own cursor).
      */
     private List<Row> advance() throws SQLException {
-        if (sessions.isEmpty() && joining.isEmpty()) {
-            List<Long> ids = readIds(position, BATCH);
-            int n = gapFree(ids);
-            if (n > 0) {
-                position = ids.get(n - 1);
-            }
-            return List.of();
-        }
-        List<Row> read = read(position, Long.MAX_VALUE, BATCH);
-        int n = gapFree(read.stream().map(r -> r.event().id()).toList());
+        boolean idle = sessions.isEmpty() && joining.isEmpty();
+        List<Row> read = idle ? List.of() : read(position, Long.MAX_VALUE, BATCH);
+        List<Long> ids = idle ? readIds(position, BATCH) : read.stream().map(r -> r.event().id()).toList();
+        int n = gapFree(ids);
         if (n > 0) {
-            position = read.get(n - 1).event().id();
+            position = ids.get(n - 1);
         }
-        return read.subList(0, n);
+        return read.subList(0, Math.min(n, read.size()));
     }
 
     /** How many of the ids read after the position may be dispatched: up to a gap, unless it is older than gap-wait. */
