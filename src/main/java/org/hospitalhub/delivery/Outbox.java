@@ -14,6 +14,7 @@ import java.util.Collection;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.atomic.AtomicInteger;
 
 import jakarta.enterprise.context.ApplicationScoped;
 import jakarta.inject.Named;
@@ -80,6 +81,8 @@ public class Outbox {
         long cursor;
         /** Event ids in flight: when claimed, and their hub_delivery row (settled by its id). */
         final Map<String, Claim> claimed = new ConcurrentHashMap<>();
+        /** Batch-per-poll flows: events claimed whose batch has not yet reached the delivery thread. */
+        final AtomicInteger waiting = new AtomicInteger();
         Instant backlogAt = Instant.EPOCH;
         Instant rescanAt = Instant.EPOCH;
         Instant lateAt = Instant.EPOCH;
@@ -105,12 +108,19 @@ public class Outbox {
     private record Claim(Instant at, long row) {
     }
 
-    /** Next events for the flow, or none when another replica runs it or too many are in flight. */
-    public List<Event> claim(@ExchangeProperty("HubFlow") String flow) throws SQLException {
+    /**
+     * Next events for the flow, or none when another replica runs it or too many are in flight. A batch-per-poll flow
+     * (outbox-source's {@code batchPerPoll}) also gets none while a batch it claimed before still waits for the flow's
+     * delivery thread: the events keep coming in meanwhile, so under load its batches grow (up to completionSize)
+     * instead of queueing up small.
+     */
+    public List<Event> claim(@ExchangeProperty("HubFlow") String flow,
+            @ExchangeProperty("HubBatchPerPoll") String batchPerPoll) throws SQLException {
         FlowState s = state.computeIfAbsent(flow, f -> new FlowState());
         Leases.Hold hold = leases.hold("outbox:" + flow);
         if (!hold.held()) {
             s.claimed.clear();
+            s.waiting.set(0);
             s.cursor = 0;
             return List.of();
         }
@@ -119,7 +129,9 @@ public class Outbox {
             s.rescan = false;
             s.cursor = 0;
             s.claimed.clear();
+            s.waiting.set(0);
         }
+        boolean perPoll = "true".equals(batchPerPoll);
         if (now.isAfter(s.rescanAt.plus(rescanPeriod))) {
             // A replay on another replica reopens rows behind this replica's cursor and cannot tell it: read again
             // from the first PENDING row now and then (rows in flight are skipped, they are still claimed).
@@ -132,7 +144,7 @@ public class Outbox {
             metrics.backlog(flow, count(flow));
         }
         int room = maxInFlight - s.claimed.size();
-        if (room <= 0) {
+        if (room <= 0 || perPoll && s.waiting.get() > 0) {
             return List.of();
         }
         long from = s.cursor;
@@ -166,7 +178,18 @@ public class Outbox {
                 }
             }
         }
+        if (perPoll) {
+            s.waiting.addAndGet(events.size());
+        }
         return events;
+    }
+
+    /** A batch reached the flow's delivery thread (first step of outbox-source's batch). */
+    public void started(@ExchangeProperty("HubFlow") String flow, @ExchangeProperty("HubBatch") List<Event> batch) {
+        FlowState s = state.get(flow);
+        if (s != null) {
+            s.waiting.updateAndGet(n -> Math.max(0, n - batch.size()));
+        }
     }
 
     private void expireStaleClaims(String flow, FlowState s, Instant now) {
@@ -177,6 +200,7 @@ public class Outbox {
             LOG.warnf("Flow %s: claims older than %s were neither delivered nor dead-lettered; dispatching them again",
                     flow, claimTimeout);
             s.cursor = 0;
+            s.waiting.set(0);
         }
     }
 

@@ -88,6 +88,30 @@ class DeliveryTest {
     }
 
     @Test
+    void aBatchPerPollFlowSendsWhatAPollFoundAndLetsItsNextBatchGrowWhileTheLastOneWaits() throws Exception {
+        // t-ledger: batchPerPoll, polled every 100 ms, completionTimeout 60 s (never reached). The receiver takes 1.5 s.
+        TestReceiver.delayMillis = 1500;
+        post("test-fin-key", "[" + Events.voucher("dlv-pp-1") + "]");
+        await().atMost(Duration.ofSeconds(10)).until(() -> TestReceiver.CALL_TIMES.size() == 1);
+        // batch 1 is in the receiver: the next poll claims 2 alone, and that batch waits for the delivery thread
+        post("test-fin-key", "[" + Events.voucher("dlv-pp-2") + "]");
+        Thread.sleep(300);
+        // while batch 2 waits, the polls claim nothing: 3 and 4 stay in the store and leave together after it
+        post("test-fin-key", "[" + Events.voucher("dlv-pp-3") + "]");
+        Thread.sleep(300);
+        post("test-fin-key", "[" + Events.voucher("dlv-pp-4") + "]");
+        await().atMost(Duration.ofSeconds(20)).until(() -> Events.count(
+                "SELECT COUNT(*) FROM hub_delivery WHERE event_id LIKE 'dlv-pp-%' AND status = 'DELIVERED'") == 4);
+        List<List<String>> batches = new ArrayList<>();
+        TestReceiver.BATCHES.forEach(b -> {
+            List<String> ids = new ArrayList<>();
+            b.forEach(e -> ids.add(e.get("eventId").asText()));
+            batches.add(ids);
+        });
+        assertEquals(List.of(List.of("dlv-pp-1"), List.of("dlv-pp-2"), List.of("dlv-pp-3", "dlv-pp-4")), batches);
+    }
+
+    @Test
     void persistentFailureIsRetriedOnScheduleThenDeadLetteredWithItsReason() {
         TestReceiver.FAIL_NEXT.set(100);
         TestReceiver.failStatus = 503;
