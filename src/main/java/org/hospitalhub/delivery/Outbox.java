@@ -157,13 +157,17 @@ public class Outbox {
         }
         s.cursors.addLast(new long[] { now.toEpochMilli(), s.cursor });
         List<Event> events = new ArrayList<>();
+        // Behind the cursor the rows in flight are still PENDING: leave them out in the query, or under a backlog they
+        // would fill the LIMIT and a read behind the cursor (late commits, rescan) would find next to nothing new.
+        Object[] inFlight = from < s.cursor ? s.claimed.values().stream().map(Claim::row).toArray() : new Object[0];
         try (Connection c = db.connection();
                 PreparedStatement q = c.prepareStatement("SELECT d.id, d.event_id, e.envelope FROM hub_delivery d "
                         + "JOIN hub_event e ON e.event_id = d.event_id "
-                        + "WHERE d.flow = ? AND d.status = 'PENDING' AND d.id > ? ORDER BY d.id LIMIT ?")) {
+                        + "WHERE d.flow = ? AND d.status = 'PENDING' AND d.id > ? AND d.id <> ALL(?) ORDER BY d.id LIMIT ?")) {
             q.setString(1, flow);
             q.setLong(2, from);
-            q.setInt(3, room);
+            q.setArray(3, c.createArrayOf("bigint", inFlight));
+            q.setInt(4, room);
             try (ResultSet rs = q.executeQuery()) {
                 while (rs.next()) {
                     long row = rs.getLong(1);
