@@ -69,6 +69,7 @@ public final class QcBench {
     private final int batchSize = Bench.env("BENCH_QC_BATCH", 100);
     private final int batchTimeoutMs = Bench.env("BENCH_QC_BATCH_TIMEOUT_MS", 50);
     private final int pollMs = Bench.env("BENCH_QC_POLL_MS", 50);
+    private final boolean batchPerPoll = "true".equals(System.getenv("BENCH_QC_BATCH_PER_POLL"));
     private final int settleMinutes = Bench.env("BENCH_QC_SETTLE_MINUTES", 15);
     private final String hubJavaOpts = Bench.envText("BENCH_QC_HUB_JAVA_OPTS", "-Xmx256m -XX:+UseSerialGC");
     private final Pg pg = new Pg(Bench.envText("BENCH_PG_URL", "jdbc:postgresql://127.0.0.1:5432/"),
@@ -97,6 +98,9 @@ public final class QcBench {
     private List<Double> computedMs = List.of();
     /** event -> task committed per minute of the load (by send time): warm-up and periodic work show here. */
     private final Map<Integer, List<Double>> committedByMinute = new java.util.TreeMap<>();
+    /** BENCH_QC_SLICE_SECONDS (0 = off): also report the measured load in slices this long (for trials). */
+    private final int sliceSeconds = Bench.env("BENCH_QC_SLICE_SECONDS", 0);
+    private final Map<Integer, List<Double>> committedBySlice = new java.util.TreeMap<>();
     private List<Double> latenessMs = List.of();
     private long unfiredTimers = -1;
     private long undelivered;
@@ -185,12 +189,13 @@ public final class QcBench {
                       - {name: completionSize, value: "%d"}
                       - {name: completionTimeout, value: "%d"}
                       - {name: pollPeriod, value: "%d"}
+                      - {name: batchPerPoll, value: "%s"}
                 - templatedRoute:
                     routeTemplateRef: qc-sink
                     routeId: bench-qc-sink
                     parameters:
                       - {name: flowId, value: %s}
-                """.formatted(FLOW, batchSize, batchTimeoutMs, pollMs, FLOW);
+                """.formatted(FLOW, batchSize, batchTimeoutMs, pollMs, batchPerPoll, FLOW);
     }
 
     private String rules() {
@@ -468,6 +473,7 @@ public final class QcBench {
                             continue;
                         }
                         minute(sent).add((rs.getDouble(2) - sent) / 1000.0);
+                        slice(sent).add((rs.getDouble(2) - sent) / 1000.0);
                         if (sent / 1000 < measuredStartMillis) {
                             warm.add((rs.getDouble(2) - sent) / 1000.0);
                             continue;
@@ -513,6 +519,7 @@ public final class QcBench {
             if (!delivered.contains(e.getKey())) {
                 double age = (nowMicros - e.getValue()) / 1000.0;
                 minute(e.getValue()).add(age);
+                slice(e.getValue()).add(age);
                 if (e.getValue() / 1000 < measuredStartMillis) {
                     warm.add(age);
                     continue;
@@ -552,6 +559,12 @@ public final class QcBench {
         }
     }
 
+    private List<Double> slice(long sentMicros) {
+        long since = sentMicros / 1000 - measuredStartMillis;
+        int key = since < 0 || sliceSeconds <= 0 ? 0 : (int) (since / (sliceSeconds * 1000L)) + 1;
+        return committedBySlice.computeIfAbsent(key, k -> new ArrayList<>());
+    }
+
     private List<Double> minute(long sentMicros) {
         long since = sentMicros / 1000 - measuredStartMillis;
         return committedByMinute.computeIfAbsent(since < 0 ? 0 : (int) (since / 60_000) + 1, k -> new ArrayList<>());
@@ -582,6 +595,15 @@ public final class QcBench {
         t.append(String.format("  measured: the %d s after a %d s warm-up at the same rate (events sent in the warm-up are not in the "
                 + "percentiles above)%n", seconds, warmupSeconds));
         t.append("  event -> task committed by minute of the measured load (p50 / p99): ").append(byMinute).append('\n');
+        if (sliceSeconds > 0) {
+            StringBuilder bySlice = new StringBuilder();
+            committedBySlice.forEach((m, l) -> {
+                List<Double> sorted = Bench.sorted(l);
+                bySlice.append(bySlice.length() == 0 ? "" : ", ").append(String.format("%s: %s / %s", m == 0 ? "warm-up" : m,
+                        ms(Bench.percentile(sorted, 0.5)), ms(Bench.percentile(sorted, 0.99))));
+            });
+            t.append(String.format("  by %d s slice (p50 / p99): ", sliceSeconds)).append(bySlice).append('\n');
+        }
         t.append(String.format("  offered %,d events in %.1f s = %,.0f events/s (asked %,d/s); open tasks at the start %,d "
                 + "(%,d timers)%n", offered, loadSeconds, offered / loadSeconds, rate, preloadedOpen, preloadedTriggers));
         t.append(String.format("  hub CPU %.1f s over the load = %.0f %% of one core, %.1f ms per event; machine busy %.0f %% "
@@ -628,7 +650,8 @@ public final class QcBench {
         }
         md.append("| hub | `java ").append(hubJavaOpts).append(" -jar target/quarkus-app/quarkus-run.jar`, profile postgres, ")
                 .append("HTTP ingest -> outbox-source (completionSize ").append(batchSize).append(", completionTimeout ")
-                .append(batchTimeoutMs).append(" ms, pollPeriod ").append(pollMs).append(" ms) -> qc-sink; timers in qc_timer, ")
+                .append(batchTimeoutMs).append(" ms, pollPeriod ").append(pollMs).append(" ms, batchPerPoll ").append(batchPerPoll)
+                .append(") -> qc-sink; timers in qc_timer, ")
                 .append("fired by the clustered Quartz sweep every 1 s (the shipped settings) |\n");
         md.append(String.format("| preload | %,d admissions over the last 6 h -> %,d open tasks, %,d timers pending, "
                 + "in %.0f s |%n", preloadVisits, preloadedOpen, preloadedTriggers, preloadSeconds));
