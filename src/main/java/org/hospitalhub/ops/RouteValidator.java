@@ -40,7 +40,9 @@ import org.apache.camel.model.Model;
 import org.apache.camel.model.ProcessorDefinitionHelper;
 import org.apache.camel.model.RouteConfigurationDefinition;
 import org.apache.camel.model.RouteDefinition;
+import org.apache.camel.model.RouteTemplateDefinition;
 import org.apache.camel.model.TemplatedRouteDefinition;
+import org.apache.camel.model.TemplatedRouteParameterDefinition;
 import org.apache.camel.spi.FactoryFinder;
 import org.apache.camel.spi.Resource;
 import org.apache.camel.spi.RoutesLoader;
@@ -61,8 +63,9 @@ import org.snakeyaml.engine.v2.nodes.SequenceNode;
  * Checks a hospital's route files against the hub's shared routes before they are deployed, and again when the hub
  * starts. The files are loaded with Camel's own YAML DSL into a scratch {@link DefaultCamelContext} that is never
  * started (no database, broker or bean needed), the templated routes are expanded, and the resulting model is checked
- * for what Camel either reports without naming the file or does not report at all: unknown template, missing template
- * parameter, unknown {@code routeConfigurationId} (Camel silently runs such a route without the dead-letter channel),
+ * for what Camel either reports without naming the file or does not report at all: unknown template, missing or unknown
+ * template parameter, a true/false parameter given something else,
+ * unknown {@code routeConfigurationId} (Camel silently runs such a route without the dead-letter channel),
  * duplicate route id, a flow with two sources or two sinks, a source without a sink or a sink without a source, an
  * endpoint scheme with no Camel component. Every problem names its file and, where known, its line.
  */
@@ -320,9 +323,13 @@ public final class RouteValidator {
         if (!claimRouteId(routeIds, t.getRouteId(), new Origin(f.name(), line), problems)) {
             return false;
         }
-        if (model.getRouteTemplateDefinition(t.getRouteTemplateRef()) == null) {
+        var template = model.getRouteTemplateDefinition(t.getRouteTemplateRef());
+        if (template == null) {
             problems.add(new Problem(f.name(), line, what + ": no route template '" + t.getRouteTemplateRef()
                     + "' (known: " + String.join(", ", templateIds(model)) + ")"));
+            return false;
+        }
+        if (!parametersKnown(f, line, what, template, t, problems)) {
             return false;
         }
         try {
@@ -332,6 +339,30 @@ public final class RouteValidator {
             problems.add(new Problem(f.name(), line, what + ": " + message(ex)));
             return false;
         }
+    }
+
+    /**
+     * Camel ignores a parameter the template does not declare (a misspelt one silently leaves the default in force) and
+     * passes any text to a switch: a parameter whose default is {@code true} or {@code false} must be one of the two.
+     */
+    private static boolean parametersKnown(RouteFile f, int line, String what, RouteTemplateDefinition template,
+            TemplatedRouteDefinition t, List<Problem> problems) {
+        Map<String, String> declared = new LinkedHashMap<>();
+        template.getTemplateParameters().forEach(p -> declared.put(p.getName(), p.getDefaultValue()));
+        boolean ok = true;
+        for (var p : t.getParameters() == null ? List.<TemplatedRouteParameterDefinition>of() : t.getParameters()) {
+            if (!declared.containsKey(p.getName())) {
+                problems.add(new Problem(f.name(), line, what + ": unknown parameter '" + p.getName() + "' (known: "
+                        + String.join(", ", declared.keySet()) + ")"));
+                ok = false;
+            } else if (("true".equals(declared.get(p.getName())) || "false".equals(declared.get(p.getName())))
+                    && !"true".equals(p.getValue()) && !"false".equals(p.getValue())) {
+                problems.add(new Problem(f.name(), line, what + ": parameter '" + p.getName() + "' must be true or "
+                        + "false, not '" + p.getValue() + "'"));
+                ok = false;
+            }
+        }
+        return ok;
     }
 
     private static boolean claimRouteId(Map<String, Origin> routeIds, String id, Origin at, List<Problem> problems) {

@@ -171,6 +171,22 @@ class RouteValidatorTest {
     }
 
     @Test
+    void misspeltTemplateParameterIsReported() throws IOException {
+        String p = onlyProblem(check("a.camel.yaml", flow("a").replace("      - {name: types, value: his.charge.created}\n",
+                "      - {name: types, value: his.charge.created}\n      - {name: batchPerpoll, value: \"true\"}\n")));
+        assertTrue(p.startsWith(path("a.camel.yaml") + ":1: templatedRoute 'a-source' of template 'outbox-source': "
+                + "unknown parameter 'batchPerpoll' (known: flowId, types, "), p);
+    }
+
+    @Test
+    void switchParameterMustBeTrueOrFalse() throws IOException {
+        String p = onlyProblem(check("a.camel.yaml", flow("a").replace("      - {name: types, value: his.charge.created}\n",
+                "      - {name: types, value: his.charge.created}\n      - {name: batchPerPoll, value: \"yes\"}\n")));
+        assertTrue(p.endsWith("templatedRoute 'a-source' of template 'outbox-source': parameter 'batchPerPoll' must be "
+                + "true or false, not 'yes'"), p);
+    }
+
+    @Test
     void unknownRouteConfigurationIdIsReported() throws IOException {
         String p = onlyProblem(check("a.camel.yaml", """
                 - route:
