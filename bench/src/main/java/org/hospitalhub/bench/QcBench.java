@@ -472,8 +472,7 @@ public final class QcBench {
                         if (sent == null) {
                             continue;
                         }
-                        minute(sent).add((rs.getDouble(2) - sent) / 1000.0);
-                        slice(sent).add((rs.getDouble(2) - sent) / 1000.0);
+                        byTime(sent, (rs.getDouble(2) - sent) / 1000.0);
                         if (sent / 1000 < measuredStartMillis) {
                             warm.add((rs.getDouble(2) - sent) / 1000.0);
                             continue;
@@ -518,8 +517,7 @@ public final class QcBench {
         for (Map.Entry<String, Long> e : sentMicros.entrySet()) {
             if (!delivered.contains(e.getKey())) {
                 double age = (nowMicros - e.getValue()) / 1000.0;
-                minute(e.getValue()).add(age);
-                slice(e.getValue()).add(age);
+                byTime(e.getValue(), age);
                 if (e.getValue() / 1000 < measuredStartMillis) {
                     warm.add(age);
                     continue;
@@ -559,15 +557,25 @@ public final class QcBench {
         }
     }
 
-    private List<Double> slice(long sentMicros) {
+    /** Files a latency under its minute of the load and, for trials, its slice (0 = sent in the warm-up). */
+    private void byTime(long sentMicros, double ms) {
         long since = sentMicros / 1000 - measuredStartMillis;
-        int key = since < 0 || sliceSeconds <= 0 ? 0 : (int) (since / (sliceSeconds * 1000L)) + 1;
-        return committedBySlice.computeIfAbsent(key, k -> new ArrayList<>());
+        committedByMinute.computeIfAbsent(since < 0 ? 0 : (int) (since / 60_000) + 1, k -> new ArrayList<>()).add(ms);
+        if (sliceSeconds > 0) {
+            committedBySlice.computeIfAbsent(since < 0 ? 0 : (int) (since / (sliceSeconds * 1000L)) + 1,
+                    k -> new ArrayList<>()).add(ms);
+        }
     }
 
-    private List<Double> minute(long sentMicros) {
-        long since = sentMicros / 1000 - measuredStartMillis;
-        return committedByMinute.computeIfAbsent(since < 0 ? 0 : (int) (since / 60_000) + 1, k -> new ArrayList<>());
+    /** "warm-up: p50 / p99, 1: p50 / p99, ..." for latencies filed by {@link #byTime}. */
+    private static String percentilesBy(Map<Integer, List<Double>> byTime) {
+        StringBuilder line = new StringBuilder();
+        byTime.forEach((m, l) -> {
+            List<Double> sorted = Bench.sorted(l);
+            line.append(line.length() == 0 ? "" : ", ").append(String.format("%s: %s / %s", m == 0 ? "warm-up" : m,
+                    ms(Bench.percentile(sorted, 0.5)), ms(Bench.percentile(sorted, 0.99))));
+        });
+        return line.toString();
     }
 
     // ---- report -----------------------------------------------------------------------------------------------------
@@ -586,23 +594,13 @@ public final class QcBench {
         t.append(row(String.format("timer firing lateness (%,d firings)", latenessMs.size()), Bench.percentile(latenessMs, 0.5),
                 l99, "≤ 2000 ms", latenessMs.isEmpty() ? null : l99 <= TARGET_LATENESS_P99_MS));
         t.append('\n');
-        StringBuilder byMinute = new StringBuilder();
-        committedByMinute.forEach((m, l) -> {
-            List<Double> sorted = Bench.sorted(l);
-            byMinute.append(byMinute.length() == 0 ? "" : ", ").append(String.format("%s: %s / %s", m == 0 ? "warm-up" : m,
-                    ms(Bench.percentile(sorted, 0.5)), ms(Bench.percentile(sorted, 0.99))));
-        });
         t.append(String.format("  measured: the %d s after a %d s warm-up at the same rate (events sent in the warm-up are not in the "
                 + "percentiles above)%n", seconds, warmupSeconds));
-        t.append("  event -> task committed by minute of the measured load (p50 / p99): ").append(byMinute).append('\n');
+        t.append("  event -> task committed by minute of the measured load (p50 / p99): ")
+                .append(percentilesBy(committedByMinute)).append('\n');
         if (sliceSeconds > 0) {
-            StringBuilder bySlice = new StringBuilder();
-            committedBySlice.forEach((m, l) -> {
-                List<Double> sorted = Bench.sorted(l);
-                bySlice.append(bySlice.length() == 0 ? "" : ", ").append(String.format("%s: %s / %s", m == 0 ? "warm-up" : m,
-                        ms(Bench.percentile(sorted, 0.5)), ms(Bench.percentile(sorted, 0.99))));
-            });
-            t.append(String.format("  by %d s slice (p50 / p99): ", sliceSeconds)).append(bySlice).append('\n');
+            t.append(String.format("  by %d s slice (p50 / p99): ", sliceSeconds)).append(percentilesBy(committedBySlice))
+                    .append('\n');
         }
         t.append(String.format("  offered %,d events in %.1f s = %,.0f events/s (asked %,d/s); open tasks at the start %,d "
                 + "(%,d timers)%n", offered, loadSeconds, offered / loadSeconds, rate, preloadedOpen, preloadedTriggers));
