@@ -220,8 +220,16 @@ public class QcResource {
 
     @POST
     @Path("/reconcile")
-    public Response reconcile(@Context ContainerRequestContext ctx) throws SQLException {
-        return Response.ok(reconciliation.run(caller(ctx))).build();
+    public Response reconcile(@Context ContainerRequestContext ctx, @Context UriInfo uri) throws SQLException {
+        return handle(() -> {
+            String scope = single(params(uri, Set.of("scope")), "scope");
+            if (scope != null && !Set.of("full", "due").contains(scope)) {
+                throw new BadInput("scope", "enum", "scope must be full (every live visit, the default) or due (visits "
+                        + "with a task past its due time or an event not applied); got '" + scope + "'");
+            }
+            return Response.ok(reconciliation.run(caller(ctx), "due".equals(scope)
+                    ? Reconciliation.Scope.DUE : Reconciliation.Scope.FULL)).build();
+        });
     }
 
     @GET

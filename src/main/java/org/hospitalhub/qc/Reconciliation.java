@@ -25,11 +25,18 @@ import io.quarkus.scheduler.Scheduled;
 
 /**
  * Finds and fixes what the event path and the timers missed: tasks that should exist but don't, tasks that should be
- * closed but are open, overdue tasks not marked (by recomputing every live visit), and open tasks whose timers are
+ * closed but are open, overdue tasks not marked (by recomputing visits), and open tasks whose timers are
  * missing or wrong, timers long due and not fired, and the timer sweep's Quartz trigger in error or stuck (clustered
  * Quartz can leave triggers ACQUIRED or BLOCKED); reports what it fixed and
- * the events still held. Runs on one replica every {@code hub.qc.reconcile-every} (a clustered Quartz job, also right
- * after startup) and on demand ({@code POST /api/v1/qc/reconcile}); each run is audited.
+ * the events still held. Each run is audited.
+ * <p>
+ * Two scopes. {@code full} recomputes every live visit. {@code due} recomputes the visits that can be wrong without a
+ * fault in the database: an open task past its due time (its deadline timer stuck or lost), an event still held or not
+ * applied; events are applied in the same transaction as the tasks they change, so between those only time and the
+ * rules change what a visit's tasks should be. Every {@code hub.qc.reconcile-every} (a clustered Quartz job on one
+ * replica, also right after startup) a run is {@code due}, or {@code full} when the last full run is older than
+ * {@code hub.qc.reconcile-full-every} or was made under other rules (a changed rule file, after a restart). On demand
+ * ({@code POST /api/v1/qc/reconcile}) a run is full unless {@code scope=due} is asked. Timers are checked in both.
  */
 @ApplicationScoped
 public class Reconciliation {
@@ -44,11 +51,24 @@ public class Reconciliation {
     private final Duration window;
     private final Duration stuckAfter;
     private final double share;
+    private final Duration fullEvery;
+    private final RuleBook rules;
+
+    /** What a run recomputes: every live visit, or only those with something due (see the class comment). */
+    public enum Scope {
+        FULL, DUE;
+
+        /** The audit target of a run of this scope: {@code qc full rules=<fingerprint>} or {@code qc due}. */
+        String target(RuleBook rules) {
+            return this == FULL ? "qc full rules=" + rules.fingerprint() : "qc due";
+        }
+    }
 
     public Reconciliation(Database db, TaskEngine engine, DeadlineTimers timers, QcClock clock, ObjectMapper mapper,
             @ConfigProperty(name = "hub.qc.reconcile-window", defaultValue = "7d") String window,
             @ConfigProperty(name = "hub.qc.timer-stuck-after", defaultValue = "5m") String stuckAfter,
-            @ConfigProperty(name = "hub.qc.reconcile-share", defaultValue = "0.25") double share) {
+            @ConfigProperty(name = "hub.qc.reconcile-share", defaultValue = "0.25") double share,
+            @ConfigProperty(name = "hub.qc.reconcile-full-every", defaultValue = "24h") String fullEvery, RuleBook rules) {
         this.db = db;
         this.engine = engine;
         this.timers = timers;
@@ -61,6 +81,8 @@ public class Reconciliation {
                     + "scheduled run works, e.g. 0.25); got " + share);
         }
         this.share = share;
+        this.fullEvery = config("hub.qc.reconcile-full-every", fullEvery);
+        this.rules = rules;
     }
 
     private static Duration config(String key, String value) {
@@ -75,7 +97,7 @@ public class Reconciliation {
     public record Fix(String kind, Long taskId, String hospital, String visitId, String task, String detail) {
     }
 
-    public record Report(Instant startedAt, Instant finishedAt, String by, int visitsChecked, int timersChecked,
+    public record Report(Instant startedAt, Instant finishedAt, String by, String scope, int visitsChecked, int timersChecked,
             Map<String, Integer> fixedByKind, List<Fix> fixes, long heldEvents, Instant oldestHeldReceivedAt, long auditId) {
     }
 
@@ -83,7 +105,7 @@ public class Reconciliation {
     @Nonconcurrent
     void scheduled() {
         try {
-            Report r = run("scheduler", true);
+            Report r = run("scheduler", scheduledScope(), true);
             if (!r.fixes().isEmpty()) {
                 LOG.warnf("qc reconciliation fixed %d things: %s", r.fixes().size(), r.fixedByKind());
             }
@@ -93,7 +115,24 @@ public class Reconciliation {
     }
 
     public Report run(String by) throws SQLException {
-        return run(by, false);
+        return run(by, Scope.FULL, false);
+    }
+
+    public Report run(String by, Scope scope) throws SQLException {
+        return run(by, scope, false);
+    }
+
+    /** FULL when no full run under the rules in force is on record within {@code hub.qc.reconcile-full-every}, else DUE. */
+    Scope scheduledScope() throws SQLException {
+        try (Connection c = db.connection(); PreparedStatement q = c.prepareStatement(
+                "SELECT COUNT(*) FROM qc_audit WHERE action = 'RECONCILE' AND target = ? AND action_at >= ?")) {
+            q.setString(1, Scope.FULL.target(rules));
+            q.setObject(2, Database.utc(clock.instant().minus(fullEvery)));
+            try (ResultSet rs = q.executeQuery()) {
+                rs.next();
+                return rs.getLong(1) > 0 ? Scope.DUE : Scope.FULL;
+            }
+        }
     }
 
     /**
@@ -102,15 +141,19 @@ public class Reconciliation {
      * database, from the events being applied meanwhile, instead of half (the qc benchmark's p99 doubled for the minute
      * a half-paced run over 72,000 visits took; bench/README.md).
      */
-    Report run(String by, boolean paced) throws SQLException {
+    Report run(String by, Scope scope, boolean paced) throws SQLException {
         Instant started = clock.instant();
         List<Fix> fixes = new ArrayList<>();
         TreeSet<TaskEngine.VisitKey> visits = new TreeSet<>();
-        try (Connection c = db.connection(); PreparedStatement q = c.prepareStatement(
-                "SELECT hospital, visit_id FROM qc_visit WHERE status IN ('PENDING', 'ADMITTED') OR last_event_at >= ? "
+        try (Connection c = db.connection(); PreparedStatement q = c.prepareStatement(scope == Scope.FULL
+                ? "SELECT hospital, visit_id FROM qc_visit WHERE status IN ('PENDING', 'ADMITTED') OR last_event_at >= ? "
                         + "UNION SELECT hospital, visit_id FROM qc_task WHERE status IN ('OPEN', 'OVERDUE') "
+                        + "UNION SELECT hospital, visit_id FROM qc_visit_event WHERE disposition IN ('HELD', 'NEW')"
+                : "SELECT hospital, visit_id FROM qc_task WHERE status = 'OPEN' AND due_at <= ? "
                         + "UNION SELECT hospital, visit_id FROM qc_visit_event WHERE disposition IN ('HELD', 'NEW')")) {
-            q.setObject(1, Database.utc(started.minus(window)));
+            // due: past its due time by more than hub.qc.timer-stuck-after, as for the timers below (a deadline that
+            // has just passed is the timer sweep's to mark)
+            q.setObject(1, Database.utc(started.minus(scope == Scope.FULL ? window : stuckAfter)));
             try (ResultSet rs = q.executeQuery()) {
                 while (rs.next()) {
                     visits.add(new TaskEngine.VisitKey(rs.getString(1), rs.getString(2)));
@@ -148,13 +191,14 @@ public class Reconciliation {
         Instant finished = clock.instant();
         String detail;
         try {
-            detail = mapper.writeValueAsString(Map.of("visitsChecked", visits.size(), "timersChecked", timersChecked,
+            detail = mapper.writeValueAsString(Map.of("scope", scope.name().toLowerCase(java.util.Locale.ROOT),
+                    "visitsChecked", visits.size(), "timersChecked", timersChecked,
                     "fixedByKind", byKind, "fixes", fixes.size() > 200 ? fixes.subList(0, 200) : fixes, "heldEvents", held));
         } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
             detail = byKind.toString();
         }
-        long audit = engine.audit(by, "RECONCILE", "qc", fixes.isEmpty() ? "nothing to fix" : fixes.size() + " fixes", detail);
-        return new Report(started, finished, by, visits.size(), timersChecked, byKind, fixes, held, oldest, audit);
+        long audit = engine.audit(by, "RECONCILE", scope.target(rules), fixes.isEmpty() ? "nothing to fix" : fixes.size() + " fixes", detail);
+        return new Report(started, finished, by, scope.name().toLowerCase(java.util.Locale.ROOT), visits.size(), timersChecked, byKind, fixes, held, oldest, audit);
     }
 
     /** How long to rest after {@code workedNanos} of work to work {@code share} of the time: at most 5 s. */

@@ -98,6 +98,7 @@ public class RuleBook {
     private final Map<String, Entry> global;
     private final Map<String, Map<String, Entry>> perHospital;
     private final Map<String, List<Rule>> effective = new ConcurrentHashMap<>();
+    private final String fingerprint;
 
     @jakarta.inject.Inject
     public RuleBook(SchemaRegistry schemas, @ConfigProperty(name = "hub.qc.rules-dir") Optional<String> rulesDir)
@@ -131,7 +132,25 @@ public class RuleBook {
         this.defaults = d;
         this.global = g;
         this.perHospital = h;
+        this.fingerprint = fingerprint(sources);
         LOG.infof("qc rules: %d defaults, %d global overrides, hospital overrides for %s", d.size(), g.size(), h.keySet());
+    }
+
+    /** A digest of the rule files in force (names and contents): it changes when a rule file does. */
+    public String fingerprint() {
+        return fingerprint;
+    }
+
+    private static String fingerprint(List<Source> sources) {
+        try {
+            java.security.MessageDigest md = java.security.MessageDigest.getInstance("SHA-256");
+            for (Source s : sources) {
+                md.update((s.name() + "\n" + s.text() + "\n\u0000").getBytes(java.nio.charset.StandardCharsets.UTF_8));
+            }
+            return java.util.HexFormat.of().formatHex(md.digest(), 0, 8);
+        } catch (java.security.NoSuchAlgorithmException e) {
+            throw new IllegalStateException(e);
+        }
     }
 
     /** The rules in force for a hospital, in file order (defaults first). */

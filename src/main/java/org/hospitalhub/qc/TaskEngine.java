@@ -21,9 +21,16 @@ import java.util.Optional;
 import java.util.Set;
 import java.util.TreeMap;
 import java.util.TreeSet;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import java.util.concurrent.atomic.AtomicInteger;
 
+import jakarta.annotation.PreDestroy;
 import jakarta.enterprise.context.ApplicationScoped;
 
+import org.eclipse.microprofile.config.inject.ConfigProperty;
 import org.hospitalhub.delivery.Database;
 import org.hospitalhub.delivery.Event;
 import org.hospitalhub.delivery.PartialBatchException;
@@ -53,14 +60,35 @@ public class TaskEngine {
     private final DeadlineTimers timers;
     private final QcMetrics metrics;
     private final ObjectMapper mapper;
+    /** A batch of at least twice this many events is split into lanes. */
+    static final int MIN_PER_LANE = 8;
+    private final int lanes;
+    private final ExecutorService laneExecutor;
 
-    public TaskEngine(Database db, RuleBook rules, QcClock clock, DeadlineTimers timers, QcMetrics metrics, ObjectMapper mapper) {
+    public TaskEngine(Database db, RuleBook rules, QcClock clock, DeadlineTimers timers, QcMetrics metrics, ObjectMapper mapper,
+            @ConfigProperty(name = "hub.qc.engine-lanes", defaultValue = "2") int lanes) {
         this.db = db;
         this.rules = rules;
         this.clock = clock;
         this.timers = timers;
         this.metrics = metrics;
         this.mapper = mapper;
+        if (lanes < 1 || lanes > 16) {
+            throw new IllegalStateException("hub.qc.engine-lanes must be between 1 and 16 (transactions a batch of clinical "
+                    + "events is applied in at once, split by visit); got " + lanes);
+        }
+        this.lanes = lanes;
+        AtomicInteger n = new AtomicInteger();
+        this.laneExecutor = Executors.newFixedThreadPool(Math.max(1, lanes - 1), r -> {
+            Thread t = new Thread(r, "qc-engine-lane-" + n.incrementAndGet());
+            t.setDaemon(true);
+            return t;
+        });
+    }
+
+    @PreDestroy
+    void stop() {
+        laneExecutor.shutdown();
     }
 
     public record VisitKey(String hospital, String visitId) implements Comparable<VisitKey> {
@@ -101,9 +129,89 @@ public class TaskEngine {
      * update goes out as a JDBC batch (bench/README.md, qc benchmark).
      */
     public List<Change> apply(String flow, List<Event> batch) throws SQLException {
-        Instant now = clock.instant();
+        List<List<Event>> parts = lanes(batch);
         Map<Event, String> refused = new LinkedHashMap<>();
         List<Event> applied = new ArrayList<>();
+        List<Change> changes = new ArrayList<>();
+        if (parts.size() == 1) {
+            changes.addAll(applyLane(flow, batch, refused, applied));
+        } else {
+            // each lane in its own transaction, the first on this thread; a lane's failure fails the batch once all
+            // have finished (a lane that committed is skipped when the batch comes again: its events are logged)
+            List<Future<Lane>> others = new ArrayList<>();
+            for (List<Event> part : parts.subList(1, parts.size())) {
+                others.add(laneExecutor.submit(() -> {
+                    Lane l = new Lane(new LinkedHashMap<>(), new ArrayList<>(), new ArrayList<>());
+                    l.changes().addAll(applyLane(flow, part, l.refused(), l.applied()));
+                    return l;
+                }));
+            }
+            Throwable failed = null;
+            try {
+                changes.addAll(applyLane(flow, parts.get(0), refused, applied));
+            } catch (SQLException | RuntimeException e) {
+                failed = e;
+            }
+            for (Future<Lane> f : others) {
+                try {
+                    Lane l = f.get();
+                    changes.addAll(l.changes());
+                    refused.putAll(l.refused());
+                    applied.addAll(l.applied());
+                } catch (ExecutionException e) {
+                    if (failed == null) {
+                        failed = e.getCause();
+                    } else {
+                        failed.addSuppressed(e.getCause());
+                    }
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                    throw new IllegalStateException("interrupted while the task engine's lanes were applying a batch", e);
+                }
+            }
+            if (failed instanceof SQLException se) {
+                throw se;
+            } else if (failed instanceof RuntimeException re) {
+                throw re;
+            } else if (failed != null) {
+                throw new IllegalStateException(failed);
+            }
+        }
+        if (!refused.isEmpty()) {
+            throw new PartialBatchException(refused, applied);
+        }
+        return changes;
+    }
+
+    private record Lane(Map<Event, String> refused, List<Event> applied, List<Change> changes) {
+    }
+
+    /**
+     * The batch split into {@code hub.qc.engine-lanes} parts by visit (a visit's events stay together and in order), in
+     * batch order; one part when there is one lane or the batch is small. Events without a visit go with the first.
+     */
+    List<List<Event>> lanes(List<Event> batch) {
+        int n = Math.min(lanes, batch.size() / MIN_PER_LANE);
+        if (n <= 1) {
+            return List.of(batch);
+        }
+        List<List<Event>> parts = new ArrayList<>();
+        for (int i = 0; i < n; i++) {
+            parts.add(new ArrayList<>());
+        }
+        for (Event e : batch) {
+            String visit = e.payload().path("visitId").asText(null);
+            int lane = visit == null ? 0 : Math.floorMod(Objects.hash(e.hospital(), visit), n);
+            parts.get(lane).add(e);
+        }
+        parts.removeIf(List::isEmpty);
+        return parts;
+    }
+
+    /** Applies a lane's events in one transaction; the refused and the applied ones are added to the two collections. */
+    private List<Change> applyLane(String flow, List<Event> batch, Map<Event, String> refused, List<Event> applied)
+            throws SQLException {
+        Instant now = clock.instant();
         List<TimerWork> work = new ArrayList<>();
         List<Change> changes = db.inTransaction(c -> {
             TreeSet<VisitKey> visits = new TreeSet<>();
@@ -163,9 +271,6 @@ public class TaskEngine {
             return all;
         });
         afterCommit(changes);
-        if (!refused.isEmpty()) {
-            throw new PartialBatchException(refused, applied);
-        }
         return changes;
     }
 

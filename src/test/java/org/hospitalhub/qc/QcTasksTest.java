@@ -7,20 +7,25 @@ import static org.hamcrest.Matchers.equalTo;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.time.Duration;
 import java.time.Instant;
 import java.time.temporal.ChronoUnit;
+import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import java.util.UUID;
+import java.util.stream.Collectors;
 
 import jakarta.inject.Inject;
 
 import org.apache.camel.ProducerTemplate;
 import org.hospitalhub.delivery.Event;
 import org.hospitalhub.delivery.EventParser;
+import org.hospitalhub.delivery.PartialBatchException;
 import org.hospitalhub.support.Events;
 import org.hospitalhub.support.PostgresResource;
 import org.junit.jupiter.api.AfterEach;
@@ -57,6 +62,9 @@ class QcTasksTest {
 
     @Inject
     EventParser parser;
+
+    @Inject
+    Reconciliation reconciliation;
 
     Instant t0;
 
@@ -584,6 +592,96 @@ class QcTasksTest {
         JsonPath again = ops().post("/api/v1/qc/reconcile").then().statusCode(200).extract().jsonPath();
         assertEquals(0, again.getList("fixes.findAll { it.visitId == '" + v.visit() + "' }").size(), "nothing left to fix");
         assertNotNull(again.get("visitsChecked"));
+    }
+
+    @Test
+    void aDueRunFixesAMissedDeadlineAndLeavesTheRestToTheFullRun() throws Exception {
+        QcEvents late = visit(H, "recon-due");
+        late.post(late.admission(t0, "CARDIO", "DR-A"));
+        clock.advance(Duration.ofHours(9)); // the first progress note (8 h) passes its deadline; no timer fires here
+        QcEvents tampered = visit(H, "recon-tamper");
+        tampered.post(tampered.admission(clock.instant(), "CARDIO", "DR-B"));
+        long lost = Long.parseLong(task(tampered, "admission-record", 0).get("id"));
+        try (var c = PostgresResource.connect(); var s = c.createStatement()) {
+            s.executeUpdate("DELETE FROM qc_task WHERE id = " + lost); // a fault in the database: for the full run
+        }
+
+        JsonPath due = ops().post("/api/v1/qc/reconcile?scope=due").then().statusCode(200).extract().jsonPath();
+        assertEquals("due", due.getString("scope"));
+        assertEquals(List.of("overdue-marked:first-progress-note"), kinds(due, late));
+        assertEquals(List.of(), kinds(due, tampered), "a visit with nothing due is not recomputed");
+        assertEquals("OVERDUE", status(late, "first-progress-note", 0));
+        assertNull(task(tampered, "admission-record", 0));
+        assertEquals(1, Events.count("SELECT COUNT(*) FROM qc_audit WHERE id = ? AND target = 'qc due'", due.getLong("auditId")));
+
+        JsonPath full = ops().post("/api/v1/qc/reconcile").then().statusCode(200).extract().jsonPath();
+        assertEquals("full", full.getString("scope"));
+        assertEquals(List.of("task-created:admission-record"), kinds(full, tampered));
+        assertEquals("OPEN", status(tampered, "admission-record", 0));
+
+        ops().post("/api/v1/qc/reconcile?scope=sometimes").then().statusCode(400).body("field", equalTo("scope"))
+                .body("error", containsString("must be full"));
+    }
+
+    @Test
+    void theScheduledRunIsFullWhenNoFullRunUnderTheRulesInForceIsRecent() throws Exception {
+        clock.advance(Duration.ofDays(60)); // past every full run other tests made
+        assertEquals(Reconciliation.Scope.FULL, reconciliation.scheduledScope(), "none on record");
+        engine.audit("test", "RECONCILE", "qc full rules=0000000000000000", "other rules", "{}");
+        assertEquals(Reconciliation.Scope.FULL, reconciliation.scheduledScope(), "a full run under other rules does not count");
+        reconciliation.run("test", Reconciliation.Scope.DUE);
+        assertEquals(Reconciliation.Scope.FULL, reconciliation.scheduledScope(), "a due run does not count");
+        reconciliation.run("test", Reconciliation.Scope.FULL);
+        assertEquals(Reconciliation.Scope.DUE, reconciliation.scheduledScope());
+        clock.advance(Duration.ofHours(23));
+        assertEquals(Reconciliation.Scope.DUE, reconciliation.scheduledScope(), "within hub.qc.reconcile-full-every (24h)");
+        clock.advance(Duration.ofHours(2));
+        assertEquals(Reconciliation.Scope.FULL, reconciliation.scheduledScope());
+    }
+
+    /** The kinds of fixes a reconciliation report lists for a visit, as kind:rule. */
+    private static List<String> kinds(JsonPath report, QcEvents v) {
+        List<Map<String, Object>> fixes = report.getList("fixes.findAll { it.visitId == '" + v.visit() + "' }");
+        return fixes.stream().map(f -> f.get("kind") + ":" + f.get("task").toString().split("\\|")[0]).toList();
+    }
+
+    // ---- Engine lanes ----------------------------------------------------------------------------------------------------
+
+    @Test
+    void aLargeBatchIsAppliedInLanesByVisitAndTheRefusalsOfEveryLaneComeBack() throws Exception {
+        List<QcEvents> visits = new ArrayList<>();
+        List<Event> batch = new ArrayList<>();
+        // visits until both lanes (hub.qc.engine-lanes, 2 by default) hold at least four of them
+        while (visits.size() < 8 || engine.lanes(batch).size() < 2
+                || engine.lanes(batch).stream().mapToInt(List::size).min().orElse(0) < 12) {
+            QcEvents v = visit(H, "lane");
+            visits.add(v);
+            batch.add(parser.parseOne(v.admission(t0, "CARDIO", "DR-L")));
+            batch.add(parser.parseOne(v.document(t0.plus(Duration.ofHours(1)), "first-progress-note")));
+            batch.add(parser.parseOne(v.admission(t0.plusSeconds(5), "CARDIO", "DR-L"))); // a second admission: refused
+        }
+        int n = visits.size();
+        List<List<Event>> lanes = engine.lanes(batch);
+        for (List<Event> lane : lanes) {
+            Set<String> own = lane.stream().map(e -> e.payload().path("visitId").asText()).collect(Collectors.toSet());
+            lanes.stream().filter(other -> other != lane).flatMap(List::stream)
+                    .forEach(e -> assertTrue(!own.contains(e.payload().path("visitId").asText()), "a visit in one lane only"));
+        }
+
+        PartialBatchException refused = assertThrows(PartialBatchException.class, () -> engine.apply("t-qc", batch));
+        assertEquals(n, refused.refused().size(), "the second admissions of both lanes");
+        assertEquals(2 * n, refused.applied().size());
+        for (QcEvents v : visits) {
+            assertEquals(4, Events.count("SELECT COUNT(*) FROM qc_task WHERE hospital = ? AND visit_id = ?", H, v.visit()));
+            assertEquals("COMPLETED_ON_TIME", status(v, "first-progress-note", 0), "the visit's events applied in order");
+            assertTimersMatchTasks(v);
+        }
+        long changes = Events.count("SELECT COUNT(*) FROM qc_task_event WHERE hospital = ? AND visit_id LIKE 'lane-%'", H);
+
+        PartialBatchException again = assertThrows(PartialBatchException.class, () -> engine.apply("t-qc", batch));
+        assertEquals(n, again.refused().size());
+        assertEquals(2 * n, again.applied().size(), "applied before: skipped");
+        assertEquals(changes, Events.count("SELECT COUNT(*) FROM qc_task_event WHERE hospital = ? AND visit_id LIKE 'lane-%'", H));
     }
 
     @Test
