@@ -38,7 +38,8 @@ import io.quarkus.scheduler.Scheduled;
  * rules change what a visit's tasks should be. Every {@code hub.qc.reconcile-every} (a clustered Quartz job on one
  * replica, also right after startup) a run is {@code due}, or {@code full} when the last full run is older than
  * {@code hub.qc.reconcile-full-every} or was made under other rules (a changed rule file, after a restart). On demand
- * ({@code POST /api/v1/qc/reconcile}) a run is full unless {@code scope=due} is asked. Timers are checked in both.
+ * ({@code POST /api/v1/qc/reconcile}) a run is full unless {@code scope=due} is asked. Both check the timer sweep (its
+ * Quartz trigger, timers long due); a full run also checks every open task's timers.
  */
 @ApplicationScoped
 public class Reconciliation {
@@ -177,7 +178,8 @@ public class Reconciliation {
                         (ch.from() == null ? "" : ch.from() + " -> ") + ch.to() + (ch.detail() == null ? "" : ": " + ch.detail())));
             }
         }
-        int timersChecked = checkTimers(fixes);
+        int timersChecked = scope == Scope.FULL ? checkOpenTaskTimers(fixes) : 0;
+        checkSweep(fixes);
         long held;
         Instant oldest;
         try (Connection c = db.connection(); PreparedStatement q = c.prepareStatement(
@@ -217,11 +219,11 @@ public class Reconciliation {
     }
 
     /**
-     * Open tasks whose timers are missing or set for another due time (rewritten), timers due for longer than
-     * {@code hub.qc.timer-stuck-after} and still not fired (fired now), and the sweep's Quartz trigger left in ERROR or
-     * stuck ACQUIRED/BLOCKED (set back to WAITING). Returns how many open tasks were checked.
+     * Open tasks whose timers are missing or set for another due time (rewritten; full runs only: the engine writes a
+     * task's timers in the task's own transaction, so only a fault in the database leaves them wrong, and the check
+     * reads every open task). Returns how many open tasks were checked.
      */
-    private int checkTimers(List<Fix> fixes) throws SQLException {
+    private int checkOpenTaskTimers(List<Fix> fixes) throws SQLException {
         record Open(long id, String hospital, String visit, String key, Instant due, Instant timerDue, Instant dueTimer) {
         }
         int checked;
@@ -283,6 +285,14 @@ public class Reconciliation {
                 break;
             }
         }
+        return checked;
+    }
+
+    /**
+     * Timers due for longer than {@code hub.qc.timer-stuck-after} and still not fired (fired now), and the sweep's Quartz
+     * trigger left in ERROR or stuck ACQUIRED/BLOCKED (set back to WAITING). Both scopes.
+     */
+    private void checkSweep(List<Fix> fixes) throws SQLException {
         String stuck = timers.stuckSweepTrigger(stuckAfter);
         if (stuck != null) {
             timers.resetSweepTrigger();
@@ -294,7 +304,6 @@ public class Reconciliation {
             fixes.add(new Fix("timer-fired", null, null, null, "qc-timer-sweep", late + " timers due for more than " + stuckAfter
                     + " and not fired; a sweep fired " + fired));
         }
-        return checked;
     }
 
     /** Open tasks read per query by the timer check. */

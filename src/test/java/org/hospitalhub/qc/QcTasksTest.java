@@ -608,6 +608,7 @@ class QcTasksTest {
 
         JsonPath due = ops().post("/api/v1/qc/reconcile?scope=due").then().statusCode(200).extract().jsonPath();
         assertEquals("due", due.getString("scope"));
+        assertEquals(0, due.getInt("timersChecked"), "open tasks' timers are a full run's check");
         assertEquals(List.of("overdue-marked:first-progress-note"), kinds(due, late));
         assertEquals(List.of(), kinds(due, tampered), "a visit with nothing due is not recomputed");
         assertEquals("OVERDUE", status(late, "first-progress-note", 0));
@@ -616,6 +617,7 @@ class QcTasksTest {
 
         JsonPath full = ops().post("/api/v1/qc/reconcile").then().statusCode(200).extract().jsonPath();
         assertEquals("full", full.getString("scope"));
+        assertTrue(full.getInt("timersChecked") >= 4, "the open tasks' timers checked");
         assertEquals(List.of("task-created:admission-record"), kinds(full, tampered));
         assertEquals("OPEN", status(tampered, "admission-record", 0));
 
