@@ -69,7 +69,7 @@ public final class QcBench {
     private final int batchSize = Bench.env("BENCH_QC_BATCH", 100);
     private final int batchTimeoutMs = Bench.env("BENCH_QC_BATCH_TIMEOUT_MS", 50);
     private final int pollMs = Bench.env("BENCH_QC_POLL_MS", 50);
-    private final boolean batchPerPoll = "true".equals(System.getenv("BENCH_QC_BATCH_PER_POLL"));
+    private final boolean batchPerPoll = !"false".equals(System.getenv("BENCH_QC_BATCH_PER_POLL"));
     private final int settleMinutes = Bench.env("BENCH_QC_SETTLE_MINUTES", 15);
     private final String hubJavaOpts = Bench.envText("BENCH_QC_HUB_JAVA_OPTS", "-Xmx256m -XX:+UseSerialGC");
     private final Pg pg = new Pg(Bench.envText("BENCH_PG_URL", "jdbc:postgresql://127.0.0.1:5432/"),
