@@ -28,6 +28,9 @@ public class KafkaBatch {
     public static final String RECORDS = "HubKafkaRecords";
     /** Events of the batch left to deliver after dedupe (the kafka-source template filters on it). */
     public static final String BATCH_SIZE = "HubBatchSize";
+    /** kafka-source's dedupe parameter: repository (hub_processed, the default) or sink. */
+    static final String DEDUPE = "HubDedupe";
+    static final String SINK_DEDUPE = "sink";
     /** The last record's commit per partition, noted while the batch is read. */
     private static final String COMMITS = "HubKafkaCommits";
 
@@ -114,11 +117,14 @@ public class KafkaBatch {
         exchange.setProperty(COMMITS, commits);
         exchange.setProperty(DeadLetterStore.SOURCE_TOPIC, topic);
         metrics.received(flow, "kafka", records.size());
-        List<Event> fresh = processed.unseen(flow, events);
+        // dedupe "sink" (kafka-source; the route check allows it with a jdbc-sink only): the sink's unique event_id drops
+        // what was delivered before, and counts it (DeliveryReport)
+        boolean repository = !SINK_DEDUPE.equals(exchange.getProperty(DEDUPE, String.class));
+        List<Event> fresh = repository ? processed.unseen(flow, events) : events;
         duplicates += events.size() - fresh.size();
         metrics.duplicates(flow, duplicates);
         exchange.setProperty(DeadLetterStore.BATCH, fresh);
-        exchange.setProperty(JdbcBatchSink.RECORD_PROCESSED, true);
+        exchange.setProperty(JdbcBatchSink.RECORD_PROCESSED, repository);
         exchange.setProperty(BATCH_SIZE, fresh.size());
         return fresh;
     }
@@ -127,7 +133,8 @@ public class KafkaBatch {
     @SuppressWarnings("unchecked")
     public void delivered(Exchange exchange) throws SQLException {
         List<Event> batch = exchange.getProperty(DeadLetterStore.BATCH, List.class);
-        if (batch != null && !exchange.getProperty(JdbcBatchSink.PROCESSED_RECORDED, false, Boolean.class)) {
+        if (batch != null && !exchange.getProperty(JdbcBatchSink.PROCESSED_RECORDED, false, Boolean.class)
+                && !SINK_DEDUPE.equals(exchange.getProperty(DEDUPE, String.class))) {
             processed.record(exchange.getProperty("HubFlow", String.class), batch);
         }
     }

@@ -343,8 +343,12 @@ public final class RouteValidator {
 
     /**
      * Camel ignores a parameter the template does not declare (a misspelt one silently leaves the default in force) and
-     * passes any text to a switch: a parameter whose default is {@code true} or {@code false} must be one of the two.
+     * passes any text to a switch: a parameter whose default is {@code true} or {@code false} must be one of the two, and
+     * one of {@link #CHOICES} one of its words.
      */
+    /** Template parameters that take one of a few words. */
+    static final Map<String, List<String>> CHOICES = Map.of("dedupe", List.of("repository", "sink"));
+
     private static boolean parametersKnown(RouteFile f, int line, String what, RouteTemplateDefinition template,
             TemplatedRouteDefinition t, List<Problem> problems) {
         Map<String, String> declared = new LinkedHashMap<>();
@@ -354,6 +358,10 @@ public final class RouteValidator {
             if (!declared.containsKey(p.getName())) {
                 problems.add(new Problem(f.name(), line, what + ": unknown parameter '" + p.getName() + "' (known: "
                         + String.join(", ", declared.keySet()) + ")"));
+                ok = false;
+            } else if (CHOICES.containsKey(p.getName()) && !CHOICES.get(p.getName()).contains(p.getValue())) {
+                problems.add(new Problem(f.name(), line, what + ": parameter '" + p.getName() + "' must be one of "
+                        + CHOICES.get(p.getName()) + ", not '" + p.getValue() + "'"));
                 ok = false;
             } else if (("true".equals(declared.get(p.getName())) || "false".equals(declared.get(p.getName())))
                     && !"true".equals(p.getValue()) && !"false".equals(p.getValue())) {
@@ -386,6 +394,7 @@ public final class RouteValidator {
         Map<String, List<String>> consumers = new TreeMap<>(); // direct name -> route ids
         Map<String, List<String>> producers = new TreeMap<>();
         Map<String, Origin> origins = new HashMap<>();
+        Map<String, String> sinkDedupe = new TreeMap<>(); // flowId -> its kafka-source route with dedupe sink
         for (RouteDefinition rd : model.getRouteDefinitions()) {
             String id = rd.getRouteId();
             Origin at = routeIds.getOrDefault(id, new Origin(rd.getResource() == null ? "?" : rd.getResource()
@@ -407,6 +416,9 @@ public final class RouteValidator {
                 }
             }
 
+            if ("kafka-source".equals(templateOf.get(id)) && "sink".equals(params.get("dedupe"))) {
+                sinkDedupe.put(String.valueOf(params.get("flowId")), id);
+            }
             String from = resolve(rd.getInput().getEndpointUri(), params);
             checkScheme(components, from, id, fromTemplate, at, problems);
             direct(from).ifPresent(name -> addOnce(consumers, name, id));
@@ -421,6 +433,17 @@ public final class RouteValidator {
             }
         }
 
+        sinkDedupe.forEach((flow, source) -> {
+            for (String sink : consumers.getOrDefault(DELIVER + flow, List.of())) {
+                if (!"jdbc-sink".equals(templateOf.get(sink))) {
+                    Origin at = origins.get(source);
+                    problems.add(new Problem(at.file(), at.line(), "flow '" + flow + "': dedupe 'sink' (route " + source
+                            + ") leaves duplicates to the sink, and only a jdbc-sink drops them (its table's unique "
+                            + "event_id); route " + sink + " is " + (templateOf.containsKey(sink) ? "a " + templateOf.get(sink)
+                                    : "not a jdbc-sink") + ": use dedupe 'repository'"));
+                }
+            }
+        });
         List<String> flows = new ArrayList<>();
         for (var c : consumers.entrySet()) {
             String name = c.getKey();

@@ -186,6 +186,41 @@ class RouteValidatorTest {
                 + "true or false, not 'yes'"), p);
     }
 
+    private static String kafkaFlow(String dedupe, String sink) {
+        return """
+                - templatedRoute:
+                    routeTemplateRef: kafka-source
+                    routeId: k-source
+                    parameters:
+                      - {name: flowId, value: k}
+                      - {name: topic, value: hh.k}
+                      - {name: dedupe, value: %s}
+                """.formatted(dedupe) + sink;
+    }
+
+    @Test
+    void sinkDedupeIsAllowedWithAJdbcSinkOnly() throws IOException {
+        RouteValidator.Report jdbc = check("k.camel.yaml", kafkaFlow("sink", SINK.formatted("k")));
+        assertTrue(jdbc.valid(), () -> jdbc.problems().toString());
+        String http = """
+                - templatedRoute:
+                    routeTemplateRef: http-sink
+                    routeId: k-sink
+                    parameters:
+                      - {name: flowId, value: k}
+                      - {name: url, value: "http://127.0.0.1:1/x"}
+                """;
+        String p = onlyProblem(check("k.camel.yaml", kafkaFlow("sink", http)));
+        assertTrue(p.startsWith(path("k.camel.yaml") + ":1: flow 'k': dedupe 'sink' (route k-source) leaves duplicates "
+                + "to the sink, and only a jdbc-sink drops them"), p);
+        assertTrue(p.endsWith("route k-sink is a http-sink: use dedupe 'repository'"), p);
+        RouteValidator.Report repository = check("k.camel.yaml", kafkaFlow("repository", http));
+        assertTrue(repository.valid(), () -> repository.problems().toString());
+        String word = onlyProblem(check("k.camel.yaml", kafkaFlow("sinks", SINK.formatted("k"))));
+        assertTrue(word.endsWith("templatedRoute 'k-source' of template 'kafka-source': parameter 'dedupe' must be one of "
+                + "[repository, sink], not 'sinks'"), word);
+    }
+
     @Test
     void unknownRouteConfigurationIdIsReported() throws IOException {
         String p = onlyProblem(check("a.camel.yaml", """

@@ -144,6 +144,27 @@ class KafkaTest {
     }
 
     @Test
+    void aSinkDedupedKafkaSourceLeavesDuplicatesToTheStagingTablesKey() throws Exception {
+        List<String[]> records = new ArrayList<>();
+        for (int i = 0; i < 20; i++) {
+            records.add(new String[] {"M" + (i % 3), Events.stockIssued("ksd-" + i).replace("\n", "")});
+        }
+        records.add(new String[] {"M0", Events.stockIssued("ksd-3").replace("\n", "")}); // duplicate in the stream
+        double duplicates = metric("hub_delivery_duplicates_total{flow=\"t-kafka-sd\"}");
+        send("hh.charges.sd", records);
+        await().atMost(Duration.ofSeconds(30)).until(() -> lag("hh-test-sd", "hh.charges.sd") == 0);
+        assertEquals(20, Events.count("SELECT COUNT(*) FROM materials_staging WHERE event_id LIKE 'ksd-%'"));
+
+        send("hh.charges.sd", records.subList(0, 5)); // a replayed topic: the sink's unique event_id drops them
+        await().atMost(Duration.ofSeconds(15)).until(() -> lag("hh-test-sd", "hh.charges.sd") == 0);
+        assertEquals(20, Events.count("SELECT COUNT(*) FROM materials_staging WHERE event_id LIKE 'ksd-%'"));
+        assertEquals(0, Events.count("SELECT COUNT(*) FROM hub_processed WHERE processor_name = 't-kafka-sd'"),
+                "no processed-events records for a sink-deduped flow");
+        assertEquals(duplicates + 6, metric("hub_delivery_duplicates_total{flow=\"t-kafka-sd\"}"),
+                "the duplicate in the stream and the five replayed ones counted");
+    }
+
+    @Test
     void kafkaIngestStoresBeforeCommitAndOutboxFlowsDeliver() throws Exception {
         send("hh.ingest", List.<String[]>of(
                 new String[] {"P1", Events.charge("kfi-1", "P1").replace("\n", "")},

@@ -47,6 +47,8 @@ public final class Bench {
     private final int batch = env("BENCH_BATCH", 2000);
     private final int batchTimeoutMs = env("BENCH_BATCH_TIMEOUT_MS", 200);
     private final int consumers = env("BENCH_CONSUMERS", 1);
+    /** kafka-source's dedupe: repository (hub_processed, the template's default) or sink (the staging table's key). */
+    private final String dedupe = envText("BENCH_DEDUPE", "repository");
     private final int rate = env("BENCH_RATE", 20_000);
     private final int steadySeconds = env("BENCH_STEADY_SECONDS", 20);
     private final int syncSample = env("BENCH_SYNC_SAMPLE", 20_000);
@@ -224,6 +226,7 @@ public final class Bench {
                 + "      - {name: completionSize, value: \"" + batch + "\"}\n"
                 + "      - {name: completionTimeout, value: \"" + batchTimeoutMs + "\"}\n"
                 + "      - {name: consumersCount, value: \"" + consumers + "\"}\n"
+                + "      - {name: dedupe, value: " + dedupe + "}\n"
                 + "- templatedRoute:\n    routeTemplateRef: jdbc-sink\n    routeId: " + id + "-sink\n    parameters:\n"
                 + "      - {name: flowId, value: " + id + "}\n      - {name: table, value: " + table + "}\n";
     }
@@ -370,7 +373,7 @@ public final class Bench {
                 .append(partitions).append(" partitions |\n");
         md.append("| hub | `java ").append(hubJavaOpts).append(" -jar target/quarkus-app/quarkus-run.jar`, profile postgres, ")
                 .append("kafka-source completionSize ").append(batch).append(", completionTimeout ").append(batchTimeoutMs)
-                .append(" ms, consumersCount ").append(consumers).append(" |\n");
+                .append(" ms, consumersCount ").append(consumers).append(", dedupe ").append(dedupe).append(" |\n");
         md.append("| data | ").append(String.format("%,d", n)).append(" his.charge.created events, ");
         if (loaded != null) {
             md.append(String.format("%,d unique eventIds + %,d re-sends (%.1f %%), mean %.0f bytes, ", loaded.unique(),
