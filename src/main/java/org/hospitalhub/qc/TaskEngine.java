@@ -119,12 +119,15 @@ public class TaskEngine {
     // ---- Events in (qc-sink) ---------------------------------------------------------------------------------------
 
     /**
-     * Applies a batch in one transaction. Events already applied are skipped (their eventId is in qc_visit_event).
+     * Applies a batch: split by visit into {@code hub.qc.engine-lanes} lanes ({@link #lanes}), each applied in one
+     * transaction, the lanes at once (one on this thread), so that one computes while another waits for the database.
+     * If a lane fails the batch fails once every lane has finished; when it comes again, the events of the lanes that
+     * committed are skipped. Events already applied are skipped (their eventId is in qc_visit_event).
      * Events that cannot be applied (another patient's visit, a second admission, a rule needing a payload field the
      * event lacks) are refused: the others are applied and a {@link PartialBatchException} sends the refused ones to
      * the dead-letter store with their reasons.
      * <p>
-     * The statements are per batch, not per event: the batch's visits are locked with one ordered
+     * The statements are per lane, not per event: the lane's visits are locked with one ordered
      * {@code SELECT ... FOR UPDATE}, their events, corrections and tasks read with one query each, and every insert and
      * update goes out as a JDBC batch (bench/README.md, qc benchmark).
      */
