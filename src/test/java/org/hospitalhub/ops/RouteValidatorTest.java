@@ -40,6 +40,15 @@ class RouteValidatorTest {
                   - {name: table, value: finance_staging}
             """;
 
+    private static final String HTTP_SINK = """
+            - templatedRoute:
+                routeTemplateRef: http-sink
+                routeId: %1$s-sink
+                parameters:
+                  - {name: flowId, value: %1$s}
+                  - {name: url, value: "%2$s"}
+            """;
+
     private static String flow(String id) {
         return SOURCE.formatted(id) + SINK.formatted(id);
     }
@@ -202,14 +211,7 @@ class RouteValidatorTest {
     void sinkDedupeIsAllowedWithAJdbcSinkOnly() throws IOException {
         RouteValidator.Report jdbc = check("k.camel.yaml", kafkaFlow("sink", SINK.formatted("k")));
         assertTrue(jdbc.valid(), () -> jdbc.problems().toString());
-        String http = """
-                - templatedRoute:
-                    routeTemplateRef: http-sink
-                    routeId: k-sink
-                    parameters:
-                      - {name: flowId, value: k}
-                      - {name: url, value: "http://127.0.0.1:1/x"}
-                """;
+        String http = HTTP_SINK.formatted("k", "http://127.0.0.1:1/x");
         String p = onlyProblem(check("k.camel.yaml", kafkaFlow("sink", http)));
         assertTrue(p.startsWith(path("k.camel.yaml") + ":1: flow 'k': dedupe 'sink' (route k-source) leaves duplicates "
                 + "to the sink, and only a jdbc-sink drops them"), p);
@@ -300,14 +302,7 @@ class RouteValidatorTest {
                       uri: timer:x
                       steps:
                         - to: rabbitmqq:foo
-                """ + SOURCE.formatted("h") + """
-                - templatedRoute:
-                    routeTemplateRef: http-sink
-                    routeId: h-sink
-                    parameters:
-                      - {name: flowId, value: h}
-                      - {name: url, value: "htp://finance.example/batch"}
-                """);
+                """ + SOURCE.formatted("h") + HTTP_SINK.formatted("h", "htp://finance.example/batch"));
         assertEquals(List.of(
                 path("a.camel.yaml") + ":6: route 'my-route': endpoint 'rabbitmqq:foo' has an unknown component "
                         + "'rabbitmqq' (not a Camel component of this hub)",
