@@ -133,8 +133,9 @@ public class KafkaBatch {
     @SuppressWarnings("unchecked")
     public void delivered(Exchange exchange) throws SQLException {
         List<Event> batch = exchange.getProperty(DeadLetterStore.BATCH, List.class);
-        if (batch != null && !exchange.getProperty(JdbcBatchSink.PROCESSED_RECORDED, false, Boolean.class)
-                && !SINK_DEDUPE.equals(exchange.getProperty(DEDUPE, String.class))) {
+        // RECORD_PROCESSED: toEvents found the flow deduplicating by hub_processed (not by its sink)
+        if (batch != null && exchange.getProperty(JdbcBatchSink.RECORD_PROCESSED, false, Boolean.class)
+                && !exchange.getProperty(JdbcBatchSink.PROCESSED_RECORDED, false, Boolean.class)) {
             processed.record(exchange.getProperty("HubFlow", String.class), batch);
         }
     }

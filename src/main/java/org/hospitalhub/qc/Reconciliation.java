@@ -61,6 +61,11 @@ public class Reconciliation {
     public enum Scope {
         FULL, DUE;
 
+        /** As the API and the audit detail name it: {@code full} or {@code due}. */
+        String label() {
+            return name().toLowerCase(java.util.Locale.ROOT);
+        }
+
         /** The audit target of a run of this scope: {@code qc full rules=<fingerprint>} or {@code qc due}. */
         String target(RuleBook rules) {
             return this == FULL ? "qc full rules=" + rules.fingerprint() : "qc due";
@@ -195,14 +200,14 @@ public class Reconciliation {
         Instant finished = clock.instant();
         String detail;
         try {
-            detail = mapper.writeValueAsString(Map.of("scope", scope.name().toLowerCase(java.util.Locale.ROOT),
+            detail = mapper.writeValueAsString(Map.of("scope", scope.label(),
                     "visitsChecked", visits.size(), "timersChecked", timersChecked,
                     "fixedByKind", byKind, "fixes", fixes.size() > 200 ? fixes.subList(0, 200) : fixes, "heldEvents", held));
         } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
             detail = byKind.toString();
         }
         long audit = engine.audit(by, "RECONCILE", scope.target(rules), fixes.isEmpty() ? "nothing to fix" : fixes.size() + " fixes", detail);
-        return new Report(started, finished, by, scope.name().toLowerCase(java.util.Locale.ROOT), visits.size(), timersChecked, byKind, fixes, held, oldest, audit);
+        return new Report(started, finished, by, scope.label(), visits.size(), timersChecked, byKind, fixes, held, oldest, audit);
     }
 
     /** How long to rest after {@code workedNanos} of work to work {@code share} of the time: at most 5 s. */
