@@ -3,7 +3,7 @@
 #   bench/run-federation-fanout.sh [NODES] [PERSONS]      (defaults 20 nodes of 10000 persons; BENCH_FED_RUNS=3)
 # Builds the hub jar if it is missing or older than the sources, compiles bench/federation against the jar's classes
 # and runs it: NODES fresh databases fed_fanout_nXX with synthetic persons, NODES packaged hubs (BENCH_FED_HUB_OPTS,
-# default -Xmx256m -XX:+UseSerialGC) that are peers of each other, then a warm-up study and BENCH_FED_RUNS measured
+# default -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1) that are peers of each other, then a warm-up study and BENCH_FED_RUNS measured
 # ones from n01. Writes the fan-out section of bench/RESULTS.md (the rest of the file is kept).
 set -euo pipefail
 BENCH_DIR="$(cd "$(dirname "$0")" && pwd)"

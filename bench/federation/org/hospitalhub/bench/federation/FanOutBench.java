@@ -55,7 +55,7 @@ public final class FanOutBench {
     final Path root = Path.of("").toAbsolutePath();
     final Path work = root.resolve("bench/work/federation-fanout");
     final String opsKey = newKey();
-    final String javaOpts = env("BENCH_FED_HUB_OPTS", "-Xmx256m -XX:+UseSerialGC");
+    final String javaOpts = env("BENCH_FED_HUB_OPTS", "-Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1");
     final List<Node> nodes = new ArrayList<>();
 
     static String newKey() {
@@ -247,8 +247,8 @@ public final class FanOutBench {
         md.append("| machine | ").append(Runtime.getRuntime().availableProcessors()).append(" cores; the ").append(n)
                 .append(" hubs, PostgreSQL and this program share them |\n");
         md.append("| nodes | ").append(n).append(" packaged hubs (`java ").append(javaOpts)
-                .append(" -jar target/quarkus-app/quarkus-run.jar`, profile postgres, federation defaults: outbox and step "
-                        + "runner poll every 250 ms; a pool of " + env("BENCH_FED_POOL", "8") + " connections), each its own database with ").append(String.format("%,d", persons))
+                .append(" -jar target/quarkus-app/quarkus-run.jar`, profile postgres, federation defaults: a message is sent "
+                        + "and a received step started as soon as committed, the polls (1 s) are a safety net; a pool of " + env("BENCH_FED_POOL", "8") + " connections), each its own database with ").append(String.format("%,d", persons))
                 .append(" synthetic persons; all peers of each other, signed messages over HTTP on 127.0.0.1; n01 initiates. "
                         + "Resident memory of the ").append(n).append(" JVMs together: ").append(rss / 1024).append(" MB |\n");
         md.append("| set-up | databases generated in ").append(String.format("%.0f s", generated)).append(", hubs started in ")

@@ -6,14 +6,23 @@ import java.sql.Timestamp;
 import java.time.Instant;
 import java.time.OffsetDateTime;
 import java.time.ZoneOffset;
+import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.Deque;
+import java.util.List;
 
 import javax.sql.DataSource;
 
 import jakarta.enterprise.context.ApplicationScoped;
 
+import org.jboss.logging.Logger;
+
 /** The hub's own database (PostgreSQL in production, H2 embedded by default) and what differs between them. */
 @ApplicationScoped
 public class Database {
+
+    private static final Logger LOG = Logger.getLogger(Database.class);
+    private static final ThreadLocal<Deque<List<Runnable>>> AFTER_COMMIT = ThreadLocal.withInitial(ArrayDeque::new);
 
     private final DataSource dataSource;
     private volatile Boolean postgres;
@@ -59,19 +68,46 @@ public class Database {
 
     /** Runs work in one transaction on a connection of {@code dataSource}: commit on success, rollback on failure. */
     public static <T> T inTransaction(DataSource dataSource, SqlWork<T> work) throws SQLException {
+        Deque<List<Runnable>> scopes = AFTER_COMMIT.get();
+        List<Runnable> mine = new ArrayList<>(0);
+        scopes.push(mine);
+        T result;
         try (Connection c = dataSource.getConnection()) {
             boolean auto = c.getAutoCommit();
             c.setAutoCommit(false);
             try {
-                T result = work.run(c);
+                result = work.run(c);
                 c.commit();
-                return result;
             } catch (SQLException | RuntimeException e) {
                 c.rollback();
                 throw e;
             } finally {
                 c.setAutoCommit(auto);
             }
+        } finally {
+            scopes.pop();
+        }
+        for (Runnable r : mine) {
+            try {
+                r.run();
+            } catch (RuntimeException e) {
+                LOG.warnf("An after-commit action failed (what it would have sped up happens at its next poll): %s", e.toString());
+            }
+        }
+        return result;
+    }
+
+    /**
+     * Runs {@code action} once the innermost {@link #inTransaction} of this thread has committed (not at all if it
+     * rolls back), or at once outside any. For wake-ups of pollers (a sender that should look at a row just written):
+     * never for anything the transaction's outcome depends on, since a failing action is only logged.
+     */
+    public static void afterCommit(Runnable action) {
+        List<Runnable> scope = AFTER_COMMIT.get().peek();
+        if (scope == null) {
+            action.run();
+        } else {
+            scope.add(action);
         }
     }
 

@@ -11,6 +11,7 @@ import java.util.List;
 import java.util.Optional;
 
 import jakarta.enterprise.context.ApplicationScoped;
+import jakarta.inject.Inject;
 
 import org.hospitalhub.delivery.Database;
 
@@ -45,6 +46,10 @@ public class Executions {
     private final FederationOutbox outbox;
     private final StatusFeed feed;
     private final ObjectMapper mapper;
+
+    /** Field-injected: the runner depends on this class too. */
+    @Inject
+    StepRunner runner;
 
     public Executions(NodeIdentity identity, FederationOutbox outbox, StatusFeed feed, ObjectMapper mapper) {
         this.identity = identity;
@@ -153,6 +158,10 @@ public class Executions {
 
     /** Sends this node's execution state (and result) to the project's initiator; the initiator itself stores it. */
     void report(Connection c, Execution e, JsonNode result) throws SQLException {
+        if (e.status() == Status.QUEUED && e.nodeId().equals(identity.nodeId())) {
+            String projectId = e.projectId();
+            Database.afterCommit(() -> runner.wake(projectId)); // run it now rather than at the runner's next poll
+        }
         String initiator = initiatorOf(c, e.projectId());
         if (initiator == null) {
             return; // a step of a project whose invitation has not arrived: reported once accepted

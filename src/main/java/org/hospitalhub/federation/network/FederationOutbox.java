@@ -22,6 +22,7 @@ import java.util.UUID;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
+import java.util.concurrent.RejectedExecutionException;
 
 import jakarta.annotation.PreDestroy;
 import jakarta.enterprise.context.ApplicationScoped;
@@ -72,6 +73,8 @@ public class FederationOutbox {
     private final HttpClient http;
     private final ExecutorService senders;
     private final Set<String> inFlight = ConcurrentHashMap.newKeySet();
+    /** Destinations with a message committed since their drain began (see {@link #wake}). */
+    private final Set<String> woken = ConcurrentHashMap.newKeySet();
     private final MeterRegistry meters;
     /** Messages not yet acknowledged, per destination (0 rows: none pending anywhere). */
     private final io.micrometer.core.instrument.MultiGauge pending;
@@ -147,6 +150,43 @@ public class FederationOutbox {
             ins.setObject(7, Database.utc(now));
             ins.executeUpdate();
         }
+        Database.afterCommit(() -> wake(destination));
+    }
+
+    /**
+     * A message to {@code destination} was just committed: send it now instead of at the next poll (when this replica
+     * holds the sender's lease; the poll remains for retries, backoff and the other replicas).
+     */
+    void wake(String destination) {
+        if (!identity.enabled() || !leases.hold(LEASE).held()) {
+            return;
+        }
+        woken.add(destination);
+        schedule(destination);
+    }
+
+    /** One drain per destination at a time; a wake-up that arrives while one runs makes it go round again. */
+    private void schedule(String destination) {
+        if (!inFlight.add(destination)) {
+            return;
+        }
+        try {
+            senders.execute(() -> {
+                try {
+                    woken.remove(destination);
+                    drain(destination);
+                } catch (Exception e) {
+                    LOG.warnf("Federation outbox to %s: %s", destination, e.getMessage());
+                } finally {
+                    inFlight.remove(destination);
+                }
+                if (woken.contains(destination)) {
+                    schedule(destination);
+                }
+            });
+        } catch (RejectedExecutionException e) {
+            inFlight.remove(destination); // shutting down: the rows stay PENDING for the next start
+        }
     }
 
     /** One pass: each destination with a due head message gets a sender (route federation-outbox-sender). */
@@ -177,17 +217,7 @@ public class FederationOutbox {
             }
         }
         for (String destination : due) {
-            if (inFlight.add(destination)) {
-                senders.execute(() -> {
-                    try {
-                        drain(destination);
-                    } catch (Exception e) {
-                        LOG.warnf("Federation outbox to %s: %s", destination, e.getMessage());
-                    } finally {
-                        inFlight.remove(destination);
-                    }
-                });
-            }
+            schedule(destination);
         }
     }
 
@@ -349,6 +379,13 @@ public class FederationOutbox {
      */
     public int resend(String destination, List<String> messageIds) throws SQLException {
         return db.inTransaction(c -> {
+            Database.afterCommit(() -> {
+                try {
+                    sendDue();
+                } catch (SQLException e) {
+                    LOG.warnf("Resent messages go out at the next poll: %s", e.getMessage());
+                }
+            });
             Instant now = Instant.now();
             if (messageIds != null && !messageIds.isEmpty()) {
                 int n = 0;

@@ -16,6 +16,7 @@ import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
+import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.TimeUnit;
 
 import jakarta.annotation.PreDestroy;
@@ -64,6 +65,11 @@ public class StepRunner {
     private final Duration retryDelay;
     private final Duration retryMaxDelay;
     private final ExecutorService pool;
+    private final ExecutorService waker = Executors.newSingleThreadExecutor(r -> {
+        Thread t = new Thread(r, "federation-step-wake");
+        t.setDaemon(true);
+        return t;
+    });
     private final Set<String> runningProjects = ConcurrentHashMap.newKeySet();
 
     public StepRunner(Database db, Leases leases, NodeIdentity identity, Executions executions, Instance<StepExecutor> executors,
@@ -89,8 +95,24 @@ public class StepRunner {
         });
     }
 
+    /**
+     * A step of the project was queued on this node (received, accepted, or re-queued for a retry) and committed:
+     * claim it now on the wake-up thread instead of at the next poll. Same rules as {@link #dispatch}.
+     */
+    void wake(String projectId) {
+        if (!identity.enabled()) {
+            return;
+        }
+        try {
+            waker.execute(() -> startNext(projectId));
+        } catch (RejectedExecutionException e) {
+            // shutting down: the step stays QUEUED for the next start
+        }
+    }
+
     @PreDestroy
     void stop() throws InterruptedException {
+        waker.shutdownNow();
         pool.shutdownNow();
         pool.awaitTermination(5, TimeUnit.SECONDS);
     }

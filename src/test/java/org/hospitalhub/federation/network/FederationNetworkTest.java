@@ -48,6 +48,9 @@ import io.restassured.http.ContentType;
 class FederationNetworkTest {
 
     private static final String OPS = "test-ops-key";
+
+    @jakarta.inject.Inject
+    org.apache.camel.CamelContext camel;
     private static final String NODE = FederationTestProfile.NODE;
     private static TestPeer a;
     private static TestPeer b;
@@ -328,6 +331,28 @@ class FederationNetworkTest {
         assertEquals(403, r.statusCode(), r.body());
         await().during(Duration.ofMillis(500)).atMost(Duration.ofSeconds(2))
                 .until(() -> count("SELECT COUNT(*) FROM fed_test_run WHERE step_id = '" + cohort + "'") == 1);
+    }
+
+    @Test
+    void withBothPollsStoppedAStepStillRunsAtOnceAndItsStatusIsSentBackAtOnce() throws Exception {
+        // the sender and the runner are woken by the commit of what they act on; their polls are only a safety net
+        var routes = camel.getRouteController();
+        routes.stopRoute("federation-outbox-sender");
+        routes.stopRoute("federation-step-runner");
+        try {
+            String project = invitedByA("woken");
+            accept(project);
+            await().atMost(Duration.ofSeconds(5)).until(() -> a.received(Messages.INVITATION_RESPONSE).stream()
+                    .anyMatch(m -> m.path("projectId").asText().equals(project) && m.path("payload").path("accepted").asBoolean()));
+            String cohort = UUID.randomUUID().toString();
+            ok(a.send(port, a.seal(a.keys, Messages.STEP, NODE, project, step(cohort, 1, "cohort", "{\"minValue\":15}", "{}"))));
+            await().atMost(Duration.ofSeconds(5)).until(() -> reportedToA(cohort).contains("SUCCEEDED"));
+            assertEquals(1, count("SELECT COUNT(*) FROM fed_test_run WHERE step_id = '" + cohort + "'"));
+            assertEquals(List.of("QUEUED", "RUNNING", "SUCCEEDED"), reportedToA(cohort), "every state, in order");
+        } finally {
+            routes.startRoute("federation-outbox-sender");
+            routes.startRoute("federation-step-runner");
+        }
     }
 
     // ---- retries -------------------------------------------------------------------------------------------------------
