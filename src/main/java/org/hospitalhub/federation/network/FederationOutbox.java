@@ -35,6 +35,7 @@ import org.hospitalhub.delivery.Leases;
 import org.jboss.logging.Logger;
 
 import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
 
 import io.micrometer.core.instrument.MeterRegistry;
 
@@ -70,6 +71,9 @@ public class FederationOutbox {
     private final Duration requestTimeout;
     private final Duration nonceWindow;
     private final Duration rejectionsKept;
+    private final int batchMaxMessages;
+    private final long batchMaxBytes;
+    private final ObjectMapper mapper;
     private final HttpClient http;
     private final ExecutorService senders;
     private final Set<String> inFlight = ConcurrentHashMap.newKeySet();
@@ -91,6 +95,9 @@ public class FederationOutbox {
             @ConfigProperty(name = "hub.federation.outbox.connect-timeout", defaultValue = "3s") Duration connectTimeout,
             @ConfigProperty(name = "hub.federation.outbox.request-timeout", defaultValue = "30s") Duration requestTimeout,
             @ConfigProperty(name = "hub.federation.outbox.senders", defaultValue = "16") int senders,
+            @ConfigProperty(name = "hub.federation.outbox.batch-max-messages", defaultValue = "100") int batchMaxMessages,
+            @ConfigProperty(name = "hub.federation.outbox.batch-max-bytes", defaultValue = "262144") long batchMaxBytes,
+            ObjectMapper mapper,
             @ConfigProperty(name = "hub.federation.max-clock-skew", defaultValue = "5m") Duration maxClockSkew,
             @ConfigProperty(name = "hub.federation.rejections-kept", defaultValue = "30d") Duration rejectionsKept) {
         this.db = db;
@@ -107,6 +114,9 @@ public class FederationOutbox {
         this.requestTimeout = requestTimeout;
         this.nonceWindow = maxClockSkew.multipliedBy(2);
         this.rejectionsKept = rejectionsKept;
+        this.batchMaxMessages = Math.max(1, batchMaxMessages);
+        this.batchMaxBytes = batchMaxBytes;
+        this.mapper = mapper;
         this.http = HttpClient.newBuilder().connectTimeout(connectTimeout).version(HttpClient.Version.HTTP_1_1).build();
         this.senders = Executors.newFixedThreadPool(Math.max(1, senders), r -> {
             Thread t = new Thread(r, "federation-sender");
@@ -221,15 +231,56 @@ public class FederationOutbox {
         }
     }
 
-    /** Sends the destination's pending messages in order until one fails or is not yet due. */
+    /**
+     * Sends the destination's pending messages in order until one fails or is not yet due: those waiting together go
+     * in one transmission (up to {@code hub.federation.outbox.batch-max-messages} and {@code batch-max-bytes}), the
+     * receiver acknowledging each; if it refuses a batch as such (an older node, a smaller body limit), one at a time.
+     */
     private void drain(String destination) throws SQLException {
-        for (int sent = 0; sent < 500; sent++) {
-            OutboxRow head = head(destination);
-            if (head == null || head.nextAttemptAt().isAfter(Instant.now())) {
+        boolean singles = false;
+        for (int round = 0; round < 500; round++) {
+            List<OutboxRow> rows = heads(destination, singles ? 1 : batchMaxMessages);
+            if (rows.isEmpty() || rows.get(0).nextAttemptAt().isAfter(Instant.now())) {
                 return;
             }
-            Outcome outcome = send(head);
-            db.inTransaction(c -> {
+            List<Outcome> outcomes;
+            if (rows.size() == 1) {
+                outcomes = List.of(send(rows.get(0)));
+            } else {
+                Optional<List<Outcome>> batch = sendBatch(rows);
+                if (batch.isEmpty()) {
+                    singles = true;
+                    continue;
+                }
+                outcomes = batch.get();
+            }
+            record(rows, outcomes);
+            for (int i = 0; i < outcomes.size(); i++) {
+                OutboxRow row = rows.get(i);
+                Outcome outcome = outcomes.get(i);
+                meters.counter("hub.federation.messages.sent", "outcome", outcome.kind().name().toLowerCase()).increment();
+                if (outcome.kind() == Kind.RETRY && (row.attempts() == 0 || row.attempts() % 10 == 0)) {
+                    LOG.warnf("Federation message %s (%s) to %s not acknowledged (attempt %d), held with its successors: %s",
+                            row.messageId(), row.type(), destination, row.attempts() + 1, outcome.error());
+                }
+                if (outcome.kind() == Kind.DEAD) {
+                    LOG.errorf("Federation message %s (%s) to %s refused by the receiver, parked: %s", row.messageId(), row.type(),
+                            destination, outcome.error());
+                }
+            }
+            if (outcomes.get(outcomes.size() - 1).kind() == Kind.RETRY) {
+                return;
+            }
+        }
+    }
+
+    /** The outcomes of the first rows (as many as there are outcomes), in one transaction. */
+    private void record(List<OutboxRow> rows, List<Outcome> outcomes) throws SQLException {
+        db.inTransaction(c -> {
+            Instant now = Instant.now();
+            for (int i = 0; i < outcomes.size(); i++) {
+                OutboxRow row = rows.get(i);
+                Outcome outcome = outcomes.get(i);
                 String sql = switch (outcome.kind()) {
                     case ACKED -> "UPDATE fed_outbox SET status = 'ACKED', acked_at = ?, attempts = attempts + 1, last_error = NULL "
                             + "WHERE id = ? AND status = 'PENDING'";
@@ -239,31 +290,19 @@ public class FederationOutbox {
                             + "WHERE id = ? AND status = 'PENDING'";
                 };
                 try (PreparedStatement up = c.prepareStatement(sql)) {
-                    Instant now = Instant.now();
                     if (outcome.kind() == Kind.ACKED) {
                         up.setObject(1, Database.utc(now));
-                        up.setLong(2, head.id());
+                        up.setLong(2, row.id());
                     } else {
-                        up.setObject(1, Database.utc(outcome.kind() == Kind.DEAD ? now : now.plus(backoff(head.attempts() + 1))));
+                        up.setObject(1, Database.utc(outcome.kind() == Kind.DEAD ? now : now.plus(backoff(row.attempts() + 1))));
                         up.setString(2, outcome.error());
-                        up.setLong(3, head.id());
+                        up.setLong(3, row.id());
                     }
-                    return up.executeUpdate();
+                    up.executeUpdate();
                 }
-            });
-            meters.counter("hub.federation.messages.sent", "outcome", outcome.kind().name().toLowerCase()).increment();
-            if (outcome.kind() == Kind.RETRY) {
-                if (head.attempts() == 0 || head.attempts() % 10 == 0) {
-                    LOG.warnf("Federation message %s (%s) to %s not acknowledged (attempt %d), held with its successors: %s",
-                            head.messageId(), head.type(), destination, head.attempts() + 1, outcome.error());
-                }
-                return;
             }
-            if (outcome.kind() == Kind.DEAD) {
-                LOG.errorf("Federation message %s (%s) to %s refused by the receiver, parked: %s", head.messageId(), head.type(),
-                        destination, outcome.error());
-            }
-        }
+            return null;
+        });
     }
 
     Duration backoff(int attempts) {
@@ -276,16 +315,28 @@ public class FederationOutbox {
             Instant nextAttemptAt) {
     }
 
-    private OutboxRow head(String destination) throws SQLException {
+    /** The destination's first pending messages in id order: at most {@code limit}, within the batch's byte budget (at least one). */
+    private List<OutboxRow> heads(String destination, int limit) throws SQLException {
+        List<OutboxRow> rows = new ArrayList<>();
         try (Connection c = db.connection(); PreparedStatement q = c.prepareStatement("SELECT id, message_id, destination, "
                 + "message_type, message, attempts, next_attempt_at FROM fed_outbox WHERE destination = ? AND status = 'PENDING' "
-                + "ORDER BY id LIMIT 1")) {
+                + "ORDER BY id LIMIT ?")) {
             q.setString(1, destination);
+            q.setInt(2, Math.max(1, limit));
             try (ResultSet rs = q.executeQuery()) {
-                return rs.next() ? new OutboxRow(rs.getLong(1), rs.getString(2), rs.getString(3), rs.getString(4),
-                        rs.getString(5), rs.getInt(6), rs.getObject(7, OffsetDateTime.class).toInstant()) : null;
+                long bytes = 0;
+                while (rs.next()) {
+                    OutboxRow row = new OutboxRow(rs.getLong(1), rs.getString(2), rs.getString(3), rs.getString(4),
+                            rs.getString(5), rs.getInt(6), rs.getObject(7, OffsetDateTime.class).toInstant());
+                    bytes += row.wire().length() + 1;
+                    if (!rows.isEmpty() && bytes > batchMaxBytes) {
+                        break;
+                    }
+                    rows.add(row);
+                }
             }
         }
+        return rows;
     }
 
     private enum Kind {
@@ -307,15 +358,82 @@ public class FederationOutbox {
     }
 
     private Outcome send(OutboxRow row) {
-        String hop = nextHop(row.destination());
+        Transmitted t = transmit(row.destination(), row.wire());
+        if (t.outcome() != null) {
+            return t.outcome();
+        }
+        int s = t.response().statusCode();
+        if (s >= 200 && s < 300) {
+            return new Outcome(Kind.ACKED, null);
+        }
+        String why = "HTTP " + s + " from " + t.hop() + ": " + abbreviate(t.response().body());
+        return new Outcome(REFUSED_FOR_GOOD.contains(s) ? Kind.DEAD : Kind.RETRY, why);
+    }
+
+    /**
+     * Several messages in one transmission. The outcomes of the first messages, in order (the receiver stops at the
+     * first it does not acknowledge); empty when the receiver refuses the batch as such for good (send one at a time).
+     */
+    private Optional<List<Outcome>> sendBatch(List<OutboxRow> rows) {
+        StringBuilder body = new StringBuilder(rows.stream().mapToInt(r -> r.wire().length() + 1).sum() + 2).append('[');
+        for (int i = 0; i < rows.size(); i++) {
+            body.append(i == 0 ? "" : ",").append(rows.get(i).wire());
+        }
+        Transmitted t = transmit(rows.get(0).destination(), body.append(']').toString());
+        if (t.outcome() != null) {
+            return Optional.of(List.of(t.outcome()));
+        }
+        int s = t.response().statusCode();
+        String why = "HTTP " + s + " from " + t.hop() + ": " + abbreviate(t.response().body());
+        if (s < 200 || s >= 300) {
+            if (REFUSED_FOR_GOOD.contains(s)) {
+                LOG.warnf("A transmission of %d messages to %s was refused (%s): sending them one at a time", rows.size(),
+                        rows.get(0).destination(), why);
+                return Optional.empty();
+            }
+            return Optional.of(List.of(new Outcome(Kind.RETRY, why)));
+        }
+        JsonNode results;
+        try {
+            results = mapper.readTree(t.response().body()).path("results");
+        } catch (IOException e) {
+            results = null;
+        }
+        if (results == null || !results.isArray() || results.isEmpty() || results.size() > rows.size()) {
+            return Optional.of(List.of(new Outcome(Kind.RETRY, "unreadable answer to a batch from " + t.hop() + ": " + why)));
+        }
+        List<Outcome> out = new ArrayList<>();
+        for (int i = 0; i < results.size(); i++) {
+            JsonNode r = results.get(i);
+            int status = r.path("status").asInt();
+            if (status == 200 && rows.get(i).messageId().equals(r.path("ack").asText())) {
+                out.add(new Outcome(Kind.ACKED, null));
+                continue;
+            }
+            String error = status == 200 ? "acknowledged " + r.path("ack").asText() + " in place of " + rows.get(i).messageId()
+                    : r.path("error").asText();
+            out.add(new Outcome(status != 200 && REFUSED_FOR_GOOD.contains(status) ? Kind.DEAD : Kind.RETRY,
+                    "HTTP " + status + " from " + t.hop() + ": " + abbreviate(error)));
+            break;
+        }
+        return Optional.of(out);
+    }
+
+    /** One signed HTTP transmission of {@code body} toward {@code destination}: the response, or the outcome of failing. */
+    private record Transmitted(String hop, HttpResponse<String> response, Outcome outcome) {
+    }
+
+    private Transmitted transmit(String destination, String body) {
+        String hop = nextHop(destination);
         Optional<Peers.Peer> peer;
         try {
             peer = peers.find(hop);
         } catch (SQLException e) {
-            return new Outcome(Kind.RETRY, "registry unavailable: " + e.getMessage());
+            return new Transmitted(hop, null, new Outcome(Kind.RETRY, "registry unavailable: " + e.getMessage()));
         }
         if (peer.isEmpty()) {
-            return new Outcome(Kind.RETRY, "node " + hop + " is not registered (hub.federation.peers or PUT /api/v1/federation/nodes/" + hop + ")");
+            return new Transmitted(hop, null, new Outcome(Kind.RETRY, "node " + hop
+                    + " is not registered (hub.federation.peers or PUT /api/v1/federation/nodes/" + hop + ")"));
         }
         String nonce = UUID.randomUUID().toString();
         String timestamp = String.valueOf(System.currentTimeMillis());
@@ -326,25 +444,19 @@ public class FederationOutbox {
                 .header(Transmission.NODE, node)
                 .header(Transmission.NONCE, nonce)
                 .header(Transmission.TIMESTAMP, timestamp)
-                .header(Transmission.SIGNATURE, identity.sign(Transmission.signedText(node, nonce, timestamp, row.wire())))
-                .POST(HttpRequest.BodyPublishers.ofString(row.wire())).build();
+                .header(Transmission.SIGNATURE, identity.sign(Transmission.signedText(node, nonce, timestamp, body)))
+                .POST(HttpRequest.BodyPublishers.ofString(body)).build();
         try {
-            HttpResponse<String> response = http.send(request, HttpResponse.BodyHandlers.ofString());
-            int s = response.statusCode();
-            if (s >= 200 && s < 300) {
-                return new Outcome(Kind.ACKED, null);
-            }
-            String why = "HTTP " + s + " from " + hop + ": " + abbreviate(response.body());
-            return new Outcome(REFUSED_FOR_GOOD.contains(s) ? Kind.DEAD : Kind.RETRY, why);
+            return new Transmitted(hop, http.send(request, HttpResponse.BodyHandlers.ofString()), null);
         } catch (ConnectException e) {
-            return new Outcome(Kind.RETRY, hop + " unreachable (" + peer.get().baseUrl() + ")");
+            return new Transmitted(hop, null, new Outcome(Kind.RETRY, hop + " unreachable (" + peer.get().baseUrl() + ")"));
         } catch (HttpTimeoutException e) {
-            return new Outcome(Kind.RETRY, hop + " did not answer in time");
+            return new Transmitted(hop, null, new Outcome(Kind.RETRY, hop + " did not answer in time"));
         } catch (IOException e) {
-            return new Outcome(Kind.RETRY, hop + ": " + e);
+            return new Transmitted(hop, null, new Outcome(Kind.RETRY, hop + ": " + e));
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
-            return new Outcome(Kind.RETRY, "interrupted");
+            return new Transmitted(hop, null, new Outcome(Kind.RETRY, "interrupted"));
         }
     }
 

@@ -84,41 +84,97 @@ public class Inbox {
             return new Receipt(503, null, false, "research federation is off on this node", null);
         }
         try {
-            return verifyAndStore(node, nonce, timestamp, signature, body == null ? "" : body, remote);
+            String text = body == null ? "" : body;
+            Checked t = checkTransmission(node, nonce, timestamp, signature, text, remote);
+            return t.rejection() != null ? t.rejection() : store(node, t.sender(), text, remote);
         } catch (SQLException e) {
             LOG.errorf("Federation message from %s not stored (the sender will resend it): %s", node, e.getMessage());
             return new Receipt(503, null, false, "message not stored: database unavailable", null);
         }
     }
 
-    private Receipt verifyAndStore(String node, String nonce, String timestamp, String signature, String body, String remote)
+    /**
+     * A transmission of several messages (a JSON array of messages, in the sender's order): the transmission is
+     * checked once, then each message is stored and applied in its own transaction, in order, up to the first one
+     * that is not acknowledged (the sender sends the rest again after it).
+     */
+    public BatchReceipt receiveBatch(String node, String nonce, String timestamp, String signature, String body, String remote) {
+        if (!identity.enabled()) {
+            return BatchReceipt.refused(new Receipt(503, null, false, "research federation is off on this node", null));
+        }
+        try {
+            String text = body == null ? "" : body;
+            Checked t = checkTransmission(node, nonce, timestamp, signature, text, remote);
+            if (t.rejection() != null) {
+                return BatchReceipt.refused(t.rejection());
+            }
+            JsonNode array;
+            try {
+                array = mapper.readTree(text);
+            } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
+                array = null;
+            }
+            if (array == null || !array.isArray() || array.isEmpty()) {
+                return BatchReceipt.refused(reject(400, node, remote, "malformed transmission: must be a non-empty JSON array of messages", "$"));
+            }
+            List<Receipt> out = new ArrayList<>();
+            for (JsonNode wire : array) {
+                Receipt r = store(node, t.sender(), wire.isObject() ? mapper.writeValueAsString(wire) : wire.toString(), remote);
+                out.add(r);
+                if (r.status() != 200) {
+                    break;
+                }
+            }
+            return new BatchReceipt(null, out);
+        } catch (SQLException | com.fasterxml.jackson.core.JsonProcessingException e) {
+            LOG.errorf("Federation messages from %s not stored (the sender will resend them): %s", node, e.getMessage());
+            return BatchReceipt.refused(new Receipt(503, null, false, "message not stored: database unavailable", null));
+        }
+    }
+
+    /** The answer to a transmission of several messages: the transmission refused, or one receipt per message handled. */
+    public record BatchReceipt(Receipt refusal, List<Receipt> messages) {
+        static BatchReceipt refused(Receipt r) {
+            return new BatchReceipt(r, List.of());
+        }
+    }
+
+    /** The transmission's check: its sender, or why it is refused. */
+    private record Checked(Peers.Peer sender, Receipt rejection) {
+        static Checked refused(Receipt r) {
+            return new Checked(null, r);
+        }
+    }
+
+    private Checked checkTransmission(String node, String nonce, String timestamp, String signature, String body, String remote)
             throws SQLException {
         for (String[] h : new String[][] { { Transmission.NODE, node }, { Transmission.NONCE, nonce },
                 { Transmission.TIMESTAMP, timestamp }, { Transmission.SIGNATURE, signature } }) {
             if (h[1] == null || h[1].isBlank()) {
-                return reject(401, node, remote, "unsigned: header " + h[0] + " missing", h[0]);
+                return Checked.refused(reject(401, node, remote, "unsigned: header " + h[0] + " missing", h[0]));
             }
         }
         if (nonce.length() > 64 || node.length() > 100) {
-            return reject(401, null, remote, "header " + Transmission.NONCE + " or " + Transmission.NODE + " too long", null);
+            return Checked.refused(reject(401, null, remote, "header " + Transmission.NONCE + " or " + Transmission.NODE + " too long", null));
         }
         Optional<Peers.Peer> sender = peers.find(node);
         if (sender.isEmpty()) {
-            return reject(401, node, remote, "unknown node " + node, Transmission.NODE);
+            return Checked.refused(reject(401, node, remote, "unknown node " + node, Transmission.NODE));
         }
         if (!NodeKeys.verify(sender.get().key(), Transmission.signedText(node, nonce, timestamp, body), signature)) {
-            return reject(401, node, remote, "signature does not verify with node " + node + "'s registered key", Transmission.SIGNATURE);
+            return Checked.refused(reject(401, node, remote, "signature does not verify with node " + node + "'s registered key",
+                    Transmission.SIGNATURE));
         }
         Instant sentAt;
         try {
             sentAt = Instant.ofEpochMilli(Long.parseLong(timestamp.strip()));
         } catch (NumberFormatException e) {
-            return reject(401, node, remote, "timestamp must be epoch milliseconds", Transmission.TIMESTAMP);
+            return Checked.refused(reject(401, node, remote, "timestamp must be epoch milliseconds", Transmission.TIMESTAMP));
         }
         Instant now = Instant.now();
         if (Duration.between(sentAt, now).abs().compareTo(maxClockSkew) > 0) {
-            return reject(401, node, remote, "expired: sent at " + sentAt + ", outside the window of " + maxClockSkew
-                    + " around " + now, Transmission.TIMESTAMP);
+            return Checked.refused(reject(401, node, remote, "expired: sent at " + sentAt + ", outside the window of " + maxClockSkew
+                    + " around " + now, Transmission.TIMESTAMP));
         }
         boolean fresh = db.inTransaction(c -> {
             try (PreparedStatement ins = c.prepareStatement(
@@ -130,8 +186,15 @@ public class Inbox {
             }
         });
         if (!fresh) {
-            return reject(409, node, remote, "replayed: nonce " + nonce + " of node " + node + " already seen", Transmission.NONCE);
+            return Checked.refused(reject(409, node, remote, "replayed: nonce " + nonce + " of node " + node + " already seen",
+                    Transmission.NONCE));
         }
+        return new Checked(sender.get(), null);
+    }
+
+    /** One message of a checked transmission from {@code node}: origin verified, stored once and applied (or relayed). */
+    private Receipt store(String node, Peers.Peer senderPeer, String body, String remote) throws SQLException {
+        Optional<Peers.Peer> sender = Optional.of(senderPeer);
         Messages.Message m;
         try {
             m = messages.open(body);

@@ -19,6 +19,8 @@ import io.vertx.core.http.HttpServerRequest;
  * The inter-node endpoint {@code POST /federation/v1/messages}, outside /api: peers authenticate by signature (see
  * {@link Transmission}), not by API key. 200 acknowledges a message stored (or already had, {@code duplicate: true});
  * 401 unsigned, unknown sender, wrong signature or expired; 409 replayed; 400 malformed; 503 not stored (resend).
+ * A body that is a JSON array carries several messages in the sender's order: a refused transmission gets the status
+ * above; otherwise 200 with {@code results}, one receipt per message handled, up to the first one not acknowledged.
  */
 @Path(Transmission.PATH)
 @Blocking
@@ -37,7 +39,21 @@ public class MessageResource {
             @HeaderParam(Transmission.TIMESTAMP) String timestamp, @HeaderParam(Transmission.SIGNATURE) String signature,
             @Context HttpServerRequest request) {
         String remote = request.remoteAddress() == null ? null : request.remoteAddress().hostAddress();
+        if (body != null && body.stripLeading().startsWith("[")) {
+            Inbox.BatchReceipt rs = inbox.receiveBatch(node, nonce, timestamp, signature, body, remote);
+            if (rs.refusal() != null) {
+                return Response.status(rs.refusal().status()).type(MediaType.APPLICATION_JSON).entity(json(rs.refusal())).build();
+            }
+            Map<String, Object> out = new LinkedHashMap<>();
+            out.put("status", 200);
+            out.put("results", rs.messages().stream().map(MessageResource::json).toList());
+            return Response.ok(out, MediaType.APPLICATION_JSON).build();
+        }
         Inbox.Receipt r = inbox.receive(node, nonce, timestamp, signature, body, remote);
+        return Response.status(r.status()).type(MediaType.APPLICATION_JSON).entity(json(r)).build();
+    }
+
+    private static Map<String, Object> json(Inbox.Receipt r) {
         Map<String, Object> out = new LinkedHashMap<>();
         out.put("status", r.status());
         if (r.status() == 200) {
@@ -47,6 +63,6 @@ public class MessageResource {
             out.put("error", r.error());
             out.put("field", r.field());
         }
-        return Response.status(r.status()).type(MediaType.APPLICATION_JSON).entity(out).build();
+        return out;
     }
 }

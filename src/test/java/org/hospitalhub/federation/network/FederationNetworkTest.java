@@ -355,6 +355,68 @@ class FederationNetworkTest {
         }
     }
 
+    @Test
+    void severalMessagesTravelInOneTransmissionBothWaysAndOneAtATimeToANodeThatRefusesThat() throws Exception {
+        // receiving: peer-a sends an invitation and three steps at once, the third signed with another node's key
+        String project = UUID.randomUUID().toString();
+        String s1 = UUID.randomUUID().toString();
+        String s2 = UUID.randomUUID().toString();
+        String s3 = UUID.randomUUID().toString();
+        String invitation = a.seal(a.keys, Messages.INVITATION, NODE, project, invitation("batched"));
+        String step1 = a.seal(a.keys, Messages.STEP, NODE, project, step(s1, 1, "cohort", "{\"minValue\":11}", "{}"));
+        String step2 = a.seal(a.keys, Messages.STEP, NODE, project, step(s2, 2, "cohort", "{\"minValue\":12}", "{}"));
+        String forged = a.seal(b.keys, Messages.STEP, NODE, project, step(s3, 3, "cohort", "{\"minValue\":13}", "{}"));
+        String step4 = a.seal(a.keys, Messages.STEP, NODE, project, step(UUID.randomUUID().toString(), 4, "cohort", "{}", "{}"));
+        HttpResponse<String> r = a.send(port, "[" + invitation + "," + step1 + "," + step2 + "," + forged + "," + step4 + "]");
+        assertEquals(200, r.statusCode(), r.body());
+        JsonNode results = TestPeer.JSON.readTree(r.body()).path("results");
+        assertEquals(4, results.size(), "handled in order up to the first one refused: " + r.body());
+        assertEquals(TestPeer.JSON.readTree(TestPeer.JSON.readTree(invitation).path("envelope").asText()).path("id").asText(),
+                results.get(0).path("ack").asText());
+        for (int i = 0; i < 3; i++) {
+            assertEquals(200, results.get(i).path("status").asInt(), r.body());
+        }
+        assertEquals(401, results.get(3).path("status").asInt(), r.body());
+        assertEquals("signature", results.get(3).path("field").asText(), r.body());
+        assertTrue(results.get(3).path("error").asText().contains("origin signature"), r.body());
+        assertEquals(3, count("SELECT COUNT(*) FROM fed_inbox WHERE project_id = '" + project + "'"), "not the forged one, nor the one after it");
+        // an empty batch is refused as a transmission; what is not a message is refused as a message; nothing more is stored
+        assertEquals(400, a.send(port, "[]").statusCode());
+        HttpResponse<String> notMessages = a.send(port, "[1, 2]");
+        assertEquals(200, notMessages.statusCode(), notMessages.body());
+        assertEquals(400, TestPeer.JSON.readTree(notMessages.body()).path("results").get(0).path("status").asInt(), notMessages.body());
+        assertEquals(3, count("SELECT COUNT(*) FROM fed_inbox WHERE project_id = '" + project + "'"));
+
+        // sending: peer-b answers a batch with 400, as a node of an older version would: its messages go one at a time
+        b.refuseBatches = true;
+        b.offline = true;
+        try {
+            String mine = given().header("X-Api-Key", OPS).contentType(ContentType.JSON)
+                    .body("{\"title\":\"to an older node\",\"invitedNodes\":[\"peer-b\"],\"sharingLevel\":\"aggregate-only\"}")
+                    .post("/api/v1/federation/projects").then().statusCode(201).extract().path("projectId");
+            for (int i = 0; i < 2; i++) {
+                given().header("X-Api-Key", OPS).contentType(ContentType.JSON).body("{\"kind\":\"cohort\",\"definition\":{\"minValue\":" + i + "}}")
+                        .post("/api/v1/federation/projects/" + mine + "/steps").then().statusCode(201);
+            }
+            await().atMost(Duration.ofSeconds(10)).until(() -> count("SELECT COUNT(*) FROM fed_outbox WHERE destination = 'peer-b' "
+                    + "AND project_id = '" + mine + "' AND status = 'PENDING' AND attempts > 0") >= 1);
+            int before = b.transmissions.size();
+            b.offline = false;
+            given().header("X-Api-Key", OPS).contentType(ContentType.JSON).body("{\"destination\":\"peer-b\"}")
+                    .post("/api/v1/federation/outbox/resend").then().statusCode(200);
+            await().atMost(Duration.ofSeconds(10)).until(() -> forProject(b, mine).size() == 3);
+            assertEquals(List.of("invitation", "step", "step"), forProject(b, mine).stream().map(m -> m.path("type").asText()).toList());
+            List<String> sent = b.transmissions.subList(before, b.transmissions.size()).stream().filter(t -> t.contains(mine)).toList();
+            assertTrue(sent.get(0).startsWith("["), "a batch first: " + sent);
+            assertEquals(3, sent.stream().filter(t -> t.startsWith("{")).count(), "then one at a time: " + sent);
+            await().atMost(Duration.ofSeconds(5)).until(() -> count("SELECT COUNT(*) FROM fed_outbox WHERE destination = 'peer-b' "
+                    + "AND project_id = '" + mine + "' AND status = 'ACKED'") == 3); // none parked
+        } finally {
+            b.refuseBatches = false;
+            b.offline = false;
+        }
+    }
+
     // ---- retries -------------------------------------------------------------------------------------------------------
 
     @Test
@@ -436,12 +498,16 @@ class FederationNetworkTest {
         // this node takes part itself: it ran both steps on its own data
         await().atMost(Duration.ofSeconds(10)).until(() -> "SUCCEEDED".equals(status(analysis)));
 
-        // peer-a comes back and gets everything in order
+        // peer-a comes back and gets everything in order, the messages held for it in one transmission
+        int before = a.transmissions.size();
         a.offline = false;
         given().header("X-Api-Key", OPS).contentType(ContentType.JSON).body("{\"destination\":\"peer-a\"}")
                 .post("/api/v1/federation/outbox/resend").then().statusCode(200);
         await().atMost(Duration.ofSeconds(10)).until(() -> forProject(a, project).size() == 3);
         assertEquals(List.of("invitation", "step", "step"), forProject(a, project).stream().map(m -> m.path("type").asText()).toList());
+        List<String> after = a.transmissions.subList(before, a.transmissions.size()).stream().filter(t -> t.contains(project)).toList();
+        assertEquals(1, after.size(), "one transmission: " + after);
+        assertEquals(3, TestPeer.JSON.readTree(after.get(0)).size(), after.get(0));
         String firstStepMessage = forProject(a, project).get(1).path("id").asText();
         // resend on demand of an acknowledged message: delivered again with the same id (the receiver ignores it)
         given().header("X-Api-Key", OPS).contentType(ContentType.JSON).body("{\"messageIds\":[\"" + firstStepMessage + "\"]}")

@@ -16,6 +16,7 @@ import java.util.concurrent.CopyOnWriteArrayList;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import com.sun.net.httpserver.HttpServer;
 
@@ -35,7 +36,11 @@ final class TestPeer implements AutoCloseable {
     final int port;
     final List<JsonNode> received = new CopyOnWriteArrayList<>();
     final List<String> refused = new CopyOnWriteArrayList<>();
+    /** Every transmission's body, as received (a JSON array when the hub sent several messages at once). */
+    final List<String> transmissions = new CopyOnWriteArrayList<>();
     volatile boolean offline;
+    /** Answer 400 to a transmission of several messages, as a node of an older version would. */
+    volatile boolean refuseBatches;
     volatile PublicKey hubKey;
     private final HttpServer server;
 
@@ -46,31 +51,58 @@ final class TestPeer implements AutoCloseable {
         server = HttpServer.create(new InetSocketAddress("127.0.0.1", port), 0);
         server.createContext(Transmission.PATH, ex -> {
             String body = new String(ex.getRequestBody().readAllBytes(), StandardCharsets.UTF_8);
+            transmissions.add(body);
             int status = 200;
+            String answer;
+            String node = ex.getRequestHeaders().getFirst(Transmission.NODE);
+            String text = Transmission.signedText(node, ex.getRequestHeaders().getFirst(Transmission.NONCE),
+                    ex.getRequestHeaders().getFirst(Transmission.TIMESTAMP), body);
+            boolean batch = body.startsWith("[");
             if (offline) {
                 status = 503;
-            } else {
-                String node = ex.getRequestHeaders().getFirst(Transmission.NODE);
-                String text = Transmission.signedText(node, ex.getRequestHeaders().getFirst(Transmission.NONCE),
-                        ex.getRequestHeaders().getFirst(Transmission.TIMESTAMP), body);
-                JsonNode wire = JSON.readTree(body);
-                String envelope = wire.path("envelope").asText();
-                PublicKey originKey = KNOWN.get(JSON.readTree(envelope).path("origin").asText());
-                if (hubKey == null || !NodeKeys.verify(hubKey, text, ex.getRequestHeaders().getFirst(Transmission.SIGNATURE))
-                        || originKey == null
-                        || !NodeKeys.verify(originKey, Messages.SIGNED_PREFIX + envelope, wire.path("signature").asText())) {
-                    refused.add(body);
-                    status = 401;
-                } else {
-                    received.add(JSON.readTree(envelope));
+                answer = "{\"status\":503}";
+            } else if (batch && refuseBatches) {
+                status = 400; // a node of a version that takes one message per transmission
+                answer = "{\"status\":400,\"error\":\"not a message\"}";
+            } else if (hubKey == null || !NodeKeys.verify(hubKey, text, ex.getRequestHeaders().getFirst(Transmission.SIGNATURE))) {
+                refused.add(body);
+                status = 401;
+                answer = "{\"status\":401}";
+            } else if (batch) {
+                ArrayNode results = JSON.createArrayNode();
+                for (JsonNode wire : JSON.readTree(body)) {
+                    JsonNode envelope = accept(wire, wire.toString());
+                    results.addObject().put("status", envelope == null ? 401 : 200).put("ack", envelope == null ? null
+                            : envelope.path("id").asText()).put("duplicate", false);
+                    if (envelope == null) {
+                        break;
+                    }
                 }
+                answer = JSON.createObjectNode().put("status", 200).set("results", results).toString();
+            } else {
+                JsonNode envelope = accept(JSON.readTree(body), body);
+                status = envelope == null ? 401 : 200;
+                answer = "{\"status\":" + status + "}";
             }
-            byte[] answer = ("{\"status\":" + status + "}").getBytes(StandardCharsets.UTF_8);
-            ex.sendResponseHeaders(status, answer.length);
-            ex.getResponseBody().write(answer);
+            byte[] bytes = answer.getBytes(StandardCharsets.UTF_8);
+            ex.sendResponseHeaders(status, bytes.length);
+            ex.getResponseBody().write(bytes);
             ex.close();
         });
         server.start();
+    }
+
+    /** A message of a verified transmission: recorded if its origin's signature verifies (its envelope), else refused (null). */
+    private JsonNode accept(JsonNode wire, String text) throws IOException {
+        String envelope = wire.path("envelope").asText();
+        PublicKey originKey = KNOWN.get(JSON.readTree(envelope).path("origin").asText());
+        if (originKey == null || !NodeKeys.verify(originKey, Messages.SIGNED_PREFIX + envelope, wire.path("signature").asText())) {
+            refused.add(text);
+            return null;
+        }
+        JsonNode e = JSON.readTree(envelope);
+        received.add(e);
+        return e;
     }
 
     String baseUrl() {
