@@ -11,6 +11,7 @@ import java.util.UUID;
 import java.util.concurrent.ConcurrentHashMap;
 
 import jakarta.annotation.PreDestroy;
+import jakarta.enterprise.event.Observes;
 import jakarta.enterprise.context.ApplicationScoped;
 
 import org.eclipse.microprofile.config.inject.ConfigProperty;
@@ -108,6 +109,14 @@ public class Leases {
         } catch (SQLException e) {
             LOG.warnf("Cannot release lease %s (it lapses by itself): %s", name, e.getMessage());
         }
+    }
+
+    /**
+     * Camel has stopped every route (a graceful shutdown): release now, while the datasource is still open (it is
+     * closed before this bean is destroyed).
+     */
+    void onCamelStopped(@Observes org.apache.camel.quarkus.main.events.AfterStop stopped) {
+        releaseAll();
     }
 
     @PreDestroy
