@@ -2,9 +2,11 @@ package org.hospitalhub.delivery;
 
 import java.time.Duration;
 import java.time.Instant;
+import java.time.OffsetDateTime;
 import java.util.Collection;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
 
 import jakarta.enterprise.context.ApplicationScoped;
@@ -52,9 +54,11 @@ public class DeliveryMetrics {
                 .description("Delivered time minus the event's occurredAt")
                 .publishPercentileHistogram().minimumExpectedValue(Duration.ofMillis(5))
                 .maximumExpectedValue(Duration.ofHours(1)).tag("flow", flow).register(registry);
+        long nowMs = now.toEpochMilli(); // per event: plain arithmetic, no Instant or Duration made
         for (Event e : events) {
-            Duration d = Duration.between(e.occurredAt().toInstant(), now);
-            delay.record(d.isNegative() ? Duration.ZERO : d);
+            OffsetDateTime t = e.occurredAt();
+            long ms = nowMs - (t.toEpochSecond() * 1000 + t.getNano() / 1_000_000);
+            delay.record(Math.max(0, ms), TimeUnit.MILLISECONDS);
         }
     }
 

@@ -24,6 +24,8 @@ import com.fasterxml.jackson.databind.json.JsonMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import com.networknt.schema.ValidationMessage;
 
+import io.quarkus.arc.ClientProxy;
+
 /**
  * Parses and validates canonical event envelopes: the envelope's own rules first, then the payload against its
  * type's JSON Schema. Every error names the field and the rule it breaks.
@@ -44,7 +46,8 @@ public class EventParser {
             .build();
 
     public EventParser(SchemaRegistry schemas) {
-        this.schemas = schemas;
+        // the instance behind the client proxy: the proxy looks the bean up in its context on every call, once per event
+        this.schemas = ClientProxy.unwrap(schemas);
     }
 
     /**

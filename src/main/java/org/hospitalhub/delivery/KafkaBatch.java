@@ -16,6 +16,8 @@ import org.apache.camel.ProducerTemplate;
 import org.apache.camel.component.kafka.KafkaConstants;
 import org.apache.camel.component.kafka.consumer.KafkaManualCommit;
 
+import io.quarkus.arc.ClientProxy;
+
 /**
  * Turns a polled Kafka batch (camel-kafka batching mode: a list of record exchanges) into events, and commits its
  * offsets once the batch is delivered or dead-lettered. Kafka is the durable store of these flows: nothing is
@@ -42,7 +44,7 @@ public class KafkaBatch {
 
     public KafkaBatch(EventParser parser, DeliveryMetrics metrics, ProducerTemplate producer, ProcessedEvents processed,
             EventStore store) {
-        this.parser = parser;
+        this.parser = ClientProxy.unwrap(parser); // called once per record: skip the proxy's lookup
         this.metrics = metrics;
         this.producer = producer;
         this.processed = processed;
