@@ -155,6 +155,20 @@ class FederationNetworkTest {
         return Long.parseLong(query(sql));
     }
 
+    /**
+     * The offline peer comes back and the held messages are resent on demand: it gets the project's invitation and its
+     * two steps, in order; returns the transmissions that carried them (the bodies, as received).
+     */
+    private static List<String> backOnline(TestPeer p, String project) {
+        int before = p.transmissions.size();
+        p.offline = false;
+        given().header("X-Api-Key", OPS).contentType(ContentType.JSON).body("{\"destination\":\"" + p.nodeId + "\"}")
+                .post("/api/v1/federation/outbox/resend").then().statusCode(200);
+        await().atMost(Duration.ofSeconds(10)).until(() -> forProject(p, project).size() == 3);
+        assertEquals(List.of("invitation", "step", "step"), forProject(p, project).stream().map(m -> m.path("type").asText()).toList());
+        return p.transmissions.subList(before, p.transmissions.size()).stream().filter(t -> t.contains(project)).toList();
+    }
+
     /** Statuses peer-a received for a step, in order. */
     private static List<String> reportedToA(String step) {
         List<String> out = new ArrayList<>();
@@ -400,13 +414,7 @@ class FederationNetworkTest {
             }
             await().atMost(Duration.ofSeconds(10)).until(() -> count("SELECT COUNT(*) FROM fed_outbox WHERE destination = 'peer-b' "
                     + "AND project_id = '" + mine + "' AND status = 'PENDING' AND attempts > 0") >= 1);
-            int before = b.transmissions.size();
-            b.offline = false;
-            given().header("X-Api-Key", OPS).contentType(ContentType.JSON).body("{\"destination\":\"peer-b\"}")
-                    .post("/api/v1/federation/outbox/resend").then().statusCode(200);
-            await().atMost(Duration.ofSeconds(10)).until(() -> forProject(b, mine).size() == 3);
-            assertEquals(List.of("invitation", "step", "step"), forProject(b, mine).stream().map(m -> m.path("type").asText()).toList());
-            List<String> sent = b.transmissions.subList(before, b.transmissions.size()).stream().filter(t -> t.contains(mine)).toList();
+            List<String> sent = backOnline(b, mine);
             assertTrue(sent.get(0).startsWith("["), "a batch first: " + sent);
             assertEquals(3, sent.stream().filter(t -> t.startsWith("{")).count(), "then one at a time: " + sent);
             await().atMost(Duration.ofSeconds(5)).until(() -> count("SELECT COUNT(*) FROM fed_outbox WHERE destination = 'peer-b' "
@@ -499,13 +507,7 @@ class FederationNetworkTest {
         await().atMost(Duration.ofSeconds(10)).until(() -> "SUCCEEDED".equals(status(analysis)));
 
         // peer-a comes back and gets everything in order, the messages held for it in one transmission
-        int before = a.transmissions.size();
-        a.offline = false;
-        given().header("X-Api-Key", OPS).contentType(ContentType.JSON).body("{\"destination\":\"peer-a\"}")
-                .post("/api/v1/federation/outbox/resend").then().statusCode(200);
-        await().atMost(Duration.ofSeconds(10)).until(() -> forProject(a, project).size() == 3);
-        assertEquals(List.of("invitation", "step", "step"), forProject(a, project).stream().map(m -> m.path("type").asText()).toList());
-        List<String> after = a.transmissions.subList(before, a.transmissions.size()).stream().filter(t -> t.contains(project)).toList();
+        List<String> after = backOnline(a, project);
         assertEquals(1, after.size(), "one transmission: " + after);
         assertEquals(3, TestPeer.JSON.readTree(after.get(0)).size(), after.get(0));
         String firstStepMessage = forProject(a, project).get(1).path("id").asText();
