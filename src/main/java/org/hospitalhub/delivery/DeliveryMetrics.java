@@ -45,15 +45,24 @@ public class DeliveryMetrics {
         }
     }
 
+    /** A flow's delivery meters, registered once (a builder's register looks the meter up and runs the filters). */
+    private record Delivered(Counter events, DistributionSummary batchSize, Timer delay) {
+    }
+
+    private final Map<String, Delivered> delivered = new ConcurrentHashMap<>();
+
     public void delivered(String flow, Collection<Event> events, Instant now) {
-        Counter.builder("hub.delivery.delivered").description("Events delivered to the receiving system")
-                .tag("flow", flow).register(registry).increment(events.size());
-        DistributionSummary.builder("hub.delivery.batch.size").baseUnit("events").description("Events per delivered batch")
-                .tag("flow", flow).register(registry).record(events.size());
-        Timer delay = Timer.builder("hub.delivery.end.to.end.delay")
-                .description("Delivered time minus the event's occurredAt")
-                .publishPercentileHistogram().minimumExpectedValue(Duration.ofMillis(5))
-                .maximumExpectedValue(Duration.ofHours(1)).tag("flow", flow).register(registry);
+        Delivered m = delivered.computeIfAbsent(flow, f -> new Delivered(
+                Counter.builder("hub.delivery.delivered").description("Events delivered to the receiving system")
+                        .tag("flow", f).register(registry),
+                DistributionSummary.builder("hub.delivery.batch.size").baseUnit("events")
+                        .description("Events per delivered batch").tag("flow", f).register(registry),
+                Timer.builder("hub.delivery.end.to.end.delay").description("Delivered time minus the event's occurredAt")
+                        .publishPercentileHistogram().minimumExpectedValue(Duration.ofMillis(5))
+                        .maximumExpectedValue(Duration.ofHours(1)).tag("flow", f).register(registry)));
+        m.events().increment(events.size());
+        m.batchSize().record(events.size());
+        Timer delay = m.delay();
         long nowMs = now.toEpochMilli(); // per event: plain arithmetic, no Instant or Duration made
         for (Event e : events) {
             OffsetDateTime t = e.occurredAt();

@@ -96,7 +96,7 @@ public class KafkaBatch {
         exchange.setProperty(RECORDS, records);
         String flow = exchange.getProperty("HubFlow", String.class);
         List<Event> events = new ArrayList<>(records.size());
-        Set<String> seen = new HashSet<>();
+        Set<String> seen = new HashSet<>(records.size() * 2); // sized once: no rehashing while a batch is read
         int duplicates = 0;
         Map<Object, KafkaManualCommit> commits = new LinkedHashMap<>();
         String topic = null;
