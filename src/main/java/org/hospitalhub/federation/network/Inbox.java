@@ -29,7 +29,8 @@ import io.micrometer.core.instrument.MeterRegistry;
  * nonce never seen) and the origin's signature on the message, then stores it (table {@code fed_inbox}) and applies it
  * in one transaction and acknowledges at once; executing steps is left to {@link StepRunner}. A message already
  * received (same id) is acknowledged again and ignored. A central hub node stores messages for other nodes in its
- * outbox and relays them. Every refusal is logged and kept in {@code fed_rejection}.
+ * outbox and relays them. Every refusal is logged and kept in {@code fed_rejection}. A transmission may carry several
+ * messages ({@link #receiveBatch}): checked once, then each message on its own, in order.
  */
 @ApplicationScoped
 public class Inbox {
@@ -119,7 +120,14 @@ public class Inbox {
             }
             List<Receipt> out = new ArrayList<>();
             for (JsonNode wire : array) {
-                Receipt r = store(node, t.sender(), wire.isObject() ? mapper.writeValueAsString(wire) : wire.toString(), remote);
+                Receipt r;
+                try {
+                    r = store(node, t.sender(), wire.isObject() ? mapper.writeValueAsString(wire) : wire.toString(), remote);
+                } catch (SQLException e) {
+                    // the ones before are stored and acknowledged; this one and the rest come again
+                    LOG.errorf("Federation message from %s not stored (the sender will resend it): %s", node, e.getMessage());
+                    r = new Receipt(503, null, false, "message not stored: database unavailable", null);
+                }
                 out.add(r);
                 if (r.status() != 200) {
                     break;
