@@ -32,7 +32,7 @@ public class KafkaBatch {
     public static final String BATCH_SIZE = "HubBatchSize";
     /** kafka-source's dedupe parameter: repository (hub_processed, the default) or sink. */
     static final String DEDUPE = "HubDedupe";
-    static final String SINK_DEDUPE = "sink";
+    public static final String SINK_DEDUPE = "sink";
     /** The last record's commit per partition, noted while the batch is read. */
     private static final String COMMITS = "HubKafkaCommits";
 

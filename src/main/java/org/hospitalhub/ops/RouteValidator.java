@@ -50,6 +50,7 @@ import org.apache.camel.support.PatternHelper;
 import org.apache.camel.support.PluginHelper;
 import org.apache.camel.support.ResourceHelper;
 import org.apache.camel.util.StringHelper;
+import org.hospitalhub.delivery.KafkaBatch;
 import org.snakeyaml.engine.v2.api.LoadSettings;
 import org.snakeyaml.engine.v2.api.lowlevel.Compose;
 import org.snakeyaml.engine.v2.exceptions.MarkedYamlEngineException;
@@ -347,7 +348,7 @@ public final class RouteValidator {
      * one of {@link #CHOICES} one of its words.
      */
     /** Template parameters that take one of a few words. */
-    static final Map<String, List<String>> CHOICES = Map.of("dedupe", List.of("repository", "sink"));
+    static final Map<String, List<String>> CHOICES = Map.of("dedupe", List.of("repository", KafkaBatch.SINK_DEDUPE));
 
     private static boolean parametersKnown(RouteFile f, int line, String what, RouteTemplateDefinition template,
             TemplatedRouteDefinition t, List<Problem> problems) {
@@ -416,7 +417,7 @@ public final class RouteValidator {
                 }
             }
 
-            if ("kafka-source".equals(templateOf.get(id)) && "sink".equals(params.get("dedupe"))) {
+            if ("kafka-source".equals(templateOf.get(id)) && KafkaBatch.SINK_DEDUPE.equals(params.get("dedupe"))) {
                 sinkDedupe.put(String.valueOf(params.get("flowId")), id);
             }
             String from = resolve(rd.getInput().getEndpointUri(), params);
