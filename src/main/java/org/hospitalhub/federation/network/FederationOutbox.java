@@ -328,7 +328,7 @@ public class FederationOutbox {
                 while (rs.next()) {
                     OutboxRow row = new OutboxRow(rs.getLong(1), rs.getString(2), rs.getString(3), rs.getString(4),
                             rs.getString(5), rs.getInt(6), rs.getObject(7, OffsetDateTime.class).toInstant());
-                    bytes += row.wire().length() + 1;
+                    bytes += utf8Length(row.wire()) + 1; // the body limit counts bytes: a Chinese character is 3
                     if (!rows.isEmpty() && bytes > batchMaxBytes) {
                         break;
                     }
@@ -337,6 +337,27 @@ public class FederationOutbox {
             }
         }
         return rows;
+    }
+
+    /** The length of {@code s} in UTF-8, without encoding it. */
+    static long utf8Length(String s) {
+        long n = 0;
+        for (int i = 0; i < s.length(); i++) {
+            char ch = s.charAt(i);
+            if (ch < 0x80) {
+                n += 1;
+            } else if (ch < 0x800) {
+                n += 2;
+            } else if (Character.isHighSurrogate(ch) && i + 1 < s.length() && Character.isLowSurrogate(s.charAt(i + 1))) {
+                n += 4;
+                i++;
+            } else if (Character.isSurrogate(ch)) {
+                n += 1; // a lone surrogate is sent as '?'
+            } else {
+                n += 3;
+            }
+        }
+        return n;
     }
 
     private enum Kind {
