@@ -172,6 +172,7 @@ public final class RelayBench {
             e.put("HUB_RELAY_TOKENS_FILE", tok.toString());
             e.put("HUB_RELAY_TCP_PORT", Integer.toString(tcp));
             e.put("HUB_DATA_DIR", dir.resolve("data").toString());
+            e.put("HUB_ROUTES_DIR", Files.createDirectories(dir.resolve("routes")).toString()); // no hospital flows
             e.put("HUB_RELAY_FILE_DIR", dir.resolve("files").toString());
             if (parentToken != null) {
                 e.put("HUB_RELAY_PARENT_TOKEN", parentToken);

@@ -58,12 +58,14 @@ public class RouteCheckAtStartup {
         try {
             List<RouteValidator.RouteFile> core = RouteValidator.coreFiles(loader);
             if (!Files.isDirectory(routesDir)) {
-                LOG.warnf("Routes folder %s (hub.routes.dir / HUB_ROUTES_DIR) does not exist: no hospital flows are "
-                        + "loaded", routesDir.toAbsolutePath());
-                report = validator.validate(core, List.of());
-            } else {
-                report = validator.validate(core, RouteValidator.folderFiles(routesDir));
+                // Camel would stop on it anyway, with a bare NoSuchFileException; a mistyped path must not pass for
+                // "no flows" either, so say what to do
+                throw new InvalidRouteFilesException("The hub does not start: the routes folder "
+                        + routesDir.toAbsolutePath() + " (hub.routes.dir / HUB_ROUTES_DIR) does not exist or is not a "
+                        + "folder. Point HUB_ROUTES_DIR at the hospital's route files, or at an empty folder for a hub "
+                        + "without hospital flows (a relay or federation node).");
             }
+            report = validator.validate(core, RouteValidator.folderFiles(routesDir));
         } catch (IOException e) {
             throw new InvalidRouteFilesException("Cannot read the route files in " + routesDir + ": " + e.getMessage());
         }

@@ -54,6 +54,24 @@ class RouteCheckAtStartupTest {
     }
 
     @Test
+    void missingFolderStopsStartupSayingWhatToSet() {
+        Path missing = dir.resolve("no-such-folder");
+        var e = assertThrows(RouteCheckAtStartup.InvalidRouteFilesException.class,
+                () -> RouteCheckAtStartup.verify(missing, getClass().getClassLoader(), name -> false));
+        assertEquals("The hub does not start: the routes folder " + missing.toAbsolutePath() + " (hub.routes.dir / "
+                + "HUB_ROUTES_DIR) does not exist or is not a folder. Point HUB_ROUTES_DIR at the hospital's route files, "
+                + "or at an empty folder for a hub without hospital flows (a relay or federation node).", e.getMessage());
+    }
+
+    @Test
+    void emptyFolderRunsTheCoreRoutesOnly() throws IOException {
+        Path empty = Files.createDirectories(dir.resolve("empty"));
+        var report = RouteCheckAtStartup.verify(empty, getClass().getClassLoader(), name -> false);
+        assertTrue(report.valid(), report.describe());
+        assertTrue(report.flows().isEmpty(), report.flows().toString());
+    }
+
+    @Test
     void validFolderPasses() {
         var report = RouteCheckAtStartup.verify(Path.of("examples/demo-hospital/routes"), getClass().getClassLoader(),
                 name -> false);
