@@ -22,8 +22,9 @@ import org.hospitalhub.relay.client.SendResult;
 
 /**
  * The node's packets in its database (table relay_packet): stored before the previous hop is acknowledged, read per
- * hop in hop_seq order, settled when the next hop acknowledged, dead-lettered with a reason when their ttl passes or
- * they cannot be routed. The top node also writes its audit rows here, in the same transaction.
+ * hop in hop_seq order, settled when the next hop acknowledged them by moving the hop's cursor (relay_hop_ack: one row
+ * per hop, not an update per packet), dead-lettered with a reason when their ttl passes or they cannot be routed. The
+ * top node also writes its audit rows here, in the same transaction.
  */
 final class PacketStore {
 
@@ -202,9 +203,13 @@ final class PacketStore {
                     }
                 }
             }
-            try (PreparedStatement ins = c.prepareStatement("INSERT INTO relay_hop (hop, next_seq) VALUES (?, 1) ON CONFLICT DO NOTHING")) {
+            try (PreparedStatement ins = c.prepareStatement("INSERT INTO relay_hop (hop, next_seq) VALUES (?, 1) ON CONFLICT DO NOTHING");
+                    PreparedStatement cursor = c.prepareStatement("INSERT INTO relay_hop_ack (hop, acked_seq) VALUES (?, 0) "
+                            + "ON CONFLICT DO NOTHING")) {
                 ins.setString(1, hop);
                 ins.executeUpdate();
+                cursor.setString(1, hop);
+                cursor.executeUpdate();
             }
         }
         throw new SQLException("cannot reserve a sequence number for hop " + hop);
@@ -233,14 +238,16 @@ final class PacketStore {
         return found;
     }
 
-    /** The hop's packets still to send, after {@code afterSeq}, in order. */
+    /** The hop's packets still to send, after {@code afterSeq} and after its acknowledged cursor, in order. */
     List<Stored> pending(String hop, long afterSeq, int limit) throws SQLException {
         try (Connection c = ds.getConnection();
                 PreparedStatement q = c.prepareStatement("SELECT id, packet_id, hop, hop_seq, body, attempts, sender, target "
-                        + "FROM relay_packet WHERE hop = ? AND status = 'PENDING' AND hop_seq > ? ORDER BY hop_seq LIMIT ?")) {
+                        + "FROM relay_packet WHERE hop = ? AND status = 'PENDING' AND hop_seq > GREATEST(?, COALESCE("
+                        + "(SELECT a.acked_seq FROM relay_hop_ack a WHERE a.hop = ?), 0)) ORDER BY hop_seq LIMIT ?")) {
             q.setString(1, hop);
             q.setLong(2, afterSeq);
-            q.setInt(3, limit);
+            q.setString(3, hop);
+            q.setInt(4, limit);
             List<Stored> out = new ArrayList<>();
             try (ResultSet rs = q.executeQuery()) {
                 while (rs.next()) {
@@ -252,11 +259,11 @@ final class PacketStore {
         }
     }
 
-    /** The hops that have packets waiting (one probe per known hop through the hop index). */
+    /** The hops that have packets waiting (one probe per known hop, after its cursor, through the hop_seq index). */
     List<String> hopsWithPending() throws SQLException {
         try (Connection c = ds.getConnection();
-                PreparedStatement q = c.prepareStatement("SELECT h.hop FROM relay_hop h WHERE EXISTS (SELECT 1 FROM relay_packet p "
-                        + "WHERE p.hop = h.hop AND p.status = 'PENDING')");
+                PreparedStatement q = c.prepareStatement("SELECT a.hop FROM relay_hop_ack a WHERE EXISTS (SELECT 1 FROM "
+                        + "relay_packet p WHERE p.hop = a.hop AND p.hop_seq > a.acked_seq AND p.status = 'PENDING')");
                 ResultSet rs = q.executeQuery()) {
             List<String> out = new ArrayList<>();
             while (rs.next()) {
@@ -266,23 +273,25 @@ final class PacketStore {
         }
     }
 
-    /** The next hop acknowledged everything of this hop up to {@code seq}. */
-    int acknowledge(String hop, long seq, Instant now) throws SQLException {
+    /**
+     * The next hop acknowledged everything of this hop up to {@code seq}: moves the hop's cursor there (forward only).
+     * A cursor beyond the last packet committed for the hop stops at that packet, so a peer that claims more than it
+     * was given cannot make later packets count as delivered. Returns whether the cursor moved.
+     */
+    boolean acknowledge(String hop, long seq, Instant now) throws SQLException {
         if (seq <= 0) {
-            return 0;
+            return false;
         }
         try (Connection c = ds.getConnection();
-                PreparedStatement up = c.prepareStatement("UPDATE relay_packet SET status = 'SENT', done_at = ? "
-                        + "WHERE hop = ? AND hop_seq <= ? AND status = 'PENDING'")) {
-            up.setObject(1, utc(now));
-            up.setString(2, hop);
-            up.setLong(3, seq);
-            return up.executeUpdate();
+                PreparedStatement up = c.prepareStatement("UPDATE relay_hop_ack SET acked_seq = GREATEST(acked_seq, LEAST(?, "
+                        + "(SELECT h.next_seq - 1 FROM relay_hop h WHERE h.hop = relay_hop_ack.hop))), acked_at = ? "
+                        + "WHERE hop = ? AND acked_seq < ?")) {
+            up.setLong(1, seq);
+            up.setObject(2, utc(now));
+            up.setString(3, hop);
+            up.setLong(4, seq);
+            return up.executeUpdate() > 0;
         }
-    }
-
-    void markSent(List<Stored> rows, Instant now) throws SQLException {
-        update(rows, "UPDATE relay_packet SET status = 'SENT', done_at = ? WHERE id = ANY(?) AND status = 'PENDING'", now, null);
     }
 
     void markDead(List<Stored> rows, String reason, Instant now) throws SQLException {
@@ -322,8 +331,10 @@ final class PacketStore {
     int expire(Instant now) throws SQLException {
         List<Object[]> due = new ArrayList<>();
         try (Connection c = ds.getConnection();
-                PreparedStatement q = c.prepareStatement("SELECT id, hop, last_error, attempts, created_at, expires_at "
-                        + "FROM relay_packet WHERE status = 'PENDING' AND expires_at <= ? ORDER BY id LIMIT 1000")) {
+                // only the packets after each hop's cursor: those before it were delivered (their rows stay PENDING)
+                PreparedStatement q = c.prepareStatement("SELECT p.id, p.hop, p.last_error, p.attempts FROM relay_hop_ack a "
+                        + "JOIN relay_packet p ON p.hop = a.hop AND p.hop_seq > a.acked_seq AND p.status = 'PENDING' "
+                        + "WHERE p.expires_at <= ? ORDER BY p.id LIMIT 1000")) {
             q.setObject(1, utc(now));
             try (ResultSet rs = q.executeQuery()) {
                 while (rs.next()) {
@@ -333,8 +344,10 @@ final class PacketStore {
             if (due.isEmpty()) {
                 return 0;
             }
+            // not if its hop acknowledged it meanwhile
             try (PreparedStatement up = c.prepareStatement("UPDATE relay_packet SET status = 'DEAD', done_at = ?, last_error = ? "
-                    + "WHERE id = ? AND status = 'PENDING'")) {
+                    + "WHERE id = ? AND status = 'PENDING' AND hop_seq > (SELECT a.acked_seq FROM relay_hop_ack a "
+                    + "WHERE a.hop = relay_packet.hop)")) {
                 for (Object[] d : due) {
                     String hop = (String) d[1];
                     String waited = hop.startsWith(Routing.SERVICE_PREFIX) ? "service " + hop.substring(4) : hop;
@@ -351,11 +364,18 @@ final class PacketStore {
         return due.size();
     }
 
-    /** Forgets settled packets older than the retention (which must exceed the largest ttl: dedupe window). */
+    /**
+     * Forgets delivered packets received before {@code before} (now minus the retention, which exceeds the largest
+     * ttl: a packet sent again is still recognised as a duplicate while it could arrive). One pass over the table:
+     * the node runs it seldom (RelayNode's purge period). Dead letters stay.
+     */
     int purge(Instant before) throws SQLException {
         try (Connection c = ds.getConnection();
-                PreparedStatement del = c.prepareStatement("DELETE FROM relay_packet WHERE status = 'SENT' AND done_at < ?")) {
+                PreparedStatement del = c.prepareStatement("DELETE FROM relay_packet WHERE (status = 'PENDING' AND received_at < ? "
+                        + "AND hop_seq <= (SELECT a.acked_seq FROM relay_hop_ack a WHERE a.hop = relay_packet.hop)) "
+                        + "OR (status = 'SENT' AND done_at < ?)")) {
             del.setObject(1, utc(before));
+            del.setObject(2, utc(before));
             return del.executeUpdate();
         }
     }
@@ -435,7 +455,10 @@ final class PacketStore {
     Map<String, Map<String, Long>> counts() throws SQLException {
         Map<String, Map<String, Long>> out = new TreeMap<>();
         try (Connection c = ds.getConnection();
-                PreparedStatement q = c.prepareStatement("SELECT hop, status, COUNT(*) FROM relay_packet GROUP BY hop, status");
+                PreparedStatement q = c.prepareStatement("SELECT p.hop, CASE WHEN p.status = 'PENDING' AND p.hop_seq <= "
+                        + "COALESCE(a.acked_seq, 0) THEN 'SENT' ELSE p.status END AS state, COUNT(*) FROM relay_packet p "
+                        + "LEFT JOIN relay_hop_ack a ON a.hop = p.hop GROUP BY p.hop, CASE WHEN p.status = 'PENDING' AND p.hop_seq <= "
+                        + "COALESCE(a.acked_seq, 0) THEN 'SENT' ELSE p.status END");
                 ResultSet rs = q.executeQuery()) {
             while (rs.next()) {
                 out.computeIfAbsent(rs.getString(1), k -> new TreeMap<>()).put(rs.getString(2), rs.getLong(3));

@@ -2,6 +2,7 @@ package org.hospitalhub.relay;
 
 import java.sql.SQLException;
 import java.time.Clock;
+import java.time.Duration;
 import java.time.Instant;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -357,6 +358,10 @@ public final class RelayNode implements AutoCloseable {
         }
     }
 
+    /** How often the sweep forgets delivered packets past the retention (days, by default). */
+    static final Duration PURGE_PERIOD = Duration.ofMinutes(10);
+    private volatile Instant nextPurge = Instant.MIN;
+
     private void sweep() {
         if (!running) {
             return;
@@ -368,7 +373,11 @@ public final class RelayNode implements AutoCloseable {
                 dead.increment(expired);
                 LOG.warnf("Relay node %s: %d packets passed their ttl and were dead-lettered", id(), expired);
             }
-            store.purge(now.minus(options.retention()));
+            if (!now.isBefore(nextPurge)) { // a pass over the whole table: not every sweep
+                nextPurge = now.plus(PURGE_PERIOD);
+                int purged = store.purge(now.minus(options.retention()));
+                LOG.debugf("Relay node %s: %d delivered packets older than %s forgotten", id(), purged, options.retention());
+            }
             if (consultation != null) {
                 consultation.checkDeadlines();
             }

@@ -56,7 +56,7 @@ final class ServiceDispatcher {
                         node.store.markAttempt(List.of(r), e.toString());
                         throw e;
                     }
-                    node.store.markSent(List.of(r), node.clock.instant());
+                    node.store.acknowledge(hop, r.seq(), node.clock.instant());
                 }
                 if (rows.isEmpty()) {
                     synchronized (signal) {

@@ -15,7 +15,7 @@ import org.jboss.logging.Logger;
  * This node's link to its parent, opened from below (through the firewall, like any client) with the relay client
  * SDK over the transport the parent chose. Down: packets from the parent's mailbox for this node are stored here
  * (and routed on) before the client acknowledges them. Up: one thread sends this node's packets for the parent in
- * hop order, marks them sent when the parent acknowledged, and while the parent is unreachable retries with backoff
+ * hop order, moves the hop's cursor past them when the parent acknowledged, and while the parent is unreachable retries with backoff
  * (attempts and the last error are kept on the packets); a packet the parent refuses is dead-lettered with the
  * parent's reason so it does not block the ones behind it.
  */
@@ -136,7 +136,7 @@ final class Uplink {
     private void sendAll(List<PacketStore.Stored> rows) throws Exception {
         List<Packet> packets = rows.stream().map(r -> Packet.fromJson(read(r.body()))).toList();
         client.sendAll(packets).get(node.options.requestTimeout().multipliedBy(3).toMillis(), TimeUnit.MILLISECONDS);
-        node.store.markSent(rows, node.clock.instant());
+        node.store.acknowledge(parent.id(), rows.get(rows.size() - 1).seq(), node.clock.instant()); // rows are in hop order
     }
 
     /** The parent refused the batch: send one by one, so only the refused packet is dead-lettered. */

@@ -115,8 +115,8 @@ class RelayTopRestartIT {
                 assertTrue(atDoctor.size() < n / 2 && atClinic.size() < n / 2, "killed while packets were still flowing");
             }
             if (i == 2 * n / 3) {
-                await().atMost(Duration.ofSeconds(20)).until(() -> count(cityDs, "SELECT COUNT(*) FROM relay_packet "
-                        + "WHERE hop = 'province' AND status = 'PENDING' AND attempts > 0") > 0); // the city keeps retrying
+                await().atMost(Duration.ofSeconds(20)).until(() -> count(cityDs, "SELECT COUNT(*) FROM relay_waiting "
+                        + "WHERE hop = 'province' AND attempts > 0") > 0); // the city keeps retrying
                 province.start();
             }
         }

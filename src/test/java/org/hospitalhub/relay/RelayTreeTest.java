@@ -294,7 +294,7 @@ class RelayTreeTest {
             assertEquals(SendResult.Status.STORED, f.get(10, TimeUnit.SECONDS).status(), "stored at the county while the city is down");
         }
         await().atMost(Duration.ofSeconds(10)).until(() -> tree.county1Db.count(
-                "SELECT COUNT(*) FROM relay_packet WHERE hop = 'city-a' AND status = 'PENDING' AND attempts > 0") > 0);
+                "SELECT COUNT(*) FROM relay_waiting WHERE hop = 'city-a' AND attempts > 0") > 0);
         assertEquals(0, tree.clinicB.run(run).size());
 
         tree.city = tree.city(); // same database, same ports: the counties and the province link reconnect by themselves
@@ -333,8 +333,8 @@ class RelayTreeTest {
         for (int i = 0; i < 10; i++) {
             tree.clinicB.client.send(packet("clinic-b@county-2", "clinic-a@county-1", "blocked.note", run, i)).get(10, TimeUnit.SECONDS);
         }
-        await().atMost(Duration.ofSeconds(15)).until(() -> tree.cityDb.count("SELECT COUNT(*) FROM relay_packet WHERE hop = "
-                + "'county-1' AND status = 'PENDING' AND command = 'blocked.note'") == 10);
+        await().atMost(Duration.ofSeconds(15)).until(() -> tree.cityDb.count("SELECT COUNT(*) FROM relay_waiting WHERE hop = "
+                + "'county-1' AND command = 'blocked.note'") == 10);
         Thread.sleep(1000); // the poll is held by the black hole: nothing moves
         assertEquals(0, tree.clinicA.run(run).size());
         tree.county1ToCity.restore();

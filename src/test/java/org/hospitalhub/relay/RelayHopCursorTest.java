@@ -1,0 +1,116 @@
+package org.hospitalhub.relay;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.nio.file.Files;
+import java.sql.Connection;
+import java.sql.ResultSet;
+import java.sql.SQLException;
+import java.sql.Statement;
+import java.time.Instant;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+
+import javax.sql.DataSource;
+
+import org.hospitalhub.relay.client.Packet;
+import org.junit.jupiter.api.Test;
+
+/**
+ * A hop's delivered packets are settled by its acknowledged cursor (relay_hop_ack), not by a status update per row:
+ * what is waiting, what expires, what is purged and what the status page counts all follow the cursor, on PostgreSQL
+ * and on the embedded H2. A peer cannot move its cursor past what was committed for it.
+ */
+class RelayHopCursorTest {
+
+    @Test
+    void onPostgres() throws Exception {
+        try (NodeDatabase db = NodeDatabase.fresh("cursor")) {
+            check(db.dataSource);
+        }
+    }
+
+    @Test
+    void onH2() throws Exception {
+        check(RelayOnH2Test.h2(Files.createTempDirectory("relay-cursor"), "cursor"));
+    }
+
+    private static void check(DataSource ds) throws Exception {
+        PacketStore store = new PacketStore(ds, "n", false);
+        Instant now = Instant.now();
+        Peer from = new Peer("a@n", Peer.Kind.CLIENT);
+        List<Packet> sent = new ArrayList<>();
+        List<PacketStore.Incoming> batch = new ArrayList<>();
+        for (int i = 0; i < 5; i++) {
+            Packet p = i < 4 ? RelayTreeTest.packet("a@n", "b@n", "cursor.note", "cursor", i)
+                    : Packet.create("a@n", "b@n", "cursor.short", RelayTreeTest.obj("run", "cursor"), 1); // ttl 1 s
+            sent.add(p);
+            batch.add(new PacketStore.Incoming(p, p.toJson().toString(), Routing.Decision.to("b@n")));
+        }
+        store.storeAll(List.of(new PacketStore.Request(batch, from.id(), false)), now);
+
+        assertEquals(List.of(1L, 2L, 3L, 4L, 5L), seqs(store.pending("b@n", 0, 10)));
+        assertEquals(List.of("b@n"), store.hopsWithPending());
+
+        // the peer took the first two: one row moves, the packets' rows are not updated
+        assertTrue(store.acknowledge("b@n", 2, now));
+        assertEquals(List.of(3L, 4L, 5L), seqs(store.pending("b@n", 0, 10)), "after the cursor");
+        assertEquals(List.of(4L, 5L), seqs(store.pending("b@n", 3, 10)), "after the caller's own cursor when further");
+        assertFalse(store.acknowledge("b@n", 1, now), "the cursor never moves back");
+        assertEquals(List.of(3L, 4L, 5L), seqs(store.pending("b@n", 0, 10)));
+        assertEquals(5, count(ds, "SELECT COUNT(*) FROM relay_packet WHERE status = 'PENDING'"), "no row updated");
+        assertEquals(3, count(ds, "SELECT COUNT(*) FROM relay_waiting WHERE hop = 'b@n'"));
+        assertEquals(Map.of("b@n", Map.of("SENT", 2L, "PENDING", 3L)), store.counts());
+
+        // a peer claiming more than it was given stops at the last packet committed for it: later ones still come
+        assertTrue(store.acknowledge("b@n", 1_000_000, now));
+        assertEquals(5, count(ds, "SELECT acked_seq FROM relay_hop_ack WHERE hop = 'b@n'"));
+        assertEquals(List.of(), store.pending("b@n", 0, 10));
+        assertEquals(List.of(), store.hopsWithPending());
+        Packet later = RelayTreeTest.packet("a@n", "b@n", "cursor.note", "cursor", 5);
+        store.storeAll(List.of(new PacketStore.Request(List.of(new PacketStore.Incoming(later, later.toJson().toString(),
+                Routing.Decision.to("b@n"))), from.id(), false)), now);
+        assertEquals(List.of(6L), seqs(store.pending("b@n", 0, 10)));
+        assertEquals(List.of("b@n"), store.hopsWithPending());
+
+        // ttl: only a packet still waiting becomes a dead letter; the short-lived one was delivered before it expired
+        Instant afterTtl = now.plusSeconds(5);
+        assertEquals(0, store.expire(afterTtl));
+        Packet shortLived = Packet.create("a@n", "b@n", "cursor.short", RelayTreeTest.obj("run", "cursor"), 1);
+        store.storeAll(List.of(new PacketStore.Request(List.of(new PacketStore.Incoming(shortLived,
+                shortLived.toJson().toString(), Routing.Decision.to("b@n"))), from.id(), false)), now);
+        assertEquals(1, store.expire(afterTtl));
+        List<PacketStore.Dead> dead = store.deadLetters(null, null, 0, 10);
+        assertEquals(1, dead.size());
+        assertEquals(shortLived.packetId(), dead.get(0).packetId());
+        assertTrue(dead.get(0).reason().startsWith("ttl expired at node n while waiting for b@n to take it"),
+                dead.get(0).reason());
+        assertEquals(List.of(6L), seqs(store.pending("b@n", 0, 10)), "the dead letter is not offered");
+
+        // purge: delivered packets received before the cut are forgotten; waiting ones and dead letters stay
+        assertEquals(0, store.purge(now.minusSeconds(60)), "nothing received before the cut");
+        assertEquals(5, store.purge(now.plusSeconds(60)), "the five delivered");
+        assertEquals(2, count(ds, "SELECT COUNT(*) FROM relay_packet"), "packet 6, still waiting, and the dead letter");
+        assertEquals(List.of(6L), seqs(store.pending("b@n", 0, 10)));
+        assertEquals(1, store.deadLetters(null, null, 0, 10).size());
+
+        // a packet sent again inside the retention is still a duplicate
+        assertEquals(org.hospitalhub.relay.client.SendResult.Status.DUPLICATE, store.storeAll(List.of(new PacketStore.Request(
+                List.of(new PacketStore.Incoming(later, later.toJson().toString(), Routing.Decision.to("b@n"))), from.id(),
+                false)), now).get(0).get(0).status());
+    }
+
+    private static List<Long> seqs(List<PacketStore.Stored> rows) {
+        return rows.stream().map(PacketStore.Stored::seq).toList();
+    }
+
+    private static long count(DataSource ds, String sql) throws SQLException {
+        try (Connection c = ds.getConnection(); Statement s = c.createStatement(); ResultSet rs = s.executeQuery(sql)) {
+            rs.next();
+            return rs.getLong(1);
+        }
+    }
+}
