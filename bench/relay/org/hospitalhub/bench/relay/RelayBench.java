@@ -215,7 +215,11 @@ public final class RelayBench {
         }
     }
 
+    /** Set once the nodes are being stopped: pollers no longer retry (their HTTP client closes with Vert.x). */
+    volatile boolean stopped;
+
     void stopNodes() {
+        stopped = true;
         for (int i = nodes.size() - 1; i >= 0; i--) {
             nodes.get(i).stop();
         }
@@ -683,6 +687,9 @@ public final class RelayBench {
         }
 
         void poll() {
+            if (stopped) {
+                return;
+            }
             http.request(new RequestOptions().setMethod(HttpMethod.GET).setURI("/relay/v1/inbox?cursor=" + cursor + "&wait=30")
                     .putHeader("Authorization", "Bearer " + token).setIdleTimeout(60_000))
                     .compose(req -> req.send().compose(res -> res.body().map(body -> {
@@ -692,6 +699,9 @@ public final class RelayBench {
                         return body;
                     }))).onComplete(ar -> {
                         if (ar.failed()) {
+                            if (stopped) {
+                                return; // the node went away with the rest of the bench
+                            }
                             pollErrors.incrementAndGet();
                             System.err.println(id + ": poll failed: " + ar.cause().getMessage());
                             vertx.setTimer(1000, t -> poll());

@@ -1,6 +1,7 @@
 package org.hospitalhub.relay;
 
 import java.time.Instant;
+import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.TreeMap;
@@ -72,6 +73,13 @@ final class TcpEndpoint {
         return m;
     }
 
+    /** Most packets of one connection stored as one request (its SEND frames that arrived while one was stored). */
+    static final int COALESCE = 500;
+
+    /** A validated SEND frame waiting for the store. */
+    private record QueuedSend(long ref, List<PacketStore.Incoming> batch) {
+    }
+
     /** One connection. Its fields are touched on its event loop only. */
     private final class Session {
         final NetSocket socket;
@@ -85,6 +93,11 @@ final class TcpEndpoint {
         boolean closed;
         /** SEND and RECEIVED frames are handled one after the other: arrival order is storage order. */
         Future<Void> tail = Future.succeededFuture();
+        /** SEND frames validated and waiting for the store in flight; stored together, in arrival order, after it. */
+        final java.util.ArrayDeque<QueuedSend> queuedSends = new java.util.ArrayDeque<>();
+        boolean flushChained;
+        /** A store failed: nothing after it is stored (the peer sends again, in order, on a new connection). */
+        boolean storeFailed;
         boolean expectLength = true;
 
         final io.vertx.core.Context context;
@@ -194,29 +207,65 @@ final class TcpEndpoint {
                 write(nack);
                 return;
             }
-            Peer from = peer;
+            queuedSends.add(new QueuedSend(ref, batch));
+            if (!flushChained) {
+                chainFlush();
+            }
+        }
+
+        /**
+         * Stores, after what is in flight, every SEND frame that arrived meanwhile (up to {@link #COALESCE} packets)
+         * as one request, and answers each frame with its own ACK. A connection thus has one request at a time in the
+         * store writer's queue (order kept, and nothing after a failed store is stored), yet a peer that sends
+         * without waiting for each ACK is not held to one frame per group commit.
+         */
+        void chainFlush() {
+            flushChained = true;
             Promise<Void> next = Promise.promise();
             Future<Void> previous = tail;
             tail = next.future();
-            previous.onComplete(v -> Future.fromCompletionStage(node.storeAsync(batch, from), context).onComplete(ar -> {
-                if (ar.succeeded()) {
-                    ObjectNode ack = Frames.frame("ACK").put("ref", ref);
-                    ArrayNode results = ack.putArray("results");
-                    for (SendResult r : ar.result()) {
-                        ObjectNode o = results.addObject().put("packetId", r.packetId()).put("status", r.status().name());
-                        if (r.reason() != null) {
-                            o.put("reason", r.reason());
-                        }
-                    }
-                    write(ack);
-                } else {
-                    // not stored: no ACK; the peer's timeout makes it send again on a new connection
-                    LOG.warnf("Relay node %s: storing %d packets from %s failed (not acknowledged): %s", node.id(),
-                            batch.size(), from.id(), ar.cause().toString());
-                    socket.close();
+            Peer from = peer;
+            previous.onComplete(v -> {
+                flushChained = false;
+                List<QueuedSend> take = new ArrayList<>();
+                List<PacketStore.Incoming> all = new ArrayList<>();
+                while (!queuedSends.isEmpty() && (take.isEmpty() || all.size() + queuedSends.peek().batch().size() <= COALESCE)) {
+                    QueuedSend q = queuedSends.poll();
+                    take.add(q);
+                    all.addAll(q.batch());
                 }
-                next.complete();
-            }));
+                if (!queuedSends.isEmpty()) {
+                    chainFlush(); // the rest goes after this one
+                }
+                if (closed || storeFailed || take.isEmpty()) {
+                    next.complete(); // not stored, not acknowledged: the peer sends again on a new connection
+                    return;
+                }
+                Future.fromCompletionStage(node.storeAsync(all, from), context).onComplete(ar -> {
+                    if (ar.succeeded()) {
+                        int i = 0;
+                        for (QueuedSend q : take) {
+                            ObjectNode ack = Frames.frame("ACK").put("ref", q.ref());
+                            ArrayNode results = ack.putArray("results");
+                            for (SendResult r : ar.result().subList(i, i + q.batch().size())) {
+                                ObjectNode o = results.addObject().put("packetId", r.packetId()).put("status", r.status().name());
+                                if (r.reason() != null) {
+                                    o.put("reason", r.reason());
+                                }
+                            }
+                            i += q.batch().size();
+                            write(ack);
+                        }
+                    } else {
+                        // not stored: no ACK; the peer's timeout makes it send again on a new connection
+                        storeFailed = true;
+                        LOG.warnf("Relay node %s: storing %d packets from %s failed (not acknowledged): %s", node.id(),
+                                all.size(), from.id(), ar.cause().toString());
+                        socket.close();
+                    }
+                    next.complete();
+                });
+            });
         }
 
         void received(long cursor) {

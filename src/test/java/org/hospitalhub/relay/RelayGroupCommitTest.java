@@ -155,6 +155,91 @@ class RelayGroupCommitTest {
         }
     }
 
+    /**
+     * A peer that sends its SEND frames one packet each and without waiting for the ACKs (as a busy client does):
+     * the frames that arrive while one request is being stored are stored together after it, as one request, and
+     * each frame still gets its own ACK, in order, with its own result. Without that, one connection was held to
+     * one frame per group commit.
+     */
+    @Test
+    void sendFramesArrivingWhileOneIsStoredAreStoredTogetherEachWithItsOwnAck() throws Exception {
+        JdbcDataSource ds = h2("coalesce");
+        int tcp = RelayTreeTest.freePort();
+        try (RelayNode top = RelayNode.builder().topology(Topology.parse("""
+                node: top
+                clients: [{id: s, transport: tcp}, {id: r, transport: http}]
+                """, "top")).tokens(RelayTokens.parse("s:t-s;r:t-r")).dataSource(ds).tcpPort(tcp).host("127.0.0.1")
+                .options(RelayTreeTest.FAST).build().start();
+                java.net.Socket socket = new java.net.Socket("127.0.0.1", tcp)) {
+            socket.setSoTimeout(20_000);
+            var out = new java.io.DataOutputStream(new java.io.BufferedOutputStream(socket.getOutputStream()));
+            var in = new java.io.DataInputStream(new java.io.BufferedInputStream(socket.getInputStream()));
+            frame(out, "{\"type\":\"HELLO\",\"token\":\"t-s\",\"cursor\":0}");
+            out.flush();
+            assertEquals("WELCOME", read(in).path("type").asText());
+            int n = 300;
+            List<Packet> sent = new ArrayList<>();
+            for (int i = 0; i < n; i++) {
+                Packet p = RelayTreeTest.packet("s@top", "r@top", "coalesce.note", "coalesce", i);
+                sent.add(p);
+                frame(out, "{\"type\":\"SEND\",\"ref\":" + (i + 1) + ",\"packets\":[" + p.toJson() + "]}");
+                if (i == 5) {
+                    // the copy of an earlier packet, in its own frame: its ACK says DUPLICATE
+                    frame(out, "{\"type\":\"SEND\",\"ref\":1000,\"packets\":[" + sent.get(2).toJson() + "]}");
+                }
+            }
+            out.flush();
+            List<Long> refs = new ArrayList<>();
+            for (int i = 0; i < n + 1; i++) {
+                var ack = read(in);
+                assertEquals("ACK", ack.path("type").asText(), ack.toString());
+                long ref = ack.path("ref").asLong();
+                refs.add(ref);
+                var results = ack.path("results");
+                assertEquals(1, results.size(), ack.toString());
+                if (ref == 1000) {
+                    assertEquals(sent.get(2).packetId(), results.get(0).path("packetId").asText());
+                    assertEquals("DUPLICATE", results.get(0).path("status").asText());
+                } else {
+                    assertEquals(sent.get((int) ref - 1).packetId(), results.get(0).path("packetId").asText());
+                    assertEquals("STORED", results.get(0).path("status").asText());
+                }
+            }
+            List<Long> expected = new ArrayList<>();
+            for (long r = 1; r <= n; r++) {
+                expected.add(r);
+                if (r == 6) {
+                    expected.add(1000L);
+                }
+            }
+            assertEquals(expected, refs, "one ACK per frame, in the order the frames were sent");
+            try (Connection c = ds.getConnection(); Statement s = c.createStatement()) {
+                assertEquals(n, count(s, "SELECT COUNT(*) FROM relay_packet WHERE sender = 's@top'"));
+                long transactions = count(s, "SELECT COUNT(DISTINCT received_at) FROM relay_packet WHERE sender = 's@top'");
+                assertTrue(transactions <= n / 5, n + " frames from one connection took " + transactions + " transactions");
+                List<Integer> order = new ArrayList<>();
+                try (ResultSet rs = s.executeQuery("SELECT body FROM relay_packet WHERE sender = 's@top' ORDER BY hop_seq")) {
+                    while (rs.next()) {
+                        order.add(RelayTreeTest.JSON.readTree(rs.getString(1)).path("parameters").path("n").asInt());
+                    }
+                }
+                assertEquals(IntStream.range(0, n).boxed().toList(), order, "stored in the order sent");
+            }
+        }
+    }
+
+    private static void frame(java.io.DataOutputStream out, String json) throws java.io.IOException {
+        byte[] b = json.getBytes(java.nio.charset.StandardCharsets.UTF_8);
+        out.writeInt(b.length);
+        out.write(b);
+    }
+
+    private static com.fasterxml.jackson.databind.JsonNode read(java.io.DataInputStream in) throws java.io.IOException {
+        byte[] b = new byte[in.readInt()];
+        in.readFully(b);
+        return RelayTreeTest.JSON.readTree(b);
+    }
+
     private static com.fasterxml.jackson.databind.JsonNode array(Packet p) {
         return RelayTreeTest.JSON.createArrayNode().add(p.toJson());
     }
