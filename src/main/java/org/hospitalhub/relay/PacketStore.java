@@ -46,6 +46,12 @@ final class PacketStore {
     }
 
     static final String DEAD_HOP = "!dead";
+    /**
+     * status = 'PENDING', written so that no index can serve it: every delivered packet stays PENDING (its hop's
+     * cursor settles it), so the (status, id) index, there for dead letters, would match nearly the whole table, and
+     * a planner with stale statistics (a table filling fast) chose to scan it for each read of a hop's packets.
+     */
+    private static final String NOT_SETTLED = "status NOT IN ('DEAD', 'SENT')"; // ck_relay_packet_status: the third value
 
     private final DataSource ds;
     private final String node;
@@ -242,7 +248,7 @@ final class PacketStore {
     List<Stored> pending(String hop, long afterSeq, int limit) throws SQLException {
         try (Connection c = ds.getConnection();
                 PreparedStatement q = c.prepareStatement("SELECT id, packet_id, hop, hop_seq, body, attempts, sender, target "
-                        + "FROM relay_packet WHERE hop = ? AND status = 'PENDING' AND hop_seq > GREATEST(?, COALESCE("
+                        + "FROM relay_packet WHERE hop = ? AND " + NOT_SETTLED + " AND hop_seq > GREATEST(?, COALESCE("
                         + "(SELECT a.acked_seq FROM relay_hop_ack a WHERE a.hop = ?), 0)) ORDER BY hop_seq LIMIT ?")) {
             q.setString(1, hop);
             q.setLong(2, afterSeq);
@@ -263,7 +269,7 @@ final class PacketStore {
     List<String> hopsWithPending() throws SQLException {
         try (Connection c = ds.getConnection();
                 PreparedStatement q = c.prepareStatement("SELECT a.hop FROM relay_hop_ack a WHERE EXISTS (SELECT 1 FROM "
-                        + "relay_packet p WHERE p.hop = a.hop AND p.hop_seq > a.acked_seq AND p.status = 'PENDING')");
+                        + "relay_packet p WHERE p.hop = a.hop AND p.hop_seq > a.acked_seq AND p." + NOT_SETTLED + ")");
                 ResultSet rs = q.executeQuery()) {
             List<String> out = new ArrayList<>();
             while (rs.next()) {
@@ -333,7 +339,7 @@ final class PacketStore {
         try (Connection c = ds.getConnection();
                 // only the packets after each hop's cursor: those before it were delivered (their rows stay PENDING)
                 PreparedStatement q = c.prepareStatement("SELECT p.id, p.hop, p.last_error, p.attempts FROM relay_hop_ack a "
-                        + "JOIN relay_packet p ON p.hop = a.hop AND p.hop_seq > a.acked_seq AND p.status = 'PENDING' "
+                        + "JOIN relay_packet p ON p.hop = a.hop AND p.hop_seq > a.acked_seq AND p." + NOT_SETTLED + " "
                         + "WHERE p.expires_at <= ? ORDER BY p.id LIMIT 1000")) {
             q.setObject(1, utc(now));
             try (ResultSet rs = q.executeQuery()) {
