@@ -18,6 +18,7 @@ import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.stream.IntStream;
+import java.util.stream.LongStream;
 
 import org.h2.jdbcx.JdbcDataSource;
 import org.hospitalhub.relay.client.Packet;
@@ -226,6 +227,101 @@ class RelayGroupCommitTest {
                 assertEquals(IntStream.range(0, n).boxed().toList(), order, "stored in the order sent");
             }
         }
+    }
+
+    /**
+     * A store that fails (here a database constraint refuses one packet) is not acknowledged and the connection is
+     * closed; nothing the peer sent after it on that connection is stored, so when the peer sends again, in order, on a
+     * new connection, the order holds. (Before, the frames queued behind a failed one were still stored.)
+     */
+    @Test
+    void nothingSentAfterAFailedStoreOnTheSameConnectionIsStored() throws Exception {
+        JdbcDataSource ds = h2("poison");
+        try (Connection c = ds.getConnection(); Statement s = c.createStatement()) {
+            s.execute("ALTER TABLE relay_packet ADD CONSTRAINT ck_test_poison CHECK (command <> 'poison')");
+        }
+        int tcp = RelayTreeTest.freePort();
+        try (RelayNode top = RelayNode.builder().topology(Topology.parse("""
+                node: top
+                clients: [{id: s, transport: tcp}, {id: r, transport: http}]
+                """, "top")).tokens(RelayTokens.parse("s:t-s;r:t-r")).dataSource(ds).tcpPort(tcp).host("127.0.0.1")
+                .options(RelayTreeTest.FAST).build().start();
+                java.net.Socket socket = new java.net.Socket("127.0.0.1", tcp)) {
+            socket.setSoTimeout(20_000);
+            var out = new java.io.DataOutputStream(new java.io.BufferedOutputStream(socket.getOutputStream()));
+            var in = new java.io.DataInputStream(new java.io.BufferedInputStream(socket.getInputStream()));
+            frame(out, "{\"type\":\"HELLO\",\"token\":\"t-s\",\"cursor\":0}");
+            out.flush();
+            assertEquals("WELCOME", read(in).path("type").asText());
+            List<Long> acked = new ArrayList<>();
+            for (int i = 0; i < 10; i++) {
+                sendOne(out, i);
+            }
+            out.flush();
+            for (int i = 0; i < 10; i++) {
+                acked.add(read(in).path("ref").asLong());
+            }
+            // hold the hop's counter so that the failing frame is still being stored when the rest arrive
+            try (Connection lock = ds.getConnection()) {
+                lock.setAutoCommit(false);
+                try (Statement s = lock.createStatement()) {
+                    s.executeQuery("SELECT next_seq FROM relay_hop WHERE hop = 'r@top' FOR UPDATE").close();
+                }
+                sendOne(out, 10);
+                out.flush();
+                Thread.sleep(300);
+                for (int i = 11; i < 50; i++) {
+                    sendOne(out, i);
+                }
+                out.flush();
+                Thread.sleep(300);
+                lock.commit();
+            }
+            try {
+                while (true) {
+                    var f = read(in);
+                    assertEquals("ACK", f.path("type").asText(), f.toString());
+                    acked.add(f.path("ref").asLong());
+                }
+            } catch (java.io.EOFException | java.net.SocketException closed) {
+                // the node closed the connection after the failed store
+            }
+            assertEquals(LongStream.range(0, 10).boxed().toList(), acked, "acknowledged up to the failed frame");
+            // the database is fine again (the failure was transient): the peer sends again what was not acknowledged,
+            // in order, on a new connection
+            try (Connection c = ds.getConnection(); Statement s = c.createStatement()) {
+                s.execute("ALTER TABLE relay_packet DROP CONSTRAINT ck_test_poison");
+            }
+            try (java.net.Socket again = new java.net.Socket("127.0.0.1", tcp)) {
+                again.setSoTimeout(20_000);
+                var out2 = new java.io.DataOutputStream(new java.io.BufferedOutputStream(again.getOutputStream()));
+                var in2 = new java.io.DataInputStream(new java.io.BufferedInputStream(again.getInputStream()));
+                frame(out2, "{\"type\":\"HELLO\",\"token\":\"t-s\",\"cursor\":0}");
+                for (int i = 10; i < 50; i++) {
+                    sendOne(out2, i);
+                }
+                out2.flush();
+                assertEquals("WELCOME", read(in2).path("type").asText());
+                for (int i = 10; i < 50; i++) {
+                    read(in2);
+                }
+            }
+            try (Connection c = ds.getConnection(); Statement s = c.createStatement()) {
+                List<Long> stored = new ArrayList<>();
+                try (ResultSet rs = s.executeQuery("SELECT body FROM relay_packet WHERE sender = 's@top' ORDER BY hop_seq")) {
+                    while (rs.next()) {
+                        stored.add(RelayTreeTest.JSON.readTree(rs.getString(1)).path("parameters").path("n").asLong());
+                    }
+                }
+                assertEquals(LongStream.range(0, 50).boxed().toList(), stored,
+                        "each once and in the order sent: nothing behind the failed frame was stored before it");
+            }
+        }
+    }
+
+    private static void sendOne(java.io.DataOutputStream out, int i) throws java.io.IOException {
+        Packet p = RelayTreeTest.packet("s@top", "r@top", i == 10 ? "poison" : "poison.note", "poison", i);
+        frame(out, "{\"type\":\"SEND\",\"ref\":" + i + ",\"packets\":[" + p.toJson() + "]}");
     }
 
     private static void frame(java.io.DataOutputStream out, String json) throws java.io.IOException {
