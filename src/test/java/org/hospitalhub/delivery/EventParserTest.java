@@ -98,7 +98,7 @@ class EventParserTest {
         for (String s : List.of("2026-11-22T08:30:00+08:00", "2026-11-22T08:30:00Z", "2026-11-22T08:30:00.5Z",
                 "2026-11-22T08:30:00.123456789-03:30", "2024-02-29T23:59:59+14:00", "0001-01-01T00:00:00-18:00",
                 "2026-11-22T08:30:00.000+00:00", "2026-11-22T08:30:00-00:00")) {
-            OffsetDateTime fast = EventParser.plainOffsetDateTime(s);
+            OffsetDateTime fast = org.hospitalhub.relay.client.IsoDateTime.plain(s);
             assertEquals(OffsetDateTime.parse(s), fast, s);
         }
         // not the plain form, or not a valid date-time: left to OffsetDateTime.parse and its verdict
@@ -106,7 +106,7 @@ class EventParserTest {
                 "2026-11-22T08:30:00.1234567890Z", "2026-02-30T08:30:00Z", "2026-11-22T24:00:00Z", "2026-11-22T08:30:60Z",
                 "2026-11-22T08:30:00+19:00", "2026-11-22T08:30:00+08:60", "2026-11-22T08:30:00+0800",
                 "2026-11-22 08:30:00+08:00", "+2026-11-22T08:30:00Z", "2026-11-22T08:30:00")) {
-            assertNull(EventParser.plainOffsetDateTime(s), s);
+            assertNull(org.hospitalhub.relay.client.IsoDateTime.plain(s), s);
         }
         assertThrows(DateTimeParseException.class, () -> OffsetDateTime.parse("2026-02-30T08:30:00Z"));
         Event minutes = parser.parseOne(charge("m-1", "{\"chargeId\":\"C\",\"patientId\":\"P\",\"amount\":1,\"reason\":\"r\"}")

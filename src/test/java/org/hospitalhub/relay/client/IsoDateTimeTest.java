@@ -11,8 +11,8 @@ import java.util.Random;
 
 import org.junit.jupiter.api.Test;
 
-/** The hand-read createdAt gives what OffsetDateTime.parse gives, and leaves every other verdict to it. */
-class PacketTimeTest {
+/** The hand-read date-time gives what OffsetDateTime.parse gives, and leaves every other verdict to it. */
+class IsoDateTimeTest {
 
     @Test
     void theInstantFormReadsAsTheJdkReadsIt() {
@@ -28,13 +28,13 @@ class PacketTimeTest {
             if (s.length() < 20 || s.charAt(0) == '+' || s.charAt(0) == '-') {
                 continue; // years beyond 9999 or before 0: not this form
             }
-            assertEquals(OffsetDateTime.parse(s).toInstant(), Packet.parseInstant(s), s);
+            assertEquals(OffsetDateTime.parse(s).toInstant(), IsoDateTime.instant(s), s);
         }
         for (String s : List.of("2026-12-04T16:18:23Z", "2026-12-04T16:18:23.3Z", "2026-12-04T16:18:23.306680Z",
                 "2026-12-04T16:18:23.123456789Z", "2024-02-29T00:00:00Z", "0000-01-01T00:00:00Z", "9999-12-31T23:59:59.999999999Z",
                 "2026-12-04T16:18:23+08:00", "2026-12-04T16:18:23.5-03:30", "2026-12-04t16:18:23z",
                 "2026-12-04T16:18:23.Z")) {
-            assertEquals(OffsetDateTime.parse(s).toInstant(), Packet.parseInstant(s), s);
+            assertEquals(OffsetDateTime.parse(s).toInstant(), IsoDateTime.instant(s), s);
         }
     }
 
@@ -44,7 +44,7 @@ class PacketTimeTest {
                 "2026-12-04T24:00:00Z", "2026-12-04T16:60:00Z", "2026-12-04T16:18:60Z",
                 "2026-12-04T16:18:23.1234567890Z", "2026-12-04T16:18:2xZ", "2026-12-04 16:18:23Z", "2026-12-04T16:18:23",
                 "２０２６-12-04T16:18:23Z", "")) {
-            assertThrows(DateTimeParseException.class, () -> Packet.parseInstant(s), s);
+            assertThrows(DateTimeParseException.class, () -> IsoDateTime.instant(s), s);
             assertThrows(DateTimeParseException.class, () -> OffsetDateTime.parse(s), s);
         }
     }
