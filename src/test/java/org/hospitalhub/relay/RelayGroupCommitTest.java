@@ -166,18 +166,9 @@ class RelayGroupCommitTest {
     void sendFramesArrivingWhileOneIsStoredAreStoredTogetherEachWithItsOwnAck() throws Exception {
         JdbcDataSource ds = h2("coalesce");
         int tcp = RelayTreeTest.freePort();
-        try (RelayNode top = RelayNode.builder().topology(Topology.parse("""
-                node: top
-                clients: [{id: s, transport: tcp}, {id: r, transport: http}]
-                """, "top")).tokens(RelayTokens.parse("s:t-s;r:t-r")).dataSource(ds).tcpPort(tcp).host("127.0.0.1")
-                .options(RelayTreeTest.FAST).build().start();
-                java.net.Socket socket = new java.net.Socket("127.0.0.1", tcp)) {
-            socket.setSoTimeout(20_000);
-            var out = new java.io.DataOutputStream(new java.io.BufferedOutputStream(socket.getOutputStream()));
-            var in = new java.io.DataInputStream(new java.io.BufferedInputStream(socket.getInputStream()));
-            frame(out, "{\"type\":\"HELLO\",\"token\":\"t-s\",\"cursor\":0}");
-            out.flush();
-            assertEquals("WELCOME", read(in).path("type").asText());
+        try (RelayNode top = senderAndReceiver(ds, tcp); RawTcpPeer peer = RawTcpPeer.hello(tcp, "t-s")) {
+            var out = peer.out;
+            var in = peer.in;
             int n = 300;
             List<Packet> sent = new ArrayList<>();
             for (int i = 0; i < n; i++) {
@@ -241,18 +232,9 @@ class RelayGroupCommitTest {
             s.execute("ALTER TABLE relay_packet ADD CONSTRAINT ck_test_poison CHECK (command <> 'poison')");
         }
         int tcp = RelayTreeTest.freePort();
-        try (RelayNode top = RelayNode.builder().topology(Topology.parse("""
-                node: top
-                clients: [{id: s, transport: tcp}, {id: r, transport: http}]
-                """, "top")).tokens(RelayTokens.parse("s:t-s;r:t-r")).dataSource(ds).tcpPort(tcp).host("127.0.0.1")
-                .options(RelayTreeTest.FAST).build().start();
-                java.net.Socket socket = new java.net.Socket("127.0.0.1", tcp)) {
-            socket.setSoTimeout(20_000);
-            var out = new java.io.DataOutputStream(new java.io.BufferedOutputStream(socket.getOutputStream()));
-            var in = new java.io.DataInputStream(new java.io.BufferedInputStream(socket.getInputStream()));
-            frame(out, "{\"type\":\"HELLO\",\"token\":\"t-s\",\"cursor\":0}");
-            out.flush();
-            assertEquals("WELCOME", read(in).path("type").asText());
+        try (RelayNode top = senderAndReceiver(ds, tcp); RawTcpPeer peer = RawTcpPeer.hello(tcp, "t-s")) {
+            var out = peer.out;
+            var in = peer.in;
             List<Long> acked = new ArrayList<>();
             for (int i = 0; i < 10; i++) {
                 sendOne(out, i);
@@ -292,18 +274,13 @@ class RelayGroupCommitTest {
             try (Connection c = ds.getConnection(); Statement s = c.createStatement()) {
                 s.execute("ALTER TABLE relay_packet DROP CONSTRAINT ck_test_poison");
             }
-            try (java.net.Socket again = new java.net.Socket("127.0.0.1", tcp)) {
-                again.setSoTimeout(20_000);
-                var out2 = new java.io.DataOutputStream(new java.io.BufferedOutputStream(again.getOutputStream()));
-                var in2 = new java.io.DataInputStream(new java.io.BufferedInputStream(again.getInputStream()));
-                frame(out2, "{\"type\":\"HELLO\",\"token\":\"t-s\",\"cursor\":0}");
+            try (RawTcpPeer again = RawTcpPeer.hello(tcp, "t-s")) {
                 for (int i = 10; i < 50; i++) {
-                    sendOne(out2, i);
+                    sendOne(again.out, i);
                 }
-                out2.flush();
-                assertEquals("WELCOME", read(in2).path("type").asText());
+                again.out.flush();
                 for (int i = 10; i < 50; i++) {
-                    read(in2);
+                    read(again.in);
                 }
             }
             try (Connection c = ds.getConnection(); Statement s = c.createStatement()) {
@@ -316,6 +293,36 @@ class RelayGroupCommitTest {
                 assertEquals(LongStream.range(0, 50).boxed().toList(), stored,
                         "each once and in the order sent: nothing behind the failed frame was stored before it");
             }
+        }
+    }
+
+    /** A node with client s (TCP) sending to client r. */
+    private static RelayNode senderAndReceiver(JdbcDataSource ds, int tcp) {
+        return RelayNode.builder().topology(Topology.parse("""
+                node: top
+                clients: [{id: s, transport: tcp}, {id: r, transport: http}]
+                """, "top")).tokens(RelayTokens.parse("s:t-s;r:t-r")).dataSource(ds).tcpPort(tcp).host("127.0.0.1")
+                .options(RelayTreeTest.FAST).build().start();
+    }
+
+    /** A client speaking the TCP wire protocol by hand (the SDK batches its sends; this one sends what it is told). */
+    private record RawTcpPeer(java.net.Socket socket, java.io.DataOutputStream out, java.io.DataInputStream in)
+            implements AutoCloseable {
+
+        static RawTcpPeer hello(int tcp, String token) throws java.io.IOException {
+            java.net.Socket socket = new java.net.Socket("127.0.0.1", tcp);
+            socket.setSoTimeout(20_000);
+            RawTcpPeer p = new RawTcpPeer(socket, new java.io.DataOutputStream(new java.io.BufferedOutputStream(
+                    socket.getOutputStream())), new java.io.DataInputStream(new java.io.BufferedInputStream(socket.getInputStream())));
+            frame(p.out, "{\"type\":\"HELLO\",\"token\":\"" + token + "\",\"cursor\":0}");
+            p.out.flush();
+            assertEquals("WELCOME", read(p.in).path("type").asText());
+            return p;
+        }
+
+        @Override
+        public void close() throws java.io.IOException {
+            socket.close();
         }
     }
 
