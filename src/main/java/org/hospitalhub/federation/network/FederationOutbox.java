@@ -384,11 +384,13 @@ public class FederationOutbox {
             return t.outcome();
         }
         int s = t.response().statusCode();
-        if (s >= 200 && s < 300) {
-            return new Outcome(Kind.ACKED, null);
-        }
-        String why = "HTTP " + s + " from " + t.hop() + ": " + abbreviate(t.response().body());
-        return new Outcome(REFUSED_FOR_GOOD.contains(s) ? Kind.DEAD : Kind.RETRY, why);
+        return s >= 200 && s < 300 ? new Outcome(Kind.ACKED, null) : notAcknowledged(s, t.hop(), t.response().body());
+    }
+
+    /** A message the receiver did not acknowledge: parked if it refused it for good, retried otherwise. */
+    private static Outcome notAcknowledged(int status, String hop, String detail) {
+        return new Outcome(REFUSED_FOR_GOOD.contains(status) ? Kind.DEAD : Kind.RETRY,
+                "HTTP " + status + " from " + hop + ": " + abbreviate(detail));
     }
 
     /**
@@ -431,10 +433,12 @@ public class FederationOutbox {
                 out.add(new Outcome(Kind.ACKED, null));
                 continue;
             }
-            String error = status == 200 ? "acknowledged " + r.path("ack").asText() + " in place of " + rows.get(i).messageId()
-                    : r.path("error").asText();
-            out.add(new Outcome(status != 200 && REFUSED_FOR_GOOD.contains(status) ? Kind.DEAD : Kind.RETRY,
-                    "HTTP " + status + " from " + t.hop() + ": " + abbreviate(error)));
+            if (status == 200) { // acknowledged, but not this message: send it again
+                out.add(new Outcome(Kind.RETRY, "HTTP 200 from " + t.hop() + ": " + abbreviate("acknowledged "
+                        + r.path("ack").asText() + " in place of " + rows.get(i).messageId())));
+            } else {
+                out.add(notAcknowledged(status, t.hop(), r.path("error").asText()));
+            }
             break;
         }
         return Optional.of(out);

@@ -122,7 +122,7 @@ public class Inbox {
             for (JsonNode wire : array) {
                 Receipt r;
                 try {
-                    r = store(node, t.sender(), wire.isObject() ? mapper.writeValueAsString(wire) : wire.toString(), remote);
+                    r = store(node, t.sender(), mapper.writeValueAsString(wire), remote);
                 } catch (SQLException e) {
                     // the ones before are stored and acknowledged; this one and the rest come again
                     LOG.errorf("Federation message from %s not stored (the sender will resend it): %s", node, e.getMessage());
@@ -201,8 +201,7 @@ public class Inbox {
     }
 
     /** One message of a checked transmission from {@code node}: origin verified, stored once and applied (or relayed). */
-    private Receipt store(String node, Peers.Peer senderPeer, String body, String remote) throws SQLException {
-        Optional<Peers.Peer> sender = Optional.of(senderPeer);
+    private Receipt store(String node, Peers.Peer sender, String body, String remote) throws SQLException {
         Messages.Message m;
         try {
             m = messages.open(body);
@@ -212,7 +211,7 @@ public class Inbox {
         if (m.origin().equals(identity.nodeId())) {
             return reject(400, node, remote, "a message of this node's own came back", "envelope.origin");
         }
-        Optional<Peers.Peer> origin = m.origin().equals(node) ? sender : peers.find(m.origin());
+        Optional<Peers.Peer> origin = m.origin().equals(node) ? Optional.of(sender) : peers.find(m.origin());
         if (origin.isEmpty()) {
             return reject(401, node, remote, "unknown origin node " + m.origin(), "envelope.origin");
         }
