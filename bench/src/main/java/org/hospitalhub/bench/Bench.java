@@ -313,7 +313,7 @@ public final class Bench {
                     hubPeakRssKb < 0 ? "-" : hubPeakRssKb / 1024 + " MB"));
         }
         if (raw != null) {
-            t.append(row("raw: KafkaConsumer + JDBC unnest + commitSync", raw.rate(), rawRate, syncRate,
+            t.append(row("raw: KafkaConsumer + JDBC unnest + commitAsync", raw.rate(), rawRate, syncRate,
                     rawDelay == null ? null : rawDelay.p(0.5), rawDelay == null ? null : rawDelay.p(0.99), "-"));
         }
         if (sync != null) {

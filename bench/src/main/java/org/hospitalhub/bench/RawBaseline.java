@@ -20,7 +20,8 @@ import org.apache.kafka.common.errors.WakeupException;
  * The raw baseline: what a hand-written consumer with the same guarantees does, and nothing more. A plain
  * KafkaConsumer (auto-commit off, max.poll.records = the hub's batch size), Jackson to read the envelope fields, the
  * batch's duplicates dropped, one unnest INSERT ... ON CONFLICT DO NOTHING per batch in one transaction (the hub's
- * statement), then commitSync of the offsets: a crash replays from the last commit and nothing is applied twice.
+ * statement), then commitAsync of the offsets (as the hub does): a crash replays from the last commit that reached the
+ * broker, and nothing is applied twice.
  * No schema validation, no processed-events table, no metrics, no Camel.
  */
 final class RawBaseline implements AutoCloseable {
@@ -89,7 +90,7 @@ final class RawBaseline implements AutoCloseable {
                 }
                 Pg.insertUnnest(c, table, cols);
                 c.commit();
-                consumer.commitSync();
+                consumer.commitAsync(); // as the hub commits: after the insert, without waiting for the broker
             }
         } catch (WakeupException stopped) {
             // close() woke the consumer up
