@@ -252,37 +252,47 @@ public class EventParser {
     }
 
 
-    /** Valid JSON text without its insignificant whitespace (the text itself when it has none). */
+    /**
+     * Valid JSON text without its insignificant whitespace (the text itself when it has none). Strings are skipped
+     * with {@link String#indexOf(int, int)} to their closing quote (one preceded by an even number of backslashes), so
+     * the text, mostly string values, is not walked character by character; what lies between strings is copied in
+     * runs, without the whitespace.
+     */
     static String compact(String json) {
         int n = json.length();
-        boolean inString = false;
         StringBuilder out = null;
-        for (int i = 0; i < n; i++) {
+        int copied = 0; // json[copied, i) is still to be copied into out
+        int i = 0;
+        while (i < n) {
             char c = json.charAt(i);
-            if (inString) {
-                if (c == '\\') {
-                    i++; // the escaped character
-                    if (out != null) {
-                        out.append(c).append(json.charAt(i));
+            if (c == '"') {
+                int from = i + 1;
+                while (true) {
+                    int q = json.indexOf('"', from);
+                    if (q < 0) {
+                        return json; // not valid JSON (an unterminated string): the caller's parser has refused it already
                     }
-                    continue;
+                    int b = q - 1;
+                    while (b > i && json.charAt(b) == '\\') {
+                        b--;
+                    }
+                    from = q + 1;
+                    if (((q - 1 - b) & 1) == 0) {
+                        break; // not escaped: the string ends here
+                    }
                 }
-                if (c == '"') {
-                    inString = false;
-                }
-            } else if (c == '"') {
-                inString = true;
+                i = from;
             } else if (c == ' ' || c == '\n' || c == '\r' || c == '\t') {
                 if (out == null) {
-                    out = new StringBuilder(n).append(json, 0, i);
+                    out = new StringBuilder(n);
                 }
-                continue;
-            }
-            if (out != null) {
-                out.append(c);
+                out.append(json, copied, i);
+                copied = ++i;
+            } else {
+                i++;
             }
         }
-        return out == null ? json : out.toString();
+        return out == null ? json : out.append(json, copied, n).toString();
     }
 
     private static String requiredText(Fields node, String field, Pattern pattern, String patternText) {

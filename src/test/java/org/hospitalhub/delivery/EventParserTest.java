@@ -134,4 +134,60 @@ class EventParserTest {
         it.forEachRemaining(out::add);
         return out;
     }
+
+    /** The plain character-by-character form of {@link EventParser#compact}: the reference for the faster one. */
+    private static String compactReference(String json) {
+        StringBuilder out = new StringBuilder();
+        boolean inString = false;
+        for (int i = 0; i < json.length(); i++) {
+            char c = json.charAt(i);
+            if (inString) {
+                out.append(c);
+                if (c == '\\') {
+                    out.append(json.charAt(++i));
+                } else if (c == '"') {
+                    inString = false;
+                }
+            } else if (c == '"') {
+                inString = true;
+                out.append(c);
+            } else if (c != ' ' && c != '\n' && c != '\r' && c != '\t') {
+                out.append(c);
+            }
+        }
+        return out.toString();
+    }
+
+    @Test
+    void compactDropsWhitespaceOutsideStringsOnlyAndKeepsEscapesAndDigits() throws Exception {
+        var mapper = new com.fasterxml.jackson.databind.ObjectMapper();
+        assertEquals("{\"a\":\"x y\",\"b\":[1.50,2]}", EventParser.compact("{ \"a\" : \"x y\" ,\n\t\"b\": [ 1.50 , 2 ] }"));
+        String already = "{\"a\":\"no whitespace to drop\"}";
+        assertSame(already, EventParser.compact(already), "a compact text is returned as it is");
+        assertEquals("{\"q\":\"say \\\"hi \\\" \",\"z\":1}", EventParser.compact("{\"q\" : \"say \\\"hi \\\" \" , \"z\" : 1}"));
+        assertEquals("{\"p\":\"C:\\\\ \",\"z\":1}", EventParser.compact("{\"p\": \"C:\\\\ \" , \"z\": 1}"),
+                "a string ending in an escaped backslash ends at its quote");
+        java.util.Random random = new java.util.Random(20261204L);
+        String[] pieces = {"\\\"", "\\\\", " ", "\\n", "\\u00e9", "住院", "a", "\\/", "\"", "\\t "};
+        String[] gaps = {"", " ", "\n  ", "\t", "\r\n"};
+        for (int round = 0; round < 5_000; round++) {
+            StringBuilder doc = new StringBuilder("{");
+            int fields = 1 + random.nextInt(6);
+            for (int f = 0; f < fields; f++) {
+                StringBuilder value = new StringBuilder();
+                int parts = random.nextInt(6);
+                for (int k = 0; k < parts; k++) {
+                    String piece = pieces[random.nextInt(pieces.length)];
+                    value.append(piece.equals("\"") ? "\\\"" : piece);
+                }
+                String gap = gaps[random.nextInt(gaps.length)];
+                doc.append(f == 0 ? "" : ",").append(gap).append("\"f").append(f).append("\"").append(gap).append(':').append(gap);
+                doc.append(random.nextBoolean() ? "\"" + value + "\"" : "[" + gap + random.nextInt(1000) + ".0" + gap + "," + gap + "-3e2" + gap + "]");
+            }
+            String json = doc.append(gaps[random.nextInt(gaps.length)]).append('}').toString();
+            String compact = EventParser.compact(json);
+            assertEquals(compactReference(json), compact, json);
+            assertEquals(mapper.readTree(json), mapper.readTree(compact), json);
+        }
+    }
 }
