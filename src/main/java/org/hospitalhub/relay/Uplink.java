@@ -90,36 +90,68 @@ final class Uplink {
         }
     }
 
+    /** Packets read for the parent, in hop order, parsed for the client. */
+    private record Batch(List<PacketStore.Stored> rows, List<Packet> packets) {
+        long lastSeq() {
+            return rows.get(rows.size() - 1).seq();
+        }
+    }
+
+    /** The packets for the parent after {@code afterSeq} (0: after the hop's cursor), at most one request's worth. */
+    private Batch read(long afterSeq) throws Exception {
+        List<PacketStore.Stored> rows = node.store.pending(parent.id(), afterSeq, batch);
+        return new Batch(rows, rows.stream().map(r -> Packet.fromJson(read(r.body()))).toList());
+    }
+
+    /**
+     * One request at a time goes to the parent, and while it is on its way (stored there, acknowledged) the next one is
+     * read and parsed here, so the parent gets it as soon as it answered. After any failure the prepared request is
+     * dropped and reading starts again from the hop's cursor: nothing goes out of order.
+     */
     private void forward() {
         int failures = 0;
+        Batch inFlight = null;
+        java.util.concurrent.CompletableFuture<?> answer = null;
         while (running) {
             try {
-                List<PacketStore.Stored> rows = node.store.pending(parent.id(), 0, batch);
-                if (rows.isEmpty()) {
-                    await(node.options.sweepPeriod());
-                    continue;
+                if (inFlight == null) {
+                    Batch first = read(0);
+                    if (first.rows().isEmpty()) {
+                        await(node.options.sweepPeriod());
+                        continue;
+                    }
+                    inFlight = first;
+                    answer = client.sendAll(first.packets());
                 }
+                Batch next = read(inFlight.lastSeq()); // prepared while the parent stores the request in flight
+                Batch sent = inFlight;
+                inFlight = null;
                 try {
-                    sendAll(rows);
+                    answer.get(node.options.requestTimeout().multipliedBy(3).toMillis(), TimeUnit.MILLISECONDS);
                     failures = 0;
-                } catch (RelayRejectedException r) {
-                    isolate(rows);
                 } catch (TimeoutException | ExecutionException e) {
                     Throwable cause = e instanceof ExecutionException ? e.getCause() : e;
                     if (cause instanceof RelayRejectedException) {
-                        isolate(rows);
+                        isolate(sent.rows());
                         continue;
                     }
-                    node.store.markAttempt(rows, "parent " + parent.id() + " unreachable: " + cause);
+                    node.store.markAttempt(sent.rows(), "parent " + parent.id() + " unreachable: " + cause);
                     Duration pause = backoff(failures++);
-                    LOG.debugf("Relay node %s: %d packets for parent %s wait %s ms (attempt %d): %s", node.id(), rows.size(),
+                    LOG.debugf("Relay node %s: %d packets for parent %s wait %s ms (attempt %d): %s", node.id(), sent.rows().size(),
                             parent.id(), pause.toMillis(), failures, cause.toString());
                     await(pause);
+                    continue;
                 }
+                if (!next.rows().isEmpty()) {
+                    inFlight = next;
+                    answer = client.sendAll(next.packets());
+                }
+                node.store.acknowledge(parent.id(), sent.lastSeq(), node.clock.instant());
             } catch (InterruptedException e) {
                 Thread.currentThread().interrupt();
                 return;
             } catch (Exception e) {
+                inFlight = null; // read again from the cursor
                 if (!running) {
                     return;
                 }
