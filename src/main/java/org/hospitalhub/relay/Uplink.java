@@ -98,7 +98,7 @@ final class Uplink {
     }
 
     /** The packets for the parent after {@code afterSeq} (0: after the hop's cursor), at most one request's worth. */
-    private Batch read(long afterSeq) throws Exception {
+    private Batch readAfter(long afterSeq) throws Exception {
         List<PacketStore.Stored> rows = node.store.pending(parent.id(), afterSeq, batch);
         return new Batch(rows, rows.stream().map(r -> Packet.fromJson(read(r.body()))).toList());
     }
@@ -115,7 +115,7 @@ final class Uplink {
         while (running) {
             try {
                 if (inFlight == null) {
-                    Batch first = read(0);
+                    Batch first = readAfter(0);
                     if (first.rows().isEmpty()) {
                         await(node.options.sweepPeriod());
                         continue;
@@ -123,7 +123,7 @@ final class Uplink {
                     inFlight = first;
                     answer = client.sendAll(first.packets());
                 }
-                Batch next = read(inFlight.lastSeq()); // prepared while the parent stores the request in flight
+                Batch next = readAfter(inFlight.lastSeq()); // prepared while the parent stores the request in flight
                 Batch sent = inFlight;
                 inFlight = null;
                 try {
