@@ -47,9 +47,10 @@ final class PacketStore {
 
     static final String DEAD_HOP = "!dead";
     /**
-     * status = 'PENDING', written so that no index can serve it: every delivered packet stays PENDING (its hop's
-     * cursor settles it), so the (status, id) index, there for dead letters, would match nearly the whole table, and
-     * a planner with stale statistics (a table filling fast) chose to scan it for each read of a hop's packets.
+     * status = 'PENDING', written so that no status index could serve it: every delivered packet stays PENDING (its
+     * hop's cursor settles it), so the (status, id) index that listed dead letters until V41 matched nearly the whole
+     * table, and a planner with stale statistics (a table filling fast) chose to scan it for each read of a hop's
+     * packets. (Dead letters are now listed through relay_dead_letter.)
      */
     private static final String NOT_SETTLED = "status NOT IN ('DEAD', 'SENT')"; // ck_relay_packet_status: the third value
 
@@ -119,6 +120,7 @@ final class PacketStore {
         for (Map.Entry<String, Integer> e : perHop.entrySet()) {
             nextSeq.put(e.getKey(), reserve(c, e.getKey(), e.getValue()));
         }
+        long deadFrom = nextSeq.getOrDefault(DEAD_HOP, 0L);
         Map<String, List<String>> idsByLeg = new TreeMap<>();
         for (int i = 0; i < items.size(); i++) {
             idsByLeg.computeIfAbsent(owners.get(i).leg(), k -> new ArrayList<>()).add(items.get(i).packet().packetId());
@@ -182,6 +184,16 @@ final class PacketStore {
             ins.executeBatch();
             if (aud != null) {
                 aud.executeBatch();
+            }
+        }
+        Long deadTo = nextSeq.get(DEAD_HOP);
+        if (deadTo != null) { // packets stored dead: the DEAD_HOP sequence numbers this transaction reserved
+            try (PreparedStatement dl = c.prepareStatement("INSERT INTO relay_dead_letter (id) SELECT id FROM relay_packet "
+                    + "WHERE hop = ? AND hop_seq >= ? AND hop_seq < ?")) {
+                dl.setString(1, DEAD_HOP);
+                dl.setLong(2, deadFrom);
+                dl.setLong(3, deadTo);
+                dl.executeUpdate();
             }
         }
         List<List<SendResult>> perRequest = new ArrayList<>();
@@ -301,8 +313,38 @@ final class PacketStore {
     }
 
     void markDead(List<Stored> rows, String reason, Instant now) throws SQLException {
-        update(rows, "UPDATE relay_packet SET status = 'DEAD', done_at = ?, last_error = ? WHERE id = ANY(?) AND status = 'PENDING'",
-                now, cut(reason));
+        if (rows.isEmpty()) {
+            return;
+        }
+        try (Connection c = ds.getConnection()) {
+            c.setAutoCommit(false);
+            try (PreparedStatement up = c.prepareStatement(
+                    "UPDATE relay_packet SET status = 'DEAD', done_at = ?, last_error = ? WHERE id = ANY(?) AND status = 'PENDING'")) {
+                Object[] ids = rows.stream().map(Stored::id).toArray();
+                up.setObject(1, utc(now));
+                up.setString(2, cut(reason));
+                up.setArray(3, c.createArrayOf("bigint", ids));
+                up.executeUpdate();
+                indexDead(c, ids);
+                c.commit();
+            } catch (SQLException | RuntimeException e) {
+                c.rollback();
+                throw e;
+            }
+        }
+    }
+
+    /**
+     * Lists the rows among {@code ids} that are now dead letters in relay_dead_letter (same transaction as the update).
+     * Dead letters have a table of their own, not an index on relay_packet's status: such an index took an entry for
+     * every packet stored (about a fifth of an insert's cost) to find the few that die.
+     */
+    private static void indexDead(Connection c, Object[] ids) throws SQLException {
+        try (PreparedStatement dl = c.prepareStatement("INSERT INTO relay_dead_letter (id) SELECT p.id FROM relay_packet p "
+                + "WHERE p.id = ANY(?) AND p.status = 'DEAD' AND NOT EXISTS (SELECT 1 FROM relay_dead_letter d WHERE d.id = p.id)")) {
+            dl.setArray(1, c.createArrayOf("bigint", ids));
+            dl.executeUpdate();
+        }
     }
 
     void markAttempt(List<Stored> rows, String error) throws SQLException {
@@ -314,22 +356,6 @@ final class PacketStore {
                 up.addBatch();
             }
             up.executeBatch();
-        }
-    }
-
-    /** One statement for all the rows (ids as an array parameter): a batch of single-row updates costs a round trip each. */
-    private void update(List<Stored> rows, String sql, Instant now, String reason) throws SQLException {
-        if (rows.isEmpty()) {
-            return;
-        }
-        try (Connection c = ds.getConnection(); PreparedStatement up = c.prepareStatement(sql)) {
-            int i = 1;
-            up.setObject(i++, utc(now));
-            if (reason != null) {
-                up.setString(i++, reason);
-            }
-            up.setArray(i, c.createArrayOf("bigint", rows.stream().map(Stored::id).toArray()));
-            up.executeUpdate();
         }
     }
 
@@ -364,7 +390,15 @@ final class PacketStore {
                     up.setLong(3, (Long) d[0]);
                     up.addBatch();
                 }
-                up.executeBatch();
+                c.setAutoCommit(false);
+                try {
+                    up.executeBatch();
+                    indexDead(c, due.stream().map(d -> d[0]).toArray());
+                    c.commit();
+                } catch (SQLException | RuntimeException e) {
+                    c.rollback();
+                    throw e;
+                }
             }
         }
         return due.size();
@@ -387,19 +421,20 @@ final class PacketStore {
     }
 
     List<Dead> deadLetters(String target, String sender, long afterId, int limit) throws SQLException {
-        StringBuilder sql = new StringBuilder("SELECT id, packet_id, sender, target, command, size_bytes, created_at, done_at, "
-                + "hop, last_error, attempts FROM relay_packet WHERE status = 'DEAD' AND id > ?");
+        StringBuilder sql = new StringBuilder("SELECT p.id, p.packet_id, p.sender, p.target, p.command, p.size_bytes, "
+                + "p.created_at, p.done_at, p.hop, p.last_error, p.attempts FROM relay_dead_letter d JOIN relay_packet p "
+                + "ON p.id = d.id WHERE d.id > ?");
         List<Object> args = new ArrayList<>();
         args.add(afterId);
         if (target != null) {
-            sql.append(" AND target = ?");
+            sql.append(" AND p.target = ?");
             args.add(target);
         }
         if (sender != null) {
-            sql.append(" AND sender = ?");
+            sql.append(" AND p.sender = ?");
             args.add(sender);
         }
-        sql.append(" ORDER BY id LIMIT ?");
+        sql.append(" ORDER BY d.id LIMIT ?");
         args.add(limit);
         List<Dead> out = new ArrayList<>();
         try (Connection c = ds.getConnection(); PreparedStatement q = c.prepareStatement(sql.toString())) {

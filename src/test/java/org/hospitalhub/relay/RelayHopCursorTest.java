@@ -103,6 +103,61 @@ class RelayHopCursorTest {
                 false)), now).get(0).get(0).status());
     }
 
+    @Test
+    void deadLettersOnPostgres() throws Exception {
+        try (NodeDatabase db = NodeDatabase.fresh("deadletters")) {
+            checkDeadLetters(db.dataSource);
+        }
+    }
+
+    @Test
+    void deadLettersOnH2() throws Exception {
+        checkDeadLetters(RelayOnH2Test.h2(Files.createTempDirectory("relay-dead"), "dead"));
+    }
+
+    /**
+     * The three ways a packet dies (no route when stored, refused by the next hop, ttl passed while waiting) each list
+     * it once among the dead letters (relay_dead_letter, written in the same transaction), in the order they died,
+     * with their reason, filtered by target and sender; a packet that is not dead is never listed.
+     */
+    private static void checkDeadLetters(DataSource ds) throws Exception {
+        PacketStore store = new PacketStore(ds, "n", false);
+        Instant now = Instant.now();
+        Peer from = new Peer("a@n", Peer.Kind.CLIENT);
+        Packet noRoute = RelayTreeTest.packet("a@n", "ghost@n", "dead.note", "dead", 0);
+        Packet refused = RelayTreeTest.packet("a@n", "b@n", "dead.note", "dead", 1);
+        Packet fine = RelayTreeTest.packet("a@n", "b@n", "dead.note", "dead", 2);
+        Packet shortLived = Packet.create("c@n", "b@n", "dead.short", RelayTreeTest.obj("run", "dead"), 1);
+        store.storeAll(List.of(new PacketStore.Request(List.of(
+                new PacketStore.Incoming(noRoute, noRoute.toJson().toString(), Routing.Decision.dead("no route to ghost@n")),
+                new PacketStore.Incoming(refused, refused.toJson().toString(), Routing.Decision.to("b@n")),
+                new PacketStore.Incoming(fine, fine.toJson().toString(), Routing.Decision.to("b@n")),
+                new PacketStore.Incoming(shortLived, shortLived.toJson().toString(), Routing.Decision.to("b@n"))),
+                from.id(), false)), now);
+        assertEquals(List.of(noRoute.packetId()), ids(store.deadLetters(null, null, 0, 10)), "dead when stored");
+
+        PacketStore.Stored refusedRow = store.pending("b@n", 0, 10).get(0);
+        assertEquals(refused.packetId(), refusedRow.packetId());
+        store.markDead(List.of(refusedRow), "refused by parent p: not for its subtree", now);
+        store.markDead(List.of(refusedRow), "refused again", now); // already dead: not listed twice
+        assertEquals(1, store.expire(now.plusSeconds(5)), "the short-lived one");
+        List<PacketStore.Dead> dead = store.deadLetters(null, null, 0, 10);
+        assertEquals(List.of(noRoute.packetId(), refused.packetId(), shortLived.packetId()), ids(dead));
+        assertEquals("refused by parent p: not for its subtree", dead.get(1).reason());
+        assertTrue(dead.get(2).reason().startsWith("ttl expired at node n"), dead.get(2).reason());
+        assertEquals(List.of(fine.packetId()), store.pending("b@n", 0, 10).stream().map(PacketStore.Stored::packetId).toList());
+
+        assertEquals(List.of(refused.packetId(), shortLived.packetId()), ids(store.deadLetters("b@n", null, 0, 10)), "by target");
+        assertEquals(List.of(shortLived.packetId()), ids(store.deadLetters(null, "c@n", 0, 10)), "by sender");
+        assertEquals(List.of(shortLived.packetId()), ids(store.deadLetters(null, null, dead.get(1).id(), 10)), "after an id");
+        assertEquals(3, count(ds, "SELECT COUNT(*) FROM relay_dead_letter"));
+        assertEquals(3, count(ds, "SELECT COUNT(*) FROM relay_packet WHERE status = 'DEAD'"));
+    }
+
+    private static List<String> ids(List<PacketStore.Dead> dead) {
+        return dead.stream().map(PacketStore.Dead::packetId).toList();
+    }
+
     private static List<Long> seqs(List<PacketStore.Stored> rows) {
         return rows.stream().map(PacketStore.Stored::seq).toList();
     }
