@@ -24,6 +24,8 @@ final class Uplink {
     private static final Logger LOG = Logger.getLogger(Uplink.class);
     /** Packets per request to the parent: a request is one transaction there, so bigger batches carry more per second. */
     private final int batch;
+    /** Bytes of packets per request to the parent (see {@link #readAfter}). */
+    private final long requestBytes;
 
     private final RelayNode node;
     private final Topology.Parent parent;
@@ -57,6 +59,7 @@ final class Uplink {
         }
         this.client = b.build();
         this.batch = Math.min(500, o.maxPacketsPerRequest());
+        this.requestBytes = Math.min(1L << 20, (long) o.maxPacketBytes() * 32);
         this.forwarder = new Thread(this::forward, "relay-" + node.id() + "-forward");
         this.forwarder.setDaemon(true);
     }
@@ -97,9 +100,22 @@ final class Uplink {
         }
     }
 
-    /** The packets for the parent after {@code afterSeq} (0: after the hop's cursor), at most one request's worth. */
+    /**
+     * The packets for the parent after {@code afterSeq} (0: after the hop's cursor), at most one request's worth: up to
+     * {@link #batch} packets and {@link #requestBytes} bytes (always at least one packet), so that a request always fits
+     * in what the parent takes at once (a TCP frame of 4 MiB, an HTTP body of 64 largest packets) even when large
+     * packets come together; a request the parent cannot take would be refused on every attempt.
+     */
     private Batch readAfter(long afterSeq) throws Exception {
         List<PacketStore.Stored> rows = node.store.pending(parent.id(), afterSeq, batch);
+        long bytes = 0;
+        for (int i = 0; i < rows.size(); i++) {
+            bytes += rows.get(i).body().getBytes(java.nio.charset.StandardCharsets.UTF_8).length + 1;
+            if (i > 0 && bytes > requestBytes) {
+                rows = rows.subList(0, i);
+                break;
+            }
+        }
         return new Batch(rows, rows.stream().map(r -> Packet.fromJson(read(r.body()))).toList());
     }
 

@@ -29,7 +29,14 @@ public final class Frames {
     }
 
     static void write(DataOutputStream out, JsonNode frame) throws IOException {
-        byte[] bytes = JSON.writeValueAsBytes(frame);
+        write(out, bytes(frame));
+    }
+
+    static byte[] bytes(JsonNode frame) throws IOException {
+        return JSON.writeValueAsBytes(frame);
+    }
+
+    static void write(DataOutputStream out, byte[] bytes) throws IOException {
         synchronized (out) {
             out.writeInt(bytes.length);
             out.write(bytes);

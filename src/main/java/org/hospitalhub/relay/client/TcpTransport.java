@@ -84,9 +84,16 @@ final class TcpTransport implements RelayClient.Transport {
         packets.forEach(p -> arr.add(p.toJson()));
         CompletableFuture<JsonNode> answer = new CompletableFuture<>();
         pending.put(ref, answer);
+        byte[] frame = Frames.bytes(f);
+        if (frame.length > Frames.MAX_FRAME) {
+            // the server would close the connection on it, on every attempt: refuse it here, as an HTTP server does (413)
+            throw new RelayRejectedException(413, "a request of " + packets.size() + " packets is " + frame.length
+                    + " bytes, more than a frame may carry (" + Frames.MAX_FRAME + "): send fewer or smaller packets at once",
+                    "packets", "max-frame");
+        }
         JsonNode a;
         try {
-            Frames.write(c.out, f);
+            Frames.write(c.out, frame);
             a = answer.get(s.requestTimeout.toMillis(), TimeUnit.MILLISECONDS);
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
