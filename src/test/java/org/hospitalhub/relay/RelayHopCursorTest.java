@@ -28,14 +28,38 @@ class RelayHopCursorTest {
 
     @Test
     void onPostgres() throws Exception {
-        try (NodeDatabase db = NodeDatabase.fresh("cursor")) {
-            check(db.dataSource);
-        }
+        onPostgres("cursor", RelayHopCursorTest::check);
     }
 
     @Test
     void onH2() throws Exception {
-        check(RelayOnH2Test.h2(Files.createTempDirectory("relay-cursor"), "cursor"));
+        onH2("cursor", RelayHopCursorTest::check);
+    }
+
+    @Test
+    void deadLettersOnPostgres() throws Exception {
+        onPostgres("deadletters", RelayHopCursorTest::checkDeadLetters);
+    }
+
+    @Test
+    void deadLettersOnH2() throws Exception {
+        onH2("deadletters", RelayHopCursorTest::checkDeadLetters);
+    }
+
+    private interface Check {
+        void run(DataSource ds) throws Exception;
+    }
+
+    /** A fresh PostgreSQL database with the hub's migrations, dropped afterwards. */
+    private static void onPostgres(String name, Check check) throws Exception {
+        try (NodeDatabase db = NodeDatabase.fresh(name)) {
+            check.run(db.dataSource);
+        }
+    }
+
+    /** A fresh embedded H2 database (the default's settings) with the hub's migrations. */
+    private static void onH2(String name, Check check) throws Exception {
+        check.run(RelayOnH2Test.h2(Files.createTempDirectory("relay-" + name), name));
     }
 
     private static void check(DataSource ds) throws Exception {
@@ -101,18 +125,6 @@ class RelayHopCursorTest {
         assertEquals(org.hospitalhub.relay.client.SendResult.Status.DUPLICATE, store.storeAll(List.of(new PacketStore.Request(
                 List.of(new PacketStore.Incoming(later, later.toJson().toString(), Routing.Decision.to("b@n"))), from.id(),
                 false)), now).get(0).get(0).status());
-    }
-
-    @Test
-    void deadLettersOnPostgres() throws Exception {
-        try (NodeDatabase db = NodeDatabase.fresh("deadletters")) {
-            checkDeadLetters(db.dataSource);
-        }
-    }
-
-    @Test
-    void deadLettersOnH2() throws Exception {
-        checkDeadLetters(RelayOnH2Test.h2(Files.createTempDirectory("relay-dead"), "dead"));
     }
 
     /**
