@@ -80,15 +80,24 @@ final class PacketStore {
      */
     List<List<SendResult>> storeAll(List<Request> requests, Instant now) throws SQLException {
         try (Connection c = ds.getConnection()) {
-            c.setAutoCommit(false);
-            try {
-                List<List<SendResult>> results = storeAll(c, requests, now);
-                c.commit();
-                return results;
-            } catch (SQLException | RuntimeException e) {
-                c.rollback();
-                throw e;
-            }
+            return inTransaction(c, () -> storeAll(c, requests, now));
+        }
+    }
+
+    private interface Work<T> {
+        T run() throws SQLException;
+    }
+
+    /** Runs {@code work} on {@code c} as one transaction: committed if it returns, rolled back if it throws. */
+    private static <T> T inTransaction(Connection c, Work<T> work) throws SQLException {
+        c.setAutoCommit(false);
+        try {
+            T result = work.run();
+            c.commit();
+            return result;
+        } catch (SQLException | RuntimeException e) {
+            c.rollback();
+            throw e;
         }
     }
 
@@ -316,21 +325,17 @@ final class PacketStore {
         if (rows.isEmpty()) {
             return;
         }
-        try (Connection c = ds.getConnection()) {
-            c.setAutoCommit(false);
-            try (PreparedStatement up = c.prepareStatement(
-                    "UPDATE relay_packet SET status = 'DEAD', done_at = ?, last_error = ? WHERE id = ANY(?) AND status = 'PENDING'")) {
-                Object[] ids = rows.stream().map(Stored::id).toArray();
-                up.setObject(1, utc(now));
-                up.setString(2, cut(reason));
-                up.setArray(3, c.createArrayOf("bigint", ids));
+        Object[] ids = rows.stream().map(Stored::id).toArray();
+        try (Connection c = ds.getConnection(); PreparedStatement up = c.prepareStatement(
+                "UPDATE relay_packet SET status = 'DEAD', done_at = ?, last_error = ? WHERE id = ANY(?) AND status = 'PENDING'")) {
+            up.setObject(1, utc(now));
+            up.setString(2, cut(reason));
+            up.setArray(3, c.createArrayOf("bigint", ids));
+            inTransaction(c, () -> {
                 up.executeUpdate();
                 indexDead(c, ids);
-                c.commit();
-            } catch (SQLException | RuntimeException e) {
-                c.rollback();
-                throw e;
-            }
+                return null;
+            });
         }
     }
 
@@ -390,15 +395,11 @@ final class PacketStore {
                     up.setLong(3, (Long) d[0]);
                     up.addBatch();
                 }
-                c.setAutoCommit(false);
-                try {
+                inTransaction(c, () -> {
                     up.executeBatch();
                     indexDead(c, due.stream().map(d -> d[0]).toArray());
-                    c.commit();
-                } catch (SQLException | RuntimeException e) {
-                    c.rollback();
-                    throw e;
-                }
+                    return null;
+                });
             }
         }
         return due.size();

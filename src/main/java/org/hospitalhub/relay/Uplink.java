@@ -116,7 +116,11 @@ final class Uplink {
                 break;
             }
         }
-        return new Batch(rows, rows.stream().map(r -> Packet.fromJson(read(r.body()))).toList());
+        return new Batch(rows, packets(rows));
+    }
+
+    private static List<Packet> packets(List<PacketStore.Stored> rows) {
+        return rows.stream().map(r -> Packet.fromJson(read(r.body()))).toList();
     }
 
     /**
@@ -182,8 +186,7 @@ final class Uplink {
     }
 
     private void sendAll(List<PacketStore.Stored> rows) throws Exception {
-        List<Packet> packets = rows.stream().map(r -> Packet.fromJson(read(r.body()))).toList();
-        client.sendAll(packets).get(node.options.requestTimeout().multipliedBy(3).toMillis(), TimeUnit.MILLISECONDS);
+        client.sendAll(packets(rows)).get(node.options.requestTimeout().multipliedBy(3).toMillis(), TimeUnit.MILLISECONDS);
         node.store.acknowledge(parent.id(), rows.get(rows.size() - 1).seq(), node.clock.instant()); // rows are in hop order
     }
 
