@@ -2,6 +2,7 @@ package org.hospitalhub.delivery;
 
 import java.io.IOException;
 import java.io.UncheckedIOException;
+import java.nio.charset.StandardCharsets;
 import java.time.OffsetDateTime;
 import java.time.format.DateTimeParseException;
 import java.util.ArrayList;
@@ -20,6 +21,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.json.JsonMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import com.fasterxml.jackson.databind.node.TextNode;
 import com.networknt.schema.ValidationMessage;
 
 import io.quarkus.arc.ClientProxy;
@@ -56,17 +58,50 @@ public class EventParser {
         if (body == null || body.isBlank()) {
             throw new InvalidEventException("", "required", "the request body is empty; send one event or a JSON array of events");
         }
+        try (JsonParser p = strict.createParser(body)) {
+            return parseBody(p, body, null);
+        } catch (IOException e) {
+            throw new UncheckedIOException(e); // a String cannot fail to be read
+        }
+    }
+
+    /**
+     * {@link #parseBody(String)} of a body in UTF-8 (a Kafka record's value): Jackson reads the bytes as they are, which
+     * is cheaper than decoding them into a String first (its byte parser matches field names four bytes at a time), and
+     * only the payload's text is decoded. Bytes that are not UTF-8 are malformed JSON.
+     */
+    public List<Event> parseBody(byte[] utf8) {
+        if (utf8 == null || utf8.length == 0) {
+            throw new InvalidEventException("", "required", "the request body is empty; send one event or a JSON array of events");
+        }
+        try (JsonParser p = strict.createParser(utf8)) {
+            if (!(p instanceof com.fasterxml.jackson.core.json.UTF8StreamJsonParser)) {
+                // Jackson took the bytes for UTF-16 or UTF-32 (by their first bytes): read them as UTF-8 text, as the
+                // String path would, so the payload's text is never cut by offsets of another encoding
+                return parseBody(new String(utf8, StandardCharsets.UTF_8));
+            }
+            return parseBody(p, null, utf8);
+        } catch (IOException e) {
+            throw new UncheckedIOException(e); // a byte array cannot fail to be read
+        }
+    }
+
+    /** Parses the body from {@code text} or from {@code utf8}, whichever is given (the payload's text is cut from it). */
+    private List<Event> parseBody(JsonParser p, String text, byte[] utf8) throws IOException {
         List<Object> read = new ArrayList<>(); // a Fields per envelope, or a String naming what else an element was
         boolean array;
-        try (JsonParser p = strict.createParser(body)) {
+        try {
             JsonToken t = p.nextToken();
+            if (t == null) {
+                throw new InvalidEventException("", "required", "the request body is empty; send one event or a JSON array of events");
+            }
             array = t == JsonToken.START_ARRAY;
             if (t == JsonToken.START_OBJECT) {
-                read.add(readEnvelope(p, body, true));
+                read.add(readEnvelope(p, text, utf8, true));
             } else if (array) {
                 while ((t = p.nextToken()) != JsonToken.END_ARRAY) {
                     if (t == JsonToken.START_OBJECT) {
-                        read.add(readEnvelope(p, body, true));
+                        read.add(readEnvelope(p, text, utf8, true));
                     } else {
                         p.skipChildren();
                         read.add("not an object");
@@ -84,8 +119,6 @@ public class EventParser {
             }
         } catch (JsonProcessingException e) {
             throw malformed(e);
-        } catch (IOException e) {
-            throw new UncheckedIOException(e); // a String cannot fail to be read
         }
         if (!array) {
             return List.of(build((Fields) read.get(0), true));
@@ -116,7 +149,15 @@ public class EventParser {
 
     /** Parses one envelope from its JSON text (a Kafka record, a RabbitMQ message, a stored event). */
     public Event parseOne(String json) {
-        List<Event> events = parseBody(json);
+        return one(parseBody(json));
+    }
+
+    /** Parses one envelope from its UTF-8 bytes (a Kafka record's value). */
+    public Event parseOne(byte[] utf8) {
+        return one(parseBody(utf8));
+    }
+
+    private static Event one(List<Event> events) {
         if (events.size() != 1) {
             throw new InvalidEventException("", "type", "expected one event, got an array of " + events.size());
         }
@@ -165,22 +206,26 @@ public class EventParser {
      * as small nodes, the payload as a tree only when it is to be checked against its schema, and the payload's text
      * cut from the body by the parser's character offsets. Duplicate keys are refused by the parser itself.
      */
-    private Fields readEnvelope(JsonParser p, String body, boolean payloadTree) throws IOException {
+    private Fields readEnvelope(JsonParser p, String text, byte[] utf8, boolean payloadTree) throws IOException {
         Fields f = new Fields();
         while (p.nextToken() == JsonToken.FIELD_NAME) {
             String name = p.currentName();
             JsonToken t = p.nextToken();
             int i = NAMES.indexOf(name);
             if (i == PAYLOAD && t == JsonToken.START_OBJECT) {
-                long from = p.currentTokenLocation().getCharOffset();
+                long from = offset(p, text);
                 if (payloadTree) {
                     f.values[i] = p.readValueAsTree();
                 } else {
                     p.skipChildren();
                     f.values[i] = strict.getNodeFactory().objectNode(); // stands for "an object"; text below
                 }
-                long to = p.currentTokenLocation().getCharOffset();
-                f.payloadText = body.substring((int) from, (int) to + 1);
+                long to = offset(p, text) + 1; // after the closing brace (one byte in UTF-8 too)
+                f.payloadText = text != null ? text.substring((int) from, (int) to)
+                        : new String(utf8, (int) from, (int) (to - from), StandardCharsets.UTF_8);
+            } else if (i >= 0 && t == JsonToken.VALUE_STRING) {
+                // the header fields are strings: a node of the text, without a tree reader (and its context) per field
+                f.values[i] = TextNode.valueOf(p.getText());
             } else if (i >= 0) {
                 f.values[i] = p.readValueAsTree();
             } else {
@@ -189,6 +234,12 @@ public class EventParser {
             }
         }
         return f;
+    }
+
+    /** Where the current token starts in the body: in characters when it is read from text, else in bytes. */
+    private static long offset(JsonParser p, String text) {
+        var at = p.currentTokenLocation();
+        return text != null ? at.getCharOffset() : at.getByteOffset();
     }
 
     private Event build(Fields node, boolean checkSchema) {
@@ -334,7 +385,7 @@ public class EventParser {
             if (p.nextToken() != JsonToken.START_OBJECT) {
                 throw new IllegalStateException("stored envelope is not a JSON object");
             }
-            return build(readEnvelope(p, envelope, false), false);
+            return build(readEnvelope(p, envelope, null, false), false);
         } catch (IOException e) {
             throw new IllegalStateException("stored envelope is not JSON: " + e.getMessage(), e);
         }

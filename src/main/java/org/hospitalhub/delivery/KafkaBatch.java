@@ -70,25 +70,23 @@ public class KafkaBatch {
         Set<String> sources = allowed == null || allowed.isBlank() || allowed.strip().equals("*") ? null
                 : Set.of(allowed.strip().split("\\s*,\\s*"));
         List<Event> events = new ArrayList<>(records.size());
-        Map<Object, KafkaManualCommit> commits = new LinkedHashMap<>();
-        String topic = null;
         for (Exchange r : records) {
-            topic = lastCommit(r.getMessage(), commits);
-            String value = r.getMessage().getBody(String.class);
+            Object value = r.getMessage().getBody();
             try {
-                Event e = parser.parseOne(value);
+                Event e = parse(value);
                 if (sources != null && !sources.contains(e.source())) {
                     throw new InvalidEventException(InvalidEventException.Kind.INVALID, "source",
-                            "allowedSources", "source '" + e.source() + "' may not send on topic " + topic);
+                            "allowedSources", "source '" + e.source() + "' may not send on topic " + topicOf(r));
                 }
                 events.add(e);
             } catch (InvalidEventException bad) {
+                String topic = topicOf(r);
                 exchange.setProperty(DeadLetterStore.SOURCE_TOPIC, topic);
-                deadLetterInvalid(ingest, topic, value, bad);
+                deadLetterInvalid(ingest, topic, text(value), bad);
             }
         }
-        exchange.setProperty(COMMITS, commits);
-        exchange.setProperty(DeadLetterStore.SOURCE_TOPIC, topic);
+        exchange.setProperty(COMMITS, lastCommits(records));
+        exchange.setProperty(DeadLetterStore.SOURCE_TOPIC, records.isEmpty() ? null : topicOf(records.get(records.size() - 1)));
         metrics.received(ingest, "kafka", records.size());
         EventStore.Stored stored = store.store(events, "kafka");
         metrics.duplicates(ingest, stored.duplicates().size());
@@ -103,26 +101,23 @@ public class KafkaBatch {
         List<Event> events = new ArrayList<>(records.size());
         Set<String> seen = new HashSet<>(records.size() * 2); // sized once: no rehashing while a batch is read
         int duplicates = 0;
-        Map<Object, KafkaManualCommit> commits = new LinkedHashMap<>();
-        String topic = null;
         for (Exchange r : records) {
-            // one header lookup per record: the commit knows its partition, and with it the topic
-            topic = lastCommit(r.getMessage(), commits);
-            String value = r.getMessage().getBody(String.class);
+            Object value = r.getMessage().getBody();
             try {
-                Event e = parser.parseOne(value);
+                Event e = parse(value);
                 if (seen.add(e.eventId())) {
                     events.add(e);
                 } else {
                     duplicates++;
                 }
             } catch (InvalidEventException bad) {
+                String topic = topicOf(r);
                 exchange.setProperty(DeadLetterStore.SOURCE_TOPIC, topic);
-                deadLetterInvalid(flow, topic, value, bad);
+                deadLetterInvalid(flow, topic, text(value), bad);
             }
         }
-        exchange.setProperty(COMMITS, commits);
-        exchange.setProperty(DeadLetterStore.SOURCE_TOPIC, topic);
+        exchange.setProperty(COMMITS, lastCommits(records));
+        exchange.setProperty(DeadLetterStore.SOURCE_TOPIC, records.isEmpty() ? null : topicOf(records.get(records.size() - 1)));
         metrics.received(flow, "kafka", records.size());
         // dedupe "sink" (kafka-source; the route check allows it with a jdbc-sink only): the sink's unique event_id drops
         // what was delivered before, and counts it (DeliveryReport)
@@ -145,6 +140,23 @@ public class KafkaBatch {
                 && !exchange.getProperty(JdbcBatchSink.PROCESSED_RECORDED, false, Boolean.class)) {
             processed.record(exchange.getProperty("HubFlow", String.class), batch);
         }
+    }
+
+    /**
+     * A record's value: its UTF-8 bytes as the templates read them (valueDeserializer ByteArrayDeserializer, parsed
+     * without decoding them into a String first), or text from a consumer configured otherwise.
+     */
+    private Event parse(Object value) {
+        if (value instanceof byte[] utf8) {
+            return parser.parseOne(utf8);
+        }
+        return parser.parseOne(value == null ? null : value.toString());
+    }
+
+    /** The value as text, for its dead letter (bytes that are not UTF-8 keep their replacement characters). */
+    private static String text(Object value) {
+        return value instanceof byte[] utf8 ? new String(utf8, java.nio.charset.StandardCharsets.UTF_8)
+                : value == null ? null : value.toString();
     }
 
     void deadLetterInvalid(String flow, String topic, String value, InvalidEventException bad) {
@@ -208,21 +220,36 @@ public class KafkaBatch {
 
     private static final com.fasterxml.jackson.databind.ObjectMapper LENIENT = new com.fasterxml.jackson.databind.ObjectMapper();
 
+    private static String topicOf(Exchange record) {
+        return record.getMessage().getHeader(KafkaConstants.TOPIC, String.class);
+    }
+
     /**
-     * Notes the record's commit as the last of its partition (records of a poll come in offset order); returns the
-     * record's topic.
+     * The commit of the last record of each partition in the batch. Read from the end of the batch, and only until
+     * every partition assigned to the consumer has been seen: Camel's headers are a case-insensitive TreeMap, and one
+     * lookup per record (in a batch of 2,000 from 4 partitions, where a handful of lookups from the end suffice) was
+     * 5-7 % of the flow's CPU. A partition the consumer lost since the poll may be missed: its records are not
+     * committed here, and whoever reads them again drops them as duplicates.
      */
-    private static String lastCommit(org.apache.camel.Message m, Map<Object, KafkaManualCommit> commits) {
-        KafkaManualCommit commit = m.getHeader(KafkaConstants.MANUAL_COMMIT, KafkaManualCommit.class);
-        if (commit instanceof org.apache.camel.component.kafka.consumer.DefaultKafkaManualCommit d) {
-            commits.put(d.getPartition(), commit);
-            return d.getPartition().topic();
+    static Map<Object, KafkaManualCommit> lastCommits(List<Exchange> records) {
+        Map<Object, KafkaManualCommit> commits = new LinkedHashMap<>();
+        Set<TopicPartition> assigned = null;
+        for (int i = records.size() - 1; i >= 0; i--) {
+            org.apache.camel.Message m = records.get(i).getMessage();
+            KafkaManualCommit commit = m.getHeader(KafkaConstants.MANUAL_COMMIT, KafkaManualCommit.class);
+            if (commit instanceof org.apache.camel.component.kafka.consumer.DefaultKafkaManualCommit d) {
+                commits.putIfAbsent(d.getPartition(), commit);
+                if (assigned == null) {
+                    assigned = d.getConsumer().assignment();
+                }
+                if (commits.size() >= assigned.size() && commits.keySet().containsAll(assigned)) {
+                    break;
+                }
+            } else if (commit != null) {
+                commits.putIfAbsent(m.getHeader(KafkaConstants.TOPIC, String.class) + "/" + m.getHeader(KafkaConstants.PARTITION), commit);
+            }
         }
-        String topic = m.getHeader(KafkaConstants.TOPIC, String.class);
-        if (commit != null) {
-            commits.put(topic + "/" + m.getHeader(KafkaConstants.PARTITION), commit);
-        }
-        return topic;
+        return commits;
     }
 
     /**
@@ -237,10 +264,7 @@ public class KafkaBatch {
             if (records == null) {
                 return;
             }
-            commits = new LinkedHashMap<>();
-            for (Exchange r : records) {
-                lastCommit(r.getMessage(), commits);
-            }
+            commits = lastCommits(records);
         }
         commitAll(commits.values());
     }

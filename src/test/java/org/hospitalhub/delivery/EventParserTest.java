@@ -4,6 +4,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertSame;
 import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.time.OffsetDateTime;
 import java.time.format.DateTimeParseException;
@@ -156,6 +157,36 @@ class EventParserTest {
             }
         }
         return out.toString();
+    }
+
+    @Test
+    void aRecordsUtf8BytesReadAsItsTextDoes() throws Exception {
+        // multi-byte characters before the payload (a key in Chinese, an emoji of 4 bytes) put its byte offsets far
+        // from its character offsets: the payload's text must still be cut at its own braces
+        String[] docs = {
+            charge("b-1", "{\"chargeId\":\"C-1\",\"patientId\":\"P1\",\"amount\":1.50,\"reason\":\"多收\"}").replace("\"P1\"", "\"患者一号😀\""),
+            charge("b-2", "{ \"chargeId\" : \"退费 😀 \\\" }\" ,\n \"patientId\":\"P 1\", \"amount\": 12345678901234567.89,"
+                    + " \"reason\": \"重复\", \"items\": [ {\"code\":\"药品\"} ] }").replace("\"test\"", "\"H-1\""),
+            "  " + charge("b-3", "{\"chargeId\":\"C\",\"patientId\":\"P\",\"amount\":0,\"reason\":\"\\u00e9 é\"}") + "\n",
+        };
+        for (String doc : docs) {
+            Event text = parser.parseOne(doc);
+            Event bytes = parser.parseOne(doc.getBytes(java.nio.charset.StandardCharsets.UTF_8));
+            assertEquals(text.envelope(), bytes.envelope(), doc);
+            assertEquals(text.payloadJson(), bytes.payloadJson(), doc);
+            assertEquals(text.key(), bytes.key(), doc);
+            assertEquals(mapper.readTree(bytes.payloadJson()), bytes.payload(), doc);
+        }
+        // a Kafka record's rules are the same as a request's, with a clear reason
+        assertEquals("required", assertThrows(InvalidEventException.class, () -> parser.parseOne(new byte[0])).rule());
+        byte[] latin1 = charge("b-4", "{\"chargeId\":\"C\",\"patientId\":\"P1\",\"amount\":1,\"reason\":\"Ré\"}")
+                .getBytes(java.nio.charset.StandardCharsets.ISO_8859_1);
+        var notUtf8 = assertThrows(InvalidEventException.class, () -> parser.parseOne(latin1));
+        assertEquals("json", notUtf8.rule(), notUtf8.getMessage());
+        assertTrue(notUtf8.getMessage().contains("UTF-8"), notUtf8.getMessage());
+        // UTF-16 (Jackson recognises it by its first bytes) is read as UTF-8 text would be: refused, not cut wrong
+        byte[] utf16 = docs[0].getBytes(java.nio.charset.StandardCharsets.UTF_16BE);
+        assertEquals("json", assertThrows(InvalidEventException.class, () -> parser.parseOne(utf16)).rule());
     }
 
     @Test
