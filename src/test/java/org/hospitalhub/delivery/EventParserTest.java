@@ -190,6 +190,29 @@ class EventParserTest {
     }
 
     @Test
+    void identifierRulesAreTheRegularExpressionsTheyStandFor() {
+        var eventId = java.util.regex.Pattern.compile("[A-Za-z0-9][A-Za-z0-9._:\\-]{0,199}");
+        var code = java.util.regex.Pattern.compile("[A-Za-z0-9][A-Za-z0-9._\\-]{0,99}");
+        String alphabet = "aZ09._:-/ é住\t+Ａ"; // letters, digits, the allowed marks, and near misses (a full-width A)
+        java.util.Random random = new java.util.Random(20261205L);
+        for (int round = 0; round < 20_000; round++) {
+            int length = random.nextInt(4) == 0 ? 95 + random.nextInt(110) : random.nextInt(6);
+            StringBuilder b = new StringBuilder();
+            for (int i = 0; i < length; i++) {
+                b.append(random.nextInt(3) == 0 ? alphabet.charAt(random.nextInt(alphabet.length())) : (char) ('a' + random.nextInt(26)));
+            }
+            String s = b.toString();
+            assertEquals(eventId.matcher(s).matches(), EventParser.EVENT_ID.matches(s), s);
+            assertEquals(code.matcher(s).matches(), EventParser.CODE.matches(s), s);
+        }
+        for (String s : new String[] {"", "a", "-a", ".a", ":a", "a:b", "a-b.c_d", "x".repeat(100), "x".repeat(101),
+            "x".repeat(200), "x".repeat(201)}) {
+            assertEquals(eventId.matcher(s).matches(), EventParser.EVENT_ID.matches(s), s);
+            assertEquals(code.matcher(s).matches(), EventParser.CODE.matches(s), s);
+        }
+    }
+
+    @Test
     void compactDropsWhitespaceOutsideStringsOnlyAndKeepsEscapesAndDigits() throws Exception {
         var mapper = new com.fasterxml.jackson.databind.ObjectMapper();
         assertEquals("{\"a\":\"x y\",\"b\":[1.50,2]}", EventParser.compact("{ \"a\" : \"x y\" ,\n\t\"b\": [ 1.50 , 2 ] }"));
