@@ -180,8 +180,8 @@ public class KafkaBatch {
      * coordinator (about a tenth of the consumer thread's time in the benchmark). What this gives up is nothing the
      * flow relies on: an offset is still committed only after its records are stored, so a commit that is lost (a crash
      * before the broker has it, a rebalance) means records read again, which the flow's dedupe drops (hub_processed, or
-     * the staging table's unique event_id). A commit the broker refuses (a rebalance) is superseded by the next batch's;
-     * Kafka's consumer waits for the commits in flight when it is closed.
+     * the staging table's unique event_id). A commit the broker refuses is superseded by the next batch's, or asked
+     * again (see {@link #commitAsync}); Kafka's consumer waits for the commits in flight when it is closed.
      */
     private static void commitAll(java.util.Collection<KafkaManualCommit> commits) {
         if (commits.isEmpty()) {
@@ -198,13 +198,58 @@ public class KafkaBatch {
             consumer = d.getConsumer();
             offsets.put(d.getPartition(), new OffsetAndMetadata(d.getRecordOffset() + 1));
         }
+        commitAsync(consumer, offsets, 0);
+    }
+
+    /** How often a refused commit that nothing superseded is asked again. */
+    private static final int COMMIT_RETRIES = 5;
+    /**
+     * The offset last asked to be committed, per consumer and partition; read and written on each consumer's own thread
+     * (the commit callbacks run inside its poll). Weak keys: a consumer Camel closed and replaced leaves with its map.
+     */
+    private static final Map<org.apache.kafka.clients.consumer.Consumer<?, ?>, Map<TopicPartition, Long>> ASKED =
+            java.util.Collections.synchronizedMap(new java.util.WeakHashMap<>());
+
+    /**
+     * Asks for the commit without waiting for the answer. A commit the broker fails with a retriable error (its
+     * coordinator moved or was unreachable until the request timed out) is asked again, for the partitions whose
+     * offset nothing newer has superseded, up to {@link #COMMIT_RETRIES} times: otherwise, after the last batch before
+     * a quiet spell, the group's committed offsets (and the consumer-lag metric and alert) would stay behind records
+     * that were delivered long ago. A commit refused for good (the partition was reassigned) is left: whoever reads
+     * those records again drops them as duplicates.
+     */
+    private static void commitAsync(org.apache.kafka.clients.consumer.Consumer<?, ?> consumer,
+            Map<TopicPartition, OffsetAndMetadata> offsets, int attempt) {
+        Map<TopicPartition, Long> asked = ASKED.computeIfAbsent(consumer, c -> new java.util.HashMap<>());
+        offsets.forEach((tp, o) -> asked.put(tp, o.offset()));
         consumer.commitAsync(offsets, (done, error) -> {
-            if (error != null) {
-                // the next batch's commit supersedes it; a partition without another batch is read again from its
-                // last commit after a restart or rebalance, and its records are dropped as duplicates
-                LOG.infof("Kafka offset commit of %s refused: %s", done, error.toString());
+            if (error == null) {
+                return;
+            }
+            Map<TopicPartition, OffsetAndMetadata> again = notSuperseded(done, asked);
+            boolean retry = error instanceof org.apache.kafka.common.errors.RetriableException && attempt < COMMIT_RETRIES
+                    && !again.isEmpty();
+            LOG.infof("Kafka offset commit of %s refused (%s); %s", done, error.toString(),
+                    retry ? "asking again for " + again.keySet() : "a later commit or the next reader covers it");
+            if (retry) {
+                commitAsync(consumer, again, attempt + 1);
             }
         });
+    }
+
+    /** The failed offsets still the latest asked for their partition (a later batch's commit supersedes the rest). */
+    static Map<TopicPartition, OffsetAndMetadata> notSuperseded(Map<TopicPartition, OffsetAndMetadata> failed,
+            Map<TopicPartition, Long> asked) {
+        Map<TopicPartition, OffsetAndMetadata> again = new LinkedHashMap<>();
+        if (failed != null) {
+            failed.forEach((tp, o) -> {
+                Long latest = asked.get(tp);
+                if (latest != null && latest == o.offset()) {
+                    again.put(tp, o);
+                }
+            });
+        }
+        return again;
     }
 
     /** The eventId of a record that failed validation, if it has one, so its dead letter can be found by it. */

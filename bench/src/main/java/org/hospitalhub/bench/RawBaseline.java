@@ -20,8 +20,8 @@ import org.apache.kafka.common.errors.WakeupException;
  * The raw baseline: what a hand-written consumer with the same guarantees does, and nothing more. A plain
  * KafkaConsumer (auto-commit off, max.poll.records = the hub's batch size), Jackson to read the envelope fields, the
  * batch's duplicates dropped, one unnest INSERT ... ON CONFLICT DO NOTHING per batch in one transaction (the hub's
- * statement), then commitAsync of the offsets (as the hub does): a crash replays from the last commit that reached the
- * broker, and nothing is applied twice.
+ * statement), then commitAsync of the offsets (as the hub does, asking again when a refused commit has no later one
+ * after it): a crash replays from the last commit that reached the broker, and nothing is applied twice.
  * No schema validation, no processed-events table, no metrics, no Camel.
  */
 final class RawBaseline implements AutoCloseable {
@@ -59,9 +59,16 @@ final class RawBaseline implements AutoCloseable {
         try (Connection c = pg.connect(db)) {
             c.setAutoCommit(false);
             consumer.subscribe(List.of(topic));
+            boolean[] refused = {false}; // set by a commit callback (on this thread, inside poll)
             while (!stopping) {
                 ConsumerRecords<String, String> records = consumer.poll(Duration.ofMillis(pollMs));
                 if (records.isEmpty()) {
+                    if (refused[0]) {
+                        // a refused commit (a request that timed out) with no batch after it: ask again, as the hub does,
+                        // or the group's offsets would stay behind rows inserted long ago
+                        refused[0] = false;
+                        consumer.commitAsync((done, error) -> refused[0] |= error != null);
+                    }
                     continue;
                 }
                 int n = records.count();
@@ -90,7 +97,8 @@ final class RawBaseline implements AutoCloseable {
                 }
                 Pg.insertUnnest(c, table, cols);
                 c.commit();
-                consumer.commitAsync(); // as the hub commits: after the insert, without waiting for the broker
+                // as the hub commits: after the insert, without waiting for the broker; a later commit supersedes a refused one
+                consumer.commitAsync((done, error) -> refused[0] |= error != null);
             }
         } catch (WakeupException stopped) {
             // close() woke the consumer up
