@@ -158,7 +158,7 @@ final class PacketStore {
                 String hop = hops.get(i);
                 long seq = nextSeq.merge(hop, 1L, Long::sum) - 1;
                 String reason = reasons.get(i);
-                int size = in.body().getBytes(java.nio.charset.StandardCharsets.UTF_8).length;
+                int size = utf8Length(in.body());
                 ins.setString(1, p.packetId());
                 ins.setString(2, p.from());
                 ins.setString(3, p.to());
@@ -521,5 +521,32 @@ final class PacketStore {
 
     private static String cut(String s) {
         return s == null || s.length() <= 2000 ? s : s.substring(0, 1999) + "…";
+    }
+
+    /**
+     * The length of {@code s} in UTF-8, as {@code s.getBytes(UTF_8).length} gives it (an unpaired surrogate is one byte,
+     * the '?' it is encoded as) without encoding it: packets are measured at every hop, and encoding each one to count
+     * its bytes was 4 % of a relay node's CPU where packets carry Chinese text.
+     */
+    static int utf8Length(String s) {
+        int n = s.length();
+        int bytes = n;
+        for (int i = 0; i < n; i++) {
+            char c = s.charAt(i);
+            if (c < 0x80) {
+                continue;
+            }
+            if (c < 0x800) {
+                bytes += 1;
+            } else if (Character.isHighSurrogate(c) && i + 1 < n && Character.isLowSurrogate(s.charAt(i + 1))) {
+                bytes += 2; // the pair: 4 bytes for 2 chars
+                i++;
+            } else if (Character.isSurrogate(c)) {
+                continue; // unpaired: encoded as '?'
+            } else {
+                bytes += 2;
+            }
+        }
+        return bytes;
     }
 }

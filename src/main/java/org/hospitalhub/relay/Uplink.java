@@ -110,7 +110,7 @@ final class Uplink {
         List<PacketStore.Stored> rows = node.store.pending(parent.id(), afterSeq, batch);
         long bytes = 0;
         for (int i = 0; i < rows.size(); i++) {
-            bytes += rows.get(i).body().getBytes(java.nio.charset.StandardCharsets.UTF_8).length + 1;
+            bytes += PacketStore.utf8Length(rows.get(i).body()) + 1;
             if (i > 0 && bytes > requestBytes) {
                 rows = rows.subList(0, i);
                 break;
