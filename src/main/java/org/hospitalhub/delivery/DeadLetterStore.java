@@ -79,6 +79,16 @@ public class DeadLetterStore {
                 for (Event e : (List<Event>) list) {
                     letters.add(new Letter(e.eventId(), e.type(), e.envelope(), message, errorClass));
                 }
+            } else if (batch instanceof List<?> list && list.get(0) instanceof Exchange) {
+                // a Kafka batch that failed before its events were read out of the records (the processed-events lookup,
+                // the dead-letter store of an invalid record): one letter per record, as it came, so that each can be
+                // replayed once the offsets are committed
+                for (Object o : list) {
+                    Object value = ((Exchange) o).getMessage().getBody();
+                    String raw = value instanceof byte[] utf8 ? new String(utf8, java.nio.charset.StandardCharsets.UTF_8)
+                            : value == null ? "" : value.toString();
+                    letters.add(new Letter(KafkaBatch.eventIdOf(raw), null, raw, message, errorClass));
+                }
             } else if (batch instanceof Event e) {
                 letters.add(new Letter(e.eventId(), e.type(), e.envelope(), message, errorClass));
             } else {

@@ -253,7 +253,7 @@ public class KafkaBatch {
     }
 
     /** The eventId of a record that failed validation, if it has one, so its dead letter can be found by it. */
-    private static String eventIdOf(String raw) {
+    static String eventIdOf(String raw) {
         try {
             var node = LENIENT.readTree(raw);
             var id = node == null ? null : node.get("eventId");

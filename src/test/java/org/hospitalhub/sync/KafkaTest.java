@@ -233,4 +233,46 @@ class KafkaTest {
         await().atMost(Duration.ofSeconds(30)).until(() -> Events.count(
                 "SELECT COUNT(*) FROM materials_staging WHERE event_id = 'kfx-after'") == 1);
     }
+
+    private static void sql(String statement) throws Exception {
+        try (var c = PostgresResource.connect(); var st = c.createStatement()) {
+            st.execute(statement);
+        }
+    }
+
+    /**
+     * A batch that fails before its events are read out of the records (here the processed-events lookup: its table is
+     * gone) is dead-lettered record by record, each with its own text and eventId, so that it can be replayed; not as one
+     * letter holding the batch's Java description, which would lose the records once the offsets are committed.
+     */
+    @Test
+    void aBatchFailingBeforeItsEventsAreReadIsDeadLetteredRecordByRecordAndReplays() throws Exception {
+        List<String[]> records = List.of(
+                new String[] {"M1", Events.stockIssued("kbf-1").replace("\n", "")},
+                new String[] {"M2", Events.stockIssued("kbf-2").replace("\n", "")});
+        sql("ALTER TABLE hub_processed RENAME TO hub_processed_away");
+        try {
+            send("hh.charges", records);
+            await().atMost(Duration.ofSeconds(30)).until(() -> Events.count(
+                    "SELECT COUNT(*) FROM dead_letter WHERE flow = 't-kafka' AND event_id IN ('kbf-1', 'kbf-2')") == 2);
+        } finally {
+            sql("ALTER TABLE hub_processed_away RENAME TO hub_processed");
+        }
+        for (String id : List.of("kbf-1", "kbf-2")) {
+            assertEquals(1, Events.count("SELECT COUNT(*) FROM dead_letter WHERE flow = 't-kafka' AND event_id = ? "
+                    + "AND payload LIKE ? AND error_message LIKE '%hub_processed%'", id, "{\"eventId\":\"" + id + "\"%"),
+                    "the record as it came, with the reason");
+        }
+        assertEquals(0, Events.count("SELECT COUNT(*) FROM dead_letter WHERE flow = 't-kafka' AND event_id IS NULL"),
+                "no letter without its event");
+        await().atMost(Duration.ofSeconds(15)).until(() -> lag("hh-test-source", "hh.charges") == 0);
+        assertEquals(0, Events.count("SELECT COUNT(*) FROM materials_staging WHERE event_id LIKE 'kbf-%'"));
+
+        for (String id : Events.strings("SELECT CAST(id AS VARCHAR) FROM dead_letter WHERE flow = 't-kafka' "
+                + "AND event_id IN ('kbf-1', 'kbf-2')")) {
+            given().header("X-Api-Key", "test-ops-key").post("/api/v1/dead-letters/" + id + "/replay").then().statusCode(200);
+        }
+        await().atMost(Duration.ofSeconds(20)).until(() -> Events.count(
+                "SELECT COUNT(*) FROM materials_staging WHERE event_id IN ('kbf-1', 'kbf-2')") == 2);
+    }
 }
