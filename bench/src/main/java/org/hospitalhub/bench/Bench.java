@@ -53,7 +53,7 @@ public final class Bench {
     private final int steadySeconds = env("BENCH_STEADY_SECONDS", 20);
     private final int syncSample = env("BENCH_SYNC_SAMPLE", 20_000);
     private final int syncSeconds = env("BENCH_SYNC_SECONDS", 30);
-    private final String hubJavaOpts = envText("BENCH_HUB_JAVA_OPTS", "-Xmx160m -XX:+UseSerialGC");
+    private final String hubJavaOpts = envText("BENCH_HUB_JAVA_OPTS", "-Xmx160m -Xmn96m -XX:+UseSerialGC");
     private final String brokerJavaOpts = envText("BENCH_BROKER_JAVA_OPTS", "-Xms256m -Xmx512m");
     private final String only = envText("BENCH_ONLY", "hub,raw,sync");
     private final Pg pg = new Pg(envText("BENCH_PG_URL", "jdbc:postgresql://127.0.0.1:5432/"),
