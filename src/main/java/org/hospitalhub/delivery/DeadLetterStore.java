@@ -84,9 +84,7 @@ public class DeadLetterStore {
                 // the dead-letter store of an invalid record): one letter per record, as it came, so that each can be
                 // replayed once the offsets are committed
                 for (Object o : list) {
-                    Object value = ((Exchange) o).getMessage().getBody();
-                    String raw = value instanceof byte[] utf8 ? new String(utf8, java.nio.charset.StandardCharsets.UTF_8)
-                            : value == null ? "" : value.toString();
+                    String raw = java.util.Objects.requireNonNullElse(KafkaBatch.text(((Exchange) o).getMessage().getBody()), "");
                     letters.add(new Letter(KafkaBatch.eventIdOf(raw), null, raw, message, errorClass));
                 }
             } else if (batch instanceof Event e) {

@@ -77,7 +77,7 @@ public class EventParser {
      */
     public List<Event> parseBody(String body) {
         if (body == null || body.isBlank()) {
-            throw new InvalidEventException("", "required", "the request body is empty; send one event or a JSON array of events");
+            throw emptyBody();
         }
         try (JsonParser p = strict.createParser(body)) {
             return parseBody(p, body, null);
@@ -93,7 +93,7 @@ public class EventParser {
      */
     public List<Event> parseBody(byte[] utf8) {
         if (utf8 == null || utf8.length == 0) {
-            throw new InvalidEventException("", "required", "the request body is empty; send one event or a JSON array of events");
+            throw emptyBody();
         }
         try (JsonParser p = strict.createParser(utf8)) {
             if (!(p instanceof com.fasterxml.jackson.core.json.UTF8StreamJsonParser)) {
@@ -114,7 +114,7 @@ public class EventParser {
         try {
             JsonToken t = p.nextToken();
             if (t == null) {
-                throw new InvalidEventException("", "required", "the request body is empty; send one event or a JSON array of events");
+                throw emptyBody();
             }
             array = t == JsonToken.START_ARRAY;
             if (t == JsonToken.START_OBJECT) {
@@ -160,6 +160,10 @@ public class EventParser {
             }
         }
         return events;
+    }
+
+    private static InvalidEventException emptyBody() {
+        return new InvalidEventException("", "required", "the request body is empty; send one event or a JSON array of events");
     }
 
     private static InvalidEventException malformed(JsonProcessingException e) {

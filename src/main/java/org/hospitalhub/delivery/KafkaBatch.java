@@ -61,14 +61,49 @@ public class KafkaBatch {
      * not accept, and stores the valid ones in the hub's event store (events + outbox rows, one transaction). Throws
      * if the store fails, so the offsets are not committed and the records come again.
      */
-    @SuppressWarnings("unchecked")
     public void ingest(Exchange exchange, @org.apache.camel.ExchangeProperty("HubAllowedSources") String allowed)
             throws SQLException {
-        List<Exchange> records = exchange.getMessage().getBody(List.class);
-        exchange.setProperty(RECORDS, records);
         String ingest = exchange.getProperty("HubFlow", String.class);
         Set<String> sources = allowed == null || allowed.isBlank() || allowed.strip().equals("*") ? null
                 : Set.of(allowed.strip().split("\\s*,\\s*"));
+        List<Event> events = read(exchange, ingest, sources);
+        EventStore.Stored stored = store.store(events, "kafka");
+        metrics.duplicates(ingest, stored.duplicates().size());
+    }
+
+    /** Parses the records; invalid ones go straight to the dead-letter store, duplicates in the batch are dropped. */
+    public List<Event> toEvents(Exchange exchange) throws SQLException {
+        String flow = exchange.getProperty("HubFlow", String.class);
+        List<Event> read = read(exchange, flow, null);
+        List<Event> events = new ArrayList<>(read.size());
+        Set<String> seen = new HashSet<>(read.size() * 2); // sized once: no rehashing while a batch is read
+        for (Event e : read) {
+            if (seen.add(e.eventId())) {
+                events.add(e);
+            }
+        }
+        int duplicates = read.size() - events.size();
+        // dedupe "sink" (kafka-source; the route check allows it with a jdbc-sink only): the sink's unique event_id drops
+        // what was delivered before, and counts it (DeliveryReport)
+        boolean repository = !SINK_DEDUPE.equals(exchange.getProperty(DEDUPE, String.class));
+        List<Event> fresh = repository ? processed.unseen(flow, events) : events;
+        duplicates += events.size() - fresh.size();
+        metrics.duplicates(flow, duplicates);
+        exchange.setProperty(DeadLetterStore.BATCH, fresh);
+        exchange.setProperty(JdbcBatchSink.RECORD_PROCESSED, repository);
+        exchange.setProperty(BATCH_SIZE, fresh.size());
+        return fresh;
+    }
+
+    /**
+     * The batch's records as events, in order: a record that is not a valid event, or (with {@code sources}) comes from
+     * a source not in it, is dead-lettered at once (the dead-letter route throws if the store fails: then nothing is
+     * committed). Notes the records, the offsets to commit after the batch and its topic on the exchange.
+     */
+    @SuppressWarnings("unchecked")
+    private List<Event> read(Exchange exchange, String flow, Set<String> sources) {
+        List<Exchange> records = exchange.getMessage().getBody(List.class);
+        exchange.setProperty(RECORDS, records);
         List<Event> events = new ArrayList<>(records.size());
         for (Exchange r : records) {
             Object value = r.getMessage().getBody();
@@ -82,53 +117,13 @@ public class KafkaBatch {
             } catch (InvalidEventException bad) {
                 String topic = topicOf(r);
                 exchange.setProperty(DeadLetterStore.SOURCE_TOPIC, topic);
-                deadLetterInvalid(ingest, topic, text(value), bad);
-            }
-        }
-        exchange.setProperty(COMMITS, lastCommits(records));
-        exchange.setProperty(DeadLetterStore.SOURCE_TOPIC, records.isEmpty() ? null : topicOf(records.get(records.size() - 1)));
-        metrics.received(ingest, "kafka", records.size());
-        EventStore.Stored stored = store.store(events, "kafka");
-        metrics.duplicates(ingest, stored.duplicates().size());
-    }
-
-    /** Parses the records; invalid ones go straight to the dead-letter store, duplicates in the batch are dropped. */
-    @SuppressWarnings("unchecked")
-    public List<Event> toEvents(Exchange exchange) throws SQLException {
-        List<Exchange> records = exchange.getMessage().getBody(List.class);
-        exchange.setProperty(RECORDS, records);
-        String flow = exchange.getProperty("HubFlow", String.class);
-        List<Event> events = new ArrayList<>(records.size());
-        Set<String> seen = new HashSet<>(records.size() * 2); // sized once: no rehashing while a batch is read
-        int duplicates = 0;
-        for (Exchange r : records) {
-            Object value = r.getMessage().getBody();
-            try {
-                Event e = parse(value);
-                if (seen.add(e.eventId())) {
-                    events.add(e);
-                } else {
-                    duplicates++;
-                }
-            } catch (InvalidEventException bad) {
-                String topic = topicOf(r);
-                exchange.setProperty(DeadLetterStore.SOURCE_TOPIC, topic);
                 deadLetterInvalid(flow, topic, text(value), bad);
             }
         }
         exchange.setProperty(COMMITS, lastCommits(records));
         exchange.setProperty(DeadLetterStore.SOURCE_TOPIC, records.isEmpty() ? null : topicOf(records.get(records.size() - 1)));
         metrics.received(flow, "kafka", records.size());
-        // dedupe "sink" (kafka-source; the route check allows it with a jdbc-sink only): the sink's unique event_id drops
-        // what was delivered before, and counts it (DeliveryReport)
-        boolean repository = !SINK_DEDUPE.equals(exchange.getProperty(DEDUPE, String.class));
-        List<Event> fresh = repository ? processed.unseen(flow, events) : events;
-        duplicates += events.size() - fresh.size();
-        metrics.duplicates(flow, duplicates);
-        exchange.setProperty(DeadLetterStore.BATCH, fresh);
-        exchange.setProperty(JdbcBatchSink.RECORD_PROCESSED, repository);
-        exchange.setProperty(BATCH_SIZE, fresh.size());
-        return fresh;
+        return events;
     }
 
     /** After the sink succeeded: records the batch as processed, before the offsets are committed. */
@@ -154,7 +149,7 @@ public class KafkaBatch {
     }
 
     /** The value as text, for its dead letter (bytes that are not UTF-8 keep their replacement characters). */
-    private static String text(Object value) {
+    static String text(Object value) {
         return value instanceof byte[] utf8 ? new String(utf8, java.nio.charset.StandardCharsets.UTF_8)
                 : value == null ? null : value.toString();
     }
