@@ -95,6 +95,38 @@ class EventParserTest {
     }
 
     @Test
+    void aFieldGivenTwiceIsMalformedJsonWhereverItStands() {
+        String ok = "{\"chargeId\":\"C\",\"patientId\":\"P\",\"amount\":1,\"reason\":\"r\"}";
+        String[][] cases = {
+            // the payload's own field; a field of an object inside an array of the payload; deeper still
+            {charge("d-1", ok.replace("{\"chargeId\":\"C\",", "{\"chargeId\":\"C\",\"chargeId\":\"D\",")), "chargeId"},
+            {charge("d-2", ok.replace("}", ",\"items\":[{\"code\":\"A\"},{\"code\":\"B\",\"name\":\"n\",\"code\":\"C\"}]}")), "code"},
+            {charge("d-3", ok.replace("}", ",\"extra\":{\"a\":{\"b\":1,\"b\":2}}}")), "b"},
+            // an envelope field, before and after the payload; an unknown envelope field; a duplicate inside a header
+            // value that is not a string (refused for its type too, but the JSON is judged first)
+            {charge("d-4", ok).replace("\"source\":\"his\",", "\"source\":\"his\",\"source\":\"his\","), "source"},
+            {charge("d-5", ok).replace("}\n", "}").replaceFirst("}$", ",\"eventId\":\"d-5\"}"), "eventId"},
+            {charge("d-6", ok).replace("\"key\":\"P1\",", "\"x\":1,\"key\":\"P1\",\"x\":2,"), "x"},
+            {charge("d-7", ok).replace("\"key\":\"P1\"", "\"key\":{\"k\":1,\"k\":1}"), "k"},
+        };
+        for (String[] c : cases) {
+            for (var read : List.<java.util.function.Supplier<Event>>of(() -> parser.parseOne(c[0]),
+                    () -> parser.parseOne(c[0].getBytes(java.nio.charset.StandardCharsets.UTF_8)),
+                    () -> parser.parseBody("[" + c[0] + "]").get(0))) {
+                var e = assertThrows(InvalidEventException.class, read::get, c[0]);
+                assertEquals("json", e.rule(), e.getMessage());
+                assertTrue(e.getMessage().startsWith("malformed JSON at line ") && e.getMessage().endsWith(
+                        ": Duplicate field '" + c[1] + "'"), e.getMessage());
+            }
+        }
+        // the same documents without the repeat are fine (or, for the unknown field, refused for what it is)
+        assertEquals("d-ok", parser.parseOne(charge("d-ok", ok)).eventId());
+        var unknown = assertThrows(InvalidEventException.class,
+                () -> parser.parseOne(charge("d-6", ok).replace("\"key\":\"P1\",", "\"x\":1,\"key\":\"P1\",")));
+        assertEquals("x", unknown.field());
+    }
+
+    @Test
     void plainDateTimesAreReadAsOffsetDateTimeParseReadsThem() {
         for (String s : List.of("2026-11-22T08:30:00+08:00", "2026-11-22T08:30:00Z", "2026-11-22T08:30:00.5Z",
                 "2026-11-22T08:30:00.123456789-03:30", "2024-02-29T23:59:59+14:00", "0001-01-01T00:00:00-18:00",
