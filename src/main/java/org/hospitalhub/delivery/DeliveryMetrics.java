@@ -3,6 +3,7 @@ package org.hospitalhub.delivery;
 import java.time.Duration;
 import java.time.Instant;
 import java.util.Collection;
+import java.util.List;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.TimeUnit;
@@ -50,7 +51,27 @@ public class DeliveryMetrics {
 
     private final Map<String, Delivered> delivered = new ConcurrentHashMap<>();
 
+    /**
+     * The occurredAt times (epoch milliseconds) of a batch's events, noted as the events were parsed (exchange property
+     * {@link #OCCURRED_AT}): the delay metric then reads an array instead of every event again once the batch is
+     * delivered, when the events are no longer in the processor's cache (3-4 % of a Kafka flow's CPU).
+     */
+    public record OccurredAt(List<Event> batch, long[] millis) {
+    }
+
+    public static final String OCCURRED_AT = "HubOccurredAt";
+
     public void delivered(String flow, Collection<Event> events, Instant now) {
+        long[] millis = new long[events.size()];
+        int i = 0;
+        for (Event e : events) {
+            millis[i++] = e.occurredAtMillis();
+        }
+        delivered(flow, millis, i, now);
+    }
+
+    /** A delivered batch of {@code n} events, whose occurredAt times are the first {@code n} of {@code occurredMillis}. */
+    public void delivered(String flow, long[] occurredMillis, int n, Instant now) {
         Delivered m = delivered.computeIfAbsent(flow, f -> new Delivered(
                 Counter.builder("hub.delivery.delivered").description("Events delivered to the receiving system")
                         .tag("flow", f).register(registry),
@@ -59,12 +80,12 @@ public class DeliveryMetrics {
                 Timer.builder("hub.delivery.end.to.end.delay").description("Delivered time minus the event's occurredAt")
                         .publishPercentileHistogram().minimumExpectedValue(Duration.ofMillis(5))
                         .maximumExpectedValue(Duration.ofHours(1)).tag("flow", f).register(registry)));
-        m.events().increment(events.size());
-        m.batchSize().record(events.size());
+        m.events().increment(n);
+        m.batchSize().record(n);
         Timer delay = m.delay();
         long nowMs = now.toEpochMilli(); // per event: plain arithmetic, no Instant or Duration made
-        for (Event e : events) {
-            delay.record(Math.max(0, nowMs - e.occurredAtMillis()), TimeUnit.MILLISECONDS);
+        for (int i = 0; i < n; i++) {
+            delay.record(Math.max(0, nowMs - occurredMillis[i]), TimeUnit.MILLISECONDS);
         }
     }
 

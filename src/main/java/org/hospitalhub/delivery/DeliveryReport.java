@@ -28,6 +28,11 @@ public class DeliveryReport {
         }
         int duplicates = exchange.getMessage().getHeader(JdbcBatchSink.DUPLICATES, 0, Integer.class);
         metrics.duplicates(flow, duplicates);
-        metrics.delivered(flow, batch, Instant.now());
+        var noted = exchange.getProperty(DeliveryMetrics.OCCURRED_AT, DeliveryMetrics.OccurredAt.class);
+        if (noted != null && noted.batch() == batch) {
+            metrics.delivered(flow, noted.millis(), batch.size(), Instant.now());
+        } else {
+            metrics.delivered(flow, batch, Instant.now());
+        }
     }
 }

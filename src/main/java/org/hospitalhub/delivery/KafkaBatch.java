@@ -66,7 +66,7 @@ public class KafkaBatch {
         String ingest = exchange.getProperty("HubFlow", String.class);
         Set<String> sources = allowed == null || allowed.isBlank() || allowed.strip().equals("*") ? null
                 : Set.of(allowed.strip().split("\\s*,\\s*"));
-        List<Event> events = read(exchange, ingest, sources, null);
+        List<Event> events = read(exchange, ingest, sources, null, null);
         EventStore.Stored stored = store.store(events, "kafka");
         metrics.duplicates(ingest, stored.duplicates().size());
     }
@@ -75,7 +75,8 @@ public class KafkaBatch {
     public List<Event> toEvents(Exchange exchange) throws SQLException {
         String flow = exchange.getProperty("HubFlow", String.class);
         int[] repeats = new int[1];
-        List<Event> events = read(exchange, flow, null, repeats);
+        long[] occurred = new long[exchange.getMessage().getBody(List.class).size()];
+        List<Event> events = read(exchange, flow, null, repeats, occurred);
         int duplicates = repeats[0];
         // dedupe "sink" (kafka-source; the route check allows it with a jdbc-sink only): the sink's unique event_id drops
         // what was delivered before, and counts it (DeliveryReport)
@@ -83,7 +84,11 @@ public class KafkaBatch {
         List<Event> fresh = repository ? processed.unseen(flow, events) : events;
         duplicates += events.size() - fresh.size();
         metrics.duplicates(flow, duplicates);
+        if (fresh != events) { // some were delivered before: the times of those left
+            occurred = fresh.stream().mapToLong(Event::occurredAtMillis).toArray();
+        }
         exchange.setProperty(DeadLetterStore.BATCH, fresh);
+        exchange.setProperty(DeliveryMetrics.OCCURRED_AT, new DeliveryMetrics.OccurredAt(fresh, occurred));
         exchange.setProperty(JdbcBatchSink.RECORD_PROCESSED, repository);
         exchange.setProperty(BATCH_SIZE, fresh.size());
         return fresh;
@@ -95,10 +100,11 @@ public class KafkaBatch {
      * committed). Notes the records, the offsets to commit after the batch and its topic on the exchange. With
      * {@code repeats}, an event whose eventId came earlier in the batch is left out and counted in {@code repeats[0]}:
      * checked as each event is parsed, while its eventId is still in the processor's cache (a pass over the batch
-     * afterwards was 4 % of a Kafka flow's CPU).
+     * afterwards was 4 % of a Kafka flow's CPU). With {@code occurred}, the kept events' occurredAt times go into it,
+     * in order (see {@link DeliveryMetrics.OccurredAt}).
      */
     @SuppressWarnings("unchecked")
-    private List<Event> read(Exchange exchange, String flow, Set<String> sources, int[] repeats) {
+    private List<Event> read(Exchange exchange, String flow, Set<String> sources, int[] repeats, long[] occurred) {
         List<Exchange> records = exchange.getMessage().getBody(List.class);
         exchange.setProperty(RECORDS, records);
         List<Event> events = new ArrayList<>(records.size());
@@ -112,6 +118,9 @@ public class KafkaBatch {
                             "allowedSources", "source '" + e.source() + "' may not send on topic " + topicOf(r));
                 }
                 if (seen == null || seen.add(e.eventId())) {
+                    if (occurred != null) {
+                        occurred[events.size()] = e.occurredAtMillis();
+                    }
                     events.add(e);
                 } else {
                     repeats[0]++;

@@ -34,4 +34,32 @@ class DeliveryMetricsTest {
         assertEquals(2_500, delay.max(TimeUnit.MILLISECONDS), 1e-6);
         assertEquals(3, registry.get("hub.delivery.delivered").tag("flow", "f").counter().count(), 1e-9);
     }
+
+    @Test
+    void aBatchsNotedTimesAreUsedOnlyForThatBatch() {
+        Instant t = Instant.now().minusSeconds(3_600);
+        List<Event> batch = List.of(at("a", OffsetDateTime.ofInstant(t, ZoneOffset.ofHours(8))),
+                at("b", OffsetDateTime.ofInstant(t.minusMillis(500), ZoneOffset.UTC)));
+        // noted as the batch was parsed (the array may be longer than the batch: records that were left out)
+        Timer noted = report(batch, new DeliveryMetrics.OccurredAt(batch,
+                new long[] {t.toEpochMilli(), t.toEpochMilli() - 500, 0}));
+        // noted for another list (a batch replaced since): the events themselves are read
+        Timer stale = report(batch, new DeliveryMetrics.OccurredAt(new java.util.ArrayList<>(batch), new long[] {0, 0}));
+        for (Timer delay : List.of(noted, stale)) {
+            assertEquals(2, delay.count());
+            double hourAndHalf = 3_600_500;
+            assertEquals(hourAndHalf, delay.max(TimeUnit.MILLISECONDS), 60_000);
+            assertEquals(3_600_000 + hourAndHalf, delay.totalTime(TimeUnit.MILLISECONDS), 120_000);
+        }
+    }
+
+    private static Timer report(List<Event> batch, DeliveryMetrics.OccurredAt noted) {
+        SimpleMeterRegistry registry = new SimpleMeterRegistry();
+        var exchange = new org.apache.camel.support.DefaultExchange(new org.apache.camel.impl.DefaultCamelContext());
+        exchange.setProperty("HubFlow", "f");
+        exchange.setProperty(DeadLetterStore.BATCH, batch);
+        exchange.setProperty(DeliveryMetrics.OCCURRED_AT, noted);
+        new DeliveryReport(new DeliveryMetrics(registry)).delivered(exchange);
+        return registry.get("hub.delivery.end.to.end.delay").tag("flow", "f").timer();
+    }
 }
