@@ -85,16 +85,21 @@ final class NumericBounds implements Keyword {
                 || Math.abs(schemaNode.longValue()) > EXACT) {
             return own; // a bound made exclusive by a draft-4 flag, fractional or huge: the library alone
         }
-        return new Quick(own, schemaNode.longValue());
+        // with "type": "integer" the library compares a fractional value by its whole part (it is refused for its type
+        // anyway); the quick check leaves such values to it, so that the same messages come out
+        boolean integerTyped = "integer".equals(siblings.path("type").asText());
+        return new Quick(own, schemaNode.longValue(), integerTyped);
     }
 
     private final class Quick implements JsonValidator {
         private final JsonValidator own;
         private final long bound;
+        private final boolean integerTyped;
 
-        Quick(JsonValidator own, long bound) {
+        Quick(JsonValidator own, long bound, boolean integerTyped) {
             this.own = own;
             this.bound = bound;
+            this.integerTyped = integerTyped;
         }
 
         /** True only when the value is certainly within the bound; false means "ask the library". */
@@ -104,7 +109,7 @@ final class NumericBounds implements Keyword {
                 c = lower ? c : -c;
                 return c > 0 || c == 0 && !exclusive;
             }
-            if (n.isDouble()) {
+            if (n.isDouble() && !integerTyped) {
                 double d = n.doubleValue();
                 return lower ? d > bound : d < bound; // on the bound: the library decides, from the decimal text
             }

@@ -21,7 +21,8 @@ import com.networknt.schema.ValidationMessage;
 /**
  * The quick numeric bounds give exactly the library's answers and messages: every bound keyword, bounds the quick path
  * takes and bounds it leaves to the library, values on, next to and far from each bound, read the way the event parser
- * reads them (ints, longs, doubles, big integers, text).
+ * reads them (ints, longs, doubles, big integers, text), for a number, an untyped, an integer and an integer-or-null
+ * property.
  */
 class NumericBoundsTest {
 
@@ -52,11 +53,13 @@ class NumericBoundsTest {
             for (String bound : bounds) {
                 String schema = "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\","
                         + "\"properties\":{\"v\":{\"type\":\"number\",\"" + keyword + "\":" + bound + "},"
-                        + "\"w\":{\"" + keyword + "\":" + bound + "}}}";
+                        + "\"w\":{\"" + keyword + "\":" + bound + "},"
+                        + "\"x\":{\"type\":\"integer\",\"" + keyword + "\":" + bound + "},"
+                        + "\"y\":{\"type\":[\"integer\",\"null\"],\"" + keyword + "\":" + bound + "}}}";
                 JsonSchema ours = quick.getSchema(mapper.readTree(schema));
                 JsonSchema theirs = library.getSchema(mapper.readTree(schema));
                 for (String v : values) {
-                    JsonNode doc = mapper.readTree("{\"v\":" + v + ",\"w\":" + v + "}");
+                    JsonNode doc = mapper.readTree("{\"v\":" + v + ",\"w\":" + v + ",\"x\":" + v + ",\"y\":" + v + "}");
                     Set<String> expected = messages(theirs.validate(doc));
                     assertEquals(expected, messages(ours.validate(doc)), keyword + " " + bound + ", value " + v);
                     checks++;
