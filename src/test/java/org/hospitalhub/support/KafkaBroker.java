@@ -38,6 +38,7 @@ public final class KafkaBroker {
 
     /** The broker all tests of this JVM share, started on first use. */
     public static synchronized KafkaBroker shared() {
+        SlowExitWatch.install();
         if (shared == null) {
             try {
                 // Quarkus may load this class again for another test profile (a new class loader, so a new static
