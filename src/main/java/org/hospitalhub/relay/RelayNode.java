@@ -361,12 +361,15 @@ public final class RelayNode implements AutoCloseable {
     /** How often the sweep forgets delivered packets past the retention (days, by default). */
     static final Duration PURGE_PERIOD = Duration.ofMinutes(10);
     private volatile Instant nextPurge = Instant.MIN;
+    /** The sweep's database jobs in flight, which {@link #close()} waits for (see there). */
+    private volatile Future<?> sweepJob;
+    private volatile Future<?> pendingJob;
 
     private void sweep() {
         if (!running) {
             return;
         }
-        vertx.executeBlocking(() -> {
+        sweepJob = vertx.executeBlocking(() -> {
             Instant now = clock.instant();
             int expired = store.expire(now);
             if (expired > 0) {
@@ -386,7 +389,7 @@ public final class RelayNode implements AutoCloseable {
         replicateFiles();
         // a safety net for wake-ups that a lost signal would not give: the peers with packets waiting (one query,
         // not one per connected peer: a node may hold thousands of idle connections)
-        vertx.executeBlocking(store::hopsWithPending, false).onSuccess(hops -> {
+        pendingJob = vertx.executeBlocking(store::hopsWithPending, false).onSuccess(hops -> {
             TcpEndpoint t = tcp;
             for (String hop : hops) {
                 http.wake(hop);
@@ -464,6 +467,10 @@ public final class RelayNode implements AutoCloseable {
         if (sweepTimer >= 0) {
             vertx.cancelTimer(sweepTimer);
         }
+        // a sweep already on a worker thread finishes before the node lets its data source go: left running, it kept
+        // an embedded H2 database open past the node's end (seen in the tests: the JVM's exit then waited on it)
+        await(sweepJob);
+        await(pendingJob);
         if (uplink != null) {
             uplink.close();
         }
