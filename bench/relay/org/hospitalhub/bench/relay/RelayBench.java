@@ -74,6 +74,8 @@ public final class RelayBench {
     final int[] steps;
     final int stepSeconds;
     final String hubOpts;
+    /** HUB_QC_TIMER_SWEEP_EVERY of the nodes. */
+    final String qcSweep;
     final String opsKey = token();
     Vertx vertx;
     final List<Node> nodes = new ArrayList<>();
@@ -101,6 +103,7 @@ public final class RelayBench {
                 .mapToInt(Integer::parseInt).toArray();
         this.stepSeconds = Integer.parseInt(env("BENCH_RELAY_STEP_SECONDS", "20"));
         this.hubOpts = env("BENCH_RELAY_HUB_OPTS", "-Xmx512m");
+        this.qcSweep = env("BENCH_RELAY_QC_SWEEP", "off");
     }
 
     static String env(String name, String dflt) {
@@ -174,6 +177,9 @@ public final class RelayBench {
             e.put("HUB_DATA_DIR", dir.resolve("data").toString());
             e.put("HUB_ROUTES_DIR", Files.createDirectories(dir.resolve("routes")).toString()); // no hospital flows
             e.put("HUB_RELAY_FILE_DIR", dir.resolve("files").toString());
+            // a relay-only node runs no qc flows: no qc timer sweep (a clustered Quartz job firing every second), as
+            // README advises such nodes
+            e.put("HUB_QC_TIMER_SWEEP_EVERY", qcSweep);
             if (parentToken != null) {
                 e.put("HUB_RELAY_PARENT_TOKEN", parentToken);
             }
@@ -457,7 +463,7 @@ public final class RelayBench {
                 .append(" (").append(Runtime.getRuntime().availableProcessors()).append(" cores), command `").append(command)
                 .append("`.\n\n");
         r.append("Three packaged hubs (`java ").append(hubOpts).append(" -jar target/quarkus-app/quarkus-run.jar`, profile "
-                + "postgres) are the relay nodes county → city → province, each on its own PostgreSQL database on this machine; "
+                + "postgres, qc timer sweep `").append(qcSweep).append("` as on a node without qc flows) are the relay nodes county → city → province, each on its own PostgreSQL database on this machine; "
                 + "the links between them are the relay's TCP transport. The bench JVM holds the ").append(clients)
                 .append(" clients of the county (Vert.x, one connection and one token each, speaking the relay's wire protocol) "
                         + "and the doctor's SDK client at the province. Packets are about 500 bytes of JSON.\n\n");

@@ -364,18 +364,46 @@ final class PacketStore {
         }
     }
 
-    /** Packets still waiting whose ttl has passed become dead letters, with the hop they waited for. */
+    /** The hops with packets waiting after their cursor, and the cursor (one index probe per hop). */
+    static final String WAITING_HOPS = "SELECT a.hop, a.acked_seq FROM relay_hop_ack a WHERE EXISTS (SELECT 1 FROM relay_packet p "
+            + "WHERE p.hop = a.hop AND p.hop_seq > a.acked_seq AND p." + NOT_SETTLED + ") ORDER BY a.hop";
+    /** A hop's waiting packets past their ttl: a range of the (hop, hop_seq) index after the hop's cursor. */
+    static final String EXPIRED_OF_HOP = "SELECT id, hop, last_error, attempts FROM relay_packet WHERE hop = ? AND hop_seq > ? AND "
+            + NOT_SETTLED + " AND expires_at <= ? ORDER BY hop_seq LIMIT ?";
+    /** Most packets one sweep turns into dead letters (the next sweep takes the rest). */
+    static final int EXPIRE_BATCH = 1000;
+
+    /**
+     * Packets still waiting whose ttl has passed become dead letters, with the hop they waited for. Read hop by hop from
+     * the hop's cursor on, through the (hop, hop_seq) index, so a sweep reads the packets still waiting and never the
+     * delivered ones the table keeps for the retention (days): a join of the cursors with the packets was planned as a
+     * scan of the whole table, which took most of a relay node's database time under load (0.8 s per sweep at 400,000
+     * rows, every 5 s).
+     */
     int expire(Instant now) throws SQLException {
         List<Object[]> due = new ArrayList<>();
-        try (Connection c = ds.getConnection();
-                // only the packets after each hop's cursor: those before it were delivered (their rows stay PENDING)
-                PreparedStatement q = c.prepareStatement("SELECT p.id, p.hop, p.last_error, p.attempts FROM relay_hop_ack a "
-                        + "JOIN relay_packet p ON p.hop = a.hop AND p.hop_seq > a.acked_seq AND p." + NOT_SETTLED + " "
-                        + "WHERE p.expires_at <= ? ORDER BY p.id LIMIT 1000")) {
-            q.setObject(1, utc(now));
-            try (ResultSet rs = q.executeQuery()) {
+        try (Connection c = ds.getConnection()) {
+            Map<String, Long> waiting = new LinkedHashMap<>();
+            try (PreparedStatement q = c.prepareStatement(WAITING_HOPS); ResultSet rs = q.executeQuery()) {
                 while (rs.next()) {
-                    due.add(new Object[] {rs.getLong(1), rs.getString(2), rs.getString(3), rs.getInt(4)});
+                    waiting.put(rs.getString(1), rs.getLong(2));
+                }
+            }
+            // only the packets after each hop's cursor: those before it were delivered (their rows stay PENDING)
+            try (PreparedStatement q = c.prepareStatement(EXPIRED_OF_HOP)) {
+                for (Map.Entry<String, Long> hop : waiting.entrySet()) {
+                    if (due.size() >= EXPIRE_BATCH) {
+                        break;
+                    }
+                    q.setString(1, hop.getKey());
+                    q.setLong(2, hop.getValue());
+                    q.setObject(3, utc(now));
+                    q.setInt(4, EXPIRE_BATCH - due.size());
+                    try (ResultSet rs = q.executeQuery()) {
+                        while (rs.next()) {
+                            due.add(new Object[] {rs.getLong(1), rs.getString(2), rs.getString(3), rs.getInt(4)});
+                        }
+                    }
                 }
             }
             if (due.isEmpty()) {

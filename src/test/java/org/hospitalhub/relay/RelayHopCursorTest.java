@@ -46,6 +46,52 @@ class RelayHopCursorTest {
         onH2("deadletters", RelayHopCursorTest::checkDeadLetters);
     }
 
+    /**
+     * The sweep's ttl check reads the packets still waiting, never the delivered ones the table keeps for days: with
+     * 20,000 delivered packets and fresh statistics, PostgreSQL plans both of its queries through the indexes (the join
+     * it replaced was planned as a scan of the whole table), and only the waiting packets past their ttl die.
+     */
+    @Test
+    void expiryReadsOnlyWaitingPacketsOnPostgres() throws Exception {
+        try (NodeDatabase db = NodeDatabase.fresh("expiry")) {
+            try (Connection c = db.dataSource.getConnection(); Statement s = c.createStatement()) {
+                s.execute("INSERT INTO relay_hop (hop, next_seq) VALUES ('b@n', 20001), ('c@n', 4)");
+                s.execute("INSERT INTO relay_hop_ack (hop, acked_seq) VALUES ('b@n', 20000), ('c@n', 0)");
+                s.execute("INSERT INTO relay_packet (packet_id, leg, sender, target, command, body, size_bytes, created_at, "
+                        + "expires_at, received_at, received_from, hop, hop_seq, status) SELECT 'old-' || g, 'U', 'a@n', 'b@n', "
+                        + "'x.note', '{}', 2, now() - interval '2 days', now() - interval '1 day', now() - interval '2 days', "
+                        + "'a@n', 'b@n', g, 'PENDING' FROM generate_series(1, 20000) g");
+                s.execute("INSERT INTO relay_packet (packet_id, leg, sender, target, command, body, size_bytes, created_at, "
+                        + "expires_at, received_at, received_from, hop, hop_seq, status) SELECT 'new-' || g, 'U', 'a@n', 'c@n', "
+                        + "'x.note', '{}', 2, now(), now() + (2 * g - 3) * interval '1 hour', now(), 'a@n', 'c@n', g, 'PENDING' "
+                        + "FROM generate_series(1, 3) g");
+                s.execute("ANALYZE relay_packet");
+                s.execute("ANALYZE relay_hop_ack");
+            }
+            String waiting = plan(db.dataSource, PacketStore.WAITING_HOPS);
+            String expired = plan(db.dataSource, PacketStore.EXPIRED_OF_HOP.replaceFirst("\\?", "'c@n'")
+                    .replaceFirst("\\?", "0").replaceFirst("\\?", "now()").replaceFirst("\\?", "1000"));
+            assertFalse(waiting.contains("Seq Scan on relay_packet"), waiting);
+            assertFalse(expired.contains("Seq Scan on relay_packet"), expired);
+            assertTrue(expired.contains("uq_relay_packet_hop_seq"), expired);
+
+            PacketStore store = new PacketStore(db.dataSource, "n", false);
+            assertEquals(1, store.expire(Instant.now()), "the waiting packet whose ttl passed an hour ago; none of the delivered");
+            assertEquals(List.of("new-1"), ids(store.deadLetters(null, null, 0, 10)));
+            assertEquals(List.of(2L, 3L), seqs(store.pending("c@n", 0, 10)));
+        }
+    }
+
+    private static String plan(DataSource ds, String sql) throws SQLException {
+        StringBuilder plan = new StringBuilder();
+        try (Connection c = ds.getConnection(); Statement s = c.createStatement(); ResultSet rs = s.executeQuery("EXPLAIN " + sql)) {
+            while (rs.next()) {
+                plan.append(rs.getString(1)).append('\n');
+            }
+        }
+        return plan.toString();
+    }
+
     private interface Check {
         void run(DataSource ds) throws Exception;
     }
