@@ -49,10 +49,10 @@ final class HttpTransport implements RelayClient.Transport {
     }
 
     @Override
-    public List<SendResult> send(List<Packet> packets) throws IOException {
+    public List<SendResult> send(List<JsonNode> packets) throws IOException {
         ObjectNode body = Frames.JSON.createObjectNode();
         ArrayNode arr = body.putArray("packets");
-        packets.forEach(p -> arr.add(p.toJson()));
+        arr.addAll(packets);
         HttpRequest req = HttpRequest.newBuilder(base.resolve("relay/v1/packets")).timeout(s.requestTimeout)
                 .header("Authorization", "Bearer " + s.token).header("Content-Type", "application/json")
                 .POST(HttpRequest.BodyPublishers.ofByteArray(Frames.JSON.writeValueAsBytes(body))).build();

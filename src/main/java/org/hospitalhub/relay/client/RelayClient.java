@@ -14,6 +14,10 @@ import java.util.concurrent.TimeoutException;
 import java.util.function.Consumer;
 import java.util.function.LongConsumer;
 
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.node.JsonNodeFactory;
+import com.fasterxml.jackson.databind.util.RawValue;
+
 /**
  * A client of a relay node (a hospital's system, or a child relay node's link to its parent). It connects over HTTP
  * (sends by POST, receives by long-polling GET with a cursor) or TCP (length-prefixed JSON frames, heartbeats),
@@ -74,6 +78,19 @@ public final class RelayClient implements AutoCloseable {
 
     /** Sends packets in this order, as one request; completes when the server stored all of them. */
     public CompletableFuture<List<SendResult>> sendAll(List<Packet> packets) {
+        return enqueue(packets.stream().<JsonNode>map(Packet::toJson).toList());
+    }
+
+    /**
+     * Sends packets given as JSON text, one packet object each (for instance as a relay node stored them), in this order
+     * and unchanged, as one request; completes when the server stored all of them. Nothing is parsed or written again
+     * here: the server checks each packet as it checks any other, and refuses the request if one is not a packet.
+     */
+    public CompletableFuture<List<SendResult>> sendJson(List<String> packets) {
+        return enqueue(packets.stream().<JsonNode>map(t -> JsonNodeFactory.instance.rawValueNode(new RawValue(t))).toList());
+    }
+
+    private CompletableFuture<List<SendResult>> enqueue(List<JsonNode> packets) {
         CompletableFuture<List<SendResult>> f = new CompletableFuture<>();
         if (!running) {
             f.completeExceptionally(new IllegalStateException("the relay client is not started or is closed"));
@@ -83,7 +100,7 @@ public final class RelayClient implements AutoCloseable {
             f.complete(List.of());
             return f;
         }
-        outgoing.add(new Outgoing(List.copyOf(packets), f, System.nanoTime() + settings.sendTimeout.toNanos()));
+        outgoing.add(new Outgoing(packets, f, System.nanoTime() + settings.sendTimeout.toNanos()));
         return f;
     }
 
@@ -190,7 +207,8 @@ public final class RelayClient implements AutoCloseable {
 
     // ---- sending ---------------------------------------------------------------------------------------------------
 
-    private record Outgoing(List<Packet> packets, CompletableFuture<List<SendResult>> future, long deadline) {
+    /** Packets as the transports write them: their JSON trees, or their text as given (raw value nodes). */
+    private record Outgoing(List<JsonNode> packets, CompletableFuture<List<SendResult>> future, long deadline) {
     }
 
     /** One thread sends, so packets reach the server in the order they were sent. */
@@ -243,7 +261,7 @@ public final class RelayClient implements AutoCloseable {
     }
 
     private void send(List<Outgoing> batch) throws IOException {
-        List<Packet> all = new ArrayList<>();
+        List<JsonNode> all = new ArrayList<>();
         batch.forEach(o -> all.addAll(o.packets));
         List<SendResult> results;
         try {
@@ -274,7 +292,7 @@ public final class RelayClient implements AutoCloseable {
         void start();
 
         /** Sends and waits for the server's ack; IOException when the link is down (the caller retries). */
-        List<SendResult> send(List<Packet> packets) throws IOException;
+        List<SendResult> send(List<JsonNode> packets) throws IOException;
 
         boolean connected();
 

@@ -73,7 +73,7 @@ final class TcpTransport implements RelayClient.Transport {
     }
 
     @Override
-    public List<SendResult> send(List<Packet> packets) throws IOException {
+    public List<SendResult> send(List<JsonNode> packets) throws IOException {
         Connection c = current;
         if (c == null) {
             throw new IOException("not connected");
@@ -81,7 +81,7 @@ final class TcpTransport implements RelayClient.Transport {
         long ref = refs.incrementAndGet();
         ObjectNode f = Frames.frame("SEND").put("ref", ref);
         ArrayNode arr = f.putArray("packets");
-        packets.forEach(p -> arr.add(p.toJson()));
+        arr.addAll(packets);
         CompletableFuture<JsonNode> answer = new CompletableFuture<>();
         pending.put(ref, answer);
         byte[] frame = Frames.bytes(f);
