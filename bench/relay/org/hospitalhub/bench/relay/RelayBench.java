@@ -70,6 +70,8 @@ public final class RelayBench {
     final int rateSeconds;
     final int rate;
     final int warmupSeconds;
+    /** The warm-up's first rate, a share of RATE (it rises linearly to RATE); 1: the whole warm-up at RATE. */
+    final double warmupFrom;
     final int clients;
     final int[] steps;
     final int stepSeconds;
@@ -97,7 +99,8 @@ public final class RelayBench {
         this.work = root.resolve("bench/work/relay");
         this.rateSeconds = rateSeconds;
         this.rate = rate;
-        this.warmupSeconds = Integer.parseInt(env("BENCH_RELAY_WARMUP_SECONDS", "15"));
+        this.warmupSeconds = Integer.parseInt(env("BENCH_RELAY_WARMUP_SECONDS", "30"));
+        this.warmupFrom = Double.parseDouble(env("BENCH_RELAY_WARMUP_FROM", "0.2"));
         this.clients = Integer.parseInt(env("BENCH_RELAY_CLIENTS", "10000"));
         this.steps = Arrays.stream(env("BENCH_RELAY_STEPS", "1000,2000,3000,5000,7500").split(",")).map(String::trim)
                 .mapToInt(Integer::parseInt).toArray();
@@ -376,10 +379,10 @@ public final class RelayBench {
         long rateStart = System.nanoTime();
         System.out.printf("Every client got its packet in %.1f s; county RSS %d MB -> %d MB%n", liveSeconds, rssBefore / 1024,
                 rssConnected / 1024);
-        System.out.printf("Rate phase: %d packets/s for %d s warm-up + %d s measured, %d TCP senders -> doctor@province%n", rate,
-                warmupSeconds, rateSeconds, nTcp);
+        System.out.printf("Rate phase: %d packets/s for %d s warm-up (from %.0f/s) + %d s measured, %d TCP senders -> doctor@province%n",
+                rate, warmupSeconds, warmupFrom * rate, rateSeconds, nTcp);
         recordAcks = false;
-        long warmupSent = offer("rate", rate, warmupSeconds, nTcp, 0);
+        long warmupSent = offer("rate", rate, warmupFrom, warmupSeconds, nTcp, 0);
         recordAcks = true;
         Map<String, Double> cpu1 = cpu();
         long measuredFrom = warmupSent;
@@ -481,7 +484,10 @@ public final class RelayBench {
                 .append(ms(liveLatency.pct(99))).append("; clients without their packet: ").append(idleClientsWithout).append(" |\n\n");
         r.append("### 2. ").append(rate).append(" packets/s through three hops (county → city → province → doctor)\n\n");
         r.append(nTcp).append(" TCP clients send one packet per SEND frame, ").append(fmt1(rate / (double) nTcp))
-                .append(" packets/s each, for ").append(warmupSeconds).append(" s of warm-up (not counted) then ").append(rateSeconds)
+                .append(" packets/s each at the full rate, after ").append(warmupSeconds).append(" s of warm-up (not counted")
+                .append(warmupFrom < 1 ? ", the rate rising from " + Math.round(warmupFrom * rate) + "/s to " + rate
+                        + "/s so that the JVMs compile their code without a backlog built at the full rate meanwhile" : "")
+                .append("); then ").append(rateSeconds)
                 .append(" s measured (").append(endToEnd.size()).append(" packets). A hop's time runs from the moment a node "
                         + "began storing the packet (`received_at`, before its commit and acknowledgement) to the moment the next "
                         + "node began storing it; the last hop ends in the doctor's handler.\n\n");
@@ -532,6 +538,15 @@ public final class RelayBench {
 
     /** Sends {@code rate}/s for {@code seconds} from the TCP clients in turn; returns the packets sent. */
     long offer(String phase, int rate, int seconds, int nTcp, long firstN) throws InterruptedException {
+        return offer(phase, rate, 1.0, seconds, nTcp, firstN);
+    }
+
+    /**
+     * Offers packets for {@code seconds}: at {@code rate} packets/s, or, with {@code from} below 1, rising linearly from
+     * {@code from} × rate to rate over the period (the warm-up: the JVMs compile their code without a backlog built at
+     * the full rate while they do).
+     */
+    long offer(String phase, int rate, double from, int seconds, int nTcp, long firstN) throws InterruptedException {
         long start = System.nanoTime();
         long end = start + TimeUnit.SECONDS.toNanos(seconds);
         long sent = 0;
@@ -540,7 +555,8 @@ public final class RelayBench {
             if (now >= end) {
                 break;
             }
-            long due = (long) ((now - start) / 1e9 * rate);
+            double t = (now - start) / 1e9;
+            long due = (long) (rate * (from * t + (1 - from) * t * t / (2.0 * seconds)));
             while (sent < due) {
                 long n = firstN + sent;
                 TcpPeer p = tcpPeers.get((int) (n % nTcp));
