@@ -67,6 +67,20 @@ class RelaySendJsonTest {
                 assertTrue(why.getMessage().contains("command is required"), why.getMessage());
                 assertEquals(0, count(ds, "SELECT COUNT(*) FROM relay_packet WHERE packet_id = '" + good.packetId() + "'"), from);
 
+                // text that is not exactly one JSON object would break the request it is written into: refused at once,
+                // on the client, naming which one; nothing of the request reaches the node, and the client goes on
+                for (String broken : java.util.Arrays.asList("{\"packetId\": \"two-in-one\"}, {\"packetId\": \"x\"}", "{",
+                        "[]", "\"text\"", "{} {}", null)) {
+                    Packet before = RelayTreeTest.packet(from, "r@top", "json.note", "refused", 2);
+                    ExecutionException notJson = assertThrows(ExecutionException.class, () -> sender.client.sendJson(
+                            java.util.Arrays.asList(before.toJson().toString(), broken)).get(20, TimeUnit.SECONDS));
+                    RelayRejectedException e = assertInstanceOf(RelayRejectedException.class, notJson.getCause(), broken);
+                    assertEquals(400, e.status(), broken);
+                    assertEquals("json", e.rule(), broken);
+                    assertEquals("packets[1]", e.field(), broken);
+                    assertEquals(0, count(ds, "SELECT COUNT(*) FROM relay_packet WHERE packet_id = '" + before.packetId() + "'"));
+                }
+
                 // and a packet may not claim another sender, as text either
                 String impostor = RelayTreeTest.packet("r@top", "r@top", "json.note", "refused", 1).toJson().toString();
                 ExecutionException notItself = assertThrows(ExecutionException.class,

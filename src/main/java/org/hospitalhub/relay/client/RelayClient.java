@@ -14,6 +14,8 @@ import java.util.concurrent.TimeoutException;
 import java.util.function.Consumer;
 import java.util.function.LongConsumer;
 
+import com.fasterxml.jackson.core.JsonParser;
+import com.fasterxml.jackson.core.JsonToken;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.JsonNodeFactory;
 import com.fasterxml.jackson.databind.util.RawValue;
@@ -83,11 +85,38 @@ public final class RelayClient implements AutoCloseable {
 
     /**
      * Sends packets given as JSON text, one packet object each (for instance as a relay node stored them), in this order
-     * and unchanged, as one request; completes when the server stored all of them. Nothing is parsed or written again
-     * here: the server checks each packet as it checks any other, and refuses the request if one is not a packet.
+     * and unchanged, as one request; completes when the server stored all of them. Each text is only scanned here, to
+     * be sure it is exactly one JSON object (anything else would break the request it is written into: refused at once
+     * with {@link RelayRejectedException} 400, rule {@code json}); no tree is built and nothing is written again. The
+     * server checks each packet as it checks any other, and refuses the request if one is not a valid packet.
      */
     public CompletableFuture<List<SendResult>> sendJson(List<String> packets) {
-        return enqueue(packets.stream().<JsonNode>map(t -> JsonNodeFactory.instance.rawValueNode(new RawValue(t))).toList());
+        List<JsonNode> raw = new ArrayList<>(packets.size());
+        for (int i = 0; i < packets.size(); i++) {
+            String text = packets.get(i);
+            if (!isOneObject(text)) {
+                return CompletableFuture.failedFuture(new RelayRejectedException(400, "packet " + i + " of the request is not "
+                        + "one JSON object", "packets[" + i + "]", "json"));
+            }
+            raw.add(JsonNodeFactory.instance.rawValueNode(new RawValue(text)));
+        }
+        return enqueue(raw);
+    }
+
+    /** Whether {@code text} is exactly one JSON object, well formed, and nothing after it (a token scan, no tree). */
+    static boolean isOneObject(String text) {
+        if (text == null) {
+            return false;
+        }
+        try (JsonParser p = Frames.JSON.getFactory().createParser(text)) {
+            if (p.nextToken() != JsonToken.START_OBJECT) {
+                return false;
+            }
+            p.skipChildren();
+            return p.nextToken() == null;
+        } catch (IOException malformed) {
+            return false;
+        }
     }
 
     private CompletableFuture<List<SendResult>> enqueue(List<JsonNode> packets) {
