@@ -288,16 +288,19 @@ final class PacketStore {
 
     /** The hops that have packets waiting (one probe per known hop, after its cursor, through the hop_seq index). */
     List<String> hopsWithPending() throws SQLException {
-        try (Connection c = ds.getConnection();
-                PreparedStatement q = c.prepareStatement("SELECT a.hop FROM relay_hop_ack a WHERE EXISTS (SELECT 1 FROM "
-                        + "relay_packet p WHERE p.hop = a.hop AND p.hop_seq > a.acked_seq AND p." + NOT_SETTLED + ")");
+        return new ArrayList<>(waitingHops().keySet());
+    }
+
+    /** The hops that have packets waiting, in name order, each with its cursor ({@link #WAITING_HOPS}). */
+    private Map<String, Long> waitingHops() throws SQLException {
+        Map<String, Long> waiting = new LinkedHashMap<>();
+        try (Connection c = ds.getConnection(); PreparedStatement q = c.prepareStatement(WAITING_HOPS);
                 ResultSet rs = q.executeQuery()) {
-            List<String> out = new ArrayList<>();
             while (rs.next()) {
-                out.add(rs.getString(1));
+                waiting.put(rs.getString(1), rs.getLong(2));
             }
-            return out;
         }
+        return waiting;
     }
 
     /**
@@ -382,13 +385,8 @@ final class PacketStore {
      */
     int expire(Instant now) throws SQLException {
         List<Object[]> due = new ArrayList<>();
+        Map<String, Long> waiting = waitingHops();
         try (Connection c = ds.getConnection()) {
-            Map<String, Long> waiting = new LinkedHashMap<>();
-            try (PreparedStatement q = c.prepareStatement(WAITING_HOPS); ResultSet rs = q.executeQuery()) {
-                while (rs.next()) {
-                    waiting.put(rs.getString(1), rs.getLong(2));
-                }
-            }
             // only the packets after each hop's cursor: those before it were delivered (their rows stay PENDING)
             try (PreparedStatement q = c.prepareStatement(EXPIRED_OF_HOP)) {
                 for (Map.Entry<String, Long> hop : waiting.entrySet()) {

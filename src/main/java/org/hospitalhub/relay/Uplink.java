@@ -97,7 +97,11 @@ final class Uplink {
      * and written by this node when it arrived, and the parent checks it again. (Parsing every stored packet and
      * writing it again for the request was about 40 % of a node's CPU under load.)
      */
-    private record Batch(List<PacketStore.Stored> rows, List<String> bodies) {
+    private record Batch(List<PacketStore.Stored> rows) {
+        List<String> bodies() {
+            return Uplink.bodies(rows);
+        }
+
         long lastSeq() {
             return rows.get(rows.size() - 1).seq();
         }
@@ -119,7 +123,7 @@ final class Uplink {
                 break;
             }
         }
-        return new Batch(rows, bodies(rows));
+        return new Batch(rows);
     }
 
     private static List<String> bodies(List<PacketStore.Stored> rows) {

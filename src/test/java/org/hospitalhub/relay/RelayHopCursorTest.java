@@ -220,7 +220,7 @@ class RelayHopCursorTest {
         return rows.stream().map(PacketStore.Stored::seq).toList();
     }
 
-    private static long count(DataSource ds, String sql) throws SQLException {
+    static long count(DataSource ds, String sql) throws SQLException {
         try (Connection c = ds.getConnection(); Statement s = c.createStatement(); ResultSet rs = s.executeQuery(sql)) {
             rs.next();
             return rs.getLong(1);

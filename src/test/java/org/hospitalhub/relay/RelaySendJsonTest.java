@@ -7,9 +7,6 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.nio.file.Files;
-import java.sql.Connection;
-import java.sql.ResultSet;
-import java.sql.Statement;
 import java.time.Duration;
 import java.util.List;
 import java.util.concurrent.ExecutionException;
@@ -65,7 +62,7 @@ class RelaySendJsonTest {
                 RelayRejectedException why = assertInstanceOf(RelayRejectedException.class, refused.getCause(), from);
                 assertEquals(400, why.status(), from);
                 assertTrue(why.getMessage().contains("command is required"), why.getMessage());
-                assertEquals(0, count(ds, "SELECT COUNT(*) FROM relay_packet WHERE packet_id = '" + good.packetId() + "'"), from);
+                assertEquals(0, RelayHopCursorTest.count(ds, "SELECT COUNT(*) FROM relay_packet WHERE packet_id = '" + good.packetId() + "'"), from);
 
                 // text that is not exactly one JSON object would break the request it is written into: refused at once,
                 // on the client, naming which one; nothing of the request reaches the node, and the client goes on
@@ -78,7 +75,7 @@ class RelaySendJsonTest {
                     assertEquals(400, e.status(), broken);
                     assertEquals("json", e.rule(), broken);
                     assertEquals("packets[1]", e.field(), broken);
-                    assertEquals(0, count(ds, "SELECT COUNT(*) FROM relay_packet WHERE packet_id = '" + before.packetId() + "'"));
+                    assertEquals(0, RelayHopCursorTest.count(ds, "SELECT COUNT(*) FROM relay_packet WHERE packet_id = '" + before.packetId() + "'"));
                 }
 
                 // and a packet may not claim another sender, as text either
@@ -91,13 +88,6 @@ class RelaySendJsonTest {
             assertEquals(List.of(0, 1, 2, 3), receiver.run("json"));
             assertEquals("会诊", receiver.packets("json").get(1).parameters().path("text").asText());
             assertEquals(List.of(), receiver.run("refused"));
-        }
-    }
-
-    private static long count(javax.sql.DataSource ds, String sql) throws Exception {
-        try (Connection c = ds.getConnection(); Statement s = c.createStatement(); ResultSet rs = s.executeQuery(sql)) {
-            rs.next();
-            return rs.getLong(1);
         }
     }
 }
