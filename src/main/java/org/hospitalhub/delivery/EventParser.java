@@ -72,6 +72,9 @@ public class EventParser {
             .enable(DeserializationFeature.FAIL_ON_READING_DUP_TREE_KEY)
             .build();
 
+    private final com.fasterxml.jackson.databind.ObjectReader decimals = strict.reader()
+            .with(DeserializationFeature.USE_BIG_DECIMAL_FOR_FLOATS);
+
     public EventParser(SchemaRegistry schemas) {
         // the instance behind the client proxy: the proxy looks the bean up in its context on every call, once per event
         this.schemas = ClientProxy.unwrap(schemas);
@@ -219,6 +222,11 @@ public class EventParser {
         String unknown;
         /** The payload object's text as it stands in the body, when it was read from text. */
         String payloadText;
+        /**
+         * The schema's verdict given while the payload was read ({@link StreamedSchema}): null when it was read as a
+         * tree instead, true when certainly valid, false when the library is to judge it.
+         */
+        Boolean streamedValid;
 
         void put(String name, JsonNode value) {
             int i = NAMES.indexOf(name);
@@ -239,6 +247,7 @@ public class EventParser {
     /** The envelope's fields, in the canonical envelope's order. */
     private static final List<String> NAMES = List.of("eventId", "type", "source", "hospital", "key", "occurredAt", "payload");
     private static final int PAYLOAD = NAMES.indexOf("payload");
+    private static final int TYPE = NAMES.indexOf("type");
 
     /**
      * Reads one envelope object (the parser is on its START_OBJECT) without building a tree of it: the header values
@@ -269,7 +278,12 @@ public class EventParser {
             JsonToken t = p.nextToken();
             if (i == PAYLOAD && t == JsonToken.START_OBJECT) {
                 long from = offset(p, text);
-                if (payloadTree) {
+                // checked as it is read when the type came before it (the canonical order) and its schema allows
+                StreamedSchema quick = payloadTree && f.values[TYPE] instanceof TextNode type ? schemas.streamed(type.textValue()) : null;
+                if (quick != null) {
+                    f.streamedValid = quick.check(p);
+                    f.values[i] = strict.getNodeFactory().objectNode(); // stands for "an object"; text below
+                } else if (payloadTree) {
                     f.values[i] = p.readValueAsTree();
                 } else {
                     p.skipChildren();
@@ -329,7 +343,13 @@ public class EventParser {
         }
         var schema = schemas.schema(type).orElseThrow(() -> new InvalidEventException(InvalidEventException.Kind.UNKNOWN_TYPE,
                 "type", "known-type", "unknown event type '" + type + "'; known types: " + schemas.types()));
-        Set<ValidationMessage> errors = checkSchema ? schema.validate(payload) : Set.of();
+        Set<ValidationMessage> errors;
+        if (!checkSchema || Boolean.TRUE.equals(node.streamedValid)) {
+            errors = Set.of();
+        } else {
+            // unsure while streamed: the library's verdict, on the tree
+            errors = validate(schema, node.streamedValid != null ? tree(node.payloadText, false) : payload, node.payloadText);
+        }
         if (!errors.isEmpty()) {
             ValidationMessage first = errors.stream()
                     .min(Comparator.comparing((ValidationMessage m) -> m.getInstanceLocation().toString())
@@ -399,6 +419,31 @@ public class EventParser {
             }
         }
         return out == null ? json : out.append(json, copied, n).toString();
+    }
+
+    /**
+     * The library's verdict. A number beyond a double's range is read into the tree as infinity, which the library
+     * cannot compare with a bound (it makes a BigDecimal of the number's text): such a payload is judged again read
+     * with exact decimals.
+     */
+    private Set<ValidationMessage> validate(com.networknt.schema.JsonSchema schema, JsonNode payload, String payloadText) {
+        try {
+            return schema.validate(payload);
+        } catch (NumberFormatException e) {
+            if (payloadText == null) {
+                throw new InvalidEventException("payload", "type", "payload holds a number beyond the range of a double (about ±1.8e308)");
+            }
+            return schema.validate(tree(payloadText, true));
+        }
+    }
+
+    /** A payload text the parser has read once already (well formed, no field given twice) as a tree. */
+    private JsonNode tree(String payloadText, boolean exactDecimals) {
+        try {
+            return exactDecimals ? decimals.readTree(payloadText) : strict.readTree(payloadText);
+        } catch (JsonProcessingException e) {
+            throw new IllegalStateException("payload read once already is not JSON: " + e.getMessage(), e);
+        }
     }
 
     private static String requiredText(Fields node, String field, IdRule pattern, String patternText) {

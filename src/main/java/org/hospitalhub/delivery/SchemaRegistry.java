@@ -34,6 +34,7 @@ public class SchemaRegistry {
 
     private final Map<String, JsonSchema> schemas = new TreeMap<>();
     private final Map<String, JsonNode> rawSchemas = new TreeMap<>();
+    private final Map<String, StreamedSchema> streamed = new java.util.HashMap<>();
 
     public SchemaRegistry(ObjectMapper mapper,
             @ConfigProperty(name = "hub.schemas.dir") Optional<String> externalDir) throws IOException {
@@ -72,6 +73,12 @@ public class SchemaRegistry {
             }
         }
         LOG.infof("Event types with a schema: %s", schemas.keySet());
+        Set<String> libraryOnly = new java.util.TreeSet<>(schemas.keySet());
+        libraryOnly.removeAll(streamed.keySet());
+        if (!libraryOnly.isEmpty()) {
+            LOG.infof("Event types whose schema uses keywords the parser does not check as it reads (their payloads are"
+                    + " checked on a tree by the JSON Schema library): %s", libraryOnly);
+        }
     }
 
     private void register(String type, JsonNode schema, JsonSchemaFactory factory, String origin) {
@@ -82,6 +89,12 @@ public class SchemaRegistry {
         try {
             schemas.put(type, factory.getSchema(schema));
             rawSchemas.put(type, schema);
+            StreamedSchema quick = StreamedSchema.compile(schema);
+            if (quick != null) {
+                streamed.put(type, quick);
+            } else {
+                streamed.remove(type); // an override of a built-in schema
+            }
         } catch (RuntimeException e) {
             throw new IllegalStateException(origin + ": invalid JSON Schema: " + e.getMessage(), e);
         }
@@ -89,6 +102,14 @@ public class SchemaRegistry {
 
     public Optional<JsonSchema> schema(String type) {
         return Optional.ofNullable(schemas.get(type));
+    }
+
+    /**
+     * The type's schema as the event parser checks it while reading a payload (certainly valid, or unsure: then the
+     * library decides), or null when the schema uses keywords that check does not know.
+     */
+    StreamedSchema streamed(String type) {
+        return streamed.get(type);
     }
 
     /** The schema document itself, for coercing XML text into the JSON types it asks for. */

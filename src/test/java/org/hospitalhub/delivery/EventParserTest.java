@@ -126,6 +126,59 @@ class EventParserTest {
         assertEquals("x", unknown.field());
     }
 
+    /**
+     * The payload's schema is checked as the payload is read when it allows (StreamedSchema), else on a tree by the
+     * library; either way the same events pass and the same messages come out, and a number beyond a double's range is
+     * judged by its decimal text instead of breaking the check (it used to escape as a NumberFormatException).
+     */
+    @Test
+    void streamedAndTreeChecksGiveTheSameAnswersAndMessages(@org.junit.jupiter.api.io.TempDir java.nio.file.Path dir) throws Exception {
+        String bounds = "{\"type\":\"number\",\"minimum\":0,\"maximum\":100}";
+        java.nio.file.Files.writeString(dir.resolve("test.streamed.json"), "{\"type\":\"object\",\"required\":[\"v\"],"
+                + "\"properties\":{\"v\":" + bounds + ",\"s\":{\"type\":\"string\",\"maxLength\":2},\"c\":{\"enum\":[\"CNY\"]}}}");
+        // the same schema with a keyword the streamed check does not know: the library alone, on the tree
+        java.nio.file.Files.writeString(dir.resolve("test.tree.json"), "{\"type\":\"object\",\"required\":[\"v\"],"
+                + "\"properties\":{\"v\":" + bounds + ",\"s\":{\"type\":\"string\",\"maxLength\":2,\"pattern\":\"^\"},\"c\":{\"enum\":[\"CNY\"]}}}");
+        SchemaRegistry registry = new SchemaRegistry(mapper, Optional.of(dir.toString()));
+        assertTrue(registry.streamed("test.streamed") != null && registry.streamed("test.tree") == null);
+        EventParser own = new EventParser(registry);
+        String[][] cases = {
+            {"{\"v\":5,\"s\":\"ab\"}", null},
+            {"{\"v\":1e2}", null},
+            {"{\"v\":100.0}", null},
+            {"{\"v\":-0.0}", null},
+            {"{\"v\":1e400}", "payload.v: must have a maximum value of 100 (schema of %s)"},
+            {"{\"v\":-1e400}", "payload.v: must have a minimum value of 0 (schema of %s)"},
+            {"{\"v\":100.00000000000001}", "payload.v: must have a maximum value of 100 (schema of %s)"},
+            {"{\"v\":5,\"s\":\"abc\"}", "payload.s: must be at most 2 characters long (schema of %s)"},
+            {"{\"s\":\"a\"}", "payload.v: required property 'v' not found (schema of %s)"},
+            {"{\"v\":\"5\"}", "payload.v: string found, number expected (schema of %s)"},
+            {"{\"v\":5,\"c\":\"CNY\"}", null},
+            {"{\"v\":5,\"c\":1e400}", "payload.c: does not have a value in the enumeration [\"CNY\"] (schema of %s)"},
+        };
+        for (String type : List.of("test.streamed", "test.tree")) {
+            for (String[] c : cases) {
+                // the type before the payload (streamed when the schema allows) and after it (always on the tree)
+                String before = "{\"eventId\":\"e-1\",\"type\":\"" + type + "\",\"source\":\"his\",\"hospital\":\"h\","
+                        + "\"occurredAt\":\"2026-11-22T08:00:00+08:00\",\"payload\":" + c[0] + "}";
+                String after = "{\"eventId\":\"e-1\",\"source\":\"his\",\"hospital\":\"h\","
+                        + "\"occurredAt\":\"2026-11-22T08:00:00+08:00\",\"payload\":" + c[0] + ",\"type\":\"" + type + "\"}";
+                for (String body : List.of(before, after)) {
+                    if (c[1] == null) {
+                        assertEquals(c[0], own.parseOne(body.getBytes(java.nio.charset.StandardCharsets.UTF_8)).payloadJson(), body);
+                        assertEquals(c[0], own.parseOne(body).payloadJson(), body);
+                    } else {
+                        for (var read : List.<org.junit.jupiter.api.function.Executable>of(() -> own.parseOne(body),
+                                () -> own.parseOne(body.getBytes(java.nio.charset.StandardCharsets.UTF_8)))) {
+                            var e = assertThrows(InvalidEventException.class, read, body);
+                            assertEquals(c[1].formatted(type), e.getMessage(), body);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     @Test
     void plainDateTimesAreReadAsOffsetDateTimeParseReadsThem() {
         for (String s : List.of("2026-11-22T08:30:00+08:00", "2026-11-22T08:30:00Z", "2026-11-22T08:30:00.5Z",
