@@ -1,9 +1,10 @@
 package org.hospitalhub.delivery;
 
+import java.io.IOException;
 import java.io.UncheckedIOException;
+import java.nio.charset.StandardCharsets;
 import java.time.OffsetDateTime;
 
-import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.core.io.JsonStringEncoder;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
@@ -30,12 +31,14 @@ public final class Event {
     private final long occurredAtMillis;
     private final String occurredAtSent;
     private final String occurredAtText;
-    private final String payloadJson;
+    private String payloadJson; // a String is safely published without volatile; at worst decoded twice
+    /** The payload's UTF-8 bytes, when it was read from bytes (a Kafka record): the text is decoded only if asked for. */
+    private final byte[] payloadUtf8;
     private volatile ObjectNode payload;
     private String envelope; // a String is safely published without volatile; at worst built twice
 
     Event(String eventId, String type, String source, String hospital, String key, OffsetDateTime occurredAt,
-            String occurredAtSent, boolean plainForm, String payloadJson, ObjectNode payload) {
+            String occurredAtSent, boolean plainForm, String payloadJson, byte[] payloadUtf8, ObjectNode payload) {
         this.eventId = eventId;
         this.type = type;
         this.source = source;
@@ -46,6 +49,7 @@ public final class Event {
         this.occurredAtSent = occurredAtSent;
         this.occurredAtText = plainForm ? occurredAtSent : occurredAt.toString();
         this.payloadJson = payloadJson;
+        this.payloadUtf8 = payloadUtf8;
         this.payload = payload;
     }
 
@@ -92,7 +96,19 @@ public final class Event {
 
     /** The payload's JSON text. */
     public String payloadJson() {
-        return payloadJson;
+        String p = payloadJson;
+        if (p == null) {
+            payloadJson = p = new String(payloadUtf8, StandardCharsets.UTF_8);
+        }
+        return p;
+    }
+
+    /**
+     * The payload's JSON text in UTF-8: the bytes it was read from when it came as bytes (a Kafka record), so that a
+     * sink writing bytes neither decodes nor encodes it; else encoded now. Callers must not modify the array.
+     */
+    public byte[] payloadUtf8() {
+        return payloadUtf8 != null ? payloadUtf8 : payloadJson.getBytes(StandardCharsets.UTF_8);
     }
 
     /** The payload as a JSON tree (parsed on first use; callers must not modify it). */
@@ -100,8 +116,8 @@ public final class Event {
         ObjectNode p = payload;
         if (p == null) {
             try {
-                p = (ObjectNode) TREES.readTree(payloadJson);
-            } catch (JsonProcessingException e) {
+                p = (ObjectNode) (payloadUtf8 != null ? TREES.readTree(payloadUtf8) : TREES.readTree(payloadJson));
+            } catch (IOException e) {
                 throw new UncheckedIOException("payload of " + eventId + " is not JSON", e); // validated when parsed
             }
             payload = p;
@@ -116,6 +132,7 @@ public final class Event {
     public String envelope() {
         String e = envelope;
         if (e == null) {
+            String payloadJson = payloadJson();
             StringBuilder b = new StringBuilder(payloadJson.length() + 160);
             field(b, '{', "eventId", eventId);
             field(b, ',', "type", type);

@@ -6,6 +6,7 @@ import java.nio.charset.StandardCharsets;
 import java.time.OffsetDateTime;
 import java.time.format.DateTimeParseException;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.Comparator;
 import java.util.HashSet;
 import java.util.List;
@@ -220,8 +221,20 @@ public class EventParser {
     private static final class Fields {
         final JsonNode[] values = new JsonNode[NAMES.size()];
         String unknown;
-        /** The payload object's text as it stands in the body, when it was read from text. */
+        /** The payload object's text as it stands in the body, when it was read from text (or decoded from bytes). */
         String payloadText;
+        /** The body's bytes and the payload object's place in them, when it was read from bytes. */
+        byte[] payloadBytes;
+        int payloadFrom;
+        int payloadTo;
+
+        /** The payload's text when it was cut from the body (decoded from the bytes when read from bytes), else null. */
+        String payloadText() {
+            if (payloadText == null && payloadBytes != null) {
+                payloadText = new String(payloadBytes, payloadFrom, payloadTo - payloadFrom, StandardCharsets.UTF_8);
+            }
+            return payloadText;
+        }
         /**
          * The schema's verdict given while the payload was read ({@link StreamedSchema}): null when it was read as a
          * tree instead, true when certainly valid, false when the library is to judge it.
@@ -290,8 +303,13 @@ public class EventParser {
                     f.values[i] = strict.getNodeFactory().objectNode(); // stands for "an object"; text below
                 }
                 long to = offset(p, text) + 1; // after the closing brace (one byte in UTF-8 too)
-                f.payloadText = text != null ? text.substring((int) from, (int) to)
-                        : new String(utf8, (int) from, (int) (to - from), StandardCharsets.UTF_8);
+                if (text != null) {
+                    f.payloadText = text.substring((int) from, (int) to);
+                } else {
+                    f.payloadBytes = utf8; // kept as bytes: a sink writing bytes never decodes it
+                    f.payloadFrom = (int) from;
+                    f.payloadTo = (int) to;
+                }
             } else if (i >= 0 && t == JsonToken.VALUE_STRING) {
                 // the header fields are strings: a node of the text, without a tree reader (and its context) per field
                 f.values[i] = TextNode.valueOf(p.getText());
@@ -348,7 +366,7 @@ public class EventParser {
             errors = Set.of();
         } else {
             // unsure while streamed: the library's verdict, on the tree
-            errors = validate(schema, node.streamedValid != null ? tree(node.payloadText, false) : payload, node.payloadText);
+            errors = validate(schema, node.streamedValid != null ? tree(node.payloadText(), false) : payload, node);
         }
         if (!errors.isEmpty()) {
             ValidationMessage first = errors.stream()
@@ -362,9 +380,14 @@ public class EventParser {
             throw new InvalidEventException(field, first.getType(),
                     field + ": " + first.getMessage().replaceFirst("^\\$[^:]*: ", "") + " (schema of " + type + ")");
         }
-        String text;
+        String text = null;
+        byte[] utf8 = null;
         ObjectNode tree = null;
-        if (node.payloadText != null) {
+        if (node.payloadBytes != null) {
+            // a stored envelope was compacted when accepted
+            utf8 = checkSchema ? compact(node.payloadBytes, node.payloadFrom, node.payloadTo)
+                    : Arrays.copyOfRange(node.payloadBytes, node.payloadFrom, node.payloadTo);
+        } else if (node.payloadText != null) {
             text = checkSchema ? compact(node.payloadText) : node.payloadText; // a stored envelope was compacted when accepted
         } else {
             tree = (ObjectNode) payload;
@@ -374,7 +397,7 @@ public class EventParser {
                 throw new IllegalStateException(e);
             }
         }
-        return new Event(eventId, type, source, hospital, key, occurredAt, occurred, plain, text, tree);
+        return new Event(eventId, type, source, hospital, key, occurredAt, occurred, plain, text, utf8, tree);
     }
 
 
@@ -426,10 +449,11 @@ public class EventParser {
      * cannot compare with a bound (it makes a BigDecimal of the number's text): such a payload is judged again read
      * with exact decimals.
      */
-    private Set<ValidationMessage> validate(com.networknt.schema.JsonSchema schema, JsonNode payload, String payloadText) {
+    private Set<ValidationMessage> validate(com.networknt.schema.JsonSchema schema, JsonNode payload, Fields node) {
         try {
             return schema.validate(payload);
         } catch (NumberFormatException e) {
+            String payloadText = node.payloadText();
             if (payloadText == null) {
                 throw new InvalidEventException("payload", "type", "payload holds a number beyond the range of a double (about ±1.8e308)");
             }
@@ -444,6 +468,45 @@ public class EventParser {
         } catch (JsonProcessingException e) {
             throw new IllegalStateException("payload read once already is not JSON: " + e.getMessage(), e);
         }
+    }
+
+    /**
+     * {@link #compact(String)} of a payload in UTF-8, {@code utf8[from, to)}, as a new array: the bytes of a character
+     * beyond ASCII are never a quote, a backslash or whitespace, so the same walk serves; strings are skipped to their
+     * closing quote (a backslash skips the byte after it), what lies between them is copied without its whitespace.
+     */
+    static byte[] compact(byte[] utf8, int from, int to) {
+        byte[] out = null;
+        int o = 0;
+        int copied = from; // utf8[copied, i) is still to be copied into out
+        int i = from;
+        while (i < to) {
+            byte c = utf8[i];
+            if (c == '"') {
+                i++;
+                while (i < to && utf8[i] != '"') {
+                    i += utf8[i] == '\\' ? 2 : 1;
+                }
+                if (i >= to) {
+                    return Arrays.copyOfRange(utf8, from, to); // not valid JSON: the parser has refused it already
+                }
+                i++;
+            } else if (c == ' ' || c == '\n' || c == '\r' || c == '\t') {
+                if (out == null) {
+                    out = new byte[to - from];
+                }
+                System.arraycopy(utf8, copied, out, o, i - copied);
+                o += i - copied;
+                copied = ++i;
+            } else {
+                i++;
+            }
+        }
+        if (out == null) {
+            return Arrays.copyOfRange(utf8, from, to);
+        }
+        System.arraycopy(utf8, copied, out, o, to - copied);
+        return Arrays.copyOf(out, o + to - copied);
     }
 
     private static String requiredText(Fields node, String field, IdRule pattern, String patternText) {

@@ -17,7 +17,7 @@ import io.micrometer.core.instrument.simple.SimpleMeterRegistry;
 class DeliveryMetricsTest {
 
     private static Event at(String id, OffsetDateTime occurredAt) {
-        return new Event(id, "his.charge.created", "his", "demo", "P1", occurredAt, occurredAt.toString(), true, "{}", null);
+        return new Event(id, "his.charge.created", "his", "demo", "P1", occurredAt, occurredAt.toString(), true, "{}", null, null);
     }
 
     @Test

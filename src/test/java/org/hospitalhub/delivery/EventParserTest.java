@@ -327,6 +327,14 @@ class EventParserTest {
             String compact = EventParser.compact(json);
             assertEquals(compactReference(json), compact, json);
             assertEquals(mapper.readTree(json), mapper.readTree(compact), json);
+            // the same on UTF-8 bytes (a Kafka record), with bytes around the payload that are not its own
+            byte[] body = ("{\"payload\": " + json + " }").getBytes(java.nio.charset.StandardCharsets.UTF_8);
+            int from = "{\"payload\": ".length();
+            byte[] bytes = EventParser.compact(body, from, body.length - 2);
+            assertEquals(compact, new String(bytes, java.nio.charset.StandardCharsets.UTF_8), json);
         }
+        byte[] unterminated = "{\"a\":\"b}".getBytes(java.nio.charset.StandardCharsets.UTF_8);
+        assertEquals("{\"a\":\"b}", new String(EventParser.compact(unterminated, 0, unterminated.length),
+                java.nio.charset.StandardCharsets.UTF_8), "a text that is not JSON is left as it is");
     }
 }

@@ -150,10 +150,17 @@ class KafkaTest {
             records.add(new String[] {"M" + (i % 3), Events.stockIssued("ksd-" + i).replace("\n", "")});
         }
         records.add(new String[] {"M0", Events.stockIssued("ksd-3").replace("\n", "")}); // duplicate in the stream
+        // a payload laid out with whitespace, Chinese text, an escaped quote and a character outside the BMP: the row
+        // holds it exactly as sent without the whitespace between its tokens
+        records.set(7, new String[] {"M1", Events.stockIssued("ksd-7").replace("\"warehouse\":\"W1\"",
+                "\n  \"warehouse\" :\t\"中心库 \\\"B\\\" 😀\" ")});
         double duplicates = metric("hub_delivery_duplicates_total{flow=\"t-kafka-sd\"}");
         send("hh.charges.sd", records);
         await().atMost(Duration.ofSeconds(30)).until(() -> lag("hh-test-sd", "hh.charges.sd") == 0);
         assertEquals(20, Events.count("SELECT COUNT(*) FROM materials_staging WHERE event_id LIKE 'ksd-%'"));
+        assertEquals(List.of("{\"issueId\":\"ksd-7\",\"materialId\":\"M1\",\"warehouse\":\"中心库 \\\"B\\\" 😀\","
+                + "\"department\":\"ICU\",\"quantity\":2,\"unit\":\"box\"}"),
+                Events.strings("SELECT payload FROM materials_staging WHERE event_id = 'ksd-7'"));
 
         send("hh.charges.sd", records.subList(0, 5)); // a replayed topic: the sink's unique event_id drops them
         await().atMost(Duration.ofSeconds(15)).until(() -> lag("hh-test-sd", "hh.charges.sd") == 0);
