@@ -1,6 +1,7 @@
 package org.hospitalhub.delivery;
 
 import java.io.IOException;
+import java.util.Arrays;
 import java.util.HashMap;
 import java.util.HashSet;
 import java.util.Iterator;
@@ -62,8 +63,12 @@ final class StreamedSchema {
     private boolean minimumExclusive;
     private long maximum = Long.MAX_VALUE;
     private boolean maximumExclusive;
-    /** Names of properties and required fields: their place in {@link #properties} and their bit in masks. */
-    private Map<String, Integer> names;
+    /**
+     * Names of properties and required fields (interned, as the parser's field names are): the place of each is its
+     * place in {@link #properties} and its bit in masks. Found by a scan (by identity, then by value): a payload object
+     * has a handful of fields, and hashing each name read cost more.
+     */
+    private String[] names;
     private StreamedSchema[] properties;
     private long declared;
     private long required;
@@ -169,7 +174,7 @@ final class StreamedSchema {
         }
         c.bounded = c.minimum != Long.MIN_VALUE || c.maximum != Long.MAX_VALUE;
         if (properties != null || required != null) {
-            c.names = new HashMap<>();
+            c.names = new String[0];
             Map<Integer, StreamedSchema> byPlace = new HashMap<>();
             if (properties != null) {
                 for (Iterator<Map.Entry<String, JsonNode>> it = properties.fields(); it.hasNext();) {
@@ -187,7 +192,7 @@ final class StreamedSchema {
                     c.required |= 1L << c.place(r.textValue());
                 }
             }
-            c.properties = new StreamedSchema[c.names.size()];
+            c.properties = new StreamedSchema[c.names.length];
             for (int i = 0; i < c.properties.length; i++) {
                 c.properties[i] = byPlace.getOrDefault(i, ANY);
             }
@@ -196,15 +201,32 @@ final class StreamedSchema {
     }
 
     private int place(String name) throws Unsupported {
-        Integer at = names.get(name);
-        if (at == null) {
-            if (names.size() == Long.SIZE) {
+        int at = find(name);
+        if (at < 0) {
+            if (names.length == Long.SIZE) {
                 throw new Unsupported(); // more names than bits in a mask
             }
-            at = names.size();
-            names.put(name.intern(), at);
+            at = names.length;
+            names = Arrays.copyOf(names, at + 1);
+            names[at] = name.intern();
         }
         return at;
+    }
+
+    /** The name's place in {@link #names}, or -1. */
+    private int find(String name) {
+        String[] ns = names;
+        for (int i = 0; i < ns.length; i++) {
+            if (ns[i] == name) {
+                return i;
+            }
+        }
+        for (int i = 0; i < ns.length; i++) {
+            if (ns[i].equals(name)) {
+                return i; // a parser that does not intern its names
+            }
+        }
+        return -1;
     }
 
     private static int types(JsonNode v) throws Unsupported {
@@ -274,9 +296,9 @@ final class StreamedSchema {
         JsonToken t;
         while ((t = p.nextToken()) == JsonToken.FIELD_NAME) {
             String name = p.currentName();
-            Integer at = names == null ? null : names.get(name);
+            int at = names == null ? -1 : find(name);
             StreamedSchema value = ANY;
-            if (at != null) {
+            if (at >= 0) {
                 long bit = 1L << at;
                 if ((seen & bit) != 0) {
                     throw duplicate(p, name);
