@@ -54,6 +54,14 @@ public final class Bench {
     private final int syncSample = env("BENCH_SYNC_SAMPLE", 20_000);
     private final int syncSeconds = env("BENCH_SYNC_SECONDS", 30);
     private final String hubJavaOpts = envText("BENCH_HUB_JAVA_OPTS", "-Xmx160m -Xmn96m -XX:+UseSerialGC");
+    /**
+     * Where the raw baseline runs: "child", a JVM of its own started cold with the hub's options (the default since
+     * session 17), or "bench", this JVM (warmed by the earlier phases, 1 GB heap), as before.
+     */
+    private final String rawJvm = envText("BENCH_RAW_JVM", "child");
+    private final String rawJavaOpts = envText("BENCH_RAW_JAVA_OPTS", hubJavaOpts);
+    /** The broker's bootstrap servers, once it runs. */
+    private String brokers;
     private final String brokerJavaOpts = envText("BENCH_BROKER_JAVA_OPTS", "-Xms256m -Xmx512m");
     private final String only = envText("BENCH_ONLY", "hub,raw,sync");
     private final Pg pg = new Pg(envText("BENCH_PG_URL", "jdbc:postgresql://127.0.0.1:5432/"),
@@ -124,6 +132,7 @@ public final class Bench {
         try (KafkaBrokerProcess broker = KafkaBrokerProcess.start(work, brokerJavaOpts)) {
             Runtime.getRuntime().addShutdownHook(new Thread(broker::close));
             System.out.println("Kafka broker up at " + broker.bootstrapServers() + " (pid " + broker.pid() + ")");
+            brokers = broker.bootstrapServers();
             try (BenchTopics topics = new BenchTopics(broker.bootstrapServers())) {
                 topics.create(partitions, List.of(HUB_STEADY_TOPIC, RAW_STEADY_TOPIC));
                 System.out.printf("Preloading %,d records into %s ...%n", n, BenchTopics.LOAD);
@@ -240,26 +249,91 @@ public final class Bench {
             Pg.createStaging(c, "raw_load");
             Pg.createStaging(c, "raw_steady");
         }
-        var os = (com.sun.management.OperatingSystemMXBean) ManagementFactory.getOperatingSystemMXBean();
-        double cpu0 = os.getProcessCpuTime() / 1e9;
-        long start = System.nanoTime();
         BenchTopics.Progress done;
-        try (RawBaseline r = new RawBaseline(topics, pg, "bench_raw", "bench-raw", BenchTopics.LOAD, "raw_load",
-                consumers, batch, batchTimeoutMs)) {
-            System.out.printf("[raw] consuming %,d records ...%n", n);
-            r.start();
-            done = topics.awaitCommitted("bench-raw", end, timeout(), r::alive);
+        long start;
+        double cpu;
+        if (rawJvm.equals("bench")) {
+            var os = (com.sun.management.OperatingSystemMXBean) ManagementFactory.getOperatingSystemMXBean();
+            double cpu0 = os.getProcessCpuTime() / 1e9;
+            start = System.nanoTime();
+            try (RawBaseline r = new RawBaseline(topics, pg, "bench_raw", "bench-raw", BenchTopics.LOAD, "raw_load",
+                    consumers, batch, batchTimeoutMs)) {
+                System.out.printf("[raw] consuming %,d records in the bench's JVM ...%n", n);
+                r.start();
+                done = topics.awaitCommitted("bench-raw", end, timeout(), r::alive);
+            }
+            cpu = os.getProcessCpuTime() / 1e9 - cpu0;
+        } else {
+            try (RawChild r = new RawChild("bench-raw", BenchTopics.LOAD, "raw_load")) {
+                start = System.nanoTime(); // its consumers created and started, as the hub's clock starts once started
+                double cpu0 = r.cpuSeconds();
+                System.out.printf("[raw] consuming %,d records in a JVM of its own (pid %d, %s) ...%n", n, r.process.pid(),
+                        rawJavaOpts);
+                done = topics.awaitCommitted("bench-raw", end, timeout(), r::alive);
+                cpu = r.cpuSeconds() - cpu0;
+            }
         }
-        double cpu = os.getProcessCpuTime() / 1e9 - cpu0;
         long rows = pg.count("bench_raw", "raw_load");
         raw = new Throughput(n, rows, (done.done() - start) / 1e9, (done.done() - start) / 1e9, cpu, done.middleRate());
-        System.out.printf("[raw] %,d records -> %,d rows in %.2f s: %,.0f events/s (CPU of the bench JVM %.1f s)%n",
+        System.out.printf("[raw] %,d records -> %,d rows in %.2f s: %,.0f events/s (CPU of its JVM %.1f s)%n",
                 n, rows, raw.seconds(), raw.rate(), cpu);
         check(rows == loaded.unique(), "raw: " + rows + " rows in raw_load, expected " + loaded.unique());
-        try (RawBaseline r = new RawBaseline(topics, pg, "bench_raw", "bench-raw-steady", RAW_STEADY_TOPIC, "raw_steady",
-                consumers, batch, batchTimeoutMs)) {
-            r.start();
-            rawDelay = steady(topics, RAW_STEADY_TOPIC, "bench-raw-steady", "bench_raw", "raw_steady", r::alive);
+        if (rawJvm.equals("bench")) {
+            try (RawBaseline r = new RawBaseline(topics, pg, "bench_raw", "bench-raw-steady", RAW_STEADY_TOPIC, "raw_steady",
+                    consumers, batch, batchTimeoutMs)) {
+                r.start();
+                rawDelay = steady(topics, RAW_STEADY_TOPIC, "bench-raw-steady", "bench_raw", "raw_steady", r::alive);
+            }
+        } else {
+            try (RawChild r = new RawChild("bench-raw-steady", RAW_STEADY_TOPIC, "raw_steady")) {
+                rawDelay = steady(topics, RAW_STEADY_TOPIC, "bench-raw-steady", "bench_raw", "raw_steady", r::alive);
+            }
+        }
+    }
+
+    /**
+     * The raw baseline in a JVM of its own ({@link RawMain}), started with {@link #rawJavaOpts}; the constructor
+     * returns once its consumers are running. Closing it stops it (SIGTERM, as the hub is stopped).
+     */
+    private final class RawChild implements AutoCloseable {
+        final Process process;
+
+        RawChild(String group, String topic, String table) throws Exception {
+            Path started = work.resolve(group + ".started");
+            Files.deleteIfExists(started);
+            List<String> cmd = new ArrayList<>();
+            cmd.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
+            cmd.addAll(List.of(rawJavaOpts.trim().split("\\s+")));
+            cmd.addAll(List.of("-cp", System.getProperty("java.class.path"), RawMain.class.getName(), brokers, "bench_raw",
+                    group, topic, table, Integer.toString(consumers), Integer.toString(batch), Integer.toString(batchTimeoutMs),
+                    started.toString()));
+            process = new ProcessBuilder(cmd).redirectErrorStream(true)
+                    .redirectOutput(ProcessBuilder.Redirect.appendTo(work.resolve("raw.log").toFile())).start();
+            Runtime.getRuntime().addShutdownHook(new Thread(process::destroyForcibly));
+            long deadline = System.nanoTime() + Duration.ofMinutes(2).toNanos();
+            while (!Files.exists(started)) {
+                if (!process.isAlive() || System.nanoTime() > deadline) {
+                    process.destroyForcibly();
+                    throw new IllegalStateException("the raw baseline's JVM did not start; see " + work.resolve("raw.log"));
+                }
+                Thread.sleep(20);
+            }
+        }
+
+        boolean alive() {
+            return process.isAlive();
+        }
+
+        double cpuSeconds() {
+            return ChildHub.cpuSeconds(process.pid());
+        }
+
+        @Override
+        public void close() throws InterruptedException {
+            process.destroy();
+            if (!process.waitFor(30, java.util.concurrent.TimeUnit.SECONDS)) {
+                process.destroyForcibly().waitFor();
+            }
         }
     }
 
@@ -374,6 +448,9 @@ public final class Bench {
         md.append("| hub | `java ").append(hubJavaOpts).append(" -jar target/quarkus-app/quarkus-run.jar`, profile postgres, ")
                 .append("kafka-source completionSize ").append(batch).append(", completionTimeout ").append(batchTimeoutMs)
                 .append(" ms, consumersCount ").append(consumers).append(", dedupe ").append(dedupe).append(" |\n");
+        md.append("| raw | ").append(rawJvm.equals("bench") ? "in the bench's own JVM (`" + System.getProperty("java.vm.name")
+                + "`, warmed by the earlier phases)" : "`java " + rawJavaOpts + "`, a JVM of its own started cold like the hub")
+                .append(", ").append(consumers).append(" consumer(s), max.poll.records ").append(batch).append(" |\n");
         md.append("| data | ").append(String.format("%,d", n)).append(" his.charge.created events, ");
         if (loaded != null) {
             md.append(String.format("%,d unique eventIds + %,d re-sends (%.1f %%), mean %.0f bytes, ", loaded.unique(),
@@ -398,7 +475,7 @@ public final class Bench {
         }
         if (raw != null) {
             md.append(String.format("- Raw: %,d records -> %,d rows in %.2f s from creating the consumer to the last "
-                    + "committed offset. Between 10 %% and 90 %%: %,.0f events/s. Bench JVM CPU %.1f s = %.0f ms per "
+                    + "committed offset. Between 10 %% and 90 %%: %,.0f events/s. CPU of its JVM %.1f s = %.0f ms per "
                     + "1,000 events.%n", raw.records(), raw.rows(), raw.seconds(), raw.middleRate(), raw.cpuSeconds(),
                     1e6 * raw.cpuSeconds() / raw.records()));
         }

@@ -194,7 +194,16 @@ final class BenchTopics implements AutoCloseable {
     void awaitGroupStable(String group, Duration timeout) throws ExecutionException, InterruptedException {
         long deadline = System.nanoTime() + timeout.toNanos();
         while (System.nanoTime() < deadline) {
-            var d = admin.describeConsumerGroups(List.of(group)).describedGroups().get(group).get();
+            org.apache.kafka.clients.admin.ConsumerGroupDescription d;
+            try {
+                d = admin.describeConsumerGroups(List.of(group)).describedGroups().get(group).get();
+            } catch (ExecutionException e) {
+                if (!(e.getCause() instanceof org.apache.kafka.common.errors.GroupIdNotFoundException)) {
+                    throw e;
+                }
+                Thread.sleep(100); // its consumers have not joined yet (a raw baseline just started in its own JVM)
+                continue;
+            }
             int assigned = d.members().stream().mapToInt(m -> m.assignment().topicPartitions().size()).sum();
             if (assigned > 0 && assigned == partitionsOf(d.members())) {
                 return;
