@@ -227,6 +227,11 @@ public class EventParser {
         byte[] payloadBytes;
         int payloadFrom;
         int payloadTo;
+        /**
+         * The schema's verdict given while the payload was read ({@link StreamedSchema}): null when it was read as a
+         * tree instead, true when certainly valid, false when the library is to judge it.
+         */
+        Boolean streamedValid;
 
         /** The payload's text when it was cut from the body (decoded from the bytes when read from bytes), else null. */
         String payloadText() {
@@ -235,11 +240,6 @@ public class EventParser {
             }
             return payloadText;
         }
-        /**
-         * The schema's verdict given while the payload was read ({@link StreamedSchema}): null when it was read as a
-         * tree instead, true when certainly valid, false when the library is to judge it.
-         */
-        Boolean streamedValid;
 
         void put(String name, JsonNode value) {
             int i = NAMES.indexOf(name);
@@ -384,7 +384,6 @@ public class EventParser {
         byte[] utf8 = null;
         ObjectNode tree = null;
         if (node.payloadBytes != null) {
-            // a stored envelope was compacted when accepted
             utf8 = checkSchema ? compact(node.payloadBytes, node.payloadFrom, node.payloadTo)
                     : Arrays.copyOfRange(node.payloadBytes, node.payloadFrom, node.payloadTo);
         } else if (node.payloadText != null) {
