@@ -94,6 +94,20 @@ public class DeliveryMetrics {
                 .tag("flow", flow).register(registry).increment();
     }
 
+    /** kafka-source overlap: a batch handed to the delivery thread while the consumer reads the next. */
+    public void handedOff(String flow) {
+        Counter.builder("hub.kafka.batches.handed.off")
+                .description("Kafka batches delivered on the flow's delivery thread while the consumer read the next")
+                .tag("flow", flow).register(registry).increment();
+    }
+
+    /** kafka-source overlap: a handed-off batch failed (dead-letter store included) and the consumer was rewound to it. */
+    public void rewound(String flow) {
+        Counter.builder("hub.kafka.rewinds")
+                .description("Kafka consumers rewound to a handed-off batch that was neither delivered nor dead-lettered")
+                .tag("flow", flow).register(registry).increment();
+    }
+
     public void deadLettered(String flow, String reason, int n) {
         Counter.builder("hub.delivery.dead.letters").description("Messages parked in the dead-letter store")
                 .tags("flow", flow, "reason", reason).register(registry).increment(n);

@@ -7,6 +7,9 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.ExecutorService;
 
 import jakarta.enterprise.context.ApplicationScoped;
 import jakarta.inject.Named;
@@ -38,6 +41,14 @@ public class KafkaBatch {
     public static final String SINK_DEDUPE = "sink";
     /** The last record's commit per partition, noted while the batch is read. */
     private static final String COMMITS = "HubKafkaCommits";
+    /** kafka-source's overlap parameter: "true" lets a batch be delivered while the consumer reads the next. */
+    static final String OVERLAP = "HubOverlap";
+    /** Set by toEvents: hand this batch to the flow's delivery thread (see {@link #handOff}). */
+    public static final String HAND_OFF = "HubHandOff";
+    /** Set by handOff: the batch's offsets are committed by the next batch, once it is delivered. */
+    private static final String HANDED_OFF = "HubHandedOff";
+    /** The route a handed-off batch is delivered on, with the flows' error handling (templates.camel.yaml). */
+    static final String HANDED_OFF_DELIVERY = "direct:hub-kafka-deliver";
 
     private static final Logger LOG = Logger.getLogger(KafkaBatch.class);
 
@@ -46,6 +57,13 @@ public class KafkaBatch {
     private final ProducerTemplate producer;
     private final ProcessedEvents processed;
     private final EventStore store;
+    /**
+     * The batch each consumer handed off and has not settled yet: at most one per consumer, read and written on the
+     * consumer's own thread only. Weak keys: a consumer Camel closed and replaced leaves with its entry.
+     */
+    private final Map<org.apache.kafka.clients.consumer.Consumer<?, ?>, Pending> pending =
+            java.util.Collections.synchronizedMap(new java.util.WeakHashMap<>());
+    private ExecutorService deliveryThreads;
 
     public KafkaBatch(EventParser parser, DeliveryMetrics metrics, ProducerTemplate producer, ProcessedEvents processed,
             EventStore store) {
@@ -66,15 +84,31 @@ public class KafkaBatch {
         String ingest = exchange.getProperty("HubFlow", String.class);
         Set<String> sources = allowed == null || allowed.isBlank() || allowed.strip().equals("*") ? null
                 : Set.of(allowed.strip().split("\\s*,\\s*"));
-        List<Event> events = read(exchange, ingest, sources, false).events();
-        EventStore.Stored stored = store.store(events, "kafka");
+        Read read = read(exchange, ingest, sources, false);
+        deadLetterInvalid(exchange, ingest, read.invalid());
+        EventStore.Stored stored = store.store(read.events(), "kafka");
         metrics.duplicates(ingest, stored.duplicates().size());
     }
 
-    /** Parses the records; invalid ones go straight to the dead-letter store, duplicates in the batch are dropped. */
+    /**
+     * Parses the records; invalid ones go to the dead-letter store, duplicates in the batch are dropped. With overlap
+     * on, the batch the consumer handed off before is settled first (see {@link #handOff}): the parsing above runs
+     * while that batch is still being delivered, everything after it (dead letters, the processed-events lookup, this
+     * batch's delivery) once that batch is in the sink and its offsets are committed.
+     */
+    @SuppressWarnings("unchecked")
     public List<Event> toEvents(Exchange exchange) throws SQLException {
         String flow = exchange.getProperty("HubFlow", String.class);
         Read read = read(exchange, flow, null, true);
+        Map<Object, KafkaManualCommit> commits = exchange.getProperty(COMMITS, Map.class);
+        org.apache.kafka.clients.consumer.Consumer<?, ?> consumer = consumerOf(commits);
+        if (consumer != null && !settle(consumer, flow, exchange.getProperty(RECORDS, List.class))) {
+            // the batch before failed and the consumer was rewound to it: this one comes again after it
+            exchange.setProperty(COMMITS, Map.of());
+            exchange.setProperty(BATCH_SIZE, 0);
+            return List.of();
+        }
+        deadLetterInvalid(exchange, flow, read.invalid());
         List<Event> events = read.events();
         long[] occurred = read.occurredMillis();
         int duplicates = read.repeats();
@@ -91,21 +125,29 @@ public class KafkaBatch {
         exchange.setProperty(DeliveryMetrics.OCCURRED_AT, new DeliveryMetrics.OccurredAt(fresh, occurred));
         exchange.setProperty(JdbcBatchSink.RECORD_PROCESSED, repository);
         exchange.setProperty(BATCH_SIZE, fresh.size());
+        List<Exchange> records = exchange.getProperty(RECORDS, List.class);
+        // hand off only with at least another batch like this one waiting in the partitions: the next batch then comes
+        // at once and commits this one's offsets; the last batch before a quiet spell is delivered and committed here
+        exchange.setProperty(HAND_OFF, consumer != null && !fresh.isEmpty()
+                && "true".equals(exchange.getProperty(OVERLAP, String.class)) && backlog(consumer) >= records.size());
         return fresh;
     }
 
-    /** A read batch: its events, the repeats left out and the kept events' occurredAt times (delivery only). */
-    private record Read(List<Event> events, int repeats, long[] occurredMillis) {
+    /** A read batch: its events, the repeats left out, the kept events' occurredAt times (delivery only), and the invalid records. */
+    private record Read(List<Event> events, int repeats, long[] occurredMillis, List<Invalid> invalid) {
+    }
+
+    /** A record that is not a valid event (or came from a source not allowed): dead-lettered once the batch may proceed. */
+    private record Invalid(String topic, Object value, InvalidEventException why) {
     }
 
     /**
      * The batch's records as events, in order: a record that is not a valid event, or (with {@code sources}) comes from
-     * a source not in it, is dead-lettered at once (the dead-letter route throws if the store fails: then nothing is
-     * committed). Notes the records, the offsets to commit after the batch and its topic on the exchange. With
-     * {@code forDelivery}, an event whose eventId came earlier in the batch is left out and counted as a repeat, and
-     * the kept events' occurredAt times are noted in order (see {@link DeliveryMetrics.OccurredAt}): both while each
-     * event is parsed and still in the processor's cache (passes over the batch afterwards were 4 % and 7 % of a Kafka
-     * flow's CPU).
+     * a source not in it, is noted for the dead-letter store. Notes the records, the offsets to commit after the batch
+     * and its topic on the exchange. With {@code forDelivery}, an event whose eventId came earlier in the batch is left
+     * out and counted as a repeat, and the kept events' occurredAt times are noted in order (see
+     * {@link DeliveryMetrics.OccurredAt}): both while each event is parsed and still in the processor's cache (passes
+     * over the batch afterwards were 4 % and 7 % of a Kafka flow's CPU).
      */
     @SuppressWarnings("unchecked")
     private Read read(Exchange exchange, String flow, Set<String> sources, boolean forDelivery) {
@@ -114,6 +156,7 @@ public class KafkaBatch {
         List<Event> events = new ArrayList<>(records.size());
         Set<String> seen = forDelivery ? new HashSet<>(records.size() * 2) : null; // sized once: no rehashing
         long[] occurred = forDelivery ? new long[records.size()] : null;
+        List<Invalid> invalid = List.of();
         int repeats = 0;
         for (Exchange r : records) {
             Object value = r.getMessage().getBody();
@@ -132,15 +175,178 @@ public class KafkaBatch {
                     repeats++;
                 }
             } catch (InvalidEventException bad) {
-                String topic = topicOf(r);
-                exchange.setProperty(DeadLetterStore.SOURCE_TOPIC, topic);
-                deadLetterInvalid(flow, topic, text(value), bad);
+                if (invalid.isEmpty()) {
+                    invalid = new ArrayList<>();
+                }
+                invalid.add(new Invalid(topicOf(r), value, bad));
             }
         }
         exchange.setProperty(COMMITS, lastCommits(records));
         exchange.setProperty(DeadLetterStore.SOURCE_TOPIC, records.isEmpty() ? null : topicOf(records.get(records.size() - 1)));
         metrics.received(flow, "kafka", records.size());
-        return new Read(events, repeats, occurred);
+        return new Read(events, repeats, occurred, invalid);
+    }
+
+    /** Dead-letters the batch's invalid records (the dead-letter route throws if the store fails: then nothing is committed). */
+    private void deadLetterInvalid(Exchange exchange, String flow, List<Invalid> invalid) {
+        if (invalid.isEmpty()) {
+            return;
+        }
+        Object topic = exchange.getProperty(DeadLetterStore.SOURCE_TOPIC);
+        for (Invalid i : invalid) {
+            exchange.setProperty(DeadLetterStore.SOURCE_TOPIC, i.topic());
+            deadLetterInvalid(flow, i.topic(), text(i.value()), i.why());
+        }
+        exchange.setProperty(DeadLetterStore.SOURCE_TOPIC, topic);
+    }
+
+    /**
+     * kafka-source with overlap: hands the batch, parsed and deduplicated, to the flow's delivery thread, which
+     * delivers it through {@value #HANDED_OFF_DELIVERY} (the sink, with the flows' redelivery and dead-letter channel),
+     * and returns, so that the consumer reads and parses the next batch meanwhile (on the benchmark's load, the
+     * consumer thread waited for PostgreSQL almost half of its time). Nothing else changes:
+     * <ul>
+     * <li>offsets are still committed only after their batch is delivered (or dead-lettered): this batch's by the next
+     * one, on the consumer's thread, before the next one is delivered;</li>
+     * <li>one batch at a time per consumer, in order: the next batch is delivered only after this one settled;</li>
+     * <li>if this batch fails (its dead-letter store failed too), the next one is not delivered: the consumer is
+     * rewound to its last commit, where this batch began, and reads both again, as a failed batch is read again without
+     * overlap.</li>
+     * </ul>
+     * A handed-off batch whose commit is lost (a crash, a rebalance, a stop before the next batch) is read again and
+     * dropped as duplicates by the flow's dedupe, as after any commit that did not happen.
+     */
+    @SuppressWarnings("unchecked")
+    public void handOff(Exchange exchange) {
+        Map<Object, KafkaManualCommit> commits = exchange.getProperty(COMMITS, Map.class);
+        org.apache.kafka.clients.consumer.Consumer<?, ?> consumer = consumerOf(commits);
+        Exchange batch = org.apache.camel.builder.ExchangeBuilder.anExchange(exchange.getContext()).build();
+        exchange.getProperties().forEach((name, value) -> {
+            if (!RECORDS.equals(name) && !COMMITS.equals(name) && !HAND_OFF.equals(name)) {
+                batch.setProperty(name, value);
+            }
+        });
+        batch.getMessage().setBody(exchange.getMessage().getBody());
+        exchange.setProperty(HANDED_OFF, true); // the onCompletion commit leaves the offsets to the next batch
+        CompletableFuture<Exchange> done = CompletableFuture.supplyAsync(
+                () -> producer.send(HANDED_OFF_DELIVERY, batch), deliveryThreads(exchange.getContext()));
+        String flow = exchange.getProperty("HubFlow", String.class);
+        pending.put(consumer, new Pending(done, commits, flow, exchange.getProperty(BATCH_SIZE, 0, Integer.class)));
+        metrics.handedOff(flow);
+    }
+
+    /**
+     * A batch handed off and not settled yet: its delivery, its offsets to commit, its flow and size (for the log).
+     * Not its records: a batch in delivery holds only its events, so that two batches read ahead fit in the young
+     * generation (holding the records too sent them to the old one, in full collections, in the benchmark).
+     */
+    private record Pending(CompletableFuture<Exchange> delivery, Map<Object, KafkaManualCommit> commits, String flow,
+            int events) {
+    }
+
+    /**
+     * Waits for the batch the consumer handed off before, if any: delivered (or dead-lettered), its offsets are
+     * committed and the method returns true. Failed, the consumer is rewound to its last commit (see {@link #rewind})
+     * and the method returns false: that batch and the ones read after it are read again.
+     */
+    private boolean settle(org.apache.kafka.clients.consumer.Consumer<?, ?> consumer, String flow, List<Exchange> next) {
+        Pending before = pending.remove(consumer);
+        if (before == null) {
+            return true;
+        }
+        Throwable failure;
+        try {
+            Exchange delivered = before.delivery().get();
+            failure = delivered.getException();
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt(); // the consumer is stopping: commit nothing, read it again next time
+            failure = e;
+        } catch (ExecutionException e) {
+            failure = e.getCause();
+        }
+        if (failure == null) {
+            commitAll(before.commits().values());
+            return true;
+        }
+        Map<TopicPartition, Long> from = rewind(consumer);
+        metrics.rewound(before.flow());
+        LOG.warnf("flow %s: a batch of %d events was neither delivered nor dead-lettered (%s); nothing of it or of the "
+                + "%d records read after it is committed, and the consumer reads them again from %s", before.flow(),
+                before.events(), kind(failure), next.size(), from);
+        return false;
+    }
+
+    /**
+     * Seeks each partition of the consumer back to the offset last asked to be committed for it (where the failed
+     * batch began: the batch before it was committed before it was handed off), or, for a partition this consumer has
+     * not committed yet, to the group's committed offset, or to its beginning (the templates read from the earliest).
+     * As after a restart: what was read since is read again, and what had been delivered of it is dropped as a
+     * duplicate by the flow's dedupe.
+     */
+    private static Map<TopicPartition, Long> rewind(org.apache.kafka.clients.consumer.Consumer<?, ?> consumer) {
+        Map<TopicPartition, Long> asked = ASKED.getOrDefault(consumer, Map.of());
+        Set<TopicPartition> assigned = consumer.assignment();
+        Set<TopicPartition> unknown = new HashSet<>();
+        Map<TopicPartition, Long> from = new LinkedHashMap<>();
+        for (TopicPartition tp : assigned) {
+            Long offset = asked.get(tp);
+            if (offset != null) {
+                consumer.seek(tp, offset);
+                from.put(tp, offset);
+            } else {
+                unknown.add(tp);
+            }
+        }
+        if (!unknown.isEmpty()) {
+            Map<TopicPartition, OffsetAndMetadata> committed = consumer.committed(unknown);
+            for (TopicPartition tp : unknown) {
+                OffsetAndMetadata o = committed.get(tp);
+                if (o != null) {
+                    consumer.seek(tp, o.offset());
+                    from.put(tp, o.offset());
+                } else {
+                    consumer.seekToBeginning(List.of(tp));
+                    from.put(tp, 0L);
+                }
+            }
+        }
+        return from;
+    }
+
+    /** A failure's class and SQLState: the driver's message can quote the rows (patient data). */
+    private static String kind(Throwable failure) {
+        return failure instanceof SQLException sql ? failure.getClass().getSimpleName() + ", SQLState " + sql.getSQLState()
+                : failure.getClass().getName();
+    }
+
+    /** Records known to be waiting in the consumer's partitions beyond what it has read (from its last fetch). */
+    private static long backlog(org.apache.kafka.clients.consumer.Consumer<?, ?> consumer) {
+        long lag = 0;
+        for (TopicPartition tp : consumer.assignment()) {
+            java.util.OptionalLong l = consumer.currentLag(tp);
+            if (l.isPresent()) {
+                lag += l.getAsLong();
+            }
+        }
+        return lag;
+    }
+
+    /** The Kafka consumer whose batch this is, or null when its commits are not Camel's default ones. */
+    private static org.apache.kafka.clients.consumer.Consumer<?, ?> consumerOf(Map<Object, KafkaManualCommit> commits) {
+        if (commits != null) {
+            for (KafkaManualCommit c : commits.values()) {
+                return c instanceof org.apache.camel.component.kafka.consumer.DefaultKafkaManualCommit d ? d.getConsumer() : null;
+            }
+        }
+        return null;
+    }
+
+    private synchronized ExecutorService deliveryThreads(org.apache.camel.CamelContext camel) {
+        if (deliveryThreads == null) {
+            // at most one batch in delivery per consumer: as many threads as consumers with a batch in flight
+            deliveryThreads = camel.getExecutorServiceManager().newCachedThreadPool(this, "hub-kafka-delivery");
+        }
+        return deliveryThreads;
     }
 
     /** After the sink succeeded: records the batch as processed, before the offsets are committed. */
@@ -315,6 +521,9 @@ public class KafkaBatch {
      */
     @SuppressWarnings("unchecked")
     public void commit(Exchange exchange) {
+        if (exchange.getProperty(HANDED_OFF, false, Boolean.class)) {
+            return; // committed by the next batch, once this one is delivered (handOff)
+        }
         Map<Object, KafkaManualCommit> commits = exchange.getProperty(COMMITS, Map.class);
         if (commits == null) {
             List<Exchange> records = exchange.getProperty(RECORDS, List.class);

@@ -49,11 +49,13 @@ public final class Bench {
     private final int consumers = env("BENCH_CONSUMERS", 1);
     /** kafka-source's dedupe: repository (hub_processed, the template's default) or sink (the staging table's key). */
     private final String dedupe = envText("BENCH_DEDUPE", "repository");
+    /** kafka-source's overlap (true, the template's default: a batch is delivered while the next is read; or false). */
+    private final String overlap = envText("BENCH_OVERLAP", "true");
     private final int rate = env("BENCH_RATE", 20_000);
     private final int steadySeconds = env("BENCH_STEADY_SECONDS", 20);
     private final int syncSample = env("BENCH_SYNC_SAMPLE", 20_000);
     private final int syncSeconds = env("BENCH_SYNC_SECONDS", 30);
-    private final String hubJavaOpts = envText("BENCH_HUB_JAVA_OPTS", "-Xmx160m -Xmn96m -XX:+UseSerialGC");
+    private final String hubJavaOpts = envText("BENCH_HUB_JAVA_OPTS", "-Xmx160m -Xmn96m -XX:SurvivorRatio=3 -XX:+UseSerialGC");
     /**
      * Where the raw baseline runs: "child", a JVM of its own started cold with the hub's options (the default since
      * session 17), or "bench", this JVM (warmed by the earlier phases, 1 GB heap), as before.
@@ -236,6 +238,7 @@ public final class Bench {
                 + "      - {name: completionTimeout, value: \"" + batchTimeoutMs + "\"}\n"
                 + "      - {name: consumersCount, value: \"" + consumers + "\"}\n"
                 + "      - {name: dedupe, value: " + dedupe + "}\n"
+                + "      - {name: overlap, value: \"" + overlap + "\"}\n"
                 + "- templatedRoute:\n    routeTemplateRef: jdbc-sink\n    routeId: " + id + "-sink\n    parameters:\n"
                 + "      - {name: flowId, value: " + id + "}\n      - {name: table, value: " + table + "}\n";
     }
@@ -447,7 +450,7 @@ public final class Bench {
                 .append(partitions).append(" partitions |\n");
         md.append("| hub | `java ").append(hubJavaOpts).append(" -jar target/quarkus-app/quarkus-run.jar`, profile postgres, ")
                 .append("kafka-source completionSize ").append(batch).append(", completionTimeout ").append(batchTimeoutMs)
-                .append(" ms, consumersCount ").append(consumers).append(", dedupe ").append(dedupe).append(" |\n");
+                .append(" ms, consumersCount ").append(consumers).append(", dedupe ").append(dedupe).append(", overlap ").append(overlap).append(" |\n");
         md.append("| raw | ").append(rawJvm.equals("bench") ? "in the bench's own JVM (`" + System.getProperty("java.vm.name")
                 + "`, warmed by the earlier phases)" : "`java " + rawJavaOpts + "`, a JVM of its own started cold like the hub")
                 .append(", ").append(consumers).append(" consumer(s), max.poll.records ").append(batch).append(" |\n");
