@@ -298,13 +298,21 @@ public class KafkaBatch {
             }
         }
         if (!unknown.isEmpty()) {
-            Map<TopicPartition, OffsetAndMetadata> committed = consumer.committed(unknown);
+            Map<TopicPartition, OffsetAndMetadata> committed = Map.of();
+            if (!Thread.currentThread().isInterrupted()) { // stopping: no call to the broker, which would throw
+                try {
+                    committed = consumer.committed(unknown);
+                } catch (RuntimeException e) {
+                    LOG.warnf("could not read the group's committed offsets of %s (%s): reading them from their beginning",
+                            unknown, e.toString());
+                }
+            }
             for (TopicPartition tp : unknown) {
                 OffsetAndMetadata o = committed.get(tp);
                 if (o != null) {
                     consumer.seek(tp, o.offset());
                     from.put(tp, o.offset());
-                } else {
+                } else { // nothing known to be delivered: from the start, whatever was delivered is dropped as a duplicate
                     consumer.seekToBeginning(List.of(tp));
                     from.put(tp, 0L);
                 }
