@@ -326,6 +326,9 @@ class KafkaTest {
         assertEquals(399, Events.count("SELECT COUNT(*) FROM materials_staging WHERE event_id LIKE 'krw-%'"));
         assertEquals(1, Events.count("SELECT COUNT(*) FROM dead_letter WHERE flow = 't-kafka-sd' AND event_id = 'krw-150' "
                 + "AND error_message LIKE '%t_refuse_krw%'"), "the refused row parked once, with the reason");
+        assertEquals(0, Events.count("SELECT COUNT(*) FROM dead_letter WHERE flow = 't-kafka-sd' AND event_id = 'krw-150' "
+                + "AND (error_message LIKE '%ICU%' OR error_message LIKE '%Failing row%')"),
+                "the reason does not quote the row (logServerErrorDetail=false): it is logged too");
     }
 
     private static void sql(String statement) throws Exception {
