@@ -102,7 +102,7 @@ public class KafkaBatch {
         Read read = read(exchange, flow, null, true);
         Map<Object, KafkaManualCommit> commits = exchange.getProperty(COMMITS, Map.class);
         org.apache.kafka.clients.consumer.Consumer<?, ?> consumer = consumerOf(commits);
-        if (consumer != null && !settle(consumer, flow, exchange.getProperty(RECORDS, List.class))) {
+        if (consumer != null && !settle(consumer, exchange.getProperty(RECORDS, List.class))) {
             // the batch before failed and the consumer was rewound to it: this one comes again after it
             exchange.setProperty(COMMITS, Map.of());
             exchange.setProperty(BATCH_SIZE, 0);
@@ -249,7 +249,7 @@ public class KafkaBatch {
      * committed and the method returns true. Failed, the consumer is rewound to its last commit (see {@link #rewind})
      * and the method returns false: that batch and the ones read after it are read again.
      */
-    private boolean settle(org.apache.kafka.clients.consumer.Consumer<?, ?> consumer, String flow, List<Exchange> next) {
+    private boolean settle(org.apache.kafka.clients.consumer.Consumer<?, ?> consumer, List<Exchange> next) {
         Pending before = pending.remove(consumer);
         if (before == null) {
             return true;
@@ -539,6 +539,13 @@ public class KafkaBatch {
                 return;
             }
             commits = lastCommits(records);
+        }
+        // a batch handed off before and not settled yet (this batch failed before toEvents settled it, and was then
+        // dead-lettered): never commit past it; settled now, or, if it failed, the consumer is rewound to it instead
+        org.apache.kafka.clients.consumer.Consumer<?, ?> consumer = consumerOf(commits);
+        if (consumer != null && pending.containsKey(consumer)
+                && !settle(consumer, List.of())) {
+            return;
         }
         commitAll(commits.values());
     }
