@@ -297,12 +297,20 @@ class RelayGroupCommitTest {
     }
 
     /** A node with client s (TCP) sending to client r. */
+    /**
+     * The raw peer sends no heartbeats, and a node closes a TCP connection idle for three heartbeats: with FAST's 1 s
+     * heartbeat, a CI run (a loaded machine) closed the peer's connection while the node was still storing its burst
+     * of 300 frames. These tests are about storing and acknowledging, so the heartbeat here is 10 s.
+     */
+    private static final RelayOptions NO_HEARTBEATS_NEEDED = RelayOptions.defaults().withTimings(Duration.ofSeconds(10),
+            Duration.ofSeconds(2), Duration.ofSeconds(2), Duration.ofMillis(100), Duration.ofSeconds(1), Duration.ofMillis(300));
+
     private static RelayNode senderAndReceiver(JdbcDataSource ds, int tcp) {
         return RelayNode.builder().topology(Topology.parse("""
                 node: top
                 clients: [{id: s, transport: tcp}, {id: r, transport: http}]
                 """, "top")).tokens(RelayTokens.parse("s:t-s;r:t-r")).dataSource(ds).tcpPort(tcp).host("127.0.0.1")
-                .options(RelayTreeTest.FAST).build().start();
+                .options(NO_HEARTBEATS_NEEDED).build().start();
     }
 
     /** A client speaking the TCP wire protocol by hand (the SDK batches its sends; this one sends what it is told). */
