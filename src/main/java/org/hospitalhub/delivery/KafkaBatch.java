@@ -44,7 +44,7 @@ public class KafkaBatch {
     /** kafka-source's overlap parameter: "true" lets a batch be delivered while the consumer reads the next. */
     static final String OVERLAP = "HubOverlap";
     /** Set by toEvents: hand this batch to the flow's delivery thread (see {@link #handOff}). */
-    public static final String HAND_OFF = "HubHandOff";
+    private static final String HAND_OFF = "HubHandOff";
     /** Set by handOff: the batch's offsets are committed by the next batch, once it is delivered. */
     private static final String HANDED_OFF = "HubHandedOff";
     /** The route a handed-off batch is delivered on, with the flows' error handling (templates.camel.yaml). */
@@ -100,9 +100,9 @@ public class KafkaBatch {
     public List<Event> toEvents(Exchange exchange) throws SQLException {
         String flow = exchange.getProperty("HubFlow", String.class);
         Read read = read(exchange, flow, null, true);
-        Map<Object, KafkaManualCommit> commits = exchange.getProperty(COMMITS, Map.class);
-        org.apache.kafka.clients.consumer.Consumer<?, ?> consumer = consumerOf(commits);
-        if (consumer != null && !settle(consumer, exchange.getProperty(RECORDS, List.class))) {
+        List<Exchange> records = exchange.getProperty(RECORDS, List.class);
+        org.apache.kafka.clients.consumer.Consumer<?, ?> consumer = consumerOf(exchange.getProperty(COMMITS, Map.class));
+        if (consumer != null && !settle(consumer, records.size())) {
             // the batch before failed and the consumer was rewound to it: this one comes again after it
             exchange.setProperty(COMMITS, Map.of());
             exchange.setProperty(BATCH_SIZE, 0);
@@ -125,7 +125,6 @@ public class KafkaBatch {
         exchange.setProperty(DeliveryMetrics.OCCURRED_AT, new DeliveryMetrics.OccurredAt(fresh, occurred));
         exchange.setProperty(JdbcBatchSink.RECORD_PROCESSED, repository);
         exchange.setProperty(BATCH_SIZE, fresh.size());
-        List<Exchange> records = exchange.getProperty(RECORDS, List.class);
         // hand off only with at least another batch like this one waiting in the partitions: the next batch then comes
         // at once and commits this one's offsets; the last batch before a quiet spell is delivered and committed here
         exchange.setProperty(HAND_OFF, consumer != null && !fresh.isEmpty()
@@ -249,7 +248,7 @@ public class KafkaBatch {
      * committed and the method returns true. Failed, the consumer is rewound to its last commit (see {@link #rewind})
      * and the method returns false: that batch and the ones read after it are read again.
      */
-    private boolean settle(org.apache.kafka.clients.consumer.Consumer<?, ?> consumer, List<Exchange> next) {
+    private boolean settle(org.apache.kafka.clients.consumer.Consumer<?, ?> consumer, int readAfter) {
         Pending before = pending.remove(consumer);
         if (before == null) {
             return true;
@@ -272,7 +271,7 @@ public class KafkaBatch {
         metrics.rewound(before.flow());
         LOG.warnf("flow %s: a batch of %d events was neither delivered nor dead-lettered (%s); nothing of it or of the "
                 + "%d records read after it is committed, and the consumer reads them again from %s", before.flow(),
-                before.events(), kind(failure), next.size(), from);
+                before.events(), kind(failure), readAfter, from);
         return false;
     }
 
@@ -544,7 +543,7 @@ public class KafkaBatch {
         // dead-lettered): never commit past it; settled now, or, if it failed, the consumer is rewound to it instead
         org.apache.kafka.clients.consumer.Consumer<?, ?> consumer = consumerOf(commits);
         if (consumer != null && pending.containsKey(consumer)
-                && !settle(consumer, List.of())) {
+                && !settle(consumer, 0)) {
             return;
         }
         commitAll(commits.values());

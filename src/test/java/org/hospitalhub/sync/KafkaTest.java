@@ -47,11 +47,15 @@ class KafkaTest {
                 """.formatted(eventId, patient, eventId, patient, seq, seq).replace("\n", "");
     }
 
-    private static void send(String topic, List<String[]> keyValues) throws Exception {
+    private static KafkaProducer<String, String> producer() {
         Properties p = new Properties();
         p.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, KafkaBroker.shared().bootstrapServers());
         p.put(ProducerConfig.ACKS_CONFIG, "all");
-        try (KafkaProducer<String, String> producer = new KafkaProducer<>(p, new StringSerializer(), new StringSerializer())) {
+        return new KafkaProducer<>(p, new StringSerializer(), new StringSerializer());
+    }
+
+    private static void send(String topic, List<String[]> keyValues) throws Exception {
+        try (KafkaProducer<String, String> producer = producer()) {
             for (String[] kv : keyValues) {
                 producer.send(new ProducerRecord<>(topic, kv[0], kv[1])).get(10, TimeUnit.SECONDS);
             }
@@ -246,10 +250,7 @@ class KafkaTest {
 
     /** Sends the records in one go, without waiting for each (a producer's backlog, unlike {@link #send}). */
     private static void sendAll(String topic, List<String[]> keyValues) throws Exception {
-        Properties p = new Properties();
-        p.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, KafkaBroker.shared().bootstrapServers());
-        p.put(ProducerConfig.ACKS_CONFIG, "all");
-        try (KafkaProducer<String, String> producer = new KafkaProducer<>(p, new StringSerializer(), new StringSerializer())) {
+        try (KafkaProducer<String, String> producer = producer()) {
             List<java.util.concurrent.Future<?>> sent = new ArrayList<>();
             for (String[] kv : keyValues) {
                 sent.add(producer.send(new ProducerRecord<>(topic, kv[0], kv[1])));
