@@ -12,7 +12,8 @@ import java.util.concurrent.CopyOnWriteArrayList;
 /**
  * A TCP forwarder on 127.0.0.1 between a child and its parent, to cut a link as a firewall would: {@link #blackhole}
  * stops moving bytes (connections stay open, new ones are accepted and hang, like packets silently dropped),
- * {@link #restore} closes what was held and forwards again.
+ * {@link #holdReplies} forwards what the child sends but holds what the parent answers (a request that arrives and
+ * whose acknowledgement is lost); {@link #restore} closes what was held and forwards again.
  */
 final class LinkProxy implements AutoCloseable {
 
@@ -20,6 +21,7 @@ final class LinkProxy implements AutoCloseable {
     private final int targetPort;
     private final List<Socket> open = new CopyOnWriteArrayList<>();
     private volatile boolean blackhole;
+    private volatile boolean holdReplies;
     private volatile boolean closed;
 
     LinkProxy(int targetPort) throws IOException {
@@ -38,9 +40,12 @@ final class LinkProxy implements AutoCloseable {
         blackhole = true;
     }
 
+    void holdReplies() {
+        holdReplies = true;
+    }
+
     void restore() {
-        blackhole = false;
-        open.forEach(s -> {
+        open.forEach(s -> { // first, so that nothing held slips through as the flags clear
             try {
                 s.close();
             } catch (IOException ignored) {
@@ -48,6 +53,8 @@ final class LinkProxy implements AutoCloseable {
             }
         });
         open.clear();
+        blackhole = false;
+        holdReplies = false;
     }
 
     private void accept() {
@@ -60,8 +67,8 @@ final class LinkProxy implements AutoCloseable {
                 }
                 Socket out = new Socket(InetAddress.getLoopbackAddress(), targetPort);
                 open.add(out);
-                pipe(in, out);
-                pipe(out, in);
+                pipe(in, out, false);
+                pipe(out, in, true);
             } catch (IOException e) {
                 if (closed) {
                     return;
@@ -70,13 +77,13 @@ final class LinkProxy implements AutoCloseable {
         }
     }
 
-    private void pipe(Socket from, Socket to) {
+    private void pipe(Socket from, Socket to, boolean reply) {
         Thread t = new Thread(() -> {
             byte[] buf = new byte[16384];
             try (InputStream in = from.getInputStream(); OutputStream out = to.getOutputStream()) {
                 int n;
                 while ((n = in.read(buf)) >= 0) {
-                    while (blackhole) { // bytes in flight are held, not delivered
+                    while (blackhole || reply && holdReplies) { // bytes in flight are held, not delivered
                         Thread.sleep(20);
                         if (from.isClosed()) {
                             return;

@@ -75,6 +75,9 @@ final class HttpTransport implements RelayClient.Transport {
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
             throw new IOException("interrupted", e);
+        } catch (java.net.ConnectException | java.net.http.HttpConnectTimeoutException e) {
+            down(e);
+            throw new RelayClient.NotSentException("cannot connect to " + base + ": " + e, e); // nothing went out
         } catch (IOException e) {
             down(e);
             throw e;

@@ -237,7 +237,48 @@ public final class RelayClient implements AutoCloseable {
     // ---- sending ---------------------------------------------------------------------------------------------------
 
     /** Packets as the transports write them: their JSON trees, or their text as given (raw value nodes). */
-    private record Outgoing(List<JsonNode> packets, CompletableFuture<List<SendResult>> future, long deadline) {
+    private static final class Outgoing {
+        final List<JsonNode> packets;
+        final CompletableFuture<List<SendResult>> future;
+        final long deadline;
+        /** An earlier attempt may have reached the server (sent, but its answer was lost): see {@link #results}. */
+        boolean triedBefore;
+
+        Outgoing(List<JsonNode> packets, CompletableFuture<List<SendResult>> future, long deadline) {
+            this.packets = packets;
+            this.future = future;
+            this.deadline = deadline;
+        }
+
+        /**
+         * Completes the send with the server's answers. After an attempt whose answer was lost, the server answers
+         * DUPLICATE for what that attempt stored: for the caller, who sent once, it is STORED.
+         */
+        void complete(List<SendResult> answers) {
+            if (!triedBefore) {
+                future.complete(answers);
+                return;
+            }
+            List<SendResult> mine = new ArrayList<>(answers.size());
+            for (SendResult r : answers) {
+                mine.add(r.status() == SendResult.Status.DUPLICATE
+                        ? new SendResult(r.packetId(), SendResult.Status.STORED, STORED_BY_EARLIER_ATTEMPT)
+                        : r);
+            }
+            future.complete(mine);
+        }
+    }
+
+    static final String STORED_BY_EARLIER_ATTEMPT = "stored by an earlier attempt of this send whose acknowledgement was lost";
+
+    /**
+     * Thrown by a transport when the request certainly did not reach the server (no connection, connection
+     * refused), as opposed to an IOException after it was written, whose packets may have been stored.
+     */
+    static final class NotSentException extends IOException {
+        NotSentException(String message, Throwable cause) {
+            super(message, cause);
+        }
     }
 
     /** One thread sends, so packets reach the server in the order they were sent. */
@@ -279,7 +320,10 @@ public final class RelayClient implements AutoCloseable {
                     batch.clear();
                 } catch (IOException e) {
                     // link down: the same packets go again after the pause or the reconnect (the server drops what it
-                    // already stored)
+                    // already stored, and answers DUPLICATE for it)
+                    if (!(e instanceof NotSentException)) {
+                        batch.forEach(o -> o.triedBefore = true);
+                    }
                     waitForLink(backoff(failures++));
                     if (Thread.currentThread().isInterrupted()) {
                         return;
@@ -303,7 +347,7 @@ public final class RelayClient implements AutoCloseable {
             // refused as a whole: find out whose send it was, one by one
             for (Outgoing o : batch) {
                 try {
-                    o.future.complete(transport.send(o.packets));
+                    o.complete(transport.send(o.packets));
                 } catch (RelayRejectedException one) {
                     o.future.completeExceptionally(one);
                 }
@@ -312,7 +356,7 @@ public final class RelayClient implements AutoCloseable {
         }
         int i = 0;
         for (Outgoing o : batch) {
-            o.future.complete(results.subList(i, i + o.packets.size()));
+            o.complete(results.subList(i, i + o.packets.size()));
             i += o.packets.size();
         }
     }

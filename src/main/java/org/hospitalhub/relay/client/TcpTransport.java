@@ -76,7 +76,7 @@ final class TcpTransport implements RelayClient.Transport {
     public List<SendResult> send(List<JsonNode> packets) throws IOException {
         Connection c = current;
         if (c == null) {
-            throw new IOException("not connected");
+            throw new RelayClient.NotSentException("not connected", null);
         }
         long ref = refs.incrementAndGet();
         ObjectNode f = Frames.frame("SEND").put("ref", ref);
