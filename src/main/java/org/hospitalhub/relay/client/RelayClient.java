@@ -241,7 +241,7 @@ public final class RelayClient implements AutoCloseable {
         final List<JsonNode> packets;
         final CompletableFuture<List<SendResult>> future;
         final long deadline;
-        /** An earlier attempt may have reached the server (sent, but its answer was lost): see {@link #results}. */
+        /** An earlier attempt may have reached the server (sent, but its answer was lost): see {@link #complete}. */
         boolean triedBefore;
 
         Outgoing(List<JsonNode> packets, CompletableFuture<List<SendResult>> future, long deadline) {
