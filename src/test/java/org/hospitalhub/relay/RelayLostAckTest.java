@@ -30,11 +30,7 @@ class RelayLostAckTest {
         JdbcDataSource ds = RelayOnH2Test.h2(Files.createTempDirectory("relay-lost-ack"), "lostack");
         int http = RelayTreeTest.freePort();
         int tcp = RelayTreeTest.freePort();
-        try (RelayNode top = RelayNode.builder().topology(Topology.parse("""
-                node: top
-                clients: [{id: st, transport: tcp}, {id: sh, transport: http}, {id: r, transport: tcp}]
-                """, "top")).tokens(RelayTokens.parse("st:t-st;sh:t-sh;r:t-r")).dataSource(ds).httpPort(http).tcpPort(tcp)
-                .host("127.0.0.1").options(RelayTreeTest.FAST).build().start();
+        try (RelayNode top = RelayOnH2Test.sendersOverTcpAndHttp(ds, http, tcp);
                 LinkProxy tcpLink = new LinkProxy(tcp);
                 LinkProxy httpLink = new LinkProxy(http);
                 Mailbox overTcp = Mailbox.tcp("st@top", tcpLink.port(), "t-st");

@@ -79,4 +79,13 @@ class RelayOnH2Test {
         Flyway.configure().dataSource(ds).locations("classpath:db/migration").load().migrate();
         return ds;
     }
+
+    /** A top node with clients st (TCP, token t-st) and sh (HTTP, t-sh) that send, and r (TCP, t-r) that receives. */
+    static RelayNode sendersOverTcpAndHttp(JdbcDataSource ds, int http, int tcp) {
+        return RelayNode.builder().topology(Topology.parse("""
+                node: top
+                clients: [{id: st, transport: tcp}, {id: sh, transport: http}, {id: r, transport: tcp}]
+                """, "top")).tokens(RelayTokens.parse("st:t-st;sh:t-sh;r:t-r")).dataSource(ds).httpPort(http).tcpPort(tcp)
+                .host("127.0.0.1").options(RelayTreeTest.FAST).build().start();
+    }
 }
