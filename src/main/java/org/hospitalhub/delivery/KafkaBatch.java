@@ -542,8 +542,7 @@ public class KafkaBatch {
         // a batch handed off before and not settled yet (this batch failed before toEvents settled it, and was then
         // dead-lettered): never commit past it; settled now, or, if it failed, the consumer is rewound to it instead
         org.apache.kafka.clients.consumer.Consumer<?, ?> consumer = consumerOf(commits);
-        if (consumer != null && pending.containsKey(consumer)
-                && !settle(consumer, 0)) {
+        if (consumer != null && !settle(consumer, 0)) {
             return;
         }
         commitAll(commits.values());
