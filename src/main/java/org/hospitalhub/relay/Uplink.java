@@ -97,7 +97,7 @@ final class Uplink {
      * and written by this node when it arrived, and the parent checks it again. (Parsing every stored packet and
      * writing it again for the request was about 40 % of a node's CPU under load.)
      */
-    private record Batch(List<PacketStore.Stored> rows) {
+    private record Batch(List<PacketStore.Stored> rows, boolean full) {
         List<String> bodies() {
             return Uplink.bodies(rows);
         }
@@ -115,15 +115,17 @@ final class Uplink {
      */
     private Batch readAfter(long afterSeq) throws Exception {
         List<PacketStore.Stored> rows = node.store.pending(parent.id(), afterSeq, batch);
+        boolean full = rows.size() == batch;
         long bytes = 0;
         for (int i = 0; i < rows.size(); i++) {
             bytes += PacketStore.utf8Length(rows.get(i).body()) + 1;
             if (i > 0 && bytes > requestBytes) {
                 rows = rows.subList(0, i);
+                full = true;
                 break;
             }
         }
-        return new Batch(rows);
+        return new Batch(rows, full);
     }
 
     private static List<String> bodies(List<PacketStore.Stored> rows) {
@@ -131,9 +133,12 @@ final class Uplink {
     }
 
     /**
-     * One request at a time goes to the parent, and while it is on its way (stored there, acknowledged) the next one is
-     * read and parsed here, so the parent gets it as soon as it answered. After any failure the prepared request is
-     * dropped and reading starts again from the hop's cursor: nothing goes out of order.
+     * One request at a time goes to the parent. When the request on its way was full (a backlog), the next one is read
+     * while the parent stores it, so the parent gets it as soon as it answered; otherwise the next one is read when the
+     * parent answered, so that it takes everything stored meanwhile: read earlier, just after the request went out, it
+     * held the few packets of that moment, and the link carried twice the requests (each a transaction at the parent
+     * and a cursor update here) with half the packets. After any failure the prepared request is dropped and reading
+     * starts again from the hop's cursor: nothing goes out of order.
      */
     private void forward() {
         int failures = 0;
@@ -150,7 +155,8 @@ final class Uplink {
                     inFlight = first;
                     answer = client.sendJson(first.bodies());
                 }
-                Batch next = readAfter(inFlight.lastSeq()); // prepared while the parent stores the request in flight
+                // prepared while the parent stores the request in flight, if that one was full
+                Batch next = inFlight.full() ? readAfter(inFlight.lastSeq()) : null;
                 Batch sent = inFlight;
                 inFlight = null;
                 try {
@@ -168,6 +174,9 @@ final class Uplink {
                             parent.id(), pause.toMillis(), failures, cause.toString());
                     await(pause);
                     continue;
+                }
+                if (next == null) {
+                    next = readAfter(sent.lastSeq());
                 }
                 if (!next.rows().isEmpty()) {
                     inFlight = next;
