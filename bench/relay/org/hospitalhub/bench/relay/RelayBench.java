@@ -471,7 +471,9 @@ public final class RelayBench {
                 + "postgres, qc timer sweep `").append(qcSweep).append("` as on a node without qc flows) are the relay nodes county → city → province, each on its own PostgreSQL database on this machine; "
                 + "the links between them are the relay's TCP transport. The bench JVM holds the ").append(clients)
                 .append(" clients of the county (Vert.x, one connection and one token each, speaking the relay's wire protocol) "
-                        + "and the doctor's SDK client at the province. Packets are about 500 bytes of JSON.\n\n");
+                        + "and the doctor's SDK client at the province. Packets are about 500 bytes of JSON. PostgreSQL's "
+                        + "`max_wal_size` was ").append(count(county, "SELECT setting::bigint FROM pg_settings WHERE name = 'max_wal_size'"))
+                .append(" MB (bench/README: checkpoints).\n\n");
         r.append("### 1. ").append(clients).append(" concurrent clients on one node (the county)\n\n");
         r.append("| measure | value |\n|---|---|\n");
         r.append("| TCP clients welcomed / seen by the node | ").append(nTcp).append(" / ").append(tcpSeen).append(" |\n");
