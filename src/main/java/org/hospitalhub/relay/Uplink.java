@@ -136,9 +136,9 @@ final class Uplink {
      * One request at a time goes to the parent. When the request on its way was full (a backlog), the next one is read
      * while the parent stores it, so the parent gets it as soon as it answered; otherwise the next one is read when the
      * parent answered, so that it takes everything stored meanwhile: read earlier, just after the request went out, it
-     * held the few packets of that moment, and the link carried twice the requests (each a transaction at the parent
-     * and a cursor update here) with half the packets. After any failure the prepared request is dropped and reading
-     * starts again from the hop's cursor: nothing goes out of order.
+     * held the few packets of that moment, so the link carried more requests (each a transaction at the parent and a
+     * cursor update here) with fewer packets each (15 % more requests at 5,000 packets/s). After any failure the
+     * prepared request is dropped and reading starts again from the hop's cursor: nothing goes out of order.
      */
     private void forward() {
         int failures = 0;
