@@ -43,9 +43,7 @@ class EmbeddedStopIT {
     void aStoppedEmbeddedHubLogsNoErrorAndKeepsWhatItStored() throws Exception {
         Path work = Files.createTempDirectory("hub-embedded-stop");
         Path log = work.resolve("hub.log");
-        hub = new HubProcess(PORT, Map.of(
-                "HUB_DATA_DIR", work.resolve("data").toString(),
-                "HUB_AUTH_CLIENTS", "his:source:it-his-key;ops:operator:it-ops-key"), log);
+        hub = embeddedHub(work);
         hub.start();
         var first = hub.post("/api/v1/events", "it-his-key", DEMO_EVENT);
         assertEquals(202, first.statusCode(), first.body());
@@ -55,12 +53,7 @@ class EmbeddedStopIT {
         }
         assertEquals(1.0, delivered(), "the demo charge reached finance_staging (hub_delivery_delivered_total)");
 
-        long before = Files.size(log);
-        hub.stop();
-        String stopping = Files.readString(log).substring((int) before);
-        List<String> errors = stopping.lines().filter(l -> l.contains(" ERROR ") || l.contains("\"level\":\"ERROR\"")
-                || l.contains("already closed") || l.contains("Cannot release lease")).toList();
-        assertEquals(List.of(), errors, "the stop logged errors or a closed database; whole log: " + log);
+        String stopping = stopAndAssertNoError(log, "the stop");
         assertTrue(stopping.contains("stopped in"), "Quarkus reported its stop: " + stopping);
 
         hub.start();
@@ -82,18 +75,11 @@ class EmbeddedStopIT {
     void stopsAtAnyMomentLogNoError() throws Exception {
         Path work = Files.createTempDirectory("hub-embedded-stops");
         Path log = work.resolve("hub.log");
-        hub = new HubProcess(PORT, Map.of(
-                "HUB_DATA_DIR", work.resolve("data").toString(),
-                "HUB_AUTH_CLIENTS", "his:source:it-his-key;ops:operator:it-ops-key"), log);
+        hub = embeddedHub(work);
         for (int i = 0; i < 6; i++) {
             hub.start();
             Thread.sleep(170L * i + 60L * (i % 3)); // 0 to about 1 s after ready, across the sweep's second
-            long before = Files.size(log);
-            hub.stop();
-            String stopping = Files.readString(log).substring((int) before);
-            List<String> errors = stopping.lines().filter(l -> l.contains(" ERROR ") || l.contains("\"level\":\"ERROR\"")
-                    || l.contains("has been closed") || l.contains("Writing to")).toList();
-            assertEquals(List.of(), errors, "stop " + (i + 1) + " logged errors or a closed database; whole log: " + log);
+            stopAndAssertNoError(log, "stop " + (i + 1));
         }
     }
 
@@ -107,9 +93,7 @@ class EmbeddedStopIT {
     void whatTheEmbeddedHubAcknowledgedSurvivesAKill() throws Exception {
         Path work = Files.createTempDirectory("hub-embedded-kill");
         Path data = work.resolve("data");
-        hub = new HubProcess(PORT, Map.of(
-                "HUB_DATA_DIR", data.toString(),
-                "HUB_AUTH_CLIENTS", "his:source:it-his-key;ops:operator:it-ops-key"), work.resolve("hub.log"));
+        hub = embeddedHub(work);
         hub.start();
         List<String> ids = new ArrayList<>();
         StringBuilder all = new StringBuilder("[");
@@ -148,6 +132,25 @@ class EmbeddedStopIT {
     }
 
     /** Events stored and not delivered yet, over all flows; -1 before the gauges exist. */
+    /** The packaged hub on its embedded default, its data in {@code work}/data and its log in {@code work}/hub.log. */
+    private static HubProcess embeddedHub(Path work) {
+        return new HubProcess(PORT, Map.of(
+                "HUB_DATA_DIR", work.resolve("data").toString(),
+                "HUB_AUTH_CLIENTS", "his:source:it-his-key;ops:operator:it-ops-key"), work.resolve("hub.log"));
+    }
+
+    /** SIGTERM; what the hub logged while stopping must hold no ERROR and no sign of a database closed under it. */
+    private static String stopAndAssertNoError(Path log, String which) throws Exception {
+        long before = Files.size(log);
+        hub.stop();
+        String stopping = Files.readString(log).substring((int) before);
+        List<String> errors = stopping.lines().filter(l -> l.contains(" ERROR ") || l.contains("\"level\":\"ERROR\"")
+                || l.contains("already closed") || l.contains("Cannot release lease") || l.contains("has been closed")
+                || l.contains("Writing to")).toList();
+        assertEquals(List.of(), errors, which + " logged errors or a closed database; whole log: " + log);
+        return stopping;
+    }
+
     private static double backlog() throws Exception {
         Matcher m = Pattern.compile("(?m)^hub_delivery_backlog_events\\{[^}]*\\} ([0-9.E]+)$").matcher(hub.get("/q/metrics"));
         double total = -1;
