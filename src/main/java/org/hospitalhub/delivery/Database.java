@@ -44,13 +44,18 @@ public class Database {
         Boolean p = postgres;
         if (p == null) {
             try (Connection c = dataSource.getConnection()) {
-                p = c.getMetaData().getDatabaseProductName().toLowerCase().contains("postgres");
+                p = isPostgres(c);
             } catch (SQLException e) {
                 throw new IllegalStateException("cannot reach the hub database: " + e.getMessage(), e);
             }
             postgres = p;
         }
         return p;
+    }
+
+    /** Whether {@code c} is a connection to PostgreSQL (else H2 or another database: portable SQL only). */
+    public static boolean isPostgres(Connection c) throws SQLException {
+        return c.getMetaData().getDatabaseProductName().toLowerCase(java.util.Locale.ROOT).contains("postgres");
     }
 
     public static Timestamp ts(Instant i) {

@@ -169,7 +169,7 @@ public class JdbcBatchSink {
     private boolean isPostgres(String datasource, Connection c) {
         return postgres.computeIfAbsent(datasource == null ? "<default>" : datasource, k -> {
             try {
-                return c.getMetaData().getDatabaseProductName().toLowerCase().contains("postgres");
+                return Database.isPostgres(c);
             } catch (SQLException e) {
                 return false;
             }

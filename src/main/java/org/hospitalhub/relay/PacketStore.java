@@ -203,7 +203,7 @@ final class PacketStore {
      */
     private void insertUnnest(Connection c, List<Row> rows, Instant now) throws SQLException {
         int n = rows.size();
-        String[][] text = new String[10][n];
+        String[][] text = new String[11][n];
         Integer[] sizes = new Integer[n];
         Long[] seqs = new Long[n];
         Long[] created = new Long[n];
@@ -221,6 +221,7 @@ final class PacketStore {
             text[7][i] = r.hop();
             text[8][i] = cut(r.reason());
             text[9][i] = r.leg();
+            text[10][i] = r.status();
             created[i] = epochMicros(p.createdAt());
             expires[i] = epochMicros(p.expiresAt());
             sizes[i] = r.size();
@@ -229,20 +230,19 @@ final class PacketStore {
         // instants as microseconds since the epoch: exact, and any year a packet may carry (ISO text of year 0 is not
         // a date PostgreSQL reads)
         try (PreparedStatement ins = c.prepareStatement(INSERT_COLUMNS + "SELECT u.a, u.b, u.c, u.d, u.e, u.f, u.m, "
-                + instant("u.g") + ", " + instant("u.h") + ", ?, u.i, u.j, u.n, CASE WHEN u.k IS NULL "
-                + "THEN 'PENDING' ELSE 'DEAD' END, u.k, CASE WHEN u.k IS NULL THEN NULL ELSE ?::timestamptz END, u.l "
-                + "FROM unnest(?::varchar[], ?::varchar[], ?::varchar[], ?::varchar[], ?::varchar[], ?::varchar[], "
-                + "?::varchar[], ?::varchar[], ?::varchar[], ?::varchar[], ?::int[], ?::bigint[], ?::bigint[], ?::bigint[]) "
-                + "AS u(a, b, c, d, e, f, i, j, k, l, m, n, g, h)")) {
+                + instant("u.g") + ", " + instant("u.h") + ", ?, u.i, u.j, u.n, u.s, u.k, CASE WHEN u.k IS NULL THEN NULL "
+                + "ELSE ?::timestamptz END, u.l FROM unnest(?::varchar[], ?::varchar[], ?::varchar[], ?::varchar[], "
+                + "?::varchar[], ?::varchar[], ?::varchar[], ?::varchar[], ?::varchar[], ?::varchar[], ?::varchar[], "
+                + "?::int[], ?::bigint[], ?::bigint[], ?::bigint[]) AS u(a, b, c, d, e, f, i, j, k, l, s, m, n, g, h)")) {
             ins.setObject(1, utc(now));
             ins.setObject(2, utc(now));
-            for (int k = 0; k < 10; k++) {
+            for (int k = 0; k < text.length; k++) {
                 ins.setArray(k + 3, c.createArrayOf("varchar", text[k]));
             }
-            ins.setArray(13, c.createArrayOf("int4", sizes));
-            ins.setArray(14, c.createArrayOf("int8", seqs));
-            ins.setArray(15, c.createArrayOf("int8", created));
-            ins.setArray(16, c.createArrayOf("int8", expires));
+            ins.setArray(14, c.createArrayOf("int4", sizes));
+            ins.setArray(15, c.createArrayOf("int8", seqs));
+            ins.setArray(16, c.createArrayOf("int8", created));
+            ins.setArray(17, c.createArrayOf("int8", expires));
             ins.executeUpdate();
         }
         if (audit) {
@@ -326,7 +326,7 @@ final class PacketStore {
     private boolean isPostgres(Connection c) throws SQLException {
         Boolean pg = postgres;
         if (pg == null) {
-            pg = c.getMetaData().getDatabaseProductName().toLowerCase(java.util.Locale.ROOT).contains("postgres");
+            pg = org.hospitalhub.delivery.Database.isPostgres(c);
             postgres = pg;
         }
         return pg;
