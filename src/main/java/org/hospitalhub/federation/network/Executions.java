@@ -118,7 +118,7 @@ public class Executions {
         if (before.isEmpty() || before.get().status() != expected) {
             return Optional.empty();
         }
-        Instant now = Instant.now();
+        Instant now = Instant.now().truncatedTo(java.time.temporal.ChronoUnit.MICROS); // as the database keeps it
         Long duration = null;
         String set = switch (to) {
             case QUEUED -> "queued_at = ?, started_at = NULL, finished_at = NULL, duration_ms = NULL";
@@ -151,7 +151,12 @@ public class Executions {
                 return Optional.empty();
             }
         }
-        Execution e = find(c, stepId, identity.nodeId()).orElseThrow();
+        // the row as just written (reading it back would cost a round trip, milliseconds each on a loaded database)
+        Execution b = before.get();
+        Execution e = new Execution(b.projectId(), stepId, b.nodeId(), to, reason, b.attempts() + (countAttempt ? 1 : 0),
+                b.version() + 1, retryable, to == Status.QUEUED ? now : b.queuedAt(),
+                to == Status.QUEUED ? null : to == Status.RUNNING ? now : b.startedAt(), withDuration ? now : null,
+                withDuration ? duration : null, nextRetryAt, now);
         report(c, e, result);
         return Optional.of(e);
     }
@@ -172,7 +177,7 @@ public class Executions {
             } else if (e.status() != Status.SUCCEEDED) {
                 deleteResult(c, e.stepId(), e.nodeId());
             }
-            feed.publish(e);
+            Database.afterCommit(() -> feed.publish(e)); // pushed once it is true, not before a rollback
             return;
         }
         ObjectNode p = mapper.createObjectNode();
@@ -192,7 +197,7 @@ public class Executions {
             p.set("result", result);
         }
         outbox.enqueue(c, initiator, Messages.STEP_STATUS, e.projectId(), p);
-        feed.publish(e);
+        Database.afterCommit(() -> feed.publish(e));
     }
 
     /** On the initiator: a participant's report, applied unless an equal or newer one was. */
@@ -204,7 +209,7 @@ public class Executions {
         if (current.isPresent() && current.get().version() >= version) {
             return false;
         }
-        Instant now = Instant.now();
+        Instant now = Instant.now().truncatedTo(java.time.temporal.ChronoUnit.MICROS); // as the database keeps it
         if (current.isEmpty()) {
             try (PreparedStatement ins = c.prepareStatement("INSERT INTO fed_execution (step_id, node_id, project_id, status, "
                     + "attempts, version, retryable, updated_at) VALUES (?, ?, ?, ?, 0, 0, TRUE, ?)")) {
@@ -216,17 +221,20 @@ public class Executions {
                 ins.executeUpdate();
             }
         }
+        String reason = p.hasNonNull("reason") ? p.get("reason").asText() : null;
+        int attempts = p.path("attempts").asInt();
+        Long durationMs = p.hasNonNull("durationMs") ? p.get("durationMs").asLong() : null;
         try (PreparedStatement up = c.prepareStatement("UPDATE fed_execution SET status = ?, reason = ?, attempts = ?, "
                 + "version = ?, queued_at = ?, started_at = ?, finished_at = ?, duration_ms = ?, updated_at = ? "
                 + "WHERE step_id = ? AND node_id = ?")) {
             up.setString(1, status.name());
-            up.setString(2, p.hasNonNull("reason") ? p.get("reason").asText() : null);
-            up.setInt(3, p.path("attempts").asInt());
+            up.setString(2, reason);
+            up.setInt(3, attempts);
             up.setInt(4, version);
             up.setObject(5, time(p, "queuedAt"));
             up.setObject(6, time(p, "startedAt"));
             up.setObject(7, time(p, "finishedAt"));
-            up.setObject(8, p.hasNonNull("durationMs") ? p.get("durationMs").asLong() : null);
+            up.setObject(8, durationMs);
             up.setObject(9, Database.utc(now));
             up.setString(10, stepId);
             up.setString(11, node);
@@ -237,8 +245,16 @@ public class Executions {
         } else if (status != Status.SUCCEEDED) {
             deleteResult(c, stepId, node); // a step run again: its earlier result no longer stands
         }
-        feed.publish(find(c, stepId, node).orElseThrow());
+        // the row as just written (read back it would cost a round trip: on a loaded initiator, milliseconds per report)
+        Execution written = new Execution(projectId, stepId, node, status, reason, attempts, version,
+                current.map(Execution::retryable).orElse(true), instantOf(p, "queuedAt"), instantOf(p, "startedAt"),
+                instantOf(p, "finishedAt"), durationMs, current.map(Execution::nextRetryAt).orElse(null), now);
+        Database.afterCommit(() -> feed.publish(written));
         return true;
+    }
+
+    private static Instant instantOf(JsonNode p, String field) {
+        return p.hasNonNull(field) ? Instant.parse(p.get(field).asText()) : null;
     }
 
     private static OffsetDateTime time(JsonNode p, String field) {
@@ -266,11 +282,28 @@ public class Executions {
         }
     }
 
+    /** A project's initiator never changes: looked up once per project and process (bounded), not at every report. */
+    private static final java.util.Map<String, String> INITIATORS = java.util.Collections.synchronizedMap(
+            new java.util.LinkedHashMap<>(64, 0.75f, true) {
+                @Override
+                protected boolean removeEldestEntry(java.util.Map.Entry<String, String> eldest) {
+                    return size() > 10_000;
+                }
+            });
+
     static String initiatorOf(Connection c, String projectId) throws SQLException {
+        String known = INITIATORS.get(projectId);
+        if (known != null) {
+            return known;
+        }
         try (PreparedStatement q = c.prepareStatement("SELECT initiator FROM fed_project WHERE project_id = ?")) {
             q.setString(1, projectId);
             try (ResultSet rs = q.executeQuery()) {
-                return rs.next() ? rs.getString(1) : null;
+                if (!rs.next()) {
+                    return null; // not arrived yet: asked again next time
+                }
+                INITIATORS.put(projectId, rs.getString(1));
+                return rs.getString(1);
             }
         }
     }

@@ -20,9 +20,10 @@ import java.util.Optional;
 import java.util.Set;
 import java.util.UUID;
 import java.util.concurrent.ConcurrentHashMap;
-import java.util.concurrent.ExecutorService;
-import java.util.concurrent.Executors;
+import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.RejectedExecutionException;
+import java.util.concurrent.ThreadPoolExecutor;
+import java.util.concurrent.TimeUnit;
 
 import jakarta.annotation.PreDestroy;
 import jakarta.enterprise.context.ApplicationScoped;
@@ -75,7 +76,7 @@ public class FederationOutbox {
     private final long batchMaxBytes;
     private final ObjectMapper mapper;
     private final HttpClient http;
-    private final ExecutorService senders;
+    private final ThreadPoolExecutor senders;
     private final Set<String> inFlight = ConcurrentHashMap.newKeySet();
     /** Destinations with a message committed since their drain began (see {@link #wake}). */
     private final Set<String> woken = ConcurrentHashMap.newKeySet();
@@ -94,7 +95,7 @@ public class FederationOutbox {
             @ConfigProperty(name = "hub.federation.outbox.backoff-max", defaultValue = "5m") Duration backoffMax,
             @ConfigProperty(name = "hub.federation.outbox.connect-timeout", defaultValue = "3s") Duration connectTimeout,
             @ConfigProperty(name = "hub.federation.outbox.request-timeout", defaultValue = "30s") Duration requestTimeout,
-            @ConfigProperty(name = "hub.federation.outbox.senders", defaultValue = "16") int senders,
+            @ConfigProperty(name = "hub.federation.outbox.senders", defaultValue = "64") int senders,
             @ConfigProperty(name = "hub.federation.outbox.batch-max-messages", defaultValue = "100") int batchMaxMessages,
             @ConfigProperty(name = "hub.federation.outbox.batch-max-bytes", defaultValue = "262144") long batchMaxBytes,
             ObjectMapper mapper,
@@ -118,11 +119,16 @@ public class FederationOutbox {
         this.batchMaxBytes = batchMaxBytes;
         this.mapper = mapper;
         this.http = HttpClient.newBuilder().connectTimeout(connectTimeout).version(HttpClient.Version.HTTP_1_1).build();
-        this.senders = Executors.newFixedThreadPool(Math.max(1, senders), r -> {
-            Thread t = new Thread(r, "federation-sender");
-            t.setDaemon(true);
-            return t;
-        });
+        // threads made when destinations are due and ended after a minute idle: a thread per destination being sent to,
+        // up to hub.federation.outbox.senders; beyond that destinations take turns (see drain)
+        ThreadPoolExecutor pool = new ThreadPoolExecutor(Math.max(1, senders), Math.max(1, senders), 60, TimeUnit.SECONDS,
+                new LinkedBlockingQueue<>(), r -> {
+                    Thread t = new Thread(r, "federation-sender");
+                    t.setDaemon(true);
+                    return t;
+                });
+        pool.allowCoreThreadTimeOut(true);
+        this.senders = pool;
     }
 
     @PreDestroy
@@ -133,34 +139,59 @@ public class FederationOutbox {
     /** Writes a new message from this node to {@code destination} in the caller's transaction; to itself it applies at once. */
     public Messages.Message enqueue(Connection c, String destination, String type, String projectId, JsonNode payload)
             throws SQLException {
-        Messages.Message m = messages.seal(type, destination, projectId, payload);
-        if (destination.equals(identity.nodeId())) {
-            inbox.applyLocal(c, m);
-            return m;
+        return enqueueAll(c, List.of(destination), type, projectId, payload).get(0);
+    }
+
+    /**
+     * The same payload as one message to each destination (an invitation, a step), in the caller's transaction: the
+     * rows go to the database in one batch (one round trip however many destinations; on a loaded database each round
+     * trip costs milliseconds), a message to this node itself is applied at once. The messages in the destinations' order.
+     */
+    public List<Messages.Message> enqueueAll(Connection c, List<String> destinations, String type, String projectId,
+            JsonNode payload) throws SQLException {
+        List<Messages.Message> sealed = new ArrayList<>(destinations.size());
+        List<Messages.Message> out = new ArrayList<>(destinations.size());
+        for (String destination : destinations) {
+            Messages.Message m = messages.seal(type, destination, projectId, payload);
+            out.add(m);
+            if (destination.equals(identity.nodeId())) {
+                inbox.applyLocal(c, m);
+            } else {
+                sealed.add(m);
+            }
         }
-        insert(c, m, destination);
-        return m;
+        insert(c, sealed);
+        return out;
     }
 
     /** A message of another node to pass on (this node is the central hub), in the caller's transaction. */
     void relay(Connection c, Messages.Message m) throws SQLException {
-        insert(c, m, m.to());
+        insert(c, List.of(m));
     }
 
-    private void insert(Connection c, Messages.Message m, String destination) throws SQLException {
+    /** Rows for messages sealed for their destination ({@code m.to()}), one batch; each destination woken after the commit. */
+    private void insert(Connection c, List<Messages.Message> ms) throws SQLException {
+        if (ms.isEmpty()) {
+            return;
+        }
         Instant now = Instant.now();
         try (PreparedStatement ins = c.prepareStatement("INSERT INTO fed_outbox (message_id, destination, message_type, "
                 + "project_id, message, status, attempts, next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, 'PENDING', 0, ?, ?)")) {
-            ins.setString(1, m.id());
-            ins.setString(2, destination);
-            ins.setString(3, m.type());
-            ins.setString(4, m.projectId());
-            ins.setString(5, m.wire());
-            ins.setObject(6, Database.utc(now));
-            ins.setObject(7, Database.utc(now));
-            ins.executeUpdate();
+            for (Messages.Message m : ms) {
+                ins.setString(1, m.id());
+                ins.setString(2, m.to());
+                ins.setString(3, m.type());
+                ins.setString(4, m.projectId());
+                ins.setString(5, m.wire());
+                ins.setObject(6, Database.utc(now));
+                ins.setObject(7, Database.utc(now));
+                ins.addBatch();
+            }
+            ins.executeBatch();
         }
-        Database.afterCommit(() -> wake(destination));
+        for (String destination : ms.stream().map(Messages.Message::to).distinct().toList()) {
+            Database.afterCommit(() -> wake(destination));
+        }
     }
 
     /**
@@ -269,6 +300,12 @@ public class FederationOutbox {
                 }
             }
             if (outcomes.get(outcomes.size() - 1).kind() == Kind.RETRY) {
+                return;
+            }
+            if (!senders.getQueue().isEmpty()) {
+                // other destinations wait for a thread (more of them than hub.federation.outbox.senders): take turns,
+                // this destination goes round again after them instead of holding the thread while it has messages
+                woken.add(destination);
                 return;
             }
         }

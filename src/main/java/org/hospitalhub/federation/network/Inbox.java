@@ -87,7 +87,11 @@ public class Inbox {
         try {
             String text = body == null ? "" : body;
             Checked t = checkTransmission(node, nonce, timestamp, signature, text, remote);
-            return t.rejection() != null ? t.rejection() : store(node, t.sender(), text, remote);
+            if (t.rejection() != null) {
+                return t.rejection();
+            }
+            BatchReceipt r = storeAll(node, nonce, t.sender(), List.of(text), remote);
+            return r.refusal() != null ? r.refusal() : r.messages().get(0);
         } catch (SQLException e) {
             LOG.errorf("Federation message from %s not stored (the sender will resend it): %s", node, e.getMessage());
             return new Receipt(503, null, false, "message not stored: database unavailable", null);
@@ -96,8 +100,8 @@ public class Inbox {
 
     /**
      * A transmission of several messages (a JSON array of messages, in the sender's order): the transmission is
-     * checked once, then each message is stored and applied in its own transaction, in order, up to the first one
-     * that is not acknowledged (the sender sends the rest again after it).
+     * checked once, then the messages are stored and applied in order, up to the first one that is not acknowledged
+     * (the sender sends the rest again after it).
      */
     public BatchReceipt receiveBatch(String node, String nonce, String timestamp, String signature, String body, String remote) {
         if (!identity.enabled()) {
@@ -118,22 +122,11 @@ public class Inbox {
             if (array == null || !array.isArray() || array.isEmpty()) {
                 return BatchReceipt.refused(reject(400, node, remote, "malformed transmission: must be a non-empty JSON array of messages", "$"));
             }
-            List<Receipt> out = new ArrayList<>();
+            List<String> bodies = new ArrayList<>(array.size());
             for (JsonNode wire : array) {
-                Receipt r;
-                try {
-                    r = store(node, t.sender(), mapper.writeValueAsString(wire), remote);
-                } catch (SQLException e) {
-                    // the ones before are stored and acknowledged; this one and the rest come again
-                    LOG.errorf("Federation message from %s not stored (the sender will resend it): %s", node, e.getMessage());
-                    r = new Receipt(503, null, false, "message not stored: database unavailable", null);
-                }
-                out.add(r);
-                if (r.status() != 200) {
-                    break;
-                }
+                bodies.add(mapper.writeValueAsString(wire));
             }
-            return new BatchReceipt(null, out);
+            return storeAll(node, nonce, t.sender(), bodies, remote);
         } catch (SQLException | com.fasterxml.jackson.core.JsonProcessingException e) {
             LOG.errorf("Federation messages from %s not stored (the sender will resend them): %s", node, e.getMessage());
             return BatchReceipt.refused(new Receipt(503, null, false, "message not stored: database unavailable", null));
@@ -154,6 +147,7 @@ public class Inbox {
         }
     }
 
+    /** Everything but the nonce, which is recorded in the transaction that stores the messages ({@link #storeAll}). */
     private Checked checkTransmission(String node, String nonce, String timestamp, String signature, String body, String remote)
             throws SQLException {
         for (String[] h : new String[][] { { Transmission.NODE, node }, { Transmission.NONCE, nonce },
@@ -184,72 +178,144 @@ public class Inbox {
             return Checked.refused(reject(401, node, remote, "expired: sent at " + sentAt + ", outside the window of " + maxClockSkew
                     + " around " + now, Transmission.TIMESTAMP));
         }
-        boolean fresh = db.inTransaction(c -> {
-            try (PreparedStatement ins = c.prepareStatement(
-                    "INSERT INTO fed_nonce (nonce, node_id, seen_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING")) {
-                ins.setString(1, node + "/" + nonce);
-                ins.setString(2, node);
-                ins.setObject(3, Database.utc(now));
-                return ins.executeUpdate() == 1;
-            }
-        });
-        if (!fresh) {
-            return Checked.refused(reject(409, node, remote, "replayed: nonce " + nonce + " of node " + node + " already seen",
-                    Transmission.NONCE));
-        }
         return new Checked(sender.get(), null);
     }
 
-    /** One message of a checked transmission from {@code node}: origin verified, stored once and applied (or relayed). */
-    private Receipt store(String node, Peers.Peer sender, String body, String remote) throws SQLException {
+    /** A message of a checked transmission whose shape and origin signature are fine, and whether it is for this node. */
+    private record Opened(Messages.Message message, boolean forMe) {
+    }
+
+    /** Thrown inside {@link #storeAll}'s transaction to undo it when the message at {@code index} is refused. */
+    private static final class RefusedAt extends RuntimeException {
+        final int index;
+        final Refusal refusal;
+
+        RefusedAt(int index, Refusal refusal) {
+            super(null, null, false, false);
+            this.index = index;
+            this.refusal = refusal;
+        }
+    }
+
+    /**
+     * The messages of a checked transmission from {@code node}, in order, up to the first one refused: each opened and
+     * its origin verified, then the transmission's nonce and every message stored (once) and applied (or relayed) in
+     * ONE transaction. On a loaded database every commit and round trip costs milliseconds, and a transmission often
+     * carries a project's invitation with its steps, or a node's queued, running and succeeded reports. A message
+     * refused for what it says undoes that transaction, which is done again with the messages before it only (they are
+     * acknowledged, the refused one answered with its reason, the rest left for the sender to send again). A replayed
+     * nonce refuses the whole transmission (409); a database failure answers 503 for all of it (the sender resends).
+     */
+    private BatchReceipt storeAll(String node, String nonce, Peers.Peer sender, List<String> bodies, String remote)
+            throws SQLException {
+        List<Opened> opened = new ArrayList<>();
+        Refusal stop = null;
+        for (String body : bodies) {
+            Object o = open(node, sender, body);
+            if (o instanceof Refusal refused) {
+                stop = refused;
+                break;
+            }
+            opened.add((Opened) o);
+        }
+        int n = opened.size();
+        Refusal refusedInApply = null;
+        Messages.Message refusedMessage = null;
+        boolean[] duplicate = new boolean[n];
+        while (true) {
+            int upTo = n;
+            try {
+                boolean fresh = db.inTransaction(c -> {
+                    try (PreparedStatement ins = c.prepareStatement(
+                            "INSERT INTO fed_nonce (nonce, node_id, seen_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING")) {
+                        ins.setString(1, node + "/" + nonce);
+                        ins.setString(2, node);
+                        ins.setObject(3, Database.utc(Instant.now()));
+                        if (ins.executeUpdate() != 1) {
+                            return false;
+                        }
+                    }
+                    for (int i = 0; i < upTo; i++) {
+                        Opened m = opened.get(i);
+                        try {
+                            duplicate[i] = !storeOnce(c, m.message(), node);
+                            if (!duplicate[i]) {
+                                if (m.forMe()) {
+                                    apply(c, m.message());
+                                } else {
+                                    outbox.relay(c, m.message());
+                                }
+                            }
+                        } catch (Refusal r) {
+                            throw new RefusedAt(i, r);
+                        }
+                    }
+                    return true;
+                });
+                if (!fresh) {
+                    return BatchReceipt.refused(reject(409, node, remote, "replayed: nonce " + nonce + " of node " + node
+                            + " already seen", Transmission.NONCE));
+                }
+                break;
+            } catch (RefusedAt r) {
+                n = r.index;
+                refusedInApply = r.refusal;
+                refusedMessage = opened.get(r.index).message();
+            }
+        }
+        List<Receipt> out = new ArrayList<>(n + 1);
+        for (int i = 0; i < n; i++) {
+            Opened m = opened.get(i);
+            meters.counter("hub.federation.messages.received", "type", m.message().type(), "outcome",
+                    duplicate[i] ? "duplicate" : m.forMe() ? "applied" : "relayed").increment();
+            if (duplicate[i]) {
+                LOG.debugf("Federation message %s from %s received again: acknowledged, ignored", m.message().id(),
+                        m.message().origin());
+            }
+            out.add(new Receipt(200, m.message().id(), duplicate[i], null, null));
+        }
+        if (refusedInApply != null) {
+            out.add(reject(refusedInApply.status, node, remote, "message " + refusedMessage.id() + " (" + refusedMessage.type()
+                    + ") refused: " + refusedInApply.getMessage(), refusedInApply.field));
+        } else if (stop != null) {
+            out.add(reject(stop.status, node, remote, stop.getMessage(), stop.field));
+        }
+        return new BatchReceipt(null, out);
+    }
+
+    /**
+     * One message of a checked transmission from {@code node}, opened with its origin verified: an {@link Opened}, or
+     * why it is refused (recorded by the caller only if the messages before it are acknowledged).
+     */
+    private Object open(String node, Peers.Peer sender, String body) throws SQLException {
         Messages.Message m;
         try {
             m = messages.open(body);
         } catch (Messages.MalformedMessageException e) {
-            return reject(400, node, remote, "malformed message: " + e.getMessage(), e.field());
+            return new Refusal(400, e.field(), "malformed message: " + e.getMessage());
         }
         if (m.origin().equals(identity.nodeId())) {
-            return reject(400, node, remote, "a message of this node's own came back", "envelope.origin");
+            return new Refusal(400, "envelope.origin", "a message of this node's own came back");
         }
         Optional<Peers.Peer> origin = m.origin().equals(node) ? Optional.of(sender) : peers.find(m.origin());
         if (origin.isEmpty()) {
-            return reject(401, node, remote, "unknown origin node " + m.origin(), "envelope.origin");
+            return new Refusal(401, "envelope.origin", "unknown origin node " + m.origin());
         }
         PublicKey originKey = origin.get().key();
         if (!Messages.verifyOrigin(m, originKey)) {
-            return reject(401, node, remote, "message " + m.id() + ": origin signature does not verify with node "
-                    + m.origin() + "'s registered key", "signature");
+            return new Refusal(401, "signature", "message " + m.id() + ": origin signature does not verify with node "
+                    + m.origin() + "'s registered key");
         }
         boolean forMe = m.to().equals(identity.nodeId());
         if (!forMe) {
             if (relayNode.isEmpty() || !relayNode.get().equals(identity.nodeId())) {
-                return reject(400, node, remote, "message for node " + m.to() + ": this node is not the central hub", "envelope.to");
+                return new Refusal(400, "envelope.to", "message for node " + m.to() + ": this node is not the central hub");
             }
             if (peers.find(m.to()).isEmpty()) {
-                return reject(400, node, remote, "message for unknown node " + m.to(), "envelope.to");
+                return new Refusal(400, "envelope.to", "message for unknown node " + m.to());
             }
         }
-        try {
-            Boolean duplicate = db.inTransaction(c -> {
-                if (!storeOnce(c, m, node)) {
-                    return true;
-                }
-                if (forMe) {
-                    apply(c, m);
-                } else {
-                    outbox.relay(c, m);
-                }
-                return false;
-            });
-            meters.counter("hub.federation.messages.received", "type", m.type(), "outcome",
-                    duplicate ? "duplicate" : forMe ? "applied" : "relayed").increment();
-            if (duplicate) {
-                LOG.debugf("Federation message %s from %s received again: acknowledged, ignored", m.id(), m.origin());
-            }
-            return new Receipt(200, m.id(), duplicate, null, null);
-        } catch (Refusal r) {
-            return reject(r.status, node, remote, "message " + m.id() + " (" + m.type() + ") refused: " + r.getMessage(), r.field);
-        }
+        return new Opened(m, forMe);
     }
 
     /** False when the message id was received before (then it must be the same message, else 409). */

@@ -98,12 +98,14 @@ public class Projects {
             throw new InvalidRequest(400, "invitedNodes", "required non-empty array of node ids");
         }
         Set<String> invited = new LinkedHashSet<>();
+        Set<String> registered = new java.util.HashSet<>();
+        peers.all().forEach(peer -> registered.add(peer.nodeId()));
         for (JsonNode n : nodes) {
             String id = n.asText();
             if (!n.isTextual() || !id.matches(Peers.NODE_ID_PATTERN)) {
                 throw new InvalidRequest(400, "invitedNodes", "each must be a node id (" + Peers.NODE_ID_PATTERN + ")");
             }
-            if (!id.equals(self) && peers.find(id).isEmpty()) {
+            if (!id.equals(self) && !registered.contains(id)) {
                 throw new InvalidRequest(400, "invitedNodes", "node " + id + " is not registered");
             }
             invited.add(id);
@@ -127,24 +129,23 @@ public class Projects {
                 ins.setString(9, takesPart ? caller : null);
                 ins.executeUpdate();
             }
-            for (String node : invited) {
-                try (PreparedStatement ins = c.prepareStatement("INSERT INTO fed_participant (project_id, node_id, response, "
-                        + "responded_at) VALUES (?, ?, ?, ?)")) {
+            try (PreparedStatement ins = c.prepareStatement("INSERT INTO fed_participant (project_id, node_id, response, "
+                    + "responded_at) VALUES (?, ?, ?, ?)")) {
+                for (String node : invited) {
                     boolean me = node.equals(self);
                     ins.setString(1, projectId);
                     ins.setString(2, node);
                     ins.setString(3, me ? "ACCEPTED" : "INVITED");
                     ins.setObject(4, me ? Database.utc(now) : null);
-                    ins.executeUpdate();
+                    ins.addBatch();
                 }
-                if (!node.equals(self)) {
-                    ObjectNode p = mapper.createObjectNode();
-                    p.put("title", title);
-                    p.put("sharingLevel", sharing);
-                    p.set("invited", invitedJson);
-                    outbox.enqueue(c, node, Messages.INVITATION, projectId, p);
-                }
+                ins.executeBatch();
             }
+            ObjectNode p = mapper.createObjectNode();
+            p.put("title", title);
+            p.put("sharingLevel", sharing);
+            p.set("invited", invitedJson);
+            outbox.enqueueAll(c, invited.stream().filter(node -> !node.equals(self)).toList(), Messages.INVITATION, projectId, p);
             return null;
         });
         return find(projectId).orElseThrow();
@@ -215,6 +216,7 @@ public class Projects {
             p.set("definition", definition);
             p.set("dependsOn", dependsOn);
             p.put("checksum", checksum);
+            List<String> others = new ArrayList<>();
             for (Participant part : participants(c, projectId)) {
                 if ("DECLINED".equals(part.response())) {
                     continue;
@@ -226,9 +228,10 @@ public class Projects {
                         executions.report(c, queued.get(), null);
                     }
                 } else {
-                    outbox.enqueue(c, part.nodeId(), Messages.STEP, projectId, p);
+                    others.add(part.nodeId());
                 }
             }
+            outbox.enqueueAll(c, others, Messages.STEP, projectId, p);
             return step(c, stepId).orElseThrow();
         });
     }

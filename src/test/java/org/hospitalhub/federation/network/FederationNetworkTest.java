@@ -4,6 +4,7 @@ import static io.restassured.RestAssured.given;
 import static org.awaitility.Awaitility.await;
 import static org.hamcrest.Matchers.containsString;
 import static org.hamcrest.Matchers.equalTo;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -423,6 +424,43 @@ class FederationNetworkTest {
             b.refuseBatches = false;
             b.offline = false;
         }
+    }
+
+    @Test
+    void aMessageRefusedForWhatItSaysMidTransmissionKeepsTheOnesBeforeItAndNothingAfterIt() throws Exception {
+        // the messages of a transmission are stored in one transaction: the third (a step number the project already
+        // has) is refused while being applied, so the transaction is done again with the first two only
+        String project = UUID.randomUUID().toString();
+        String s1 = UUID.randomUUID().toString();
+        String clash = UUID.randomUUID().toString();
+        String invitation = a.seal(a.keys, Messages.INVITATION, NODE, project, invitation("refused in the middle"));
+        String step1 = a.seal(a.keys, Messages.STEP, NODE, project, step(s1, 1, "cohort", "{\"minValue\":21}", "{}"));
+        String sameSeq = a.seal(a.keys, Messages.STEP, NODE, project, step(clash, 1, "cohort", "{\"minValue\":22}", "{}"));
+        String step2 = a.seal(a.keys, Messages.STEP, NODE, project, step(UUID.randomUUID().toString(), 2, "cohort", "{}", "{}"));
+        String forged = a.seal(b.keys, Messages.STEP, NODE, project, step(UUID.randomUUID().toString(), 3, "cohort", "{}", "{}"));
+        long rejectionsBefore = count("SELECT COUNT(*) FROM fed_rejection");
+        HttpResponse<String> r = a.send(port, "[" + invitation + "," + step1 + "," + sameSeq + "," + step2 + "," + forged + "]");
+        assertEquals(200, r.statusCode(), r.body());
+        JsonNode results = TestPeer.JSON.readTree(r.body()).path("results");
+        assertEquals(3, results.size(), r.body());
+        assertEquals(200, results.get(0).path("status").asInt(), r.body());
+        assertEquals(200, results.get(1).path("status").asInt(), r.body());
+        assertEquals(409, results.get(2).path("status").asInt(), r.body());
+        assertEquals("payload.seq", results.get(2).path("field").asText(), r.body());
+        assertTrue(results.get(2).path("error").asText().contains("step number 1 of the project is step " + s1), r.body());
+        assertEquals(2, count("SELECT COUNT(*) FROM fed_inbox WHERE project_id = '" + project + "'"), "the invitation and step 1");
+        assertEquals(1, count("SELECT COUNT(*) FROM fed_project WHERE project_id = '" + project + "'"));
+        assertEquals(s1, query("SELECT step_id FROM fed_step WHERE project_id = '" + project + "'"), "step 1 only");
+        assertEquals(1, count("SELECT COUNT(*) FROM fed_rejection") - rejectionsBefore,
+                "the refused step only: the forged message after it was never reached");
+        assertTrue(query("SELECT reason FROM fed_rejection ORDER BY id DESC LIMIT 1").contains("step number 1 of the project is step " + s1), "its reason");
+        // sent again as the sender would (the refused one is parked there): the first two are duplicates, the next stored
+        HttpResponse<String> again = a.send(port, "[" + invitation + "," + step1 + "," + step2 + "]");
+        JsonNode second = TestPeer.JSON.readTree(again.body()).path("results");
+        assertEquals(3, second.size(), again.body());
+        assertTrue(second.get(0).path("duplicate").asBoolean() && second.get(1).path("duplicate").asBoolean(), again.body());
+        assertFalse(second.get(2).path("duplicate").asBoolean(), again.body());
+        assertEquals(2, count("SELECT COUNT(*) FROM fed_step WHERE project_id = '" + project + "'"));
     }
 
     // ---- retries -------------------------------------------------------------------------------------------------------
