@@ -23,7 +23,7 @@ if [ "$MAXCONN" -lt "$NEED" ]; then
 fi
 rm -rf "$WORK" && mkdir -p "$WORK"
 trap 'stop_recorded "$WORK"' EXIT
-CP="target/quarkus-app/app/*:target/quarkus-app/lib/main/*"
+CP="target/quarkus-app/app/*:target/quarkus-app/lib/main/*:target/quarkus-app/lib/boot/*"
 OUT=bench/work/federation-fanout-classes
 rm -rf "$OUT" && mkdir -p "$OUT"
 javac -d "$OUT" -cp "$CP" $(find bench/federation bench/shared -name '*.java')

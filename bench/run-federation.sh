@@ -11,7 +11,7 @@ cd "$ROOT"
 . "$BENCH_DIR/common.sh"
 ensure_postgres
 ensure_hub_jar
-CP="target/quarkus-app/app/*:target/quarkus-app/lib/main/*"
+CP="target/quarkus-app/app/*:target/quarkus-app/lib/main/*:target/quarkus-app/lib/boot/*"
 OUT=bench/work/federation-classes
 rm -rf "$OUT" && mkdir -p "$OUT"
 javac -d "$OUT" -cp "$CP" $(find bench/federation bench/shared -name '*.java')

@@ -29,7 +29,7 @@ fi
 rm -rf "$WORK" && mkdir -p "$WORK"
 # The bench JVM stops the nodes itself (shutdown hook); if it was killed outright, the trap stops them.
 trap 'stop_recorded "$WORK"' EXIT
-CP="target/quarkus-app/app/*:target/quarkus-app/lib/main/*"
+CP="target/quarkus-app/app/*:target/quarkus-app/lib/main/*:target/quarkus-app/lib/boot/*"
 OUT=bench/work/relay-classes
 rm -rf "$OUT" && mkdir -p "$OUT"
 javac -d "$OUT" -cp "$CP" $(find bench/relay bench/shared -name '*.java')

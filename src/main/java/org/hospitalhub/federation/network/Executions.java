@@ -205,28 +205,16 @@ public class Executions {
         String stepId = p.path("stepId").asText();
         int version = p.path("version").asInt();
         Status status = Status.valueOf(p.path("status").asText());
-        Optional<Execution> current = find(c, stepId, node);
-        if (current.isPresent() && current.get().version() >= version) {
-            return false;
-        }
         Instant now = Instant.now().truncatedTo(java.time.temporal.ChronoUnit.MICROS); // as the database keeps it
-        if (current.isEmpty()) {
-            try (PreparedStatement ins = c.prepareStatement("INSERT INTO fed_execution (step_id, node_id, project_id, status, "
-                    + "attempts, version, retryable, updated_at) VALUES (?, ?, ?, ?, 0, 0, TRUE, ?)")) {
-                ins.setString(1, stepId);
-                ins.setString(2, node);
-                ins.setString(3, projectId);
-                ins.setString(4, status.name());
-                ins.setObject(5, Database.utc(now));
-                ins.executeUpdate();
-            }
-        }
         String reason = p.hasNonNull("reason") ? p.get("reason").asText() : null;
         int attempts = p.path("attempts").asInt();
         Long durationMs = p.hasNonNull("durationMs") ? p.get("durationMs").asLong() : null;
+        // the report over an older one (the usual case: one statement), else as the first one; neither when an equal or
+        // newer report was applied (a participant's row here is only ever written by its reports)
+        boolean first = false;
         try (PreparedStatement up = c.prepareStatement("UPDATE fed_execution SET status = ?, reason = ?, attempts = ?, "
                 + "version = ?, queued_at = ?, started_at = ?, finished_at = ?, duration_ms = ?, updated_at = ? "
-                + "WHERE step_id = ? AND node_id = ?")) {
+                + "WHERE step_id = ? AND node_id = ? AND version < ?")) {
             up.setString(1, status.name());
             up.setString(2, reason);
             up.setInt(3, attempts);
@@ -238,17 +226,38 @@ public class Executions {
             up.setObject(9, Database.utc(now));
             up.setString(10, stepId);
             up.setString(11, node);
-            up.executeUpdate();
+            up.setInt(12, version);
+            if (up.executeUpdate() == 0) {
+                try (PreparedStatement ins = c.prepareStatement("INSERT INTO fed_execution (step_id, node_id, project_id, status, "
+                        + "reason, attempts, version, retryable, queued_at, started_at, finished_at, duration_ms, updated_at) "
+                        + "VALUES (?, ?, ?, ?, ?, ?, ?, TRUE, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING")) {
+                    ins.setString(1, stepId);
+                    ins.setString(2, node);
+                    ins.setString(3, projectId);
+                    ins.setString(4, status.name());
+                    ins.setString(5, reason);
+                    ins.setInt(6, attempts);
+                    ins.setInt(7, version);
+                    ins.setObject(8, time(p, "queuedAt"));
+                    ins.setObject(9, time(p, "startedAt"));
+                    ins.setObject(10, time(p, "finishedAt"));
+                    ins.setObject(11, durationMs);
+                    ins.setObject(12, Database.utc(now));
+                    if (ins.executeUpdate() == 0) {
+                        return false;
+                    }
+                    first = true;
+                }
+            }
         }
         if (status == Status.SUCCEEDED && p.has("result")) {
-            storeResult(c, projectId, stepId, node, p.get("result"));
-        } else if (status != Status.SUCCEEDED) {
+            storeResult(c, projectId, stepId, node, p.get("result"), !first);
+        } else if (status != Status.SUCCEEDED && !first) {
             deleteResult(c, stepId, node); // a step run again: its earlier result no longer stands
         }
         // the row as just written (read back it would cost a round trip: on a loaded initiator, milliseconds per report)
-        Execution written = new Execution(projectId, stepId, node, status, reason, attempts, version,
-                current.map(Execution::retryable).orElse(true), instantOf(p, "queuedAt"), instantOf(p, "startedAt"),
-                instantOf(p, "finishedAt"), durationMs, current.map(Execution::nextRetryAt).orElse(null), now);
+        Execution written = new Execution(projectId, stepId, node, status, reason, attempts, version, true,
+                instantOf(p, "queuedAt"), instantOf(p, "startedAt"), instantOf(p, "finishedAt"), durationMs, null, now);
         Database.afterCommit(() -> feed.publish(written));
         return true;
     }
@@ -262,7 +271,15 @@ public class Executions {
     }
 
     private void storeResult(Connection c, String projectId, String stepId, String node, JsonNode result) throws SQLException {
-        deleteResult(c, stepId, node);
+        storeResult(c, projectId, stepId, node, result, true);
+    }
+
+    /** The node's result of the step, in place of an earlier one if {@code replace} (a first report has none to replace). */
+    private void storeResult(Connection c, String projectId, String stepId, String node, JsonNode result, boolean replace)
+            throws SQLException {
+        if (replace) {
+            deleteResult(c, stepId, node);
+        }
         try (PreparedStatement ins = c.prepareStatement("INSERT INTO fed_result (step_id, node_id, project_id, result, received_at) "
                 + "VALUES (?, ?, ?, ?, ?)")) {
             ins.setString(1, stepId);
@@ -283,13 +300,7 @@ public class Executions {
     }
 
     /** A project's initiator never changes: looked up once per project and process (bounded), not at every report. */
-    private static final java.util.Map<String, String> INITIATORS = java.util.Collections.synchronizedMap(
-            new java.util.LinkedHashMap<>(64, 0.75f, true) {
-                @Override
-                protected boolean removeEldestEntry(java.util.Map.Entry<String, String> eldest) {
-                    return size() > 10_000;
-                }
-            });
+    private static final java.util.Map<String, String> INITIATORS = Lru.of(10_000);
 
     static String initiatorOf(Connection c, String projectId) throws SQLException {
         String known = INITIATORS.get(projectId);

@@ -525,17 +525,29 @@ public class Inbox {
         }
     }
 
+    /**
+     * The invited nodes of projects this node initiated, and the project of their steps: neither changes once
+     * committed, so the reports of a study (a few per step and node) do not read them again.
+     */
+    private final Map<String, List<String>> initiatedInvited = Lru.of(10_000);
+    private final Map<String, String> initiatedSteps = Lru.of(100_000);
+
     private void status(Connection c, Messages.Message m) throws SQLException {
-        Projects.Project project = Projects.find(c, m.projectId())
-                .orElseThrow(() -> new Refusal(400, "envelope.projectId", "unknown project"));
-        if (!project.initiator().equals(identity.nodeId())) {
-            throw new Refusal(400, "envelope.projectId", "this node did not initiate the project");
+        List<String> invited = initiatedInvited.get(m.projectId());
+        if (invited == null) {
+            Projects.Project project = Projects.find(c, m.projectId())
+                    .orElseThrow(() -> new Refusal(400, "envelope.projectId", "unknown project"));
+            if (!project.initiator().equals(identity.nodeId())) {
+                throw new Refusal(400, "envelope.projectId", "this node did not initiate the project");
+            }
+            invited = project.invited();
+            initiatedInvited.put(m.projectId(), invited);
         }
         JsonNode p = m.payload();
         if (!m.origin().equals(p.path("node").asText())) {
             throw new Refusal(403, "payload.node", "a node reports only its own executions");
         }
-        if (!project.invited().contains(m.origin())) {
+        if (!invited.contains(m.origin())) {
             throw new Refusal(403, "envelope.origin", "node " + m.origin() + " was not invited to the project");
         }
         requireText(p, "stepId", 64);
@@ -544,7 +556,15 @@ public class Inbox {
         } catch (IllegalArgumentException e) {
             throw new Refusal(400, "payload.status", "must be one of QUEUED, RUNNING, SUCCEEDED, FAILED");
         }
-        if (Projects.step(c, p.path("stepId").asText()).filter(s -> s.projectId().equals(m.projectId())).isEmpty()) {
+        String stepId = p.path("stepId").asText();
+        String stepProject = initiatedSteps.get(stepId);
+        if (stepProject == null) {
+            stepProject = Projects.step(c, stepId).map(Projects.Step::projectId).orElse(null);
+            if (m.projectId().equals(stepProject)) {
+                initiatedSteps.put(stepId, stepProject); // a committed step of a project this node initiated
+            }
+        }
+        if (!m.projectId().equals(stepProject)) {
             throw new Refusal(400, "payload.stepId", "not a step of the project");
         }
         executions.applyReport(c, m.projectId(), m.origin(), p);
