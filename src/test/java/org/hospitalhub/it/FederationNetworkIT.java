@@ -155,6 +155,10 @@ class FederationNetworkIT {
         try (Connection c = DriverManager.getConnection(hub.db.url, "postgres", ""); Statement s = c.createStatement();
                 ResultSet rs = s.executeQuery("SELECT message FROM fed_outbox WHERE destination = 'south' AND status = 'PENDING' ORDER BY id")) {
             while (rs.next()) {
+                // north's steps relayed by the hub, as north signed them (a message of the hub's own would be stored
+                // unsigned, signed by its sender when it goes out)
+                JsonNode stored = FederationNodes.JSON.readTree(rs.getString(1));
+                assertEquals("north", FederationNodes.JSON.readTree(stored.path("envelope").asText()).path("origin").asText());
                 wires.add(rs.getString(1));
             }
         }

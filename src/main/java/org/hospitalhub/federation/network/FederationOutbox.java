@@ -152,7 +152,7 @@ public class FederationOutbox {
         List<Messages.Message> sealed = new ArrayList<>(destinations.size());
         List<Messages.Message> out = new ArrayList<>(destinations.size());
         for (String destination : destinations) {
-            Messages.Message m = messages.seal(type, destination, projectId, payload);
+            Messages.Message m = messages.draft(type, destination, projectId, payload); // signed when sent
             out.add(m);
             if (destination.equals(identity.nodeId())) {
                 inbox.applyLocal(c, m);
@@ -352,26 +352,34 @@ public class FederationOutbox {
             Instant nextAttemptAt) {
     }
 
-    /** The destination's first pending messages in id order: at most {@code limit}, within the batch's byte budget (at least one). */
+    /**
+     * The destination's first pending messages in id order, signed (a message this node wrote is signed when sent, see
+     * {@link Messages#draft}): at most {@code limit}, within the batch's byte budget (at least one).
+     */
     private List<OutboxRow> heads(String destination, int limit) throws SQLException {
-        List<OutboxRow> rows = new ArrayList<>();
+        List<OutboxRow> read = new ArrayList<>();
         try (Connection c = db.connection(); PreparedStatement q = c.prepareStatement("SELECT id, message_id, destination, "
                 + "message_type, message, attempts, next_attempt_at FROM fed_outbox WHERE destination = ? AND status = 'PENDING' "
                 + "ORDER BY id LIMIT ?")) {
             q.setString(1, destination);
             q.setInt(2, Math.max(1, limit));
             try (ResultSet rs = q.executeQuery()) {
-                long bytes = 0;
                 while (rs.next()) {
-                    OutboxRow row = new OutboxRow(rs.getLong(1), rs.getString(2), rs.getString(3), rs.getString(4),
-                            rs.getString(5), rs.getInt(6), rs.getObject(7, OffsetDateTime.class).toInstant());
-                    bytes += utf8Length(row.wire()) + 1; // the body limit counts bytes: a Chinese character is 3
-                    if (!rows.isEmpty() && bytes > batchMaxBytes) {
-                        break;
-                    }
-                    rows.add(row);
+                    read.add(new OutboxRow(rs.getLong(1), rs.getString(2), rs.getString(3), rs.getString(4),
+                            rs.getString(5), rs.getInt(6), rs.getObject(7, OffsetDateTime.class).toInstant()));
                 }
             }
+        }
+        List<OutboxRow> rows = new ArrayList<>(read.size());
+        long bytes = 0;
+        for (OutboxRow r : read) { // signed after the connection went back to the pool
+            OutboxRow row = new OutboxRow(r.id(), r.messageId(), r.destination(), r.type(), messages.signed(r.wire()),
+                    r.attempts(), r.nextAttemptAt());
+            bytes += utf8Length(row.wire()) + 1; // the body limit counts bytes: a Chinese character is 3
+            if (!rows.isEmpty() && bytes > batchMaxBytes) {
+                break;
+            }
+            rows.add(row);
         }
         return rows;
     }

@@ -59,7 +59,44 @@ public class Messages {
         return seal(Ids.next(), type, to, projectId, payload);
     }
 
-    Message seal(String id, String type, String to, String projectId, JsonNode payload) {
+    /**
+     * A new message from this node, not yet signed: its {@code wire} is {@code {"envelope": …}} with no signature, to be
+     * completed by {@link #signed} when it is sent. The envelope (id, time, content) is fixed here and Ed25519 is
+     * deterministic, so the message sent is the one written, signed with this node's key; a step fanned out to twenty
+     * nodes is twenty envelopes, and their signatures are made by the senders (in parallel, outside the request that
+     * wrote them) instead of one after the other inside it.
+     */
+    public Message draft(String type, String to, String projectId, JsonNode payload) {
+        ObjectNode env = envelope(Ids.next(), type, to, projectId, payload);
+        try {
+            String envelope = mapper.writeValueAsString(env);
+            ObjectNode wire = mapper.createObjectNode();
+            wire.put("envelope", envelope);
+            return new Message(env.get("id").asText(), type, identity.nodeId(), to, projectId,
+                    Instant.parse(env.get("createdAt").asText()), payload, envelope, null, mapper.writeValueAsString(wire));
+        } catch (JsonProcessingException e) {
+            throw new IllegalStateException(e);
+        }
+    }
+
+    /** The wire of a message ready to send: as it is if signed (relayed, or sealed), else signed now with this node's key. */
+    public String signed(String wire) {
+        try {
+            JsonNode w = mapper.readTree(wire);
+            if (w.hasNonNull("signature")) {
+                return wire;
+            }
+            String envelope = w.path("envelope").asText();
+            ObjectNode out = mapper.createObjectNode();
+            out.put("envelope", envelope);
+            out.put("signature", identity.sign(SIGNED_PREFIX + envelope));
+            return mapper.writeValueAsString(out);
+        } catch (JsonProcessingException e) {
+            throw new IllegalStateException("an outbox message that is not JSON: " + e.getOriginalMessage(), e);
+        }
+    }
+
+    private ObjectNode envelope(String id, String type, String to, String projectId, JsonNode payload) {
         ObjectNode env = mapper.createObjectNode();
         env.put("id", id);
         env.put("type", type);
@@ -68,6 +105,11 @@ public class Messages {
         env.put("projectId", projectId);
         env.put("createdAt", Instant.now().toString());
         env.set("payload", payload);
+        return env;
+    }
+
+    Message seal(String id, String type, String to, String projectId, JsonNode payload) {
+        ObjectNode env = envelope(id, type, to, projectId, payload);
         try {
             String envelope = mapper.writeValueAsString(env);
             String signature = identity.sign(SIGNED_PREFIX + envelope);
