@@ -215,34 +215,12 @@ public class Executions {
         try (PreparedStatement up = c.prepareStatement("UPDATE fed_execution SET status = ?, reason = ?, attempts = ?, "
                 + "version = ?, queued_at = ?, started_at = ?, finished_at = ?, duration_ms = ?, updated_at = ? "
                 + "WHERE step_id = ? AND node_id = ? AND version < ?")) {
-            up.setString(1, status.name());
-            up.setString(2, reason);
-            up.setInt(3, attempts);
-            up.setInt(4, version);
-            up.setObject(5, time(p, "queuedAt"));
-            up.setObject(6, time(p, "startedAt"));
-            up.setObject(7, time(p, "finishedAt"));
-            up.setObject(8, durationMs);
-            up.setObject(9, Database.utc(now));
-            up.setString(10, stepId);
-            up.setString(11, node);
-            up.setInt(12, version);
+            up.setInt(bindReport(up, p, status, reason, attempts, version, durationMs, now, stepId, node), version);
             if (up.executeUpdate() == 0) {
-                try (PreparedStatement ins = c.prepareStatement("INSERT INTO fed_execution (step_id, node_id, project_id, status, "
-                        + "reason, attempts, version, retryable, queued_at, started_at, finished_at, duration_ms, updated_at) "
-                        + "VALUES (?, ?, ?, ?, ?, ?, ?, TRUE, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING")) {
-                    ins.setString(1, stepId);
-                    ins.setString(2, node);
-                    ins.setString(3, projectId);
-                    ins.setString(4, status.name());
-                    ins.setString(5, reason);
-                    ins.setInt(6, attempts);
-                    ins.setInt(7, version);
-                    ins.setObject(8, time(p, "queuedAt"));
-                    ins.setObject(9, time(p, "startedAt"));
-                    ins.setObject(10, time(p, "finishedAt"));
-                    ins.setObject(11, durationMs);
-                    ins.setObject(12, Database.utc(now));
+                try (PreparedStatement ins = c.prepareStatement("INSERT INTO fed_execution (status, reason, attempts, version, "
+                        + "queued_at, started_at, finished_at, duration_ms, updated_at, step_id, node_id, project_id, retryable) "
+                        + "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, TRUE) ON CONFLICT DO NOTHING")) {
+                    ins.setString(bindReport(ins, p, status, reason, attempts, version, durationMs, now, stepId, node), projectId);
                     if (ins.executeUpdate() == 0) {
                         return false;
                     }
@@ -260,6 +238,23 @@ public class Executions {
                 instantOf(p, "queuedAt"), instantOf(p, "startedAt"), instantOf(p, "finishedAt"), durationMs, null, now);
         Database.afterCommit(() -> feed.publish(written));
         return true;
+    }
+
+    /** A report's values as parameters 1-11 (status … updated_at, step_id, node_id) of either statement; the next index. */
+    private static int bindReport(PreparedStatement ps, JsonNode p, Status status, String reason, int attempts, int version,
+            Long durationMs, Instant now, String stepId, String node) throws SQLException {
+        ps.setString(1, status.name());
+        ps.setString(2, reason);
+        ps.setInt(3, attempts);
+        ps.setInt(4, version);
+        ps.setObject(5, time(p, "queuedAt"));
+        ps.setObject(6, time(p, "startedAt"));
+        ps.setObject(7, time(p, "finishedAt"));
+        ps.setObject(8, durationMs);
+        ps.setObject(9, Database.utc(now));
+        ps.setString(10, stepId);
+        ps.setString(11, node);
+        return 12;
     }
 
     private static Instant instantOf(JsonNode p, String field) {
