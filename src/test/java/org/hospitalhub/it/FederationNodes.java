@@ -33,7 +33,8 @@ final class FederationNodes implements AutoCloseable {
 
     static final String OPS_KEY = "it-fed-ops-key";
     static final ObjectMapper JSON = new ObjectMapper();
-    private static final HttpClient HTTP = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(3)).build();
+    private static final HttpClient HTTP = HttpClient.newBuilder().version(HttpClient.Version.HTTP_1_1) // as in HubProcess
+            .connectTimeout(Duration.ofSeconds(3)).build();
 
     /** One node: its process, database, port and keys. */
     static final class Node {

@@ -557,7 +557,7 @@ class FederationNetworkTest {
 
         // status events are pushed to a subscriber
         List<String> pushed = new CopyOnWriteArrayList<>();
-        java.net.http.HttpClient http = java.net.http.HttpClient.newHttpClient();
+        java.net.http.HttpClient http = java.net.http.HttpClient.newBuilder().version(java.net.http.HttpClient.Version.HTTP_1_1).build();
         var sse = http.sendAsync(java.net.http.HttpRequest.newBuilder(java.net.URI.create("http://127.0.0.1:" + port
                 + "/api/v1/federation/projects/" + project + "/events")).header("X-Api-Key", OPS).header("Accept", "text/event-stream")
                 .build(), java.net.http.HttpResponse.BodyHandlers.ofLines());

@@ -148,7 +148,7 @@ final class TestPeer implements AutoCloseable {
             b.header(Transmission.NODE, node).header(Transmission.NONCE, nonce).header(Transmission.TIMESTAMP, ts)
                     .header(Transmission.SIGNATURE, NodeKeys.sign(signer.getPrivate(), Transmission.signedText(node, nonce, ts, signedBody)));
         }
-        return HttpClient.newHttpClient().send(b.build(), HttpResponse.BodyHandlers.ofString());
+        return HttpClient.newBuilder().version(HttpClient.Version.HTTP_1_1).build().send(b.build(), HttpResponse.BodyHandlers.ofString());
     }
 
     HttpResponse<String> send(int port, String body) throws IOException, InterruptedException {
