@@ -211,12 +211,12 @@ public class Inbox {
         List<Opened> opened = new ArrayList<>();
         Refusal stop = null;
         for (String body : bodies) {
-            Object o = open(node, sender, body);
-            if (o instanceof Refusal refused) {
+            try {
+                opened.add(open(node, sender, body));
+            } catch (Refusal refused) {
                 stop = refused;
                 break;
             }
-            opened.add((Opened) o);
         }
         int n = opened.size();
         Refusal refusedInApply = null;
@@ -284,35 +284,35 @@ public class Inbox {
     }
 
     /**
-     * One message of a checked transmission from {@code node}, opened with its origin verified: an {@link Opened}, or
-     * why it is refused (recorded by the caller only if the messages before it are acknowledged).
+     * One message of a checked transmission from {@code node}, opened with its origin verified; a {@link Refusal} says
+     * why not (recorded by the caller only if the messages before it are acknowledged).
      */
-    private Object open(String node, Peers.Peer sender, String body) throws SQLException {
+    private Opened open(String node, Peers.Peer sender, String body) throws SQLException {
         Messages.Message m;
         try {
             m = messages.open(body);
         } catch (Messages.MalformedMessageException e) {
-            return new Refusal(400, e.field(), "malformed message: " + e.getMessage());
+            throw new Refusal(400, e.field(), "malformed message: " + e.getMessage());
         }
         if (m.origin().equals(identity.nodeId())) {
-            return new Refusal(400, "envelope.origin", "a message of this node's own came back");
+            throw new Refusal(400, "envelope.origin", "a message of this node's own came back");
         }
         Optional<Peers.Peer> origin = m.origin().equals(node) ? Optional.of(sender) : peers.find(m.origin());
         if (origin.isEmpty()) {
-            return new Refusal(401, "envelope.origin", "unknown origin node " + m.origin());
+            throw new Refusal(401, "envelope.origin", "unknown origin node " + m.origin());
         }
         PublicKey originKey = origin.get().key();
         if (!Messages.verifyOrigin(m, originKey)) {
-            return new Refusal(401, "signature", "message " + m.id() + ": origin signature does not verify with node "
+            throw new Refusal(401, "signature", "message " + m.id() + ": origin signature does not verify with node "
                     + m.origin() + "'s registered key");
         }
         boolean forMe = m.to().equals(identity.nodeId());
         if (!forMe) {
             if (relayNode.isEmpty() || !relayNode.get().equals(identity.nodeId())) {
-                return new Refusal(400, "envelope.to", "message for node " + m.to() + ": this node is not the central hub");
+                throw new Refusal(400, "envelope.to", "message for node " + m.to() + ": this node is not the central hub");
             }
             if (peers.find(m.to()).isEmpty()) {
-                return new Refusal(400, "envelope.to", "message for unknown node " + m.to());
+                throw new Refusal(400, "envelope.to", "message for unknown node " + m.to());
             }
         }
         return new Opened(m, forMe);

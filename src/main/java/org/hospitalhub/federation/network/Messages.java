@@ -54,11 +54,6 @@ public class Messages {
         this.identity = identity;
     }
 
-    /** A new message from this node, signed with its key. */
-    public Message seal(String type, String to, String projectId, JsonNode payload) {
-        return seal(Ids.next(), type, to, projectId, payload);
-    }
-
     /**
      * A new message from this node, not yet signed: its {@code wire} is {@code {"envelope": …}} with no signature, to be
      * completed by {@link #signed} when it is sent. The envelope (id, time, content) is fixed here and Ed25519 is
@@ -67,7 +62,14 @@ public class Messages {
      * wrote them) instead of one after the other inside it.
      */
     public Message draft(String type, String to, String projectId, JsonNode payload) {
-        ObjectNode env = envelope(Ids.next(), type, to, projectId, payload);
+        ObjectNode env = mapper.createObjectNode();
+        env.put("id", Ids.next());
+        env.put("type", type);
+        env.put("origin", identity.nodeId());
+        env.put("to", to);
+        env.put("projectId", projectId);
+        env.put("createdAt", Instant.now().toString());
+        env.set("payload", payload);
         try {
             String envelope = mapper.writeValueAsString(env);
             ObjectNode wire = mapper.createObjectNode();
@@ -79,7 +81,7 @@ public class Messages {
         }
     }
 
-    /** The wire of a message ready to send: as it is if signed (relayed, or sealed), else signed now with this node's key. */
+    /** The wire of a message ready to send: as it is if signed (a relayed message), else signed now with this node's key. */
     public String signed(String wire) {
         try {
             JsonNode w = mapper.readTree(wire);
@@ -93,33 +95,6 @@ public class Messages {
             return mapper.writeValueAsString(out);
         } catch (JsonProcessingException e) {
             throw new IllegalStateException("an outbox message that is not JSON: " + e.getOriginalMessage(), e);
-        }
-    }
-
-    private ObjectNode envelope(String id, String type, String to, String projectId, JsonNode payload) {
-        ObjectNode env = mapper.createObjectNode();
-        env.put("id", id);
-        env.put("type", type);
-        env.put("origin", identity.nodeId());
-        env.put("to", to);
-        env.put("projectId", projectId);
-        env.put("createdAt", Instant.now().toString());
-        env.set("payload", payload);
-        return env;
-    }
-
-    Message seal(String id, String type, String to, String projectId, JsonNode payload) {
-        ObjectNode env = envelope(id, type, to, projectId, payload);
-        try {
-            String envelope = mapper.writeValueAsString(env);
-            String signature = identity.sign(SIGNED_PREFIX + envelope);
-            ObjectNode wire = mapper.createObjectNode();
-            wire.put("envelope", envelope);
-            wire.put("signature", signature);
-            return new Message(id, type, identity.nodeId(), to, projectId, Instant.parse(env.get("createdAt").asText()),
-                    payload, envelope, signature, mapper.writeValueAsString(wire));
-        } catch (JsonProcessingException e) {
-            throw new IllegalStateException(e);
         }
     }
 
