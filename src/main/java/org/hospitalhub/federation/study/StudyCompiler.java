@@ -243,8 +243,10 @@ public final class StudyCompiler {
         /** WHERE conditions on row x (concepts and value). */
         void conditions(StringBuilder sql, List<Object> p, String cdm) {
             if (descendants) {
-                sql.append("x.").append(domain.conceptColumn).append(" IN (SELECT ca.descendant_concept_id FROM ").append(cdm)
-                        .append(".concept_ancestor ca WHERE ca.ancestor_concept_id = ANY(?))");
+                // The concept set as an array computed once per statement (an InitPlan): as IN (SELECT ...) inside a
+                // correlated subquery PostgreSQL joined concept_ancestor again for every row of every cohort member.
+                sql.append("x.").append(domain.conceptColumn).append(" = ANY(ARRAY(SELECT ca.descendant_concept_id FROM ")
+                        .append(cdm).append(".concept_ancestor ca WHERE ca.ancestor_concept_id = ANY(?)))");
             } else {
                 sql.append("x.").append(domain.conceptColumn).append(" = ANY(?)");
             }
