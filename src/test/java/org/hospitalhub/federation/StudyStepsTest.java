@@ -14,6 +14,7 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
+import java.util.TreeMap;
 
 import jakarta.inject.Inject;
 
@@ -176,6 +177,59 @@ class StudyStepsTest {
         assertTrue(expected.size() > 50, "the generator should give a sizeable diabetic cohort, got " + expected.size());
         assertEquals(expected.size(), out.get("persons").asInt(), out.toString());
         assertEquals(expected, ids("SELECT person_id FROM study_cohort_member WHERE step_id = 'p-cohort-c' ORDER BY person_id"));
+    }
+
+    /**
+     * Variables read once per cohort member, with concept sets through their descendants and windows around the index
+     * date, equal what the generator wrote into each member's history (counted here in Java, not in SQL).
+     */
+    @Test
+    void variablesThroughDescendantsInWindowsMatchThePatientHistoriesTheGeneratorWrote() throws Exception {
+        run(nodeA, "p-var", "p-var-c", "cohort", DIABETES_COHORT, Map.of(), "aggregate-only");
+        run(nodeA, "p-var", "p-var-v", "variables", """
+                {"version": 1, "variables": [
+                  {"name": "htn5y", "kind": "presence", "criterion": {"domain": "condition",
+                     "conceptSet": {"concepts": [316866]}, "window": {"startDays": -1825, "endDays": 0}}},
+                  {"name": "antidiabetic90d", "kind": "presence", "criterion": {"domain": "drug",
+                     "conceptSet": {"concepts": [21600712]}, "window": {"startDays": 0, "endDays": 90}}},
+                  {"name": "sbp_max2y", "kind": "measurementValue", "statistic": "max", "criterion": {"domain": "measurement",
+                     "conceptSet": {"concepts": [3004249]}, "window": {"startDays": -365, "endDays": 365}}},
+                  {"name": "hba1c_n", "kind": "count", "criterion": {"domain": "measurement",
+                     "conceptSet": {"concepts": [3004410]}, "window": {"startDays": -730, "endDays": 730}}}]}""",
+                Map.of("cohort", "p-var-c"), "aggregate-only");
+        Map<String, String> expected = new TreeMap<>();
+        for (int id = 1; id <= PERSONS_A; id++) {
+            var p = SyntheticCdm.person(SEED_A, id);
+            long index = p.conditions().stream().filter(c -> c[0] == SyntheticCdm.TYPE2_DIABETES || c[0] == SyntheticCdm.TYPE1_DIABETES)
+                    .mapToLong(c -> c[1]).min().orElse(Long.MIN_VALUE);
+            if (index == Long.MIN_VALUE || LocalDate.ofEpochDay(index).getYear() - p.yearOfBirth() < 30
+                    || index - p.obsStart() < 365 || index > p.obsEnd()) {
+                continue;
+            }
+            boolean htn = p.conditions().stream().anyMatch(c -> (c[0] == SyntheticCdm.HYPERTENSIVE_DISORDER
+                    || c[0] == SyntheticCdm.ESSENTIAL_HYPERTENSION) && c[1] >= index - 1825 && c[1] <= index);
+            boolean antidiabetic = p.drugs().stream().anyMatch(d -> (d[0] == SyntheticCdm.METFORMIN || d[0] == SyntheticCdm.INSULIN
+                    || d[0] == SyntheticCdm.ANTIDIABETICS) && d[1] >= index && d[1] <= index + 90);
+            java.util.OptionalDouble sbp = p.measurements().stream().filter(m -> m[0] == SyntheticCdm.SYSTOLIC_BP
+                    && m[1] >= index - 365 && m[1] <= index + 365).mapToDouble(m -> m[2]).max();
+            long hba1c = p.measurements().stream().filter(m -> m[0] == SyntheticCdm.HBA1C && m[1] >= index - 730
+                    && m[1] <= index + 730).count();
+            expected.put(id + "/htn5y", htn ? "1" : "0");
+            expected.put(id + "/antidiabetic90d", antidiabetic ? "1" : "0");
+            if (sbp.isPresent()) {
+                expected.put(id + "/sbp_max2y", Long.toString(Math.round(sbp.getAsDouble())));
+            }
+            expected.put(id + "/hba1c_n", Long.toString(hba1c));
+        }
+        Map<String, String> actual = new TreeMap<>();
+        try (Connection c = db.connection(); Statement s = c.createStatement(); ResultSet rs = s.executeQuery(
+                "SELECT person_id, name, num_value FROM study_variable_value WHERE step_id = 'p-var-v' AND num_value IS NOT NULL")) {
+            while (rs.next()) {
+                actual.put(rs.getInt(1) + "/" + rs.getString(2), rs.getBigDecimal(3).stripTrailingZeros().toPlainString());
+            }
+        }
+        assertTrue(expected.values().stream().filter("1"::equals).count() > 20, "the generator should give members with each condition");
+        assertEquals(expected, actual);
     }
 
     @Test

@@ -72,7 +72,7 @@ public final class StudyCompiler {
         sql.append("WITH entry AS (SELECT x.person_id, x.").append(e.domain.dateColumn).append(" AS index_date, ROW_NUMBER() OVER (PARTITION BY x.person_id ORDER BY x.")
                 .append(e.domain.dateColumn).append(", x.").append(e.domain.idColumn).append(") AS rn FROM ")
                 .append(cdm).append('.').append(e.domain.table).append(" x WHERE ");
-        e.conditions(sql, p, cdm);
+        e.conditions(sql, p, cdm, false);
         sql.append(")\nSELECT DISTINCT r.person_id, r.index_date FROM entry r JOIN ").append(cdm)
                 .append(".person p ON p.person_id = r.person_id JOIN ").append(cdm)
                 .append(".observation_period op ON op.person_id = r.person_id AND r.index_date BETWEEN"
@@ -240,13 +240,20 @@ public final class StudyCompiler {
         Integer start;
         Integer end;
 
-        /** WHERE conditions on row x (concepts and value). */
-        void conditions(StringBuilder sql, List<Object> p, String cdm) {
+        /**
+         * WHERE conditions on row x (concepts and value). {@code perMember}: x is read once per cohort member (a
+         * correlated subquery), where a concept set with descendants is written as {@code (… IN (SELECT …)) IS TRUE}:
+         * PostgreSQL then hashes the set once per statement (a hashed SubPlan) instead of joining concept_ancestor again
+         * for every row of every member (one variable of a 101,813-person cohort: 4.6 s → 0.5-0.7 s), and unlike
+         * {@code = ANY(ARRAY(SELECT …))}, as fast for a small set, a large one costs no more per row (1,000
+         * descendants: 1.3 s against 3.1 s joined and 4.6 s as an array). A single scan (the cohort's entry) keeps the
+         * plain IN, planned as a hash join (the array made it 1.9 s instead of 0.2 s with 1,000 descendants).
+         */
+        void conditions(StringBuilder sql, List<Object> p, String cdm, boolean perMember) {
             if (descendants) {
-                // The concept set as an array computed once per statement (an InitPlan): as IN (SELECT ...) inside a
-                // correlated subquery PostgreSQL joined concept_ancestor again for every row of every cohort member.
-                sql.append("x.").append(domain.conceptColumn).append(" = ANY(ARRAY(SELECT ca.descendant_concept_id FROM ")
-                        .append(cdm).append(".concept_ancestor ca WHERE ca.ancestor_concept_id = ANY(?)))");
+                sql.append(perMember ? "(" : "").append("x.").append(domain.conceptColumn)
+                        .append(" IN (SELECT ca.descendant_concept_id FROM ").append(cdm)
+                        .append(".concept_ancestor ca WHERE ca.ancestor_concept_id = ANY(?))").append(perMember ? ") IS TRUE" : "");
             } else {
                 sql.append("x.").append(domain.conceptColumn).append(" = ANY(?)");
             }
@@ -265,7 +272,7 @@ public final class StudyCompiler {
         void from(StringBuilder sql, List<Object> p, String cdm, String alias) {
             sql.append(" FROM ").append(cdm).append('.').append(domain.table).append(" x WHERE x.person_id = ")
                     .append(alias).append(".person_id AND ");
-            conditions(sql, p, cdm);
+            conditions(sql, p, cdm, true);
             if (start != null) {
                 sql.append(" AND x.").append(domain.dateColumn).append(" >= ").append(alias).append(".index_date + CAST(? AS integer)");
                 p.add(start);
