@@ -6,6 +6,7 @@ import java.sql.ResultSet;
 import java.sql.SQLException;
 import java.time.Instant;
 import java.time.OffsetDateTime;
+import java.time.temporal.ChronoUnit;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Optional;
@@ -118,7 +119,7 @@ public class Executions {
         if (before.isEmpty() || before.get().status() != expected) {
             return Optional.empty();
         }
-        Instant now = Instant.now().truncatedTo(java.time.temporal.ChronoUnit.MICROS); // as the database keeps it
+        Instant now = Instant.now().truncatedTo(ChronoUnit.MICROS); // as the database keeps it
         Long duration = null;
         String set = switch (to) {
             case QUEUED -> "queued_at = ?, started_at = NULL, finished_at = NULL, duration_ms = NULL";
@@ -173,7 +174,7 @@ public class Executions {
         }
         if (initiator.equals(identity.nodeId())) {
             if (result != null) {
-                storeResult(c, e.projectId(), e.stepId(), e.nodeId(), result);
+                storeResult(c, e.projectId(), e.stepId(), e.nodeId(), result, true);
             } else if (e.status() != Status.SUCCEEDED) {
                 deleteResult(c, e.stepId(), e.nodeId());
             }
@@ -205,7 +206,7 @@ public class Executions {
         String stepId = p.path("stepId").asText();
         int version = p.path("version").asInt();
         Status status = Status.valueOf(p.path("status").asText());
-        Instant now = Instant.now().truncatedTo(java.time.temporal.ChronoUnit.MICROS); // as the database keeps it
+        Instant now = Instant.now().truncatedTo(ChronoUnit.MICROS); // as the database keeps it
         String reason = p.hasNonNull("reason") ? p.get("reason").asText() : null;
         int attempts = p.path("attempts").asInt();
         Long durationMs = p.hasNonNull("durationMs") ? p.get("durationMs").asLong() : null;
@@ -263,10 +264,6 @@ public class Executions {
 
     private static OffsetDateTime time(JsonNode p, String field) {
         return p.hasNonNull(field) ? Database.utc(Instant.parse(p.get(field).asText())) : null;
-    }
-
-    private void storeResult(Connection c, String projectId, String stepId, String node, JsonNode result) throws SQLException {
-        storeResult(c, projectId, stepId, node, result, true);
     }
 
     /** The node's result of the step, in place of an earlier one if {@code replace} (a first report has none to replace). */

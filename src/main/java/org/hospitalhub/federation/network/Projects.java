@@ -7,6 +7,7 @@ import java.sql.SQLException;
 import java.time.Instant;
 import java.time.OffsetDateTime;
 import java.util.ArrayList;
+import java.util.HashSet;
 import java.util.Iterator;
 import java.util.LinkedHashMap;
 import java.util.LinkedHashSet;
@@ -98,7 +99,7 @@ public class Projects {
             throw new InvalidRequest(400, "invitedNodes", "required non-empty array of node ids");
         }
         Set<String> invited = new LinkedHashSet<>();
-        Set<String> registered = new java.util.HashSet<>();
+        Set<String> registered = new HashSet<>();
         peers.all().forEach(peer -> registered.add(peer.nodeId()));
         for (JsonNode n : nodes) {
             String id = n.asText();
