@@ -17,35 +17,43 @@ import java.time.Duration;
 import java.util.HexFormat;
 import java.util.Optional;
 import java.util.regex.Pattern;
-import java.util.stream.Stream;
 
 import org.jboss.logging.Logger;
 
 /**
- * The node's file store (files do not travel inside packets; packets carry {@code sha256} references). Filesystem:
- * {@code <dir>/<sha256>} once complete and verified, {@code <sha256>.part} while an upload is under way (resumable:
- * the uploader asks for the offset and continues there), {@code <sha256>.up} once the parent has it. Complete files
- * are replicated up to the parent (over HTTP, at the parent's {@code url}), so the top has every file; a download of a
- * file this node lacks is fetched from the parent (which fetches from its own parent if needed), verified, kept.
+ * The node's file store (files do not travel inside packets; packets carry {@code sha256} references). An upload under
+ * way is {@code <dir>/<sha256>.part} on the node's disk (resumable: the uploader asks for the offset and continues
+ * there); once all its bytes are there and match their sha256 the file goes to the {@link FileBackend} (the same
+ * folder by default, or an S3-compatible bucket). Complete files are replicated up to the parent (over HTTP, at the
+ * parent's {@code url}), so the top has every file; a download of a file this node lacks is fetched from the parent
+ * (which fetches from its own parent if needed), verified, kept.
  */
-final class FileStore {
+final class FileStore implements AutoCloseable {
 
     private static final Logger LOG = Logger.getLogger(FileStore.class);
     static final Pattern SHA256 = Pattern.compile("[0-9a-f]{64}");
     static final int CHUNK = 512 * 1024;
 
     private final Path dir;
+    private final FileBackend backend;
     private final Optional<URI> parentUrl;
     private final String parentToken;
     private final HttpClient http = HttpClient.newBuilder().version(HttpClient.Version.HTTP_1_1)
             .connectTimeout(Duration.ofSeconds(10)).build();
     private final Duration timeout;
+    /** Chunks of one file are written one at a time; different files in parallel (a store to S3 may take seconds). */
+    private final Object[] locks = new Object[64];
+    private volatile boolean closing;
 
-    FileStore(Path dir, Optional<URI> parentUrl, String parentToken, Duration timeout) {
+    FileStore(Path dir, FileBackend backend, Optional<URI> parentUrl, String parentToken, Duration timeout) {
         this.dir = dir;
+        this.backend = backend == null ? new FilesystemBackend(dir) : backend;
         this.parentUrl = parentUrl.map(u -> URI.create(u.toString().endsWith("/") ? u.toString() : u + "/"));
         this.parentToken = parentToken;
         this.timeout = timeout;
+        for (int i = 0; i < locks.length; i++) {
+            locks[i] = new Object();
+        }
         try {
             Files.createDirectories(dir);
         } catch (IOException e) {
@@ -57,6 +65,10 @@ final class FileStore {
     record Chunk(long offset, boolean complete) {
     }
 
+    /** A complete file to serve: on this node's disk ({@code local}) or as a stream from the backend. */
+    record Download(Path local, InputStream stream, long size) {
+    }
+
     static class FileRefusal extends Refusal {
         final long offset;
 
@@ -66,57 +78,74 @@ final class FileStore {
         }
     }
 
-    Path complete(String sha) {
-        return dir.resolve(sha);
+    String describe() {
+        return backend.describe();
     }
 
-    long offset(String sha) throws IOException {
-        if (Files.exists(complete(sha))) {
-            return Files.size(complete(sha));
-        }
-        Path part = dir.resolve(sha + ".part");
-        return Files.exists(part) ? Files.size(part) : 0;
+    private Object lock(String sha) {
+        return locks[Math.floorMod(sha.hashCode(), locks.length)];
     }
 
-    /** Appends a chunk at {@code offset} (which must be what the store has); verifies the checksum at the end. */
-    synchronized Chunk write(String sha, long size, long offset, byte[] bytes) throws IOException {
-        if (Files.exists(complete(sha))) {
-            return new Chunk(Files.size(complete(sha)), true);
-        }
+    /**
+     * Where an upload continues, and whether the file is complete. A part on disk answers without the backend (an
+     * upload under way goes on while the bucket is unreachable; only its completion waits for it).
+     */
+    Chunk offset(String sha) throws IOException {
         Path part = dir.resolve(sha + ".part");
-        long have = Files.exists(part) ? Files.size(part) : 0;
-        if (offset != have) {
-            throw new FileRefusal(409, "the upload of " + sha + " continues at offset " + have, "offset", "resume-at", have);
+        if (Files.exists(part)) {
+            return new Chunk(Files.size(part), false);
         }
-        if (have + bytes.length > size) {
-            throw new FileRefusal(400, "more bytes than the declared size " + size, "size", "max", have);
+        long complete = backend.size(sha);
+        return complete >= 0 ? new Chunk(complete, true) : new Chunk(0, false);
+    }
+
+    /**
+     * Appends a chunk at {@code offset} (which must be what the store has); at the end verifies the checksum and hands
+     * the file to the backend. When that fails (the bucket unreachable), the complete part stays: sending zero bytes at
+     * its end later finishes the upload (a part the backend already took, left by a crash before its deletion, is
+     * stored again: the same bytes under the same name).
+     */
+    Chunk write(String sha, long size, long offset, byte[] bytes) throws IOException {
+        synchronized (lock(sha)) {
+            Path part = dir.resolve(sha + ".part");
+            long have = Files.exists(part) ? Files.size(part) : -1;
+            if (have < 0) { // a new upload, unless the file is complete already
+                long complete = backend.size(sha);
+                if (complete >= 0) {
+                    return new Chunk(complete, true);
+                }
+                have = 0;
+            }
+            if (offset != have) {
+                throw new FileRefusal(409, "the upload of " + sha + " continues at offset " + have, "offset", "resume-at", have);
+            }
+            if (have + bytes.length > size) {
+                throw new FileRefusal(400, "more bytes than the declared size " + size, "size", "max", have);
+            }
+            try (OutputStream out = Files.newOutputStream(part, StandardOpenOption.CREATE, StandardOpenOption.APPEND)) {
+                out.write(bytes);
+            }
+            long now = have + bytes.length;
+            if (now < size) {
+                return new Chunk(now, false);
+            }
+            String actual = sha256(part);
+            if (!actual.equals(sha)) {
+                Files.delete(part);
+                throw new FileRefusal(422, "checksum mismatch: the bytes have sha256 " + actual + ", not " + sha
+                        + "; the upload was discarded", "sha256", "checksum", 0);
+            }
+            backend.store(sha, part, parentUrl.isPresent());
+            LOG.infof("Relay file %s (%d bytes) complete in %s", sha, size, backend.describe());
+            return new Chunk(size, true);
         }
-        try (OutputStream out = Files.newOutputStream(part, StandardOpenOption.CREATE, StandardOpenOption.APPEND)) {
-            out.write(bytes);
-        }
-        long now = have + bytes.length;
-        if (now < size) {
-            return new Chunk(now, false);
-        }
-        String actual = sha256(part);
-        if (!actual.equals(sha)) {
-            Files.delete(part);
-            throw new FileRefusal(422, "checksum mismatch: the bytes have sha256 " + actual + ", not " + sha
-                    + "; the upload was discarded", "sha256", "checksum", 0);
-        }
-        Files.move(part, complete(sha), StandardCopyOption.ATOMIC_MOVE);
-        LOG.infof("Relay file %s (%d bytes) complete", sha, size);
-        return new Chunk(size, true);
     }
 
     /** The file, fetched from the parent first if this node does not have it. */
-    Optional<Path> find(String sha) throws IOException {
-        Path p = complete(sha);
-        if (Files.exists(p)) {
-            return Optional.of(p);
-        }
-        if (parentUrl.isEmpty()) {
-            return Optional.empty();
+    Optional<Download> find(String sha) throws IOException {
+        Optional<Download> here = open(sha);
+        if (here.isPresent() || parentUrl.isEmpty()) {
+            return here;
         }
         HttpResponse<InputStream> res;
         try {
@@ -140,12 +169,28 @@ final class FileStore {
             if (!sha256(tmp).equals(sha)) {
                 throw new IOException("file " + sha + " from the parent does not match its checksum");
             }
-            Files.move(tmp, p, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
-            Files.writeString(dir.resolve(sha + ".up"), ""); // the parent has it
+            synchronized (lock(sha)) {
+                if (backend.size(sha) < 0) {
+                    backend.store(sha, tmp, false); // the parent has it
+                }
+            }
         } finally {
             Files.deleteIfExists(tmp);
         }
-        return Optional.of(p);
+        return open(sha);
+    }
+
+    private Optional<Download> open(String sha) throws IOException {
+        Optional<Path> local = backend.localPath(sha);
+        if (local.isPresent()) {
+            return Optional.of(new Download(local.get(), null, Files.size(local.get())));
+        }
+        long size = backend.size(sha);
+        if (size < 0) {
+            return Optional.empty();
+        }
+        InputStream in = backend.open(sha, 0);
+        return in == null ? Optional.empty() : Optional.of(new Download(null, in, size));
     }
 
     /** Pushes complete files the parent does not have yet (resumable, like any client). Returns how many. */
@@ -154,14 +199,14 @@ final class FileStore {
             return 0;
         }
         int n = 0;
-        try (Stream<Path> files = Files.list(dir)) {
-            for (Path p : files.filter(f -> SHA256.matcher(f.getFileName().toString()).matches()).toList()) {
-                String sha = p.getFileName().toString();
-                if (Files.exists(dir.resolve(sha + ".up"))) {
-                    continue;
+        try {
+            for (String sha : backend.toParent()) {
+                long size = backend.size(sha);
+                if (size < 0) {
+                    continue; // marked before it was stored, and the store failed: the upload's retry marks it again
                 }
-                upload(p, sha);
-                Files.writeString(dir.resolve(sha + ".up"), "");
+                upload(sha, size);
+                backend.sentToParent(sha);
                 n++;
             }
         } catch (IOException e) {
@@ -170,27 +215,42 @@ final class FileStore {
         return n;
     }
 
-    private void upload(Path file, String sha) throws IOException {
-        long size = Files.size(file);
+    private void upload(String sha, long size) throws IOException {
         URI uri = parentUrl.get().resolve("relay/v1/files/" + sha);
         long offset = remoteOffset(uri);
-        byte[] buf = new byte[CHUNK];
-        try (var ch = Files.newByteChannel(file)) {
-            while (offset < size) {
-                ch.position(offset);
-                int len = ch.read(java.nio.ByteBuffer.wrap(buf));
-                byte[] chunk = java.util.Arrays.copyOf(buf, len);
-                HttpResponse<String> r = send(HttpRequest.newBuilder(URI.create(uri + "?size=" + size + "&offset=" + offset))
-                        .timeout(timeout.multipliedBy(2)).header("Authorization", "Bearer " + parentToken)
-                        .PUT(HttpRequest.BodyPublishers.ofByteArray(chunk)).build());
-                if (r.statusCode() == 409) {
-                    offset = remoteOffset(uri);
-                    continue;
+        if (size == 0 && offset == 0) { // an empty file: one empty chunk completes it
+            HttpResponse<String> r = send(HttpRequest.newBuilder(URI.create(uri + "?size=0&offset=0")).timeout(timeout)
+                    .header("Authorization", "Bearer " + parentToken).PUT(HttpRequest.BodyPublishers.noBody()).build());
+            if (r.statusCode() != 200 && r.statusCode() != 201) {
+                throw new IOException("parent refused file " + sha + ": " + r.statusCode() + " " + r.body());
+            }
+            return;
+        }
+        while (offset < size) {
+            try (InputStream in = backend.open(sha, offset)) {
+                if (in == null) {
+                    throw new IOException("file " + sha + " vanished from " + backend.describe());
                 }
-                if (r.statusCode() != 200 && r.statusCode() != 201) {
-                    throw new IOException("parent refused file " + sha + ": " + r.statusCode() + " " + r.body());
+                while (offset < size) {
+                    if (closing) {
+                        throw new IOException("the node is closing");
+                    }
+                    byte[] chunk = in.readNBytes((int) Math.min(CHUNK, size - offset));
+                    if (chunk.length == 0) {
+                        throw new IOException("file " + sha + " ends at " + offset + ", before its size " + size);
+                    }
+                    HttpResponse<String> r = send(HttpRequest.newBuilder(URI.create(uri + "?size=" + size + "&offset=" + offset))
+                            .timeout(timeout.multipliedBy(2)).header("Authorization", "Bearer " + parentToken)
+                            .PUT(HttpRequest.BodyPublishers.ofByteArray(chunk)).build());
+                    if (r.statusCode() == 409) {
+                        offset = remoteOffset(uri);
+                        break; // reopen at the parent's offset
+                    }
+                    if (r.statusCode() != 200 && r.statusCode() != 201) {
+                        throw new IOException("parent refused file " + sha + ": " + r.statusCode() + " " + r.body());
+                    }
+                    offset += chunk.length;
                 }
-                offset += len;
             }
         }
     }
@@ -211,6 +271,17 @@ final class FileStore {
             Thread.currentThread().interrupt();
             throw new IOException("interrupted", e);
         }
+    }
+
+    /** Stops replication runs at their next chunk (before {@link #close}). */
+    void closing() {
+        closing = true;
+    }
+
+    @Override
+    public void close() {
+        closing = true;
+        backend.close();
     }
 
     static String sha256(Path p) throws IOException {

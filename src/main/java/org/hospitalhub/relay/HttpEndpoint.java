@@ -76,6 +76,23 @@ final class HttpEndpoint {
     }
 
     /**
+     * Before the body is read: the relay takes JSON and raw bytes, never forms. A form's content type would make the
+     * body reader decode the bytes as form fields (a file chunk then failed with 500, seen with curl's default).
+     */
+    static void refuseForms(RoutingContext ctx) {
+        String type = ctx.request().getHeader("Content-Type");
+        String t = type == null ? "" : type.strip().toLowerCase(java.util.Locale.ROOT);
+        if (t.startsWith("application/x-www-form-urlencoded") || t.startsWith("multipart/")) {
+            ObjectNode b = JSON.createObjectNode().put("status", 415).put("error", "Content-Type " + type + " is not taken here: "
+                    + "send packets as application/json and file chunks as application/octet-stream")
+                    .put("field", "Content-Type").put("rule", "media-type");
+            ctx.response().setStatusCode(415).putHeader("Content-Type", "application/json").end(b.toString());
+            return;
+        }
+        ctx.next();
+    }
+
+    /**
      * {@code PUT /relay/v1/files/<sha256>?size=N&offset=K} appends a chunk (409 with the offset to resume at when K is
      * not where the store is; 422 when the complete file does not match its checksum); {@code GET .../<sha256>/offset}
      * says where to resume; {@code GET .../<sha256>} downloads (fetched through the tree if this node lacks it).
@@ -110,6 +127,7 @@ final class HttpEndpoint {
                             .put("field", r.field()).put("rule", r.rule()).put("offset", r.offset);
                     ctx.response().setStatusCode(r.status()).putHeader("Content-Type", "application/json").end(b.toString());
                 } else {
+                    LOG.warnf("Relay node %s: a chunk of file %s was not stored: %s", node.id(), sha, ar.cause().toString());
                     error(ctx, new Refusal(503, "the chunk could not be stored; ask for the offset and send again", null, null, null));
                 }
             });
@@ -119,25 +137,75 @@ final class HttpEndpoint {
             throw new Refusal(405, "files: PUT a chunk, GET the file or its offset", null, null, null);
         }
         if (offsetOnly) {
-            node.vertx.executeBlocking(() -> JSON.createObjectNode().put("sha256", sha).put("offset", files.offset(sha))
-                    .put("complete", java.nio.file.Files.exists(files.complete(sha))), false).onComplete(ar -> {
-                        if (ar.succeeded()) {
-                            ok(ctx, ar.result());
-                        } else {
-                            error(ctx, new Refusal(503, "file store unavailable", null, null, null));
-                        }
-                    });
+            node.vertx.executeBlocking(() -> {
+                FileStore.Chunk at = files.offset(sha);
+                return JSON.createObjectNode().put("sha256", sha).put("offset", at.offset()).put("complete", at.complete());
+            }, false).onComplete(ar -> {
+                if (ar.succeeded()) {
+                    ok(ctx, ar.result());
+                } else {
+                    LOG.warnf("Relay node %s: the offset of file %s is unknown: %s", node.id(), sha, ar.cause().toString());
+                    error(ctx, new Refusal(503, "file store unavailable; try again", null, null, null));
+                }
+            });
             return;
         }
         node.vertx.executeBlocking(() -> files.find(sha), false).onComplete(ar -> {
-            if (ar.failed()) {
+            if (ar.failed() && ar.cause() instanceof FileBackend.Unavailable u) {
+                LOG.warnf("Relay node %s: file %s not read: %s", node.id(), sha, u.getMessage());
+                error(ctx, new Refusal(503, "file store unavailable; try again", null, null, null));
+            } else if (ar.failed()) {
                 error(ctx, new Refusal(502, "file " + sha + " could not be fetched through the tree: " + ar.cause().getMessage(),
                         null, null, null));
             } else if (ar.result().isEmpty()) {
                 error(ctx, new Refusal(404, "no file " + sha + " here or above", "sha256", "known-file", null));
             } else {
-                ctx.response().putHeader("Content-Type", "application/octet-stream").putHeader("X-Checksum-Sha256", sha)
-                        .sendFile(ar.result().get().toString());
+                FileStore.Download d = ar.result().get();
+                ctx.response().putHeader("Content-Type", "application/octet-stream").putHeader("X-Checksum-Sha256", sha);
+                if (d.local() != null) {
+                    ctx.response().sendFile(d.local().toString());
+                } else {
+                    stream(ctx, d);
+                }
+            }
+        });
+    }
+
+    /**
+     * Sends a file the backend streams (S3) on a worker thread, waiting while the client's connection is full. A
+     * failure after the first bytes resets the connection: the client sees a short body, not a wrong file (and checks
+     * the sha256 anyway).
+     */
+    private void stream(RoutingContext ctx, FileStore.Download d) {
+        io.vertx.core.http.HttpServerResponse res = ctx.response().putHeader("Content-Length", String.valueOf(d.size()));
+        node.vertx.executeBlocking(() -> {
+            try (java.io.InputStream in = d.stream()) {
+                byte[] buf = new byte[64 * 1024];
+                for (int n; (n = in.read(buf)) > 0;) {
+                    if (res.closed()) {
+                        return false;
+                    }
+                    if (res.writeQueueFull()) {
+                        java.util.concurrent.CompletableFuture<Void> drained = new java.util.concurrent.CompletableFuture<>();
+                        res.drainHandler(v -> drained.complete(null));
+                        res.closeHandler(v -> drained.complete(null));
+                        if (res.writeQueueFull()) {
+                            drained.get(node.options.requestTimeout().multipliedBy(4).toMillis(),
+                                    java.util.concurrent.TimeUnit.MILLISECONDS);
+                        }
+                    }
+                    res.write(io.vertx.core.buffer.Buffer.buffer(java.util.Arrays.copyOf(buf, n)));
+                }
+            }
+            res.end();
+            return true;
+        }, false).onFailure(e -> {
+            LOG.debugf("sending a file failed: %s", e.toString());
+            if (!res.headWritten()) {
+                res.headers().remove("Content-Length");
+                error(ctx, new Refusal(503, "file store unavailable: " + e.getMessage(), null, null, null));
+            } else {
+                ctx.request().connection().close();
             }
         });
     }

@@ -38,6 +38,8 @@ public class RelayApp {
     private final String tcpHost;
     private final RelayOptions options;
     private final String fileDir;
+    private final String fileStore;
+    private final S3Backend.Settings s3;
     private final Database db;
     private final Vertx vertx;
     private final MeterRegistry registry;
@@ -62,6 +64,8 @@ public class RelayApp {
             @ConfigProperty(name = "hub.relay.retention") Duration retention,
             @ConfigProperty(name = "hub.relay.window") int window,
             @ConfigProperty(name = "hub.relay.file-dir") String fileDir,
+            @ConfigProperty(name = "hub.relay.file-store") String fileStore,
+            RelayS3Config s3Config,
             Database db, Vertx vertx, MeterRegistry registry) {
         this.enabled = enabled;
         this.topologyFile = topologyFile;
@@ -73,6 +77,15 @@ public class RelayApp {
         this.options = new RelayOptions(heartbeat, pollMaxWait, parentPollWait, requestTimeout, maxPacketBytes, 500, maxTtl,
                 retryMin, retryMax, sweepPeriod, retention, window);
         this.fileDir = fileDir;
+        this.fileStore = fileStore.strip().toLowerCase(java.util.Locale.ROOT);
+        if (!this.fileStore.equals("filesystem") && !this.fileStore.equals("s3")) {
+            throw new IllegalArgumentException("hub.relay.file-store (env HUB_RELAY_FILE_STORE) is '" + fileStore
+                    + "'; it must be filesystem or s3");
+        }
+        this.s3 = !enabled || !this.fileStore.equals("s3") ? null
+                : new S3Backend.Settings(s3Config.endpoint().filter(e -> !e.isBlank()).map(RelayApp::endpoint),
+                        s3Config.region(), s3Config.bucket().orElse(""), s3Config.prefix().orElse(""), s3Config.pathStyle(),
+                        s3Config.accessKeyId(), s3Config.secretAccessKey());
         this.db = db;
         this.vertx = vertx;
         this.registry = registry;
@@ -87,7 +100,21 @@ public class RelayApp {
         Topology topology = Topology.load(Path.of(file));
         node = RelayNode.builder().topology(topology).tokens(RelayTokens.parse(tokenSpec()))
                 .parentToken(parentToken.orElse(null)).dataSource(db.dataSource()).vertx(vertx).httpPort(0)
-                .tcpPort(tcpPort).host(tcpHost).options(options).fileDir(Path.of(fileDir)).registry(registry).build().start();
+                .tcpPort(tcpPort).host(tcpHost).options(options).fileDir(Path.of(fileDir)).s3(s3).registry(registry).build().start();
+    }
+
+    private static java.net.URI endpoint(String e) {
+        java.net.URI uri;
+        try {
+            uri = new java.net.URI(e.strip());
+        } catch (java.net.URISyntaxException ex) {
+            throw new IllegalArgumentException("hub.relay.s3.endpoint is not a URL: " + ex.getMessage());
+        }
+        if (!"http".equals(uri.getScheme()) && !"https".equals(uri.getScheme()) || uri.getHost() == null) {
+            throw new IllegalArgumentException("hub.relay.s3.endpoint must be an http(s) URL such as https://minio.example:9000, not '"
+                    + e + "'");
+        }
+        return uri;
     }
 
     /** hub.relay.tokens, then the entries of hub.relay.tokens-file (a mounted Secret), if one is set. */
@@ -114,6 +141,7 @@ public class RelayApp {
 
     /** {@code /relay/v1/*} on the hub's HTTP port, outside /api and its API keys. */
     void routes(@Observes Router router) {
+        router.route("/relay/v1/*").order(-101).handler(HttpEndpoint::refuseForms);
         router.route("/relay/v1/*").order(-100).handler(BodyHandler.create().setBodyLimit(
                 (long) options.maxPacketBytes() * 64 + 4096));
         router.route("/relay/v1/*").order(-99).handler(ctx -> {

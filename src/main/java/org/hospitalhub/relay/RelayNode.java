@@ -96,6 +96,7 @@ public final class RelayNode implements AutoCloseable {
         io.micrometer.core.instrument.Gauge.builder("hub_relay_parent_connected", this, n -> n.parentConnected() ? 1 : 0)
                 .description("1 while this relay node's link to its parent is up").tag("node", topology.node()).register(registry);
         this.files = b.fileDir == null ? null : new FileStore(b.fileDir,
+                b.s3 == null ? null : new S3Backend(b.s3, options.requestTimeout()).check(),
                 topology.parent().map(Topology.Parent::url).filter(java.util.Objects::nonNull), parentToken, options.requestTimeout());
         topology.consultation().ifPresent(c -> {
             consultation = new ConsultationService(this, b.dataSource, c);
@@ -160,14 +161,16 @@ public final class RelayNode implements AutoCloseable {
         });
         services.keySet().forEach(this::startService);
         sweepTimer = vertx.setPeriodic(options.sweepPeriod().toMillis(), t -> sweep());
-        LOG.infof("Relay node %s (%s) started: parent %s, children %s, clients %s, http %s, tcp %s", id(), topology.level(),
-                topology.parent().map(p -> p.id() + " over " + p.transport()).orElse("none (top server)"),
-                topology.children().keySet(), topology.clients().keySet(), httpPort > 0 ? httpPort : "shared", tcpPort);
+        LOG.infof("Relay node %s (%s) started: parent %s, children %s, clients %s, http %s, tcp %s, files %s", id(),
+                topology.level(), topology.parent().map(p -> p.id() + " over " + p.transport()).orElse("none (top server)"),
+                topology.children().keySet(), topology.clients().keySet(), httpPort > 0 ? httpPort : "shared", tcpPort,
+                files == null ? "none" : files.describe());
         return this;
     }
 
     /** Mounts the client/node endpoints ({@code /relay/v1/*}) on a router (the hub's main one, or this node's own). */
     public void mount(Router router) {
+        router.route("/relay/v1/*").order(-101).handler(HttpEndpoint::refuseForms);
         router.route("/relay/v1/*").order(-100).handler(BodyHandler.create().setBodyLimit(
                 (long) options.maxPacketBytes() * Math.min(options.maxPacketsPerRequest(), 64) + 4096));
         router.route("/relay/v1/*").order(-99).handler(this::handle);
@@ -364,6 +367,7 @@ public final class RelayNode implements AutoCloseable {
     /** The sweep's database jobs in flight, which {@link #close()} waits for (see there). */
     private volatile Future<?> sweepJob;
     private volatile Future<?> pendingJob;
+    private volatile Future<?> replicationJob;
 
     private void sweep() {
         if (!running) {
@@ -411,10 +415,10 @@ public final class RelayNode implements AutoCloseable {
 
     /** Pushes complete files up to the parent, one run at a time (also at every sweep: retried until it has them). */
     void replicateFiles() {
-        if (files == null || topology.parent().isEmpty() || !replicating.compareAndSet(false, true)) {
+        if (files == null || !running || topology.parent().isEmpty() || !replicating.compareAndSet(false, true)) {
             return;
         }
-        vertx.executeBlocking(() -> files.replicateUp(), false).onComplete(ar -> replicating.set(false));
+        replicationJob = vertx.executeBlocking(() -> files.replicateUp(), false).onComplete(ar -> replicating.set(false));
     }
 
     // ---- operators -------------------------------------------------------------------------------------------------
@@ -471,6 +475,10 @@ public final class RelayNode implements AutoCloseable {
         // an embedded H2 database open past the node's end (seen in the tests: the JVM's exit then waited on it)
         await(sweepJob);
         await(pendingJob);
+        if (files != null) {
+            files.closing(); // a replication run stops at its next chunk (and the parent keeps what it has)
+            await(replicationJob);
+        }
         if (uplink != null) {
             uplink.close();
         }
@@ -483,6 +491,9 @@ public final class RelayNode implements AutoCloseable {
         await(httpServer == null ? null : httpServer.close());
         if (tcp != null) {
             await(tcp.close());
+        }
+        if (files != null) {
+            files.close();
         }
         if (ownVertx) {
             await(vertx.close());
@@ -519,9 +530,17 @@ public final class RelayNode implements AutoCloseable {
         private Clock clock = Clock.systemUTC();
         private java.nio.file.Path fileDir;
 
-        /** Folder of this node's file store; none: no file endpoints. */
+        private S3Backend.Settings s3;
+
+        /** Folder of this node's file store (uploads under way; complete files too unless {@link #s3}); none: no file endpoints. */
         public Builder fileDir(java.nio.file.Path dir) {
             this.fileDir = dir;
+            return this;
+        }
+
+        /** Complete files in this S3-compatible bucket instead of the folder. */
+        Builder s3(S3Backend.Settings settings) {
+            this.s3 = settings;
             return this;
         }
 
