@@ -144,6 +144,10 @@ public final class FanOutBench {
 
         void awaitReady() throws Exception {
             hub.awaitReady(Duration.ofSeconds(300));
+            String answered = get("/api/v1/federation/node").path("nodeId").asText();
+            if (!id.equals(answered)) {
+                throw new IllegalStateException("port " + port + " answers as node " + answered + ", not " + id);
+            }
         }
 
         void stop() {
@@ -257,6 +261,9 @@ public final class FanOutBench {
                         + "Resident memory of the ").append(n).append(" JVMs together: ").append(rss / 1024).append(" MB |\n");
         md.append("| set-up | databases generated in ").append(String.format("%.0f s", generated)).append(", hubs started in ")
                 .append(String.format("%.0f s", started)).append(" |\n\n");
+        md.append(PLAN ? "The study is posted as a plan: `POST /projects` with its three steps (`BENCH_FED_STEPS=plan`), so "
+                + "they travel with the invitation. " : "The project is posted, then its three steps one by one (the default; "
+                + "`BENCH_FED_STEPS=plan` posts them with the project). ");
         md.append("Wall time: from the initiator's `POST /projects` until it holds every node's analysis result "
                 + "(`fed_result.received_at` of the last one). Own execution of a node: the sum of its cohort, variables and "
                 + "analysis durations as the node measured them (`fed_execution.duration_ms`, reported to the initiator). "
@@ -295,6 +302,12 @@ public final class FanOutBench {
                 + String.format("**%.2f s**", r.overhead()) + " | " + r.pooledPersons() + " = " + r.sumPersons() + " |\n";
     }
 
+    /**
+     * {@code BENCH_FED_STEPS}: {@code separate} (default, as in every official run) posts the project, then each step;
+     * {@code plan} posts the steps with the project (they travel with the invitation).
+     */
+    static final boolean PLAN = "plan".equals(System.getenv("BENCH_FED_STEPS"));
+
     Run study(String title) throws Exception {
         Node initiator = nodes.get(0);
         StringBuilder invited = new StringBuilder();
@@ -302,12 +315,28 @@ public final class FanOutBench {
             invited.append(invited.length() == 0 ? "" : ",").append('"').append(x.id).append('"');
         }
         Instant t0 = Instant.now();
-        String project = initiator.post("/api/v1/federation/projects", "{\"title\":\"Fan-out benchmark " + title
-                + "\",\"invitedNodes\":[" + invited + "],\"sharingLevel\":\"aggregate-only\"}").path("projectId").asText();
-        String cohort = step(project, "cohort", FederationBench.COHORT, "{}");
-        String variables = step(project, "variables", FederationBench.VARIABLES, "{\"cohort\":\"" + cohort + "\"}");
-        String analysis = step(project, "analysis", FederationBench.ANALYSIS,
-                "{\"cohort\":\"" + cohort + "\",\"variables\":\"" + variables + "\"}");
+        String project;
+        String cohort;
+        String analysis;
+        if (PLAN) { // the study's steps with the project, one request (they travel with the invitation)
+            JsonNode created = initiator.post("/api/v1/federation/projects", "{\"title\":\"Fan-out benchmark " + title
+                    + "\",\"invitedNodes\":[" + invited + "],\"sharingLevel\":\"aggregate-only\",\"steps\":["
+                    + "{\"ref\":\"c\",\"kind\":\"cohort\",\"definition\":" + FederationBench.COHORT + "},"
+                    + "{\"ref\":\"v\",\"kind\":\"variables\",\"definition\":" + FederationBench.VARIABLES
+                    + ",\"dependsOn\":{\"cohort\":\"c\"}},"
+                    + "{\"kind\":\"analysis\",\"definition\":" + FederationBench.ANALYSIS
+                    + ",\"dependsOn\":{\"cohort\":\"c\",\"variables\":\"v\"}}]}");
+            project = created.path("projectId").asText();
+            cohort = created.path("steps").path(0).path("stepId").asText();
+            analysis = created.path("steps").path(2).path("stepId").asText();
+        } else { // the project, then each step by its own request
+            project = initiator.post("/api/v1/federation/projects", "{\"title\":\"Fan-out benchmark " + title
+                    + "\",\"invitedNodes\":[" + invited + "],\"sharingLevel\":\"aggregate-only\"}").path("projectId").asText();
+            cohort = step(project, "cohort", FederationBench.COHORT, "{}");
+            String variables = step(project, "variables", FederationBench.VARIABLES, "{\"cohort\":\"" + cohort + "\"}");
+            analysis = step(project, "analysis", FederationBench.ANALYSIS,
+                    "{\"cohort\":\"" + cohort + "\",\"variables\":\"" + variables + "\"}");
+        }
         long deadline = System.nanoTime() + TimeUnit.MINUTES.toNanos(10);
         while (true) {
             long ok = 0;

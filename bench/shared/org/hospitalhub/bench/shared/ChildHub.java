@@ -164,11 +164,23 @@ public final class ChildHub implements AutoCloseable {
         }
     }
 
+    private static final java.util.Set<Integer> HANDED_OUT = java.util.concurrent.ConcurrentHashMap.newKeySet();
+
+    /**
+     * A port free now and not handed out before in this run: the kernel may give a port just released to the next
+     * {@code bind(0)}, and two hubs given the same port made one fail to start while the other answered its readiness
+     * checks (a fan-out run then waited for a node that was never there).
+     */
     public static int freePort() {
-        try (ServerSocket s = new ServerSocket(0)) {
-            return s.getLocalPort();
-        } catch (IOException e) {
-            throw new IllegalStateException(e);
+        for (int i = 0; i < 100; i++) {
+            try (ServerSocket s = new ServerSocket(0)) {
+                if (HANDED_OUT.add(s.getLocalPort())) {
+                    return s.getLocalPort();
+                }
+            } catch (IOException e) {
+                throw new IllegalStateException(e);
+            }
         }
+        throw new IllegalStateException("no free port not handed out before");
     }
 }

@@ -7,6 +7,7 @@ import java.sql.SQLException;
 import java.time.Instant;
 import java.time.OffsetDateTime;
 import java.util.ArrayList;
+import java.util.HashMap;
 import java.util.HashSet;
 import java.util.Iterator;
 import java.util.LinkedHashMap;
@@ -21,6 +22,7 @@ import jakarta.enterprise.context.ApplicationScoped;
 import org.hospitalhub.delivery.Database;
 
 import com.fasterxml.jackson.core.JsonProcessingException;
+import com.fasterxml.jackson.core.type.TypeReference;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
@@ -84,7 +86,12 @@ public class Projects {
 
     // ---- initiator ---------------------------------------------------------------------------------------------
 
-    public Project create(JsonNode body, String caller) throws SQLException {
+    /**
+     * Creates a project and invites its nodes; with {@code steps}, the study's steps too, in the same transaction (a
+     * step's {@code dependsOn} then names the {@code ref} of an earlier entry). The answer is the project, with
+     * {@code steps} ({@code ref}, {@code stepId}, {@code seq}, {@code kind}) when some were given.
+     */
+    public Map<String, Object> create(JsonNode body, String caller) throws SQLException {
         String self = identity.nodeId();
         if (body == null || !body.isObject()) {
             throw new InvalidRequest(400, "$", "body must be a JSON object");
@@ -111,8 +118,35 @@ public class Projects {
             }
             invited.add(id);
         }
+        JsonNode plan = body.get("steps");
+        if (plan != null && !plan.isNull() && (!plan.isArray() || plan.size() > 50)) {
+            throw new InvalidRequest(400, "steps", "must be an array of at most 50 steps");
+        }
+        List<NewStep> steps = new ArrayList<>();
+        Set<String> refs = new HashSet<>();
+        for (int i = 0; plan != null && i < plan.size(); i++) {
+            String at = "steps[" + i + "]";
+            JsonNode sb = plan.get(i);
+            NewStep st = newStep(sb, at);
+            String ref = sb.isObject() && sb.hasNonNull("ref") ? sb.get("ref").asText() : null;
+            if (ref != null && (!sb.get("ref").isTextual() || !ref.matches("[a-zA-Z][a-zA-Z0-9_-]{0,40}"))) {
+                throw new InvalidRequest(400, at + ".ref", "must be a short name (letters, digits, _ and -)");
+            }
+            Iterator<Map.Entry<String, JsonNode>> it = st.dependsOn().fields();
+            while (it.hasNext()) {
+                Map.Entry<String, JsonNode> e = it.next();
+                if (!e.getValue().isTextual() || !refs.contains(e.getValue().asText())) {
+                    throw new InvalidRequest(400, at + ".dependsOn." + e.getKey(), "must be the ref of an earlier step in steps");
+                }
+            }
+            if (ref != null && !refs.add(ref)) {
+                throw new InvalidRequest(400, at + ".ref", "'" + ref + "' names an earlier step already");
+            }
+            steps.add(new NewStep(st.kind(), st.definition(), st.dependsOn(), ref));
+        }
         String projectId = Ids.next();
         Instant now = Instant.now();
+        List<Map<String, Object>> created = new ArrayList<>();
         ArrayNode invitedJson = mapper.createArrayNode();
         invited.forEach(invitedJson::add);
         db.inTransaction(c -> {
@@ -147,9 +181,71 @@ public class Projects {
             p.put("sharingLevel", sharing);
             p.set("invited", invitedJson);
             outbox.enqueueAll(c, invited.stream().filter(node -> !node.equals(self)).toList(), Messages.INVITATION, projectId, p);
+            // the study's steps in the same transaction, each message behind the invitation in every node's queue (the
+            // invitation and the steps usually travel in one transmission); dependsOn names refs, stored as step ids
+            Map<String, String> ids = new HashMap<>();
+            for (NewStep st : steps) {
+                ObjectNode deps = mapper.createObjectNode();
+                st.dependsOn().fields().forEachRemaining(e -> deps.put(e.getKey(), ids.get(e.getValue().asText())));
+                Step added = insertStep(c, projectId, new NewStep(st.kind(), st.definition(), deps, st.ref()));
+                if (st.ref() != null) {
+                    ids.put(st.ref(), added.stepId());
+                }
+                Map<String, Object> view = new LinkedHashMap<>();
+                view.put("ref", st.ref());
+                view.put("stepId", added.stepId());
+                view.put("seq", added.seq());
+                view.put("kind", added.kind());
+                created.add(view);
+            }
             return null;
         });
-        return find(projectId).orElseThrow();
+        Map<String, Object> out = mapper.convertValue(find(projectId).orElseThrow(), new TypeReference<LinkedHashMap<String, Object>>() {
+        });
+        if (!created.isEmpty()) {
+            out.put("steps", created);
+        }
+        return out;
+    }
+
+    /** A step as requested: checked, not stored yet ({@code ref}: its name within a project's {@code steps}). */
+    private record NewStep(String kind, JsonNode definition, JsonNode dependsOn, String ref) {
+    }
+
+    /** Checks a step's kind, definition and the shape of its dependsOn ({@code at}: where it is, for errors). */
+    private NewStep newStep(JsonNode body, String at) {
+        String prefix = at.isEmpty() ? "" : at + ".";
+        if (body == null || !body.isObject()) {
+            throw new InvalidRequest(400, at.isEmpty() ? "$" : at, "must be a JSON object");
+        }
+        String kind;
+        try {
+            kind = text(body, "kind", 20);
+        } catch (InvalidRequest e) {
+            throw new InvalidRequest(e.status, prefix + e.field, e.getMessage());
+        }
+        if (!KINDS.contains(kind)) {
+            throw new InvalidRequest(400, prefix + "kind", "must be one of " + KINDS);
+        }
+        JsonNode definition = body.get("definition");
+        if (definition == null || !definition.isObject()) {
+            throw new InvalidRequest(400, prefix + "definition", "required JSON object");
+        }
+        if (definition.toString().length() > 200_000) {
+            throw new InvalidRequest(400, prefix + "definition", "at most 200,000 characters");
+        }
+        JsonNode dependsOn = body.has("dependsOn") ? body.get("dependsOn") : mapper.createObjectNode();
+        if (!dependsOn.isObject()) {
+            throw new InvalidRequest(400, prefix + "dependsOn", "must be an object of role: stepId");
+        }
+        Iterator<String> roles = dependsOn.fieldNames();
+        while (roles.hasNext()) {
+            String role = roles.next();
+            if (!role.matches("[a-z][a-zA-Z0-9_-]{0,40}")) {
+                throw new InvalidRequest(400, prefix + "dependsOn", "role '" + role + "' must be a short lower-case name");
+            }
+        }
+        return new NewStep(kind, definition, dependsOn, null);
     }
 
     public Step addStep(String projectId, JsonNode body) throws SQLException {
@@ -157,84 +253,72 @@ public class Projects {
         if (!project.initiator().equals(identity.nodeId())) {
             throw new InvalidRequest(403, "projectId", "steps are added on the initiator node " + project.initiator());
         }
-        if (body == null || !body.isObject()) {
-            throw new InvalidRequest(400, "$", "body must be a JSON object");
-        }
-        String kind = text(body, "kind", 20);
-        if (!KINDS.contains(kind)) {
-            throw new InvalidRequest(400, "kind", "must be one of " + KINDS);
-        }
-        JsonNode definition = body.get("definition");
-        if (definition == null || !definition.isObject()) {
-            throw new InvalidRequest(400, "definition", "required JSON object");
-        }
-        if (definition.toString().length() > 200_000) {
-            throw new InvalidRequest(400, "definition", "at most 200,000 characters");
-        }
-        JsonNode dependsOn = body.has("dependsOn") ? body.get("dependsOn") : mapper.createObjectNode();
-        if (!dependsOn.isObject()) {
-            throw new InvalidRequest(400, "dependsOn", "must be an object of role: stepId");
-        }
-        String stepId = Ids.next();
+        NewStep st = newStep(body, "");
         return db.inTransaction(c -> {
-            Iterator<Map.Entry<String, JsonNode>> it = dependsOn.fields();
+            Iterator<Map.Entry<String, JsonNode>> it = st.dependsOn().fields();
             while (it.hasNext()) {
                 Map.Entry<String, JsonNode> e = it.next();
-                if (!e.getKey().matches("[a-z][a-zA-Z0-9_-]{0,40}")) {
-                    throw new InvalidRequest(400, "dependsOn", "role '" + e.getKey() + "' must be a short lower-case name");
-                }
                 Optional<Step> dep = step(c, e.getValue().asText());
                 if (!e.getValue().isTextual() || dep.isEmpty() || !dep.get().projectId().equals(projectId)) {
                     throw new InvalidRequest(400, "dependsOn." + e.getKey(), "must be the id of an earlier step of this project");
                 }
             }
-            int seq;
-            try (PreparedStatement q = c.prepareStatement("SELECT COALESCE(MAX(seq), 0) + 1 FROM fed_step WHERE project_id = ?")) {
-                q.setString(1, projectId);
-                try (ResultSet rs = q.executeQuery()) {
-                    rs.next();
-                    seq = rs.getInt(1);
-                }
-            }
-            String checksum = NodeKeys.sha256Hex(definition.toString() + "\n" + dependsOn.toString() + "\n" + kind);
-            try (PreparedStatement ins = c.prepareStatement("INSERT INTO fed_step (step_id, project_id, seq, kind, definition, "
-                    + "depends_on, checksum, origin, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")) {
-                ins.setString(1, stepId);
-                ins.setString(2, projectId);
-                ins.setInt(3, seq);
-                ins.setString(4, kind);
-                ins.setString(5, definition.toString());
-                ins.setString(6, dependsOn.toString());
-                ins.setString(7, checksum);
-                ins.setString(8, identity.nodeId());
-                ins.setObject(9, Database.utc(Instant.now()));
-                ins.executeUpdate();
-            }
-            ObjectNode p = mapper.createObjectNode();
-            p.put("stepId", stepId);
-            p.put("seq", seq);
-            p.put("kind", kind);
-            p.set("definition", definition);
-            p.set("dependsOn", dependsOn);
-            p.put("checksum", checksum);
-            List<String> others = new ArrayList<>();
-            for (Participant part : participants(c, projectId)) {
-                if ("DECLINED".equals(part.response())) {
-                    continue;
-                }
-                if (part.nodeId().equals(identity.nodeId())) {
-                    executions.queue(c, projectId, stepId); // the step is already stored: only its execution here
-                    Optional<Executions.Execution> queued = executions.find(c, stepId, part.nodeId());
-                    if (queued.isPresent()) {
-                        executions.report(c, queued.get(), null);
-                    }
-                } else {
-                    others.add(part.nodeId());
-                }
-            }
-            outbox.enqueueAll(c, others, Messages.STEP, projectId, p);
-            return step(c, stepId).orElseThrow();
+            return insertStep(c, projectId, st);
         });
+    }
+
+    /** Stores a checked step, queues it here if this node takes part, and its message to the other participants. */
+    private Step insertStep(Connection c, String projectId, NewStep st) throws SQLException {
+        String kind = st.kind();
+        JsonNode definition = st.definition();
+        JsonNode dependsOn = st.dependsOn();
+        String stepId = Ids.next();
+        int seq;
+        try (PreparedStatement q = c.prepareStatement("SELECT COALESCE(MAX(seq), 0) + 1 FROM fed_step WHERE project_id = ?")) {
+            q.setString(1, projectId);
+            try (ResultSet rs = q.executeQuery()) {
+                rs.next();
+                seq = rs.getInt(1);
+            }
+        }
+        String checksum = NodeKeys.sha256Hex(definition.toString() + "\n" + dependsOn.toString() + "\n" + kind);
+        try (PreparedStatement ins = c.prepareStatement("INSERT INTO fed_step (step_id, project_id, seq, kind, definition, "
+                + "depends_on, checksum, origin, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")) {
+            ins.setString(1, stepId);
+            ins.setString(2, projectId);
+            ins.setInt(3, seq);
+            ins.setString(4, kind);
+            ins.setString(5, definition.toString());
+            ins.setString(6, dependsOn.toString());
+            ins.setString(7, checksum);
+            ins.setString(8, identity.nodeId());
+            ins.setObject(9, Database.utc(Instant.now()));
+            ins.executeUpdate();
+        }
+        ObjectNode p = mapper.createObjectNode();
+        p.put("stepId", stepId);
+        p.put("seq", seq);
+        p.put("kind", kind);
+        p.set("definition", definition);
+        p.set("dependsOn", dependsOn);
+        p.put("checksum", checksum);
+        List<String> others = new ArrayList<>();
+        for (Participant part : participants(c, projectId)) {
+            if ("DECLINED".equals(part.response())) {
+                continue;
+            }
+            if (part.nodeId().equals(identity.nodeId())) {
+                executions.queue(c, projectId, stepId); // the step is already stored: only its execution here
+                Optional<Executions.Execution> queued = executions.find(c, stepId, part.nodeId());
+                if (queued.isPresent()) {
+                    executions.report(c, queued.get(), null);
+                }
+            } else {
+                others.add(part.nodeId());
+            }
+        }
+        outbox.enqueueAll(c, others, Messages.STEP, projectId, p);
+        return step(c, stepId).orElseThrow();
     }
 
     /** Asks a participant to run a failed step again (on this node: at once). */

@@ -16,7 +16,9 @@ import java.sql.SQLException;
 import java.sql.Statement;
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Map;
 import java.util.UUID;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.TimeUnit;
@@ -599,6 +601,54 @@ class FederationNetworkTest {
                 .then().statusCode(202);
         await().atMost(Duration.ofSeconds(10)).until(() -> forProject(b, project).stream()
                 .anyMatch(m -> m.path("type").asText().equals(Messages.STEP_RETRY)));
+    }
+
+    @Test
+    void aStudyCreatedWithItsStepsTravelsWithItsInvitationInOneTransmission() throws Exception {
+        // refused whole, naming the entry and field: nothing of such a project is stored
+        String base = "{\"invitedNodes\":[\"peer-b\",\"" + NODE + "\"],\"title\":\"plan-refused\",\"steps\":";
+        Map<String, String> bad = new LinkedHashMap<>();
+        bad.put("[{\"ref\":\"c\",\"kind\":\"cohort\",\"definition\":{}},{\"kind\":\"analysis\",\"definition\":{},"
+                + "\"dependsOn\":{\"cohort\":\"x\"}}]", "steps[1].dependsOn.cohort");
+        bad.put("[{\"kind\":\"analysis\",\"definition\":{},\"dependsOn\":{\"cohort\":\"a\"},\"ref\":\"a\"}]",
+                "steps[0].dependsOn.cohort"); // a step cannot depend on itself
+        bad.put("[{\"ref\":\"c\",\"kind\":\"cohort\",\"definition\":{}},{\"ref\":\"c\",\"kind\":\"cohort\",\"definition\":{}}]",
+                "steps[1].ref");
+        bad.put("[{\"kind\":\"drop table\",\"definition\":{}}]", "steps[0].kind");
+        bad.put("[{\"kind\":\"cohort\"}]", "steps[0].definition");
+        bad.put("[{\"definition\":{}}]", "steps[0].kind");
+        bad.put("[7]", "steps[0]");
+        bad.put("{\"kind\":\"cohort\"}", "steps");
+        for (Map.Entry<String, String> e : bad.entrySet()) {
+            given().header("X-Api-Key", OPS).contentType(ContentType.JSON).body(base + e.getKey() + "}")
+                    .post("/api/v1/federation/projects").then().statusCode(400).body("field", equalTo(e.getValue()));
+        }
+        assertEquals(0, count("SELECT COUNT(*) FROM fed_project WHERE title = 'plan-refused'"));
+
+        int before = b.transmissions.size();
+        var created = given().header("X-Api-Key", OPS).contentType(ContentType.JSON).body("{\"title\":\"a planned study\","
+                + "\"invitedNodes\":[\"peer-b\",\"" + NODE + "\"],\"steps\":[{\"ref\":\"c\",\"kind\":\"cohort\","
+                + "\"definition\":{\"minValue\":16}},{\"ref\":\"a\",\"kind\":\"analysis\",\"definition\":{},"
+                + "\"dependsOn\":{\"cohort\":\"c\"}}]}")
+                .post("/api/v1/federation/projects").then().statusCode(201).body("initiator", equalTo(NODE))
+                .body("steps.ref", equalTo(List.of("c", "a"))).body("steps.seq", equalTo(List.of(1, 2)))
+                .body("steps.kind", equalTo(List.of("cohort", "analysis"))).extract();
+        String project = created.path("projectId");
+        String cohort = created.path("steps[0].stepId");
+        String analysis = created.path("steps[1].stepId");
+        given().header("X-Api-Key", OPS).get("/api/v1/federation/projects/{p}/steps/{s}", project, analysis).then()
+                .statusCode(200).body("dependsOn.cohort", equalTo(cohort));
+
+        // peer-b: the invitation and both steps, in order, in one transmission
+        await().atMost(Duration.ofSeconds(10)).until(() -> forProject(b, project).size() == 3);
+        assertEquals(List.of("invitation", "step", "step"), forProject(b, project).stream().map(m -> m.path("type").asText()).toList());
+        assertEquals(cohort, forProject(b, project).get(2).path("payload").path("dependsOn").path("cohort").asText());
+        List<String> carried = b.transmissions.subList(before, b.transmissions.size()).stream().filter(t -> t.contains(project)).toList();
+        assertEquals(1, carried.size(), "one transmission: " + carried);
+        // this node takes part itself and ran both, the analysis on the cohort
+        await().atMost(Duration.ofSeconds(10)).until(() -> "SUCCEEDED".equals(status(analysis)));
+        given().header("X-Api-Key", OPS).get("/api/v1/federation/projects/{p}/steps/{s}/results", project, analysis).then()
+                .statusCode(200).body("nodes.hub-test.count", equalTo(5));
     }
 
     // ---- central hub ---------------------------------------------------------------------------------------------------
