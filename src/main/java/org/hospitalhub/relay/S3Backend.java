@@ -81,6 +81,13 @@ final class S3Backend implements FileBackend {
         String where() {
             return "s3://" + bucket + "/" + prefix + endpoint.map(e -> " at " + e).orElse("");
         }
+
+        /** Without the secret (a record would print every component). */
+        @Override
+        public String toString() {
+            return where() + " (region " + region + (accessKeyId.isPresent() ? ", access key " + accessKeyId.get() : ", default credentials")
+                    + ")";
+        }
     }
 
     private final Settings settings;

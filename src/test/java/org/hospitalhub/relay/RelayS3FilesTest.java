@@ -214,6 +214,7 @@ class RelayS3FilesTest {
                 () -> new S3Backend(wrong, Duration.ofSeconds(5)).check());
         assertTrue(refused.getMessage().contains("refused this node's credentials"), refused.getMessage());
         assertFalse(refused.getMessage().contains("not-the-secret"), "no secret in the message");
+        assertFalse(wrong.toString().contains("not-the-secret"), "no secret in the settings' text: " + wrong);
         IllegalArgumentException half = assertThrows(IllegalArgumentException.class, () -> new S3Backend.Settings(
                 good.endpoint(), "us-east-1", BUCKET, "", true, good.accessKeyId(), Optional.empty()));
         assertTrue(half.getMessage().contains("go together"), half.getMessage());
