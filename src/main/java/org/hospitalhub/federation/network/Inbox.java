@@ -503,19 +503,8 @@ public class Inbox {
                 }
             }
         }
-        try (PreparedStatement ins = c.prepareStatement("INSERT INTO fed_step (step_id, project_id, seq, kind, definition, "
-                + "depends_on, checksum, origin, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")) {
-            ins.setString(1, stepId);
-            ins.setString(2, m.projectId());
-            ins.setInt(3, seq);
-            ins.setString(4, kind);
-            ins.setString(5, definition.toString());
-            ins.setString(6, dependsOn.toString());
-            ins.setString(7, checksum);
-            ins.setString(8, m.origin());
-            ins.setObject(9, Database.utc(m.createdAt()));
-            ins.executeUpdate();
-        }
+        Projects.insert(c, new Projects.Step(stepId, m.projectId(), seq, kind, definition.toString(), dependsOn.toString(),
+                checksum, m.origin(), m.createdAt()));
         executions.queue(c, m.projectId(), stepId);
         if (project.isPresent() && "ACCEPTED".equals(project.get().localStatus())) {
             Optional<Executions.Execution> queued = executions.find(c, stepId, identity.nodeId());

@@ -267,6 +267,23 @@ public class Projects {
         });
     }
 
+    /** The step's row (written by the initiator, and by each node that receives the step). */
+    static void insert(Connection c, Step s) throws SQLException {
+        try (PreparedStatement ins = c.prepareStatement("INSERT INTO fed_step (step_id, project_id, seq, kind, definition, "
+                + "depends_on, checksum, origin, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")) {
+            ins.setString(1, s.stepId());
+            ins.setString(2, s.projectId());
+            ins.setInt(3, s.seq());
+            ins.setString(4, s.kind());
+            ins.setString(5, s.definition());
+            ins.setString(6, s.dependsOn());
+            ins.setString(7, s.checksum());
+            ins.setString(8, s.origin());
+            ins.setObject(9, Database.utc(s.createdAt()));
+            ins.executeUpdate();
+        }
+    }
+
     /** Stores a checked step, queues it here if this node takes part, and its message to the other participants. */
     private Step insertStep(Connection c, String projectId, NewStep st) throws SQLException {
         String kind = st.kind();
@@ -282,19 +299,8 @@ public class Projects {
             }
         }
         String checksum = NodeKeys.sha256Hex(definition.toString() + "\n" + dependsOn.toString() + "\n" + kind);
-        try (PreparedStatement ins = c.prepareStatement("INSERT INTO fed_step (step_id, project_id, seq, kind, definition, "
-                + "depends_on, checksum, origin, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")) {
-            ins.setString(1, stepId);
-            ins.setString(2, projectId);
-            ins.setInt(3, seq);
-            ins.setString(4, kind);
-            ins.setString(5, definition.toString());
-            ins.setString(6, dependsOn.toString());
-            ins.setString(7, checksum);
-            ins.setString(8, identity.nodeId());
-            ins.setObject(9, Database.utc(Instant.now()));
-            ins.executeUpdate();
-        }
+        insert(c, new Step(stepId, projectId, seq, kind, definition.toString(), dependsOn.toString(), checksum,
+                identity.nodeId(), Instant.now()));
         ObjectNode p = mapper.createObjectNode();
         p.put("stepId", stepId);
         p.put("seq", seq);
