@@ -179,6 +179,7 @@ final class HttpEndpoint {
     private void stream(RoutingContext ctx, FileStore.Download d) {
         io.vertx.core.http.HttpServerResponse res = ctx.response().putHeader("Content-Length", String.valueOf(d.size()));
         node.vertx.executeBlocking(() -> {
+            long sent = 0;
             try (java.io.InputStream in = d.stream()) {
                 byte[] buf = new byte[64 * 1024];
                 for (int n; (n = in.read(buf)) > 0;) {
@@ -195,15 +196,19 @@ final class HttpEndpoint {
                         }
                     }
                     res.write(io.vertx.core.buffer.Buffer.buffer(java.util.Arrays.copyOf(buf, n)));
+                    sent += n;
                 }
+            }
+            if (sent != d.size()) {
+                throw new java.io.IOException("the store gave " + sent + " of the file's " + d.size() + " bytes");
             }
             res.end();
             return true;
         }, false).onFailure(e -> {
-            LOG.debugf("sending a file failed: %s", e.toString());
+            LOG.warnf("Relay node %s: sending a file failed: %s", node.id(), e.toString());
             if (!res.headWritten()) {
                 res.headers().remove("Content-Length");
-                error(ctx, new Refusal(503, "file store unavailable: " + e.getMessage(), null, null, null));
+                error(ctx, new Refusal(503, "file store unavailable; try again", null, null, null));
             } else {
                 ctx.request().connection().close();
             }
