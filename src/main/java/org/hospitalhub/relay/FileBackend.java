@@ -35,6 +35,12 @@ interface FileBackend extends AutoCloseable {
     /** The parent has the file now. */
     void sentToParent(String sha) throws IOException;
 
+    /**
+     * Deletes complete files stored before {@code cutoff}; with {@code keepUnsent}, not those the parent does not have
+     * yet. Returns how many.
+     */
+    int purge(java.time.Instant cutoff, boolean keepUnsent) throws IOException;
+
     /** For logs and errors: where the files are. */
     String describe();
 

@@ -15,6 +15,7 @@ import java.security.DigestInputStream;
 import java.security.MessageDigest;
 import java.time.Duration;
 import java.util.HexFormat;
+import java.util.List;
 import java.util.Optional;
 import java.util.regex.Pattern;
 
@@ -271,6 +272,33 @@ final class FileStore implements AutoCloseable {
             Thread.currentThread().interrupt();
             throw new IOException("interrupted", e);
         }
+    }
+
+    /**
+     * Retention: deletes complete files stored before {@code cutoff} (on a node with a parent, only those the parent
+     * has), and uploads or fetches left unfinished since then (their uploader gave up). Returns how many files.
+     */
+    int purge(java.time.Instant cutoff) throws IOException {
+        int n = 0;
+        List<Path> unfinished;
+        try (java.util.stream.Stream<Path> all = Files.list(dir)) {
+            unfinished = all.filter(f -> f.getFileName().toString().endsWith(".part") || f.getFileName().toString().endsWith(".fetch"))
+                    .toList();
+        }
+        for (Path f : unfinished) {
+            String name = f.getFileName().toString();
+            synchronized (lock(name.substring(0, Math.min(64, name.length())))) {
+                try {
+                    if (Files.getLastModifiedTime(f).toInstant().isBefore(cutoff)) {
+                        Files.delete(f);
+                        n++;
+                    }
+                } catch (java.nio.file.NoSuchFileException gone) {
+                    // completed or deleted meanwhile
+                }
+            }
+        }
+        return n + backend.purge(cutoff, parentUrl.isPresent());
     }
 
     /** Stops replication runs at their next chunk (before {@link #close}). */

@@ -73,6 +73,29 @@ final class FilesystemBackend implements FileBackend {
     }
 
     @Override
+    public int purge(java.time.Instant cutoff, boolean keepUnsent) throws IOException {
+        int n = 0;
+        List<Path> old;
+        try (Stream<Path> files = Files.list(dir)) {
+            old = files.filter(f -> FileStore.SHA256.matcher(f.getFileName().toString()).matches()).toList();
+        }
+        for (Path f : old) {
+            Path up = dir.resolve(f.getFileName() + ".up");
+            try {
+                if (!Files.getLastModifiedTime(f).toInstant().isBefore(cutoff) || keepUnsent && !Files.exists(up)) {
+                    continue;
+                }
+                Files.delete(f);
+                Files.deleteIfExists(up);
+                n++;
+            } catch (NoSuchFileException gone) {
+                // deleted meanwhile
+            }
+        }
+        return n;
+    }
+
+    @Override
     public String describe() {
         return "folder " + dir;
     }

@@ -39,6 +39,7 @@ public class RelayApp {
     private final RelayOptions options;
     private final String fileDir;
     private final String fileStore;
+    private final Duration fileRetention;
     private final S3Backend.Settings s3;
     private final Database db;
     private final Vertx vertx;
@@ -65,6 +66,7 @@ public class RelayApp {
             @ConfigProperty(name = "hub.relay.window") int window,
             @ConfigProperty(name = "hub.relay.file-dir") String fileDir,
             @ConfigProperty(name = "hub.relay.file-store") String fileStore,
+            @ConfigProperty(name = "hub.relay.file-retention") Optional<Duration> fileRetention,
             RelayS3Config s3Config,
             Database db, Vertx vertx, MeterRegistry registry) {
         this.enabled = enabled;
@@ -78,6 +80,11 @@ public class RelayApp {
                 retryMin, retryMax, sweepPeriod, retention, window);
         this.fileDir = fileDir;
         this.fileStore = fileStore.strip().toLowerCase(java.util.Locale.ROOT);
+        this.fileRetention = fileRetention == null ? null : fileRetention.orElse(null);
+        if (this.fileRetention != null && this.fileRetention.compareTo(Duration.ofHours(1)) < 0) {
+            throw new IllegalArgumentException("hub.relay.file-retention (env HUB_RELAY_FILE_RETENTION) is " + this.fileRetention
+                    + "; files are kept at least an hour (leave it empty to keep them for good)");
+        }
         if (!this.fileStore.equals("filesystem") && !this.fileStore.equals("s3")) {
             throw new IllegalArgumentException("hub.relay.file-store (env HUB_RELAY_FILE_STORE) is '" + fileStore
                     + "'; it must be filesystem or s3");
@@ -100,7 +107,7 @@ public class RelayApp {
         Topology topology = Topology.load(Path.of(file));
         node = RelayNode.builder().topology(topology).tokens(RelayTokens.parse(tokenSpec()))
                 .parentToken(parentToken.orElse(null)).dataSource(db.dataSource()).vertx(vertx).httpPort(0)
-                .tcpPort(tcpPort).host(tcpHost).options(options).fileDir(Path.of(fileDir)).s3(s3).registry(registry).build().start();
+                .tcpPort(tcpPort).host(tcpHost).options(options).fileDir(Path.of(fileDir)).s3(s3).fileRetention(fileRetention).registry(registry).build().start();
     }
 
     private static java.net.URI endpoint(String e) {

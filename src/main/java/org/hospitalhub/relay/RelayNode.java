@@ -58,6 +58,7 @@ public final class RelayNode implements AutoCloseable {
     private final Map<String, LocalService> services = new ConcurrentHashMap<>();
     private ConsultationService consultation;
     private final FileStore files;
+    private final Duration fileRetention;
     private final java.util.concurrent.atomic.AtomicBoolean replicating = new java.util.concurrent.atomic.AtomicBoolean();
     private final Map<String, ServiceDispatcher> serviceDispatchers = new ConcurrentHashMap<>();
     private volatile GroupCommitter<PacketStore.Request, List<SendResult>> storeWriter;
@@ -95,6 +96,7 @@ public final class RelayNode implements AutoCloseable {
                 .register(registry);
         io.micrometer.core.instrument.Gauge.builder("hub_relay_parent_connected", this, n -> n.parentConnected() ? 1 : 0)
                 .description("1 while this relay node's link to its parent is up").tag("node", topology.node()).register(registry);
+        this.fileRetention = b.fileRetention;
         this.files = b.fileDir == null ? null : new FileStore(b.fileDir,
                 b.s3 == null ? null : new S3Backend(b.s3, options.requestTimeout()).check(),
                 topology.parent().map(Topology.Parent::url).filter(java.util.Objects::nonNull), parentToken, options.requestTimeout());
@@ -384,6 +386,7 @@ public final class RelayNode implements AutoCloseable {
                 nextPurge = now.plus(PURGE_PERIOD);
                 int purged = store.purge(now.minus(options.retention()));
                 LOG.debugf("Relay node %s: %d delivered packets older than %s forgotten", id(), purged, options.retention());
+                purgeFiles(now);
             }
             if (consultation != null) {
                 consultation.checkDeadlines();
@@ -411,6 +414,23 @@ public final class RelayNode implements AutoCloseable {
 
     FileStore files() {
         return files;
+    }
+
+    /** Deletes files kept longer than {@code hub.relay.file-retention} (none without one). Returns how many. */
+    int purgeFiles(Instant now) {
+        if (files == null || fileRetention == null) {
+            return 0;
+        }
+        try {
+            int n = files.purge(now.minus(fileRetention));
+            if (n > 0) {
+                LOG.infof("Relay node %s: %d files older than %s deleted from %s", id(), n, fileRetention, files.describe());
+            }
+            return n;
+        } catch (java.io.IOException e) {
+            LOG.warnf("Relay node %s: deleting files older than %s failed (tried again later): %s", id(), fileRetention, e.getMessage());
+            return 0;
+        }
     }
 
     /** Pushes complete files up to the parent, one run at a time (also at every sweep: retried until it has them). */
@@ -535,6 +555,14 @@ public final class RelayNode implements AutoCloseable {
         /** Folder of this node's file store (uploads under way; complete files too unless {@link #s3}); none: no file endpoints. */
         public Builder fileDir(java.nio.file.Path dir) {
             this.fileDir = dir;
+            return this;
+        }
+
+        private Duration fileRetention;
+
+        /** Files kept this long, then deleted (once the parent has them); null: kept for good. */
+        public Builder fileRetention(Duration d) {
+            this.fileRetention = d;
             return this;
         }
 

@@ -215,6 +215,23 @@ final class S3Backend implements FileBackend {
     }
 
     @Override
+    public int purge(java.time.Instant cutoff, boolean keepUnsent) throws IOException {
+        java.util.Set<String> unsent = keepUnsent ? new java.util.HashSet<>(toParent()) : java.util.Set.of();
+        String files = settings.prefix() + "files/";
+        return call(() -> {
+            int n = 0;
+            for (S3Object o : s3.listObjectsV2Paginator(b -> b.bucket(settings.bucket()).prefix(files)).contents()) {
+                String sha = o.key().substring(files.length());
+                if (FileStore.SHA256.matcher(sha).matches() && o.lastModified().isBefore(cutoff) && !unsent.contains(sha)) {
+                    s3.deleteObject(b -> b.bucket(settings.bucket()).key(o.key()));
+                    n++;
+                }
+            }
+            return n;
+        });
+    }
+
+    @Override
     public String describe() {
         return settings.where();
     }

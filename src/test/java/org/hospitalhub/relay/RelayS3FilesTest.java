@@ -96,7 +96,7 @@ class RelayS3FilesTest {
         // the link broke after the first 256 KiB: the county keeps them on its disk, the bucket has nothing yet
         HttpResponse<String> first = put(countyHttp, "t-clinic-county", sha, data.length, 0, Arrays.copyOf(data, 262144));
         assertEquals(200, first.statusCode(), first.body());
-        assertEquals(List.of(), S3ProxyServer.keys(s3, BUCKET, "county/files/"), "an unfinished upload is not in the bucket");
+        assertNull(S3ProxyServer.object(s3, BUCKET, "county/files/" + sha), "an unfinished upload is not in the bucket");
         RelayFiles clinic = new RelayFiles(URI.create("http://127.0.0.1:" + countyHttp), "t-clinic-county", 256 * 1024,
                 Duration.ofSeconds(10));
         assertEquals(262144, clinic.offset(sha));
@@ -203,6 +203,51 @@ class RelayS3FilesTest {
     }
 
     @Test
+    void filesPastTheirRetentionAreDeletedOnceTheParentHasThemAndAbandonedUploadsToo() throws Exception {
+        byte[] sent = random(200 * 1024, 21);
+        Path x = Files.write(dir.resolve("x-ray.dcm"), sent);
+        String shaX = RelayFiles.sha256(x);
+        RelayFiles.FileRef ref = new RelayFiles(URI.create("http://127.0.0.1:" + countyHttp), "t-clinic-county").upload(x);
+        await().atMost(Duration.ofSeconds(20)).until(() -> S3ProxyServer.object(s3, BUCKET, "top/files/" + shaX) != null
+                && !S3ProxyServer.keys(s3, BUCKET, "county/to-parent/").contains("county/to-parent/" + shaX));
+        new RelayFiles(URI.create("http://127.0.0.1:" + county2Http), "t-clinic-county2").download(ref, dir.resolve("x-copy.dcm"));
+        assertTrue(Files.exists(county2Dir.resolve(shaX)));
+        // an upload its uploader gave up on
+        byte[] abandoned = random(100_000, 22);
+        String shaZ = RelayFiles.sha256(Files.write(dir.resolve("z.bin"), abandoned));
+        assertEquals(200, put(countyHttp, "t-clinic-county", shaZ, abandoned.length, 0, Arrays.copyOf(abandoned, 50_000)).statusCode());
+        assertTrue(Files.exists(countyDir.resolve(shaZ + ".part")));
+
+        // a node whose parent never got its file keeps it, however old
+        byte[] unsent = random(50_000, 23);
+        Path y = Files.write(dir.resolve("y.dcm"), unsent);
+        String shaY = RelayFiles.sha256(y);
+        int http = RelayTreeTest.freePort();
+        try (RelayNode pod = child("county3", http, RelayTreeTest.freePort(), Files.createDirectories(dir.resolve("county3-keep")))
+                .s3(s3proxy.settings(BUCKET, "county3-keep/")).fileRetention(Duration.ofMillis(1)).build().start()) {
+            new RelayFiles(URI.create("http://127.0.0.1:" + http), "t-clinic-county3").upload(y);
+            assertEquals(0, pod.purgeFiles(java.time.Instant.now().plusSeconds(1)));
+            assertArrayEquals(unsent, S3ProxyServer.object(s3, BUCKET, "county3-keep/files/" + shaY));
+        }
+
+        java.time.Instant later = java.time.Instant.now().plusSeconds(1);
+        assertTrue(county.files().purge(later) >= 2, "x-ray and the abandoned upload, at least");
+        assertNull(S3ProxyServer.object(s3, BUCKET, "county/files/" + shaX), "gone from the county's prefix");
+        assertFalse(Files.exists(countyDir.resolve(shaZ + ".part")), "the abandoned upload is gone");
+        assertArrayEquals(sent, S3ProxyServer.object(s3, BUCKET, "top/files/" + shaX), "the top keeps its own copy");
+        assertTrue(county2.files().purge(later) >= 1);
+        assertFalse(Files.exists(county2Dir.resolve(shaX)) || Files.exists(county2Dir.resolve(shaX + ".up")), "gone from county2's folder");
+        // still there for anyone asking: the county fetches it from the top again
+        RelayFiles again = new RelayFiles(URI.create("http://127.0.0.1:" + countyHttp), "t-clinic-county");
+        Path copy = dir.resolve("x-again.dcm");
+        again.download(ref, copy);
+        assertArrayEquals(sent, Files.readAllBytes(copy));
+        IllegalArgumentException tooShort = assertThrows(IllegalArgumentException.class,
+                () -> app("filesystem", null, Optional.of(Duration.ofMinutes(5))));
+        assertTrue(tooShort.getMessage().contains("hub.relay.file-retention"), tooShort.getMessage());
+    }
+
+    @Test
     void aMissingBucketOrRefusedCredentialsStopTheNodeWithTheSettingNamed() throws Exception {
         S3Backend.Settings good = s3proxy.settings(BUCKET, "x/");
         IllegalStateException noBucket = assertThrows(IllegalStateException.class,
@@ -235,11 +280,15 @@ class RelayS3FilesTest {
     }
 
     static RelayApp app(String fileStore, RelayS3Config s3) {
+        return app(fileStore, s3, Optional.empty());
+    }
+
+    static RelayApp app(String fileStore, RelayS3Config s3, Optional<Duration> retention) {
         return new RelayApp(true, Optional.of("x.yaml"), Optional.empty(), Optional.empty(),
                 Optional.empty(), 0, "127.0.0.1", Duration.ofSeconds(10), Duration.ofSeconds(30),
                 Duration.ofSeconds(20), Duration.ofSeconds(15), 65536, Duration.ofDays(7), Duration.ofMillis(500),
-                Duration.ofSeconds(30), Duration.ofSeconds(5), Duration.ofDays(8), 256, dir.toString(), fileStore, s3, null,
-                null, null);
+                Duration.ofSeconds(30), Duration.ofSeconds(5), Duration.ofDays(8), 256, dir.toString(), fileStore,
+                retention, s3, null, null, null);
     }
 
     static RelayS3Config s3Config(String endpoint) {
