@@ -3,6 +3,7 @@ package org.hospitalhub.relay;
 import java.io.IOException;
 import java.io.InputStream;
 import java.nio.file.Path;
+import java.time.Instant;
 import java.util.List;
 import java.util.Optional;
 
@@ -39,7 +40,7 @@ interface FileBackend extends AutoCloseable {
      * Deletes complete files stored before {@code cutoff}; with {@code keepUnsent}, not those the parent does not have
      * yet. Returns how many.
      */
-    int purge(java.time.Instant cutoff, boolean keepUnsent) throws IOException;
+    int purge(Instant cutoff, boolean keepUnsent) throws IOException;
 
     /** For logs and errors: where the files are. */
     String describe();

@@ -8,16 +8,19 @@ import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
 import java.nio.file.Files;
+import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
 import java.nio.file.StandardOpenOption;
 import java.security.DigestInputStream;
 import java.security.MessageDigest;
 import java.time.Duration;
+import java.time.Instant;
 import java.util.HexFormat;
 import java.util.List;
 import java.util.Optional;
 import java.util.regex.Pattern;
+import java.util.stream.Stream;
 
 import org.jboss.logging.Logger;
 
@@ -278,10 +281,10 @@ final class FileStore implements AutoCloseable {
      * Retention: deletes complete files stored before {@code cutoff} (on a node with a parent, only those the parent
      * has), and uploads or fetches left unfinished since then (their uploader gave up). Returns how many files.
      */
-    int purge(java.time.Instant cutoff) throws IOException {
+    int purge(Instant cutoff) throws IOException {
         int n = 0;
         List<Path> unfinished;
-        try (java.util.stream.Stream<Path> all = Files.list(dir)) {
+        try (Stream<Path> all = Files.list(dir)) {
             unfinished = all.filter(f -> f.getFileName().toString().endsWith(".part") || f.getFileName().toString().endsWith(".fetch"))
                     .toList();
         }
@@ -293,7 +296,7 @@ final class FileStore implements AutoCloseable {
                         Files.delete(f);
                         n++;
                     }
-                } catch (java.nio.file.NoSuchFileException gone) {
+                } catch (NoSuchFileException gone) {
                     // completed or deleted meanwhile
                 }
             }

@@ -8,6 +8,7 @@ import java.nio.file.Files;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
+import java.time.Instant;
 import java.util.List;
 import java.util.Optional;
 import java.util.stream.Stream;
@@ -73,7 +74,7 @@ final class FilesystemBackend implements FileBackend {
     }
 
     @Override
-    public int purge(java.time.Instant cutoff, boolean keepUnsent) throws IOException {
+    public int purge(Instant cutoff, boolean keepUnsent) throws IOException {
         int n = 0;
         List<Path> old;
         try (Stream<Path> files = Files.list(dir)) {

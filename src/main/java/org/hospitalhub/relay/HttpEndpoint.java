@@ -1,10 +1,16 @@
 package org.hospitalhub.relay;
 
+import java.io.IOException;
+import java.io.InputStream;
 import java.time.Instant;
+import java.util.Arrays;
 import java.util.List;
+import java.util.Locale;
 import java.util.Map;
 import java.util.TreeMap;
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.TimeUnit;
 
 import org.hospitalhub.relay.client.SendResult;
 import org.jboss.logging.Logger;
@@ -17,6 +23,8 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.vertx.core.Context;
 import io.vertx.core.Future;
 import io.vertx.core.Vertx;
+import io.vertx.core.buffer.Buffer;
+import io.vertx.core.http.HttpServerResponse;
 import io.vertx.ext.web.RoutingContext;
 
 /**
@@ -81,7 +89,7 @@ final class HttpEndpoint {
      */
     static void refuseForms(RoutingContext ctx) {
         String type = ctx.request().getHeader("Content-Type");
-        String t = type == null ? "" : type.strip().toLowerCase(java.util.Locale.ROOT);
+        String t = type == null ? "" : type.strip().toLowerCase(Locale.ROOT);
         if (t.startsWith("application/x-www-form-urlencoded") || t.startsWith("multipart/")) {
             ObjectNode b = JSON.createObjectNode().put("status", 415).put("error", "Content-Type " + type + " is not taken here: "
                     + "send packets as application/json and file chunks as application/octet-stream")
@@ -144,16 +152,14 @@ final class HttpEndpoint {
                 if (ar.succeeded()) {
                     ok(ctx, ar.result());
                 } else {
-                    LOG.warnf("Relay node %s: the offset of file %s is unknown: %s", node.id(), sha, ar.cause().toString());
-                    error(ctx, new Refusal(503, "file store unavailable; try again", null, null, null));
+                    storeUnavailable(ctx, "the offset of file " + sha + " is unknown", ar.cause());
                 }
             });
             return;
         }
         node.vertx.executeBlocking(() -> files.find(sha), false).onComplete(ar -> {
             if (ar.failed() && ar.cause() instanceof FileBackend.Unavailable u) {
-                LOG.warnf("Relay node %s: file %s not read: %s", node.id(), sha, u.getMessage());
-                error(ctx, new Refusal(503, "file store unavailable; try again", null, null, null));
+                storeUnavailable(ctx, "file " + sha + " not read", u);
             } else if (ar.failed()) {
                 error(ctx, new Refusal(502, "file " + sha + " could not be fetched through the tree: " + ar.cause().getMessage(),
                         null, null, null));
@@ -171,45 +177,50 @@ final class HttpEndpoint {
         });
     }
 
+    /** 503 without the store's details (its address, its error), which go to the log. */
+    private void storeUnavailable(RoutingContext ctx, String what, Throwable cause) {
+        LOG.warnf("Relay node %s: %s: %s", node.id(), what, cause.toString());
+        error(ctx, new Refusal(503, "file store unavailable; try again", null, null, null));
+    }
+
     /**
      * Sends a file the backend streams (S3) on a worker thread, waiting while the client's connection is full. A
      * failure after the first bytes resets the connection: the client sees a short body, not a wrong file (and checks
      * the sha256 anyway).
      */
     private void stream(RoutingContext ctx, FileStore.Download d) {
-        io.vertx.core.http.HttpServerResponse res = ctx.response().putHeader("Content-Length", String.valueOf(d.size()));
+        HttpServerResponse res = ctx.response().putHeader("Content-Length", String.valueOf(d.size()));
         node.vertx.executeBlocking(() -> {
             long sent = 0;
-            try (java.io.InputStream in = d.stream()) {
+            try (InputStream in = d.stream()) {
                 byte[] buf = new byte[64 * 1024];
                 for (int n; (n = in.read(buf)) > 0;) {
                     if (res.closed()) {
                         return false;
                     }
                     if (res.writeQueueFull()) {
-                        java.util.concurrent.CompletableFuture<Void> drained = new java.util.concurrent.CompletableFuture<>();
+                        CompletableFuture<Void> drained = new CompletableFuture<>();
                         res.drainHandler(v -> drained.complete(null));
                         res.closeHandler(v -> drained.complete(null));
                         if (res.writeQueueFull()) {
-                            drained.get(node.options.requestTimeout().multipliedBy(4).toMillis(),
-                                    java.util.concurrent.TimeUnit.MILLISECONDS);
+                            drained.get(node.options.requestTimeout().multipliedBy(4).toMillis(), TimeUnit.MILLISECONDS);
                         }
                     }
-                    res.write(io.vertx.core.buffer.Buffer.buffer(java.util.Arrays.copyOf(buf, n)));
+                    res.write(Buffer.buffer(Arrays.copyOf(buf, n)));
                     sent += n;
                 }
             }
             if (sent != d.size()) {
-                throw new java.io.IOException("the store gave " + sent + " of the file's " + d.size() + " bytes");
+                throw new IOException("the store gave " + sent + " of the file's " + d.size() + " bytes");
             }
             res.end();
             return true;
         }, false).onFailure(e -> {
-            LOG.warnf("Relay node %s: sending a file failed: %s", node.id(), e.toString());
             if (!res.headWritten()) {
                 res.headers().remove("Content-Length");
-                error(ctx, new Refusal(503, "file store unavailable; try again", null, null, null));
+                storeUnavailable(ctx, "sending a file failed", e);
             } else {
+                LOG.warnf("Relay node %s: sending a file failed: %s", node.id(), e.toString());
                 ctx.request().connection().close();
             }
         });

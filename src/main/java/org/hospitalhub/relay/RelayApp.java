@@ -1,7 +1,10 @@
 package org.hospitalhub.relay;
 
+import java.net.URI;
+import java.net.URISyntaxException;
 import java.nio.file.Path;
 import java.time.Duration;
+import java.util.Locale;
 import java.util.Optional;
 
 import jakarta.enterprise.context.ApplicationScoped;
@@ -79,7 +82,7 @@ public class RelayApp {
         this.options = new RelayOptions(heartbeat, pollMaxWait, parentPollWait, requestTimeout, maxPacketBytes, 500, maxTtl,
                 retryMin, retryMax, sweepPeriod, retention, window);
         this.fileDir = fileDir;
-        this.fileStore = fileStore.strip().toLowerCase(java.util.Locale.ROOT);
+        this.fileStore = fileStore.strip().toLowerCase(Locale.ROOT);
         this.fileRetention = fileRetention == null ? null : fileRetention.orElse(null);
         if (this.fileRetention != null && this.fileRetention.compareTo(Duration.ofHours(1)) < 0) {
             throw new IllegalArgumentException("hub.relay.file-retention (env HUB_RELAY_FILE_RETENTION) is " + this.fileRetention
@@ -110,11 +113,11 @@ public class RelayApp {
                 .tcpPort(tcpPort).host(tcpHost).options(options).fileDir(Path.of(fileDir)).s3(s3).fileRetention(fileRetention).registry(registry).build().start();
     }
 
-    private static java.net.URI endpoint(String e) {
-        java.net.URI uri;
+    private static URI endpoint(String e) {
+        URI uri;
         try {
-            uri = new java.net.URI(e.strip());
-        } catch (java.net.URISyntaxException ex) {
+            uri = new URI(e.strip());
+        } catch (URISyntaxException ex) {
             throw new IllegalArgumentException("hub.relay.s3.endpoint is not a URL: " + ex.getMessage());
         }
         if (!"http".equals(uri.getScheme()) && !"https".equals(uri.getScheme()) || uri.getHost() == null) {

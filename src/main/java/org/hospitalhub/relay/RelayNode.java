@@ -1,5 +1,6 @@
 package org.hospitalhub.relay;
 
+import java.io.IOException;
 import java.sql.SQLException;
 import java.time.Clock;
 import java.time.Duration;
@@ -427,7 +428,7 @@ public final class RelayNode implements AutoCloseable {
                 LOG.infof("Relay node %s: %d files older than %s deleted from %s", id(), n, fileRetention, files.describe());
             }
             return n;
-        } catch (java.io.IOException e) {
+        } catch (IOException e) {
             LOG.warnf("Relay node %s: deleting files older than %s failed (tried again later): %s", id(), fileRetention, e.getMessage());
             return 0;
         }

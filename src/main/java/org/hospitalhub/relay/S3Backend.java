@@ -10,10 +10,13 @@ import java.security.DigestInputStream;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
 import java.time.Duration;
+import java.time.Instant;
 import java.util.ArrayList;
 import java.util.Base64;
+import java.util.HashSet;
 import java.util.List;
 import java.util.Optional;
+import java.util.Set;
 import java.util.function.Supplier;
 
 import org.jboss.logging.Logger;
@@ -215,8 +218,8 @@ final class S3Backend implements FileBackend {
     }
 
     @Override
-    public int purge(java.time.Instant cutoff, boolean keepUnsent) throws IOException {
-        java.util.Set<String> unsent = keepUnsent ? new java.util.HashSet<>(toParent()) : java.util.Set.of();
+    public int purge(Instant cutoff, boolean keepUnsent) throws IOException {
+        Set<String> unsent = keepUnsent ? new HashSet<>(toParent()) : Set.of();
         String files = settings.prefix() + "files/";
         return call(() -> {
             int n = 0;
