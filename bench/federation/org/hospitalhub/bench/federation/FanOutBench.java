@@ -234,9 +234,17 @@ public final class FanOutBench {
 
         int runs = Integer.parseInt(env("BENCH_FED_RUNS", "3"));
         List<Run> done = new ArrayList<>();
-        Run warm = study("warm-up");
-        System.out.printf("warm-up: wall %.2f s, slowest own %.2f s (%s), overhead %.2f s%n", warm.wallSeconds(),
-                warm.slowestOwnSeconds(), warm.slowestNode(), warm.overhead());
+        int warmups = Integer.parseInt(env("BENCH_FED_WARMUPS", "1"));
+        List<Run> warm = new ArrayList<>();
+        for (int w = 1; w <= warmups; w++) {
+            if (w > 1) {
+                Thread.sleep(2000);
+            }
+            Run run = study("warm-up " + w);
+            warm.add(run);
+            System.out.printf("warm-up %d: wall %.2f s, slowest own %.2f s (%s), overhead %.2f s%n", w, run.wallSeconds(),
+                    run.slowestOwnSeconds(), run.slowestNode(), run.overhead());
+        }
         for (int r = 1; r <= runs; r++) {
             Thread.sleep(2000);
             Run run = study("run " + r);
@@ -270,7 +278,9 @@ public final class FanOutBench {
                 + "Overhead = wall time − the slowest node's own execution (target ≤ 1 s).\n\n");
         md.append("| run | wall | slowest node's own execution | median / fastest node | overhead | pooled persons = Σ nodes |\n"
                 + "|---|---|---|---|---|---|\n");
-        md.append(row("warm-up (not counted)", warm));
+        for (int w = 0; w < warm.size(); w++) {
+            md.append(row(warm.size() == 1 ? "warm-up (not counted)" : "warm-up " + (w + 1) + " (not counted)", warm.get(w)));
+        }
         for (int r = 0; r < done.size(); r++) {
             md.append(row(Integer.toString(r + 1), done.get(r)));
         }
