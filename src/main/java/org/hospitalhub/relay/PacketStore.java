@@ -4,6 +4,7 @@ import java.sql.Connection;
 import java.sql.PreparedStatement;
 import java.sql.ResultSet;
 import java.sql.SQLException;
+import java.time.Duration;
 import java.time.Instant;
 import java.time.OffsetDateTime;
 import java.time.ZoneOffset;
@@ -19,6 +20,8 @@ import javax.sql.DataSource;
 
 import org.hospitalhub.relay.client.Packet;
 import org.hospitalhub.relay.client.SendResult;
+
+import com.fasterxml.jackson.core.JsonProcessingException;
 
 /**
  * The node's packets in its database (table relay_packet): stored before the previous hop is acknowledged, read per
@@ -482,6 +485,184 @@ final class PacketStore {
             dl.setArray(1, c.createArrayOf("bigint", ids));
             dl.executeUpdate();
         }
+    }
+
+    /** A dead letter an operator put back in a hop's queue. */
+    record Replay(long id, String packetId, String sender, String target, String deadHop, String hop, long hopSeq,
+            long ttl, OffsetDateTime expiresAt, String replayedBy, OffsetDateTime replayedAt) {
+    }
+
+    /** Where a replayed packet goes now, given who handed it to this node (see {@link Routing#route}). */
+    interface Rerouting {
+        Routing.Decision route(Packet packet, String receivedFrom, boolean fromParent);
+    }
+
+    /**
+     * Puts dead letter {@code id} back in the queue of the hop it died waiting for (a packet dead on arrival: of the
+     * hop its route gives now), in one transaction: its row is locked, taken out of relay_dead_letter, given the next
+     * hop_seq of that hop through relay_hop as the store does (so a hop cursor never skips it, and it leaves after the
+     * packets queued before it), status PENDING, attempts reset, a new expiry, and a record in relay_replay.
+     * <p>
+     * The packet keeps its createdAt; its {@code ttl} (seconds from createdAt, in its body too, which the next hops
+     * check) becomes its age plus {@code ttlSeconds} (null: the time it was last given, by its sender or its last
+     * replay, cut to what is left). The ttl may not pass {@code maxTtl}: a next hop that already has the packet drops
+     * it as a duplicate only while it remembers it, and a node remembers packets for the retention, which exceeds
+     * max-ttl. Refused ({@link Refusal}, nothing changed): 404 no such packet, 409 not a dead letter (or routed to
+     * another hop than the one it died waiting for, where it might arrive twice), 422 still unroutable or too old,
+     * 400 a ttl past what is left.
+     */
+    Replay replay(long id, Long ttlSeconds, Duration maxTtl, String by, Rerouting rerouting, Instant now)
+            throws SQLException {
+        try (Connection c = ds.getConnection()) {
+            return inTransaction(c, () -> replay(c, id, ttlSeconds, maxTtl, by, rerouting, now));
+        }
+    }
+
+    private Replay replay(Connection c, long id, Long ttlSeconds, Duration maxTtl, String by, Rerouting rerouting,
+            Instant now) throws SQLException {
+        String packetId;
+        String leg;
+        String receivedFrom;
+        String body;
+        String deadHop;
+        String status;
+        String reason;
+        OffsetDateTime deadAt;
+        int attempts;
+        // the row lock makes a second replay of the same packet wait here, and then find it no longer dead
+        try (PreparedStatement q = c.prepareStatement("SELECT packet_id, leg, received_from, body, hop, status, last_error, "
+                + "done_at, attempts FROM relay_packet WHERE id = ? FOR UPDATE")) {
+            q.setLong(1, id);
+            try (ResultSet rs = q.executeQuery()) {
+                if (!rs.next()) {
+                    throw new Refusal(404, "no dead letter " + id + " at relay node " + node
+                            + " (ids are those GET /api/v1/relay/dead-letters lists)", "id", "dead-letter", null);
+                }
+                packetId = rs.getString(1);
+                leg = rs.getString(2);
+                receivedFrom = rs.getString(3);
+                body = rs.getString(4);
+                deadHop = rs.getString(5);
+                status = rs.getString(6);
+                reason = rs.getString(7);
+                deadAt = rs.getObject(8, OffsetDateTime.class);
+                attempts = rs.getInt(9);
+            }
+        }
+        if (!"DEAD".equals(status)) {
+            throw new Refusal(409, notDead(c, id, packetId, status), "id", "dead-letter", packetId);
+        }
+        try (PreparedStatement del = c.prepareStatement("DELETE FROM relay_dead_letter WHERE id = ?")) {
+            del.setLong(1, id);
+            if (del.executeUpdate() != 1) {
+                throw new Refusal(409, "packet " + packetId + " (dead letter " + id + ") is not listed among the dead letters "
+                        + "of node " + node + "; nothing replayed", "id", "dead-letter", packetId);
+            }
+        }
+        Packet p;
+        try {
+            p = Packet.fromJson(HttpEndpoint.JSON.readTree(body));
+        } catch (JsonProcessingException | Packet.InvalidPacketException e) {
+            throw new SQLException("stored packet " + packetId + " (row " + id + ") cannot be read: " + e.getMessage(), e);
+        }
+        Routing.Decision route = rerouting.route(p, receivedFrom, "D".equals(leg));
+        if (route.deadReason() != null) {
+            throw new Refusal(422, "packet " + packetId + " still cannot be routed: " + route.deadReason()
+                    + "; nothing replayed", "id", "route", packetId);
+        }
+        if (!DEAD_HOP.equals(deadHop) && !deadHop.equals(route.hop())) {
+            throw new Refusal(409, "packet " + packetId + " died waiting for " + deadHop + " but is now routed to "
+                    + route.hop() + " (the topology changed): the first may have it already, so replaying it to the other "
+                    + "could deliver it twice; nothing replayed", "id", "same-hop", packetId);
+        }
+        String hop = route.hop();
+
+        // the ttl counts from createdAt (in whole seconds, as packets carry it) and may not pass max-ttl
+        long age = Math.max(0, ceilSeconds(Duration.between(p.createdAt(), now)));
+        long room = maxTtl.toSeconds() - age;
+        if (room < 1) {
+            throw new Refusal(422, "packet " + packetId + " was created at " + p.createdAt() + ", longer ago than "
+                    + "hub.relay.max-ttl (" + maxTtl + "): its ttl counts from then and may not pass max-ttl, which is as long "
+                    + "as the next hops are sure to recognise a copy; it cannot be replayed", "ttl", "max-ttl", packetId);
+        }
+        long span;
+        if (ttlSeconds != null) {
+            if (ttlSeconds > room) {
+                throw new Refusal(400, "ttl may be at most " + room + " s for packet " + packetId + ": it was created at "
+                        + p.createdAt() + ", and its ttl, counted from then, may not pass hub.relay.max-ttl (" + maxTtl + ")",
+                        "ttl", "max", packetId);
+            }
+            span = ttlSeconds;
+        } else {
+            span = Math.min(lastGiven(c, id, p.ttl()), room);
+        }
+        long ttl = age + span;
+        Packet again = new Packet(p.packetId(), p.from(), p.to(), p.command(), p.parameters(), p.createdAt(), ttl,
+                p.correlationId());
+        String newBody = again.toJson().toString();
+        long seq = reserve(c, hop, 1);
+        try (PreparedStatement up = c.prepareStatement("UPDATE relay_packet SET hop = ?, hop_seq = ?, status = 'PENDING', "
+                + "body = ?, size_bytes = ?, expires_at = ?, attempts = 0, last_error = NULL, done_at = NULL "
+                + "WHERE id = ? AND status = 'DEAD'")) {
+            up.setString(1, hop);
+            up.setLong(2, seq);
+            up.setString(3, newBody);
+            up.setInt(4, utf8Length(newBody));
+            up.setObject(5, utc(again.expiresAt()));
+            up.setLong(6, id);
+            if (up.executeUpdate() != 1) {
+                throw new SQLException("dead letter " + id + " changed while it was locked for its replay");
+            }
+        }
+        try (PreparedStatement rec = c.prepareStatement("INSERT INTO relay_replay (packet_row, packet_id, replayed_at, "
+                + "replayed_by, dead_hop, dead_reason, dead_at, dead_attempts, hop, hop_seq, ttl_seconds, expires_at) "
+                + "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")) {
+            rec.setLong(1, id);
+            rec.setString(2, packetId);
+            rec.setObject(3, utc(now));
+            rec.setString(4, by.length() <= 200 ? by : by.substring(0, 200));
+            rec.setString(5, deadHop);
+            rec.setString(6, reason);
+            rec.setObject(7, deadAt);
+            rec.setInt(8, attempts);
+            rec.setString(9, hop);
+            rec.setLong(10, seq);
+            rec.setLong(11, span);
+            rec.setObject(12, utc(again.expiresAt()));
+            rec.executeUpdate();
+        }
+        return new Replay(id, packetId, p.from(), p.to(), deadHop, hop, seq, ttl, utc(again.expiresAt()), by, utc(now));
+    }
+
+    /** Why a packet that is not dead cannot be replayed, with its last replay if it had one. */
+    private static String notDead(Connection c, long id, String packetId, String status) throws SQLException {
+        try (PreparedStatement q = c.prepareStatement("SELECT replayed_at, replayed_by, hop FROM relay_replay "
+                + "WHERE packet_row = ? ORDER BY id DESC LIMIT 1")) {
+            q.setLong(1, id);
+            try (ResultSet rs = q.executeQuery()) {
+                if (rs.next()) {
+                    return "packet " + packetId + " (row " + id + ") is not a dead letter: it was replayed at "
+                            + rs.getObject(1, OffsetDateTime.class) + " by " + rs.getString(2) + " and queued for "
+                            + rs.getString(3) + "; nothing replayed";
+                }
+            }
+        }
+        return "packet " + packetId + " (row " + id + ") is not a dead letter (status " + status + "); nothing replayed";
+    }
+
+    /** The time packet {@code id} was given when it last set out: by its last replay, else its sender's ttl. */
+    private static long lastGiven(Connection c, long id, long senderTtl) throws SQLException {
+        try (PreparedStatement q = c.prepareStatement("SELECT ttl_seconds FROM relay_replay WHERE packet_row = ? "
+                + "ORDER BY id DESC LIMIT 1")) {
+            q.setLong(1, id);
+            try (ResultSet rs = q.executeQuery()) {
+                return rs.next() ? rs.getLong(1) : senderTtl;
+            }
+        }
+    }
+
+    private static long ceilSeconds(Duration d) {
+        return d.getSeconds() + (d.getNano() > 0 ? 1 : 0);
     }
 
     void markAttempt(List<Stored> rows, String error) throws SQLException {
