@@ -665,9 +665,13 @@ final class PacketStore {
         return d.getSeconds() + (d.getNano() > 0 ? 1 : 0);
     }
 
+    /**
+     * Counts a failed attempt on packets still waiting. Not on one that died meanwhile (its ttl passed while the
+     * request was on its way): its last_error is its dead letter's reason, which the failure would overwrite.
+     */
     void markAttempt(List<Stored> rows, String error) throws SQLException {
-        try (Connection c = ds.getConnection();
-                PreparedStatement up = c.prepareStatement("UPDATE relay_packet SET attempts = attempts + 1, last_error = ? WHERE id = ?")) {
+        try (Connection c = ds.getConnection(); PreparedStatement up = c.prepareStatement(
+                "UPDATE relay_packet SET attempts = attempts + 1, last_error = ? WHERE id = ? AND status = 'PENDING'")) {
             for (Stored r : rows) {
                 up.setString(1, cut(error));
                 up.setLong(2, r.id());

@@ -71,8 +71,10 @@ class RelayReplayStoreTest {
         Instant now = Instant.now();
         store(store, now, incoming(a0, "b@n"), incoming(doomed, "b@n"), incoming(a1, "b@n"),
                 new PacketStore.Incoming(nowhere, nowhere.toJson().toString(), Routing.Decision.dead("no client 'ghost' at n")));
-        store.markAttempt(store.pending("b@n", 0, 10), "b@n unreachable");
+        List<PacketStore.Stored> sent = store.pending("b@n", 0, 10);
+        store.markAttempt(sent, "b@n unreachable");
         assertEquals(1, store.expire(now.plusSeconds(5)), "the short-lived packet died waiting for b@n");
+        store.markAttempt(sent, "b@n unreachable again"); // a request on its way when it died fails: its reason stays
         List<PacketStore.Dead> dead = store.deadLetters(null, null, 0, 10);
         assertEquals(List.of("doomed", nowhere.packetId()), dead.stream().map(PacketStore.Dead::packetId).toList());
         long doomedId = dead.get(0).id();
