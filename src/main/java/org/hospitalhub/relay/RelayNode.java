@@ -16,6 +16,7 @@ import java.util.concurrent.ConcurrentHashMap;
 import javax.sql.DataSource;
 
 import org.hospitalhub.delivery.GroupCommitter;
+import org.hospitalhub.relay.client.Address;
 import org.hospitalhub.relay.client.Packet;
 import org.hospitalhub.relay.client.SendResult;
 import org.jboss.logging.Logger;
@@ -72,6 +73,7 @@ public final class RelayNode implements AutoCloseable {
     private final Counter stored;
     private final Counter duplicates;
     private final Counter dead;
+    private final Counter replayed;
     final MeterRegistry registry;
 
     private RelayNode(Builder b) {
@@ -92,6 +94,8 @@ public final class RelayNode implements AutoCloseable {
         this.stored = counter("stored");
         this.duplicates = counter("duplicate");
         this.dead = counter("dead");
+        this.replayed = Counter.builder("hub_relay_dead_letters_replayed_total")
+                .description("Dead letters an operator put back in a hop's queue").tag("node", topology.node()).register(registry);
         io.micrometer.core.instrument.Gauge.builder("hub_relay_tcp_connections", this, n -> n.tcp == null ? 0 : n.tcp.connectedPeers().size())
                 .description("Clients and child nodes connected to this relay node over TCP").tag("node", topology.node())
                 .register(registry);
@@ -451,6 +455,66 @@ public final class RelayNode implements AutoCloseable {
 
     public List<PacketStore.Dead> deadLetters(String target, String sender, long after, int limit) throws SQLException {
         return store.deadLetters(target, sender, after, limit);
+    }
+
+    /**
+     * An operator replays dead letter {@code id} ({@link PacketStore#replay}: one transaction, or a {@link Refusal}
+     * and nothing changed), then wakes the hop it was queued for, as a newly stored packet does. {@code ttlSeconds}:
+     * how long it may wait from now; null for the time it was last given. {@code by} is the operator's name.
+     */
+    public PacketStore.Replay replay(long id, Long ttlSeconds, String by) throws SQLException {
+        PacketStore.Replay r = store.replay(id, ttlSeconds, options.maxTtl(), by, this::reroute, clock.instant());
+        replayed.increment();
+        LOG.infof("Relay node %s: dead letter %d (packet %s from %s to %s, dead at %s) replayed by %s: queued for %s "
+                + "(seq %d) until %s", id(), r.id(), r.packetId(), r.sender(), r.target(), r.deadHop(), r.replayedBy(), r.hop(),
+                r.hopSeq(), r.expiresAt());
+        signal(r.hop());
+        return r;
+    }
+
+    /** What an operator's replay of several dead letters did. */
+    public record Replays(int replayed, List<Map<String, Object>> skipped, Long next) {
+    }
+
+    /**
+     * Replays the dead letters {@link #deadLetters} lists for these filters after {@code after}, up to {@code limit},
+     * each in its own transaction; those that cannot be replayed are skipped with the reason and stay dead letters.
+     * {@code next} is the last id looked at when {@code limit} were (page on with it), else null.
+     */
+    public Replays replayAll(String target, String sender, long after, int limit, Long ttlSeconds, String by) throws SQLException {
+        List<PacketStore.Dead> dead = deadLetters(target, sender, after, limit);
+        int replayed = 0;
+        List<Map<String, Object>> skipped = new ArrayList<>();
+        for (PacketStore.Dead d : dead) {
+            try {
+                replay(d.id(), ttlSeconds, by);
+                replayed++;
+            } catch (Refusal r) {
+                Map<String, Object> s = new LinkedHashMap<>();
+                s.put("id", d.id());
+                s.put("packetId", d.packetId());
+                s.put("status", r.status());
+                s.put("error", r.getMessage());
+                skipped.add(s);
+            }
+        }
+        return new Replays(replayed, skipped, dead.size() == limit ? dead.get(dead.size() - 1).id() : null);
+    }
+
+    /** The route of a stored packet now, from who handed it to this node. */
+    private Routing.Decision reroute(Packet p, String receivedFrom, boolean fromParent) {
+        Peer.Kind kind;
+        if (fromParent) {
+            kind = Peer.Kind.PARENT;
+        } else if (topology.children().containsKey(receivedFrom)) {
+            kind = Peer.Kind.CHILD;
+        } else if (Address.local(receivedFrom) != null && Address.node(receivedFrom).equals(id())
+                && topology.clients().containsKey(Address.local(receivedFrom))) {
+            kind = Peer.Kind.CLIENT;
+        } else {
+            kind = Peer.Kind.LOCAL;
+        }
+        return routing.route(p, new Peer(receivedFrom, kind));
     }
 
     public Map<String, Object> status() throws SQLException {
