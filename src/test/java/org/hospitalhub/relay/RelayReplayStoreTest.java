@@ -52,6 +52,13 @@ class RelayReplayStoreTest {
     @Test
     void concurrentReplaysRequeueOnceOnPostgres() throws Exception {
         try (NodeDatabase db = NodeDatabase.fresh("replay_race")) {
+            // each replay holds its transaction 0.3 s longer (before its commit), so that the replays overlap:
+            // without the row lock, several would read the packet as dead and queue it
+            try (Connection c = db.dataSource.getConnection(); java.sql.Statement s = c.createStatement()) {
+                s.execute("CREATE FUNCTION slow_replay() RETURNS trigger LANGUAGE plpgsql AS "
+                        + "$$ BEGIN PERFORM pg_sleep(0.3); RETURN NEW; END $$");
+                s.execute("CREATE TRIGGER slow_replay BEFORE INSERT ON relay_replay FOR EACH ROW EXECUTE FUNCTION slow_replay()");
+            }
             race(db.dataSource);
         }
     }
