@@ -4,7 +4,7 @@
 # Builds the hub jar if it is missing or older than the sources, compiles bench/federation against the jar's classes
 # and runs it: NODES fresh databases fed_fanout_nXX with synthetic persons, NODES packaged hubs (BENCH_FED_HUB_OPTS,
 # default -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1) that are peers of each other, then a warm-up study and BENCH_FED_RUNS measured
-# ones from n01. Writes the fan-out section of bench/RESULTS.md (the rest of the file is kept).
+# ones from n01 (BENCH_FED_WARMUPS warm-up studies first, default 1). Writes the fan-out section of bench/RESULTS.md (the rest of the file is kept).
 set -euo pipefail
 BENCH_DIR="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$(dirname "$BENCH_DIR")"
