@@ -156,6 +156,12 @@ public final class FanOutBench {
             }
         }
 
+        void awaitStop(long deadline) {
+            if (hub != null) {
+                hub.awaitStop(deadline);
+            }
+        }
+
         long rssKb() {
             return hub.kb("VmRSS");
         }
@@ -170,17 +176,26 @@ public final class FanOutBench {
         }
     }
 
+    /** SIGTERM to every hub at once, then wait for them all to exit (SIGKILL after 60 s). */
+    void stopAll() {
+        nodes.forEach(Node::stop);
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
+        for (Node node : nodes) {
+            node.awaitStop(deadline);
+        }
+    }
+
     public static void main(String[] args) throws Exception {
         int n = args.length > 0 ? Integer.parseInt(args[0]) : 20;
         int persons = args.length > 1 ? Integer.parseInt(args[1]) : 10_000;
         Path results = Path.of(args.length > 2 ? args[2] : "bench/RESULTS.md");
         String command = args.length > 3 ? args[3] : "bench/run-federation-fanout.sh";
         FanOutBench b = new FanOutBench();
-        Runtime.getRuntime().addShutdownHook(new Thread(() -> b.nodes.forEach(Node::stop)));
+        Runtime.getRuntime().addShutdownHook(new Thread(b::stopAll));
         String report = b.run(n, persons, command);
         System.out.println(report);
         FederationBench.write(results, report, START, END);
-        b.nodes.forEach(Node::stop);
+        b.stopAll();
         System.exit(0);
     }
 

@@ -115,9 +115,26 @@ public final class ChildHub implements AutoCloseable {
         return cpuSeconds(process.pid());
     }
 
-    /** SIGTERM without waiting (many hubs stop in parallel). */
+    /** SIGTERM without waiting (many hubs stop in parallel; then {@link #awaitStop}). */
     public void signalStop() {
         process.destroy();
+    }
+
+    /**
+     * Waits until the hub has exited, SIGKILL once {@code deadline} (System.nanoTime) has passed. A bench must not
+     * return while its hubs still shut down: the next build or bench replaces the jars under them, and a hub whose
+     * shutdown then loads a class from a deleted jar hangs for ever (seen: 27 such hubs left over by interleaved runs).
+     */
+    public void awaitStop(long deadline) {
+        try {
+            long left = deadline - System.nanoTime();
+            if (left <= 0 || !process.waitFor(left, TimeUnit.NANOSECONDS)) {
+                process.destroyForcibly().waitFor(10, TimeUnit.SECONDS);
+            }
+        } catch (InterruptedException e) {
+            process.destroyForcibly();
+            Thread.currentThread().interrupt();
+        }
     }
 
     @Override
