@@ -121,8 +121,14 @@ public class FederationResource {
     @POST
     @Path("/projects")
     @Consumes(MediaType.APPLICATION_JSON)
-    public Response create(String body, @Context ContainerRequestContext ctx) {
-        return guarded(() -> Response.status(201).entity(projects.create(json(body), caller(ctx))).build());
+    public Response create(String body, @HeaderParam("Idempotency-Key") String idempotencyKey,
+            @Context ContainerRequestContext ctx) {
+        return guarded(() -> {
+            Projects.Created made = projects.create(json(body), caller(ctx), idempotencyKey);
+            // a repeat of a request with the same Idempotency-Key: the project made the first time, nothing new
+            return made.replayed() ? Response.ok(made.project()).header("Idempotent-Replayed", "true").build()
+                    : Response.status(201).entity(made.project()).build();
+        });
     }
 
     @GET

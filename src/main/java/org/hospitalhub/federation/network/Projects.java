@@ -92,6 +92,98 @@ public class Projects {
      * {@code steps} ({@code ref}, {@code stepId}, {@code seq}, {@code kind}) when some were given.
      */
     public Map<String, Object> create(JsonNode body, String caller) throws SQLException {
+        return create(body, caller, null).project();
+    }
+
+    /** The project a request created, or found made already by an earlier request with its Idempotency-Key. */
+    public record Created(Map<String, Object> project, boolean replayed) {
+    }
+
+    /** Header values: visible ASCII, as long as the column. */
+    static final String IDEMPOTENCY_KEY_PATTERN = "[\\x21-\\x7E]{1,200}";
+
+    /**
+     * {@link #create(JsonNode, String)} with an optional {@code Idempotency-Key}: the first request with a key creates
+     * the project; a later one with the same key and the same JSON gets that project back (replayed, nothing created
+     * or sent again, also when both arrive at once); the same key with other JSON is refused (422, nothing stored).
+     */
+    public Created create(JsonNode body, String caller, String idempotencyKey) throws SQLException {
+        if (idempotencyKey != null && !idempotencyKey.matches(IDEMPOTENCY_KEY_PATTERN)) {
+            throw new InvalidRequest(400, "Idempotency-Key", "must be 1 to 200 visible ASCII characters");
+        }
+        String requestSha = idempotencyKey == null ? null : NodeKeys.sha256Hex(String.valueOf(body));
+        if (idempotencyKey != null) {
+            Optional<Created> earlier = earlier(idempotencyKey, requestSha, body);
+            if (earlier.isPresent()) {
+                return earlier.get();
+            }
+        }
+        try {
+            return new Created(insertProject(body, caller, idempotencyKey, requestSha), false);
+        } catch (SQLException e) {
+            if (idempotencyKey != null && "23505".equals(e.getSQLState())) {
+                // the same key committed by a request that ran at the same time: answer as a repeat of it
+                Optional<Created> earlier = earlier(idempotencyKey, requestSha, body);
+                if (earlier.isPresent()) {
+                    return earlier.get();
+                }
+            }
+            throw e;
+        }
+    }
+
+    /** The project made by an earlier request with this key, if any; refused when that request was another one. */
+    private Optional<Created> earlier(String key, String requestSha, JsonNode body) throws SQLException {
+        String projectId;
+        String sha;
+        try (Connection c = db.connection(); PreparedStatement q = c.prepareStatement(
+                "SELECT project_id, request_sha256 FROM fed_project WHERE idempotency_key = ?")) {
+            q.setString(1, key);
+            try (ResultSet rs = q.executeQuery()) {
+                if (!rs.next()) {
+                    return Optional.empty();
+                }
+                projectId = rs.getString(1);
+                sha = rs.getString(2);
+            }
+        }
+        if (!requestSha.equals(sha)) {
+            throw new InvalidRequest(422, "Idempotency-Key", "was used for another request (project " + projectId
+                    + "); send a new key for a new project");
+        }
+        Map<String, Object> out = view(projectId);
+        // the plan's steps are the project's first steps, in the request's order: seq i + 1 is steps[i]
+        JsonNode plan = body.get("steps");
+        List<Map<String, Object>> steps = new ArrayList<>();
+        List<Step> stored;
+        try (Connection c = db.connection()) {
+            stored = steps(c, projectId);
+        }
+        for (Step st : stored) {
+            JsonNode entry = plan != null && plan.isArray() && st.seq() <= plan.size() ? plan.get(st.seq() - 1) : null;
+            if (entry == null) {
+                continue;
+            }
+            Map<String, Object> v = new LinkedHashMap<>();
+            v.put("ref", entry.hasNonNull("ref") ? entry.get("ref").asText() : null);
+            v.put("stepId", st.stepId());
+            v.put("seq", st.seq());
+            v.put("kind", st.kind());
+            steps.add(v);
+        }
+        if (!steps.isEmpty()) {
+            out.put("steps", steps);
+        }
+        return Optional.of(new Created(out, true));
+    }
+
+    private Map<String, Object> view(String projectId) throws SQLException {
+        return mapper.convertValue(find(projectId).orElseThrow(), new TypeReference<LinkedHashMap<String, Object>>() {
+        });
+    }
+
+    private Map<String, Object> insertProject(JsonNode body, String caller, String idempotencyKey, String requestSha)
+            throws SQLException {
         String self = identity.nodeId();
         if (body == null || !body.isObject()) {
             throw new InvalidRequest(400, "$", "body must be a JSON object");
@@ -151,7 +243,8 @@ public class Projects {
         invited.forEach(invitedJson::add);
         db.inTransaction(c -> {
             try (PreparedStatement ins = c.prepareStatement("INSERT INTO fed_project (project_id, title, initiator, sharing_level, "
-                    + "invited, local_status, created_at, decided_at, decided_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")) {
+                    + "invited, local_status, created_at, decided_at, decided_by, idempotency_key, request_sha256) "
+                    + "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")) {
                 boolean takesPart = invited.contains(self);
                 ins.setString(1, projectId);
                 ins.setString(2, title);
@@ -162,6 +255,8 @@ public class Projects {
                 ins.setObject(7, Database.utc(now));
                 ins.setObject(8, takesPart ? Database.utc(now) : null);
                 ins.setString(9, takesPart ? caller : null);
+                ins.setString(10, idempotencyKey);
+                ins.setString(11, requestSha);
                 ins.executeUpdate();
             }
             try (PreparedStatement ins = c.prepareStatement("INSERT INTO fed_participant (project_id, node_id, response, "
@@ -200,8 +295,7 @@ public class Projects {
             }
             return null;
         });
-        Map<String, Object> out = mapper.convertValue(find(projectId).orElseThrow(), new TypeReference<LinkedHashMap<String, Object>>() {
-        });
+        Map<String, Object> out = view(projectId);
         if (!created.isEmpty()) {
             out.put("steps", created);
         }

@@ -54,6 +54,8 @@ class FederationNetworkTest {
 
     @jakarta.inject.Inject
     org.apache.camel.CamelContext camel;
+    @jakarta.inject.Inject
+    Projects projects;
     private static final String NODE = FederationTestProfile.NODE;
     private static TestPeer a;
     private static TestPeer b;
@@ -649,6 +651,79 @@ class FederationNetworkTest {
         await().atMost(Duration.ofSeconds(10)).until(() -> "SUCCEEDED".equals(status(analysis)));
         given().header("X-Api-Key", OPS).get("/api/v1/federation/projects/{p}/steps/{s}/results", project, analysis).then()
                 .statusCode(200).body("nodes.hub-test.count", equalTo(5));
+    }
+
+    @Test
+    void aProjectPostedAgainWithItsIdempotencyKeyIsCreatedAndSentOnce() throws Exception {
+        String plan = "{\"title\":\"idempotent study\",\"invitedNodes\":[\"peer-b\"],\"steps\":[{\"ref\":\"c\","
+                + "\"kind\":\"cohort\",\"definition\":{\"minValue\":3}},{\"ref\":\"a\",\"kind\":\"analysis\","
+                + "\"definition\":{},\"dependsOn\":{\"cohort\":\"c\"}}]}";
+        String key = "study-" + UUID.randomUUID();
+        var first = given().header("X-Api-Key", OPS).header("Idempotency-Key", key).contentType(ContentType.JSON).body(plan)
+                .post("/api/v1/federation/projects").then().statusCode(201).extract();
+        String project = first.path("projectId");
+        // the answer was lost: the client sends the same request again, as it may after a timeout
+        given().header("X-Api-Key", OPS).header("Idempotency-Key", key).contentType(ContentType.JSON).body(plan)
+                .post("/api/v1/federation/projects").then().statusCode(200).header("Idempotent-Replayed", "true")
+                .body("projectId", equalTo(project)).body("steps.ref", equalTo(List.of("c", "a")))
+                .body("steps.stepId", equalTo(first.path("steps.stepId")));
+        // the same key for another study is refused, naming the header, and creates nothing
+        given().header("X-Api-Key", OPS).header("Idempotency-Key", key).contentType(ContentType.JSON)
+                .body(plan.replace("idempotent study", "another study")).post("/api/v1/federation/projects").then()
+                .statusCode(422).body("field", equalTo("Idempotency-Key")).body("error", containsString(project));
+        for (String badKey : List.of("has space", "x".repeat(201))) {
+            given().header("X-Api-Key", OPS).header("Idempotency-Key", badKey).contentType(ContentType.JSON).body(plan)
+                    .post("/api/v1/federation/projects").then().statusCode(400).body("field", equalTo("Idempotency-Key"));
+        }
+        assertEquals(1, count("SELECT COUNT(*) FROM fed_project WHERE title = 'idempotent study'"));
+        assertEquals(0, count("SELECT COUNT(*) FROM fed_project WHERE title = 'another study'"));
+        assertEquals(3, count("SELECT COUNT(*) FROM fed_outbox WHERE project_id = '" + project + "'"),
+                "the invitation and two steps for peer-b, once");
+
+        // six clients repeating one request at the same moment: one project, every answer names it
+        String raced = "race-" + UUID.randomUUID();
+        String racedPlan = plan.replace("idempotent study", "raced study");
+        List<java.util.concurrent.Future<io.restassured.response.Response>> answers = new ArrayList<>();
+        var pool = java.util.concurrent.Executors.newFixedThreadPool(6);
+        try {
+            for (int i = 0; i < 6; i++) {
+                answers.add(pool.submit(() -> given().header("X-Api-Key", OPS).header("Idempotency-Key", raced)
+                        .contentType(ContentType.JSON).body(racedPlan).post("/api/v1/federation/projects")));
+            }
+            List<Integer> codes = new ArrayList<>();
+            java.util.Set<String> ids = new java.util.HashSet<>();
+            for (var f : answers) {
+                io.restassured.response.Response r = f.get(30, TimeUnit.SECONDS);
+                codes.add(r.statusCode());
+                ids.add(r.path("projectId"));
+            }
+            assertEquals(1, codes.stream().filter(c -> c == 201).count(), "one created: " + codes);
+            assertEquals(5, codes.stream().filter(c -> c == 200).count(), "five repeats: " + codes);
+            assertEquals(1, ids.size(), ids.toString());
+        } finally {
+            pool.shutdownNow();
+        }
+        assertEquals(1, count("SELECT COUNT(*) FROM fed_project WHERE title = 'raced study'"));
+
+        // the plan's limits: 50 steps, 200,000 characters per definition; nothing stored
+        StringBuilder many = new StringBuilder("[");
+        for (int i = 0; i < 51; i++) {
+            many.append(i == 0 ? "" : ",").append("{\"kind\":\"cohort\",\"definition\":{}}");
+        }
+        many.append("]");
+        String base = "{\"invitedNodes\":[\"peer-b\"],\"title\":\"plan-too-big\",\"steps\":";
+        given().header("X-Api-Key", OPS).contentType(ContentType.JSON).body(base + many + "}")
+                .post("/api/v1/federation/projects").then().statusCode(400).body("field", equalTo("steps"));
+        String huge = base + "[{\"kind\":\"cohort\",\"definition\":{\"note\":\"" + "x".repeat(200_001) + "\"}}]}";
+        // over the HTTP body limit (64K in tests, 1M by default) first: 413
+        given().header("X-Api-Key", OPS).contentType(ContentType.JSON).body(huge).post("/api/v1/federation/projects").then()
+                .statusCode(413);
+        // under a larger body limit, the definition's own limit
+        Projects.InvalidRequest tooLong = org.junit.jupiter.api.Assertions.assertThrows(Projects.InvalidRequest.class,
+                () -> projects.create(TestPeer.JSON.readTree(huge), "ops"));
+        assertEquals("steps[0].definition", tooLong.field);
+        assertEquals(400, tooLong.status);
+        assertEquals(0, count("SELECT COUNT(*) FROM fed_project WHERE title = 'plan-too-big'"));
     }
 
     // ---- central hub ---------------------------------------------------------------------------------------------------
