@@ -12,6 +12,16 @@ import org.jboss.resteasy.reactive.server.ServerRequestFilter;
  */
 public class ApiKeyFilter {
 
+    /** The name of the caller this filter authenticated (an /api request always has one). */
+    public static String callerName(ContainerRequestContext ctx) {
+        Callers.Caller c = (Callers.Caller) ctx.getProperty(CALLER);
+        if (c == null) {
+            throw new IllegalStateException("no authenticated caller on an /api request");
+        }
+        return c.name();
+    }
+
+
     public static final String CALLER = "hub.caller";
 
     private final Callers callers;

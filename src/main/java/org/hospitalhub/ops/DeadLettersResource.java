@@ -1,5 +1,6 @@
 package org.hospitalhub.ops;
 
+import static org.hospitalhub.ops.QueryParams.deadLetterId;
 import static org.hospitalhub.ops.QueryParams.params;
 import static org.hospitalhub.ops.QueryParams.single;
 
@@ -80,7 +81,7 @@ public class DeadLettersResource {
     @Path("/{id}")
     public Response show(@PathParam("id") String idText) throws SQLException {
         try {
-            long id = id(idText);
+            long id = deadLetterId(idText);
             return letters.find(id).map(l -> Response.ok(l).build())
                     .orElseGet(() -> error(404, "no dead letter " + id, "id"));
         } catch (BadInput e) {
@@ -93,9 +94,9 @@ public class DeadLettersResource {
     @Path("/{id}/replay")
     public Response replay(@PathParam("id") String idText, String body, @Context ContainerRequestContext ctx) throws SQLException {
         try {
-            long id = id(idText);
+            long id = deadLetterId(idText);
             String reason = reason(body, false);
-            Result r = letters.replay(id, caller(ctx), reason);
+            Result r = letters.replay(id, ApiKeyFilter.callerName(ctx), reason);
             return switch (r.outcome()) {
                 case REQUEUED, DELIVERED -> Response.ok(r).build();
                 case NOT_FOUND -> error(404, r.detail(), "id");
@@ -132,7 +133,7 @@ public class DeadLettersResource {
             }
             int limit = (int) number(q, "limit", MAX_LIMIT, 1, MAX_LIMIT);
             String reason = reason(body, false);
-            return Response.ok(letters.replay(filter, limit, caller(ctx), reason)).build();
+            return Response.ok(letters.replay(filter, limit, ApiKeyFilter.callerName(ctx), reason)).build();
         } catch (BadInput e) {
             return e.response();
         }
@@ -143,9 +144,9 @@ public class DeadLettersResource {
     @Path("/{id}/discard")
     public Response discard(@PathParam("id") String idText, String body, @Context ContainerRequestContext ctx) throws SQLException {
         try {
-            long id = id(idText);
+            long id = deadLetterId(idText);
             String reason = reason(body, true);
-            Result r = letters.discard(id, caller(ctx), reason);
+            Result r = letters.discard(id, ApiKeyFilter.callerName(ctx), reason);
             if (r.outcome() == Outcome.NOT_FOUND) {
                 return error(404, r.detail(), "id");
             }
@@ -159,26 +160,6 @@ public class DeadLettersResource {
     }
 
     // ---- Input -----------------------------------------------------------------------------------------------------
-
-    private static String caller(ContainerRequestContext ctx) {
-        Callers.Caller c = (Callers.Caller) ctx.getProperty(ApiKeyFilter.CALLER);
-        if (c == null) {
-            throw new IllegalStateException("no authenticated caller on an /api request");
-        }
-        return c.name();
-    }
-
-    private static long id(String text) {
-        try {
-            long id = Long.parseLong(text);
-            if (id > 0) {
-                return id;
-            }
-        } catch (NumberFormatException e) {
-            // answered below
-        }
-        throw new BadInput("id", "type", "the dead-letter id must be a positive number, got '" + text + "'");
-    }
 
     /** The reason of a JSON body {@code {"reason": "..."}}; an empty body is no reason. */
     private String reason(String body, boolean required) {

@@ -35,6 +35,19 @@ public final class QueryParams {
         }
     }
 
+    /** A dead letter's id from the path: a positive number, else 400 naming {@code id}. */
+    public static long deadLetterId(String text) {
+        try {
+            long id = Long.parseLong(text);
+            if (id > 0) {
+                return id;
+            }
+        } catch (NumberFormatException e) {
+            // answered below
+        }
+        throw new BadInput("id", "type", "the dead-letter id must be a positive number, got '" + text + "'");
+    }
+
     /** The query parameters, refusing any not in {@code allowed}. */
     public static MultivaluedMap<String, String> params(UriInfo uri, Set<String> allowed) {
         MultivaluedMap<String, String> q = uri.getQueryParameters();

@@ -30,7 +30,6 @@ import jakarta.ws.rs.core.UriInfo;
 
 import org.hospitalhub.delivery.DeadLetters;
 import org.hospitalhub.ops.ApiKeyFilter;
-import org.hospitalhub.ops.Callers;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
@@ -126,7 +125,7 @@ public class QcResource {
             JsonNode n = body(body);
             String reason = reason(n);
             Instant at = n.hasNonNull("completedAt") ? time("completedAt", n.get("completedAt").asText()) : clock.instant();
-            return manual(taskId, "CLOSE", caller(ctx), reason, at);
+            return manual(taskId, "CLOSE", ApiKeyFilter.callerName(ctx), reason, at);
         });
     }
 
@@ -137,7 +136,7 @@ public class QcResource {
         return handle(() -> {
             long taskId = id(id, "task");
             String reason = reason(body(body));
-            return manual(taskId, "CANCEL", caller(ctx), reason, clock.instant());
+            return manual(taskId, "CANCEL", ApiKeyFilter.callerName(ctx), reason, clock.instant());
         });
     }
 
@@ -204,7 +203,7 @@ public class QcResource {
             if (!queries.isFailedEvent(letter)) {
                 return error(404, "no failed qc event " + letter + " (see GET /api/v1/qc/failed-events)", "id", null);
             }
-            String who = caller(ctx);
+            String who = ApiKeyFilter.callerName(ctx);
             DeadLetters.Result r = deadLetters.replay(letter, who, reason);
             engine.audit(who, "RETRY", "dead-letter " + letter + " (event " + r.eventId() + ")", reason,
                     "{\"outcome\":\"" + r.outcome() + "\",\"detail\":" + mapper.valueToTree(r.detail()) + "}");
@@ -227,7 +226,7 @@ public class QcResource {
                 throw new BadInput("scope", "enum", "scope must be full (every live visit, the default) or due (visits "
                         + "with a task past its due time or an event not applied); got '" + scope + "'");
             }
-            return Response.ok(reconciliation.run(caller(ctx), "due".equals(scope)
+            return Response.ok(reconciliation.run(ApiKeyFilter.callerName(ctx), "due".equals(scope)
                     ? Reconciliation.Scope.DUE : Reconciliation.Scope.FULL)).build();
         });
     }
@@ -317,14 +316,6 @@ public class QcResource {
     }
 
     // ---- Input -----------------------------------------------------------------------------------------------------------
-
-    private static String caller(ContainerRequestContext ctx) {
-        Callers.Caller c = (Callers.Caller) ctx.getProperty(ApiKeyFilter.CALLER);
-        if (c == null) {
-            throw new IllegalStateException("no authenticated caller on an /api request");
-        }
-        return c.name();
-    }
 
     private JsonNode body(String body) {
         if (body == null || body.isBlank()) {

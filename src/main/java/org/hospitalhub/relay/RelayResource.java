@@ -1,5 +1,6 @@
 package org.hospitalhub.relay;
 
+import static org.hospitalhub.ops.QueryParams.deadLetterId;
 import static org.hospitalhub.ops.QueryParams.params;
 import static org.hospitalhub.ops.QueryParams.single;
 
@@ -26,7 +27,6 @@ import jakarta.ws.rs.core.Response;
 import jakarta.ws.rs.core.UriInfo;
 
 import org.hospitalhub.ops.ApiKeyFilter;
-import org.hospitalhub.ops.Callers;
 import org.hospitalhub.ops.QueryParams.BadInput;
 
 import com.fasterxml.jackson.databind.JsonNode;
@@ -111,8 +111,8 @@ public class RelayResource {
         }
         try {
             MultivaluedMap<String, String> q = params(uri, Set.of("ttl"));
-            long id = id(idText);
-            return Response.ok(n.replay(id, ttl(q, body), caller(ctx))).build();
+            long id = deadLetterId(idText);
+            return Response.ok(n.replay(id, ttl(q, body), ApiKeyFilter.callerName(ctx))).build();
         } catch (BadInput e) {
             return e.response();
         } catch (Refusal r) {
@@ -144,30 +144,10 @@ public class RelayResource {
             }
             int limit = (int) number(q, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT);
             return Response.ok(n.replayAll(single(q, "to"), single(q, "from"), number(q, "after", 0, 0, Long.MAX_VALUE), limit,
-                    ttl(q, body), caller(ctx))).build();
+                    ttl(q, body), ApiKeyFilter.callerName(ctx))).build();
         } catch (BadInput e) {
             return e.response();
         }
-    }
-
-    private static String caller(ContainerRequestContext ctx) {
-        Callers.Caller c = (Callers.Caller) ctx.getProperty(ApiKeyFilter.CALLER);
-        if (c == null) {
-            throw new IllegalStateException("no authenticated caller on an /api request");
-        }
-        return c.name();
-    }
-
-    private static long id(String text) {
-        try {
-            long id = Long.parseLong(text);
-            if (id > 0) {
-                return id;
-            }
-        } catch (NumberFormatException e) {
-            // answered below
-        }
-        throw new BadInput("id", "type", "the dead-letter id must be a positive number, got '" + text + "'");
     }
 
     private static final String TTL_FORM = "ttl is a positive whole number of seconds from now (as packets give ttl), "

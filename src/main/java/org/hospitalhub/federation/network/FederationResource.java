@@ -28,7 +28,6 @@ import jakarta.ws.rs.core.Response;
 import org.eclipse.microprofile.config.inject.ConfigProperty;
 import org.hospitalhub.federation.study.ResultPooling;
 import org.hospitalhub.ops.ApiKeyFilter;
-import org.hospitalhub.ops.Callers;
 import org.jboss.resteasy.reactive.RestStreamElementType;
 
 import com.fasterxml.jackson.core.JsonProcessingException;
@@ -124,7 +123,7 @@ public class FederationResource {
     public Response create(String body, @HeaderParam("Idempotency-Key") String idempotencyKey,
             @Context ContainerRequestContext ctx) {
         return guarded(() -> {
-            Projects.Created made = projects.create(json(body), caller(ctx), idempotencyKey);
+            Projects.Created made = projects.create(json(body), ApiKeyFilter.callerName(ctx), idempotencyKey);
             // a repeat of a request with the same Idempotency-Key: the project made the first time, nothing new
             return made.replayed() ? Response.ok(made.project()).header("Idempotent-Replayed", "true").build()
                     : Response.status(201).entity(made.project()).build();
@@ -146,13 +145,13 @@ public class FederationResource {
     @POST
     @Path("/projects/{projectId}/accept")
     public Response accept(@PathParam("projectId") String projectId, @Context ContainerRequestContext ctx) {
-        return guarded(() -> Response.ok(projects.decide(projectId, true, caller(ctx))).build());
+        return guarded(() -> Response.ok(projects.decide(projectId, true, ApiKeyFilter.callerName(ctx))).build());
     }
 
     @POST
     @Path("/projects/{projectId}/decline")
     public Response decline(@PathParam("projectId") String projectId, @Context ContainerRequestContext ctx) {
-        return guarded(() -> Response.ok(projects.decide(projectId, false, caller(ctx))).build());
+        return guarded(() -> Response.ok(projects.decide(projectId, false, ApiKeyFilter.callerName(ctx))).build());
     }
 
     @POST
@@ -323,11 +322,6 @@ public class FederationResource {
         } catch (JsonProcessingException e) {
             throw new Projects.InvalidRequest(400, "$", "body is not valid JSON");
         }
-    }
-
-    private static String caller(ContainerRequestContext ctx) {
-        Object c = ctx.getProperty(ApiKeyFilter.CALLER);
-        return c instanceof Callers.Caller caller ? caller.name() : "unknown";
     }
 
     @FunctionalInterface
