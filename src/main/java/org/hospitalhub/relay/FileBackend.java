@@ -33,6 +33,15 @@ interface FileBackend extends AutoCloseable {
     /** Files stored with {@code toParent} that the parent does not have yet. */
     List<String> toParent() throws IOException;
 
+    /**
+     * Forgets marks of files to send to the parent that were made before {@code cutoff} for a file that never arrived
+     * (an upload whose last store failed and that its uploader never retried). Returns how many. A backend that marks
+     * a file only once it holds it has none.
+     */
+    default int dropOrphanMarks(Instant cutoff) throws IOException {
+        return 0;
+    }
+
     /** The parent has the file now. */
     void sentToParent(String sha) throws IOException;
 

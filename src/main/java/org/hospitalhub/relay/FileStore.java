@@ -304,6 +304,11 @@ final class FileStore implements AutoCloseable {
         return n + backend.purge(cutoff, parentUrl.isPresent());
     }
 
+    /** See {@link FileBackend#dropOrphanMarks}. */
+    int dropOrphanMarks(Instant cutoff) throws IOException {
+        return backend.dropOrphanMarks(cutoff);
+    }
+
     /** Stops replication runs at their next chunk (before {@link #close}). */
     void closing() {
         closing = true;

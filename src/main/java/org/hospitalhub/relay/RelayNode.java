@@ -392,6 +392,7 @@ public final class RelayNode implements AutoCloseable {
                 int purged = store.purge(now.minus(options.retention()));
                 LOG.debugf("Relay node %s: %d delivered packets older than %s forgotten", id(), purged, options.retention());
                 purgeFiles(now);
+                dropOrphanMarks(now.minus(ORPHAN_MARK_AGE));
             }
             if (consultation != null) {
                 consultation.checkDeadlines();
@@ -419,6 +420,30 @@ public final class RelayNode implements AutoCloseable {
 
     FileStore files() {
         return files;
+    }
+
+    /**
+     * How long a mark "to send to the parent" may wait for its file before it counts as abandoned (far longer than a
+     * file takes to be written to the store once its last chunk arrived).
+     */
+    static final Duration ORPHAN_MARK_AGE = Duration.ofHours(1);
+
+    /** Drops marks made before {@code cutoff} for files that never arrived (S3: see S3Backend). Returns how many. */
+    int dropOrphanMarks(Instant cutoff) {
+        if (files == null) {
+            return 0;
+        }
+        try {
+            int n = files.dropOrphanMarks(cutoff);
+            if (n > 0) {
+                LOG.warnf("Relay node %s: %d marks of files to send to the parent dropped from %s: their files never "
+                        + "arrived (stores that failed and were not retried)", id(), n, files.describe());
+            }
+            return n;
+        } catch (IOException e) {
+            LOG.warnf("Relay node %s: dropping marks of files that never arrived failed (tried again later): %s", id(), e.getMessage());
+            return 0;
+        }
     }
 
     /** Deletes files kept longer than {@code hub.relay.file-retention} (none without one). Returns how many. */

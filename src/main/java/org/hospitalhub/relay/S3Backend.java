@@ -212,6 +212,34 @@ final class S3Backend implements FileBackend {
         });
     }
 
+    /**
+     * A marker is written before its file, so a store that failed leaves a marker without a file; the uploader's next
+     * call stores the file and writes the marker again. One older than {@code cutoff} whose file is still missing was
+     * given up: it is deleted, instead of being listed and skipped at every replication run.
+     */
+    @Override
+    public int dropOrphanMarks(Instant cutoff) throws IOException {
+        String markers = settings.prefix() + "to-parent/";
+        List<String> old = call(() -> {
+            List<String> shas = new ArrayList<>();
+            for (S3Object o : s3.listObjectsV2Paginator(b -> b.bucket(settings.bucket()).prefix(markers)).contents()) {
+                String sha = o.key().substring(markers.length());
+                if (FileStore.SHA256.matcher(sha).matches() && o.lastModified().isBefore(cutoff)) {
+                    shas.add(sha);
+                }
+            }
+            return shas;
+        });
+        int n = 0;
+        for (String sha : old) {
+            if (size(sha) < 0) {
+                sentToParent(sha);
+                n++;
+            }
+        }
+        return n;
+    }
+
     @Override
     public void sentToParent(String sha) throws IOException {
         call(() -> s3.deleteObject(b -> b.bucket(settings.bucket()).key(markerKey(sha))));

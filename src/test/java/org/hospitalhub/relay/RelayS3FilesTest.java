@@ -203,6 +203,30 @@ class RelayS3FilesTest {
     }
 
     @Test
+    void aMarkWhoseFileNeverArrivedIsDroppedOnceOldAndAMarkWithItsFileIsKept() throws Exception {
+        byte[] kept = random(40_000, 31);
+        Path k = Files.write(dir.resolve("kept.dcm"), kept);
+        String shaK = RelayFiles.sha256(k);
+        String marks = "county3-orphans/to-parent/";
+        int http = RelayTreeTest.freePort();
+        // the parent is away: the node's file stays marked, to be sent when it is back
+        try (RelayNode pod = child("county3", http, RelayTreeTest.freePort(), Files.createDirectories(dir.resolve("county3-orphans")))
+                .s3(s3proxy.settings(BUCKET, "county3-orphans/")).build().start()) {
+            new RelayFiles(URI.create("http://127.0.0.1:" + http), "t-clinic-county3").upload(k);
+            // a store that failed after writing its mark, never retried: the mark without its file
+            String shaO = "ab".repeat(32);
+            s3.putObject(b -> b.bucket(BUCKET).key(marks + shaO), software.amazon.awssdk.core.sync.RequestBody.empty());
+            assertEquals(java.util.Set.of(marks + shaO, marks + shaK), java.util.Set.copyOf(S3ProxyServer.keys(s3, BUCKET, marks)));
+
+            assertEquals(0, pod.dropOrphanMarks(java.time.Instant.now().minus(RelayNode.ORPHAN_MARK_AGE)),
+                    "marks younger than the age stay: their store may still be under way");
+            assertEquals(1, pod.dropOrphanMarks(java.time.Instant.now().plusSeconds(1)));
+            assertEquals(List.of(marks + shaK), S3ProxyServer.keys(s3, BUCKET, marks), "the mark with its file stays");
+            assertArrayEquals(kept, S3ProxyServer.object(s3, BUCKET, "county3-orphans/files/" + shaK));
+        }
+    }
+
+    @Test
     void filesPastTheirRetentionAreDeletedOnceTheParentHasThemAndAbandonedUploadsToo() throws Exception {
         byte[] sent = random(200 * 1024, 21);
         Path x = Files.write(dir.resolve("x-ray.dcm"), sent);
