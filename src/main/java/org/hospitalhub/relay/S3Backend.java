@@ -14,7 +14,9 @@ import java.time.Instant;
 import java.util.ArrayList;
 import java.util.Base64;
 import java.util.HashSet;
+import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Map;
 import java.util.Optional;
 import java.util.Set;
 import java.util.function.Supplier;
@@ -199,13 +201,18 @@ final class S3Backend implements FileBackend {
 
     @Override
     public List<String> toParent() throws IOException {
+        return new ArrayList<>(markers().keySet());
+    }
+
+    /** The to-parent markers: sha256 → when the marker was written, in key order. */
+    private Map<String, Instant> markers() throws IOException {
         String markers = settings.prefix() + "to-parent/";
         return call(() -> {
-            List<String> shas = new ArrayList<>();
+            Map<String, Instant> shas = new LinkedHashMap<>();
             for (S3Object o : s3.listObjectsV2Paginator(b -> b.bucket(settings.bucket()).prefix(markers)).contents()) {
                 String sha = o.key().substring(markers.length());
                 if (FileStore.SHA256.matcher(sha).matches()) {
-                    shas.add(sha);
+                    shas.put(sha, o.lastModified());
                 }
             }
             return shas;
@@ -219,20 +226,10 @@ final class S3Backend implements FileBackend {
      */
     @Override
     public int dropOrphanMarks(Instant cutoff) throws IOException {
-        String markers = settings.prefix() + "to-parent/";
-        List<String> old = call(() -> {
-            List<String> shas = new ArrayList<>();
-            for (S3Object o : s3.listObjectsV2Paginator(b -> b.bucket(settings.bucket()).prefix(markers)).contents()) {
-                String sha = o.key().substring(markers.length());
-                if (FileStore.SHA256.matcher(sha).matches() && o.lastModified().isBefore(cutoff)) {
-                    shas.add(sha);
-                }
-            }
-            return shas;
-        });
         int n = 0;
-        for (String sha : old) {
-            if (size(sha) < 0) {
+        for (Map.Entry<String, Instant> m : markers().entrySet()) {
+            String sha = m.getKey();
+            if (m.getValue().isBefore(cutoff) && size(sha) < 0) {
                 sentToParent(sha);
                 n++;
             }
