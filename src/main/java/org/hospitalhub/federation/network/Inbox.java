@@ -479,7 +479,7 @@ public class Inbox {
         if (!dependsOn.isObject()) {
             throw new Refusal(400, "payload.dependsOn", "must be an object of role: stepId");
         }
-        String checksum = NodeKeys.sha256Hex(definition.toString() + "\n" + dependsOn.toString() + "\n" + kind);
+        String checksum = Projects.checksum(kind, definition, dependsOn);
         if (!checksum.equals(p.path("checksum").asText())) {
             throw new Refusal(400, "payload.checksum", "does not match the definition");
         }

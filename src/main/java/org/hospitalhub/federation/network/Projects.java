@@ -164,17 +164,27 @@ public class Projects {
             if (entry == null) {
                 continue;
             }
-            Map<String, Object> v = new LinkedHashMap<>();
-            v.put("ref", entry.hasNonNull("ref") ? entry.get("ref").asText() : null);
-            v.put("stepId", st.stepId());
-            v.put("seq", st.seq());
-            v.put("kind", st.kind());
-            steps.add(v);
+            steps.add(planned(entry.hasNonNull("ref") ? entry.get("ref").asText() : null, st));
         }
         if (!steps.isEmpty()) {
             out.put("steps", steps);
         }
         return Optional.of(new Created(out, true));
+    }
+
+    /** A step of a plan as the answer to POST /projects lists it. */
+    private static Map<String, Object> planned(String ref, Step st) {
+        Map<String, Object> v = new LinkedHashMap<>();
+        v.put("ref", ref);
+        v.put("stepId", st.stepId());
+        v.put("seq", st.seq());
+        v.put("kind", st.kind());
+        return v;
+    }
+
+    /** What a step's checksum covers: its definition, its dependencies and its kind (the initiator and receivers alike). */
+    static String checksum(String kind, JsonNode definition, JsonNode dependsOn) {
+        return NodeKeys.sha256Hex(definition.toString() + "\n" + dependsOn.toString() + "\n" + kind);
     }
 
     private Map<String, Object> view(String projectId) throws SQLException {
@@ -286,12 +296,7 @@ public class Projects {
                 if (st.ref() != null) {
                     ids.put(st.ref(), added.stepId());
                 }
-                Map<String, Object> view = new LinkedHashMap<>();
-                view.put("ref", st.ref());
-                view.put("stepId", added.stepId());
-                view.put("seq", added.seq());
-                view.put("kind", added.kind());
-                created.add(view);
+                created.add(planned(st.ref(), added));
             }
             return null;
         });
@@ -392,7 +397,7 @@ public class Projects {
                 seq = rs.getInt(1);
             }
         }
-        String checksum = NodeKeys.sha256Hex(definition.toString() + "\n" + dependsOn.toString() + "\n" + kind);
+        String checksum = checksum(kind, definition, dependsOn);
         insert(c, new Step(stepId, projectId, seq, kind, definition.toString(), dependsOn.toString(), checksum,
                 identity.nodeId(), Instant.now()));
         ObjectNode p = mapper.createObjectNode();
