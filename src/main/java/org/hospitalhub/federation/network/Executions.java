@@ -84,10 +84,19 @@ public class Executions {
     }
 
     static Execution read(ResultSet rs) throws SQLException {
-        return new Execution(rs.getString(1), rs.getString(2), rs.getString(3), Status.valueOf(rs.getString(4)),
-                rs.getString(5), rs.getInt(6), rs.getInt(7), rs.getBoolean(8), instant(rs, 9), instant(rs, 10),
-                instant(rs, 11), (Long) rs.getObject(12, Long.class), instant(rs, 13), instant(rs, 14));
+        return read(rs, 0);
     }
+
+    /** The columns of {@link #COLUMNS_OF_E} read after the first {@code skip} ones. */
+    static Execution read(ResultSet rs, int skip) throws SQLException {
+        return new Execution(rs.getString(skip + 1), rs.getString(skip + 2), rs.getString(skip + 3),
+                Status.valueOf(rs.getString(skip + 4)), rs.getString(skip + 5), rs.getInt(skip + 6), rs.getInt(skip + 7),
+                rs.getBoolean(skip + 8), instant(rs, skip + 9), instant(rs, skip + 10), instant(rs, skip + 11),
+                (Long) rs.getObject(skip + 12, Long.class), instant(rs, skip + 13), instant(rs, skip + 14));
+    }
+
+    /** An execution's columns as {@link #read(ResultSet, int)} reads them, from the table aliased {@code e}. */
+    static final String COLUMNS_OF_E = "e." + COLUMNS.replace(", ", ", e.");
 
     private static Instant instant(ResultSet rs, int i) throws SQLException {
         OffsetDateTime t = rs.getObject(i, OffsetDateTime.class);
@@ -119,6 +128,18 @@ public class Executions {
         if (before.isEmpty() || before.get().status() != expected) {
             return Optional.empty();
         }
+        return transition(c, before.get(), to, reason, countAttempt, retryable, nextRetryAt, result);
+    }
+
+    /**
+     * As {@link #transition(Connection, String, Status, Status, String, boolean, boolean, Instant, JsonNode)} from a
+     * state the caller has just read or written (one round trip less): empty if the row is no longer that version.
+     */
+    Optional<Execution> transition(Connection c, Execution current, Status to, String reason, boolean countAttempt,
+            boolean retryable, Instant nextRetryAt, JsonNode result) throws SQLException {
+        Optional<Execution> before = Optional.of(current);
+        String stepId = current.stepId();
+        Status expected = current.status();
         Instant now = Instant.now().truncatedTo(ChronoUnit.MICROS); // as the database keeps it
         Long duration = null;
         String set = switch (to) {

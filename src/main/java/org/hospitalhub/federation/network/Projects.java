@@ -513,15 +513,28 @@ public class Projects {
     }
 
     private static Project project(ResultSet rs) throws SQLException {
+        return project(rs, 0);
+    }
+
+    /** The columns of {@link #PROJECT_COLUMNS} (with the alias {@code p}) read after the first {@code skip} ones. */
+    static Project project(ResultSet rs, int skip) throws SQLException {
         List<String> invited = new ArrayList<>();
         try {
-            JSON.readTree(rs.getString(5)).forEach(n -> invited.add(n.asText()));
+            JSON.readTree(rs.getString(skip + 5)).forEach(n -> invited.add(n.asText()));
         } catch (JsonProcessingException e) {
             throw new SQLException("fed_project.invited is not JSON", e);
         }
-        return new Project(rs.getString(1), rs.getString(2), rs.getString(3), rs.getString(4), invited, rs.getString(6),
-                instant(rs, 7), instant(rs, 8), rs.getString(9));
+        return new Project(rs.getString(skip + 1), rs.getString(skip + 2), rs.getString(skip + 3), rs.getString(skip + 4),
+                invited, rs.getString(skip + 6), instant(rs, skip + 7), instant(rs, skip + 8), rs.getString(skip + 9));
     }
+
+    /** A project's columns as {@link #project(ResultSet, int)} reads them, from the table aliased {@code p}. */
+    static final String PROJECT_COLUMNS = "p.project_id, p.title, p.initiator, p.sharing_level, p.invited, p.local_status, "
+            + "p.created_at, p.decided_at, p.decided_by";
+
+    /** A step's columns as {@link #step(ResultSet, int)} reads them, from the table aliased {@code s}. */
+    static final String STEP_COLUMNS = "s.step_id, s.project_id, s.seq, s.kind, s.definition, s.depends_on, s.checksum, "
+            + "s.origin, s.created_at";
 
     static Optional<Step> step(Connection c, String stepId) throws SQLException {
         try (PreparedStatement q = c.prepareStatement("SELECT step_id, project_id, seq, kind, definition, depends_on, checksum, "
@@ -554,8 +567,13 @@ public class Projects {
     }
 
     private static Step step(ResultSet rs) throws SQLException {
-        return new Step(rs.getString(1), rs.getString(2), rs.getInt(3), rs.getString(4), rs.getString(5), rs.getString(6),
-                rs.getString(7), rs.getString(8), instant(rs, 9));
+        return step(rs, 0);
+    }
+
+    static Step step(ResultSet rs, int skip) throws SQLException {
+        return new Step(rs.getString(skip + 1), rs.getString(skip + 2), rs.getInt(skip + 3), rs.getString(skip + 4),
+                rs.getString(skip + 5), rs.getString(skip + 6), rs.getString(skip + 7), rs.getString(skip + 8),
+                instant(rs, skip + 9));
     }
 
     static List<Participant> participants(Connection c, String projectId) throws SQLException {

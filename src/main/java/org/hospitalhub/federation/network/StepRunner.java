@@ -71,6 +71,8 @@ public class StepRunner {
         return t;
     });
     private final Set<String> runningProjects = ConcurrentHashMap.newKeySet();
+    /** Projects a wake-up found held by another thread: the holder looks again when it lets go. */
+    private final Set<String> lookAgain = ConcurrentHashMap.newKeySet();
 
     public StepRunner(Database db, Leases leases, NodeIdentity identity, Executions executions, Instance<StepExecutor> executors,
             ObjectMapper mapper, MeterRegistry meters,
@@ -154,9 +156,15 @@ public class StepRunner {
 
     /** Claims the project's next runnable step, if any and none of it is running here, and runs it on the pool. */
     private void startNextStep(String projectId, String self) throws SQLException {
-        if (!runningProjects.add(projectId)) {
-            return; // a step of it is running (or being claimed) already
+        while (!runningProjects.add(projectId)) {
+            // a step of it is running or being claimed: whoever holds it looks again when it lets go (a step committed
+            // after its last look would otherwise wait for the next tick)
+            lookAgain.add(projectId);
+            if (runningProjects.contains(projectId)) {
+                return;
+            }
         }
+        lookAgain.remove(projectId);
         boolean started = false;
         try {
             Optional<Claimed> claimed = db.inTransaction(c -> claimNext(c, projectId, self));
@@ -166,32 +174,60 @@ public class StepRunner {
             }
         } finally {
             if (!started) {
-                runningProjects.remove(projectId);
+                release(projectId);
             }
+        }
+    }
+
+    /** Lets go of the project; if a step of it was queued meanwhile, looks again (at once, on the wake-up thread). */
+    private void release(String projectId) {
+        runningProjects.remove(projectId);
+        if (lookAgain.contains(projectId)) {
+            wake(projectId);
         }
     }
 
     private record Claimed(Projects.Project project, Projects.Step step, Executions.Execution execution) {
     }
 
-    /** The next step of the project, if it may start now, switched to RUNNING. */
+    /**
+     * The next step of the project, if it may start now, switched to RUNNING. The project, its steps and this node's
+     * executions of them are read in one statement: on a node busy with its queries every round trip costs
+     * milliseconds, and this stands between one step of a study and the next.
+     */
     private Optional<Claimed> claimNext(Connection c, String projectId, String self) throws SQLException {
-        Optional<Projects.Project> project = Projects.find(c, projectId);
-        if (project.isEmpty() || !"ACCEPTED".equals(project.get().localStatus())) {
-            return Optional.empty();
-        }
+        Projects.Project project = null;
+        List<Projects.Step> steps = new ArrayList<>();
         Map<String, Executions.Execution> mine = new LinkedHashMap<>();
-        for (Executions.Execution e : executions.ofProject(c, projectId)) {
-            if (e.nodeId().equals(self)) {
-                mine.put(e.stepId(), e);
+        try (PreparedStatement q = c.prepareStatement("SELECT " + Projects.PROJECT_COLUMNS + ", " + Projects.STEP_COLUMNS + ", "
+                + Executions.COLUMNS_OF_E + " FROM fed_project p LEFT JOIN fed_step s ON s.project_id = p.project_id "
+                + "LEFT JOIN fed_execution e ON e.step_id = s.step_id AND e.node_id = ? WHERE p.project_id = ? ORDER BY s.seq")) {
+            q.setString(1, self);
+            q.setString(2, projectId);
+            try (ResultSet rs = q.executeQuery()) {
+                while (rs.next()) {
+                    if (project == null) {
+                        project = Projects.project(rs, 0);
+                    }
+                    if (rs.getString(10) != null) {
+                        Projects.Step s = Projects.step(rs, 9);
+                        steps.add(s);
+                        if (rs.getString(19) != null) {
+                            mine.put(s.stepId(), Executions.read(rs, 18));
+                        }
+                    }
+                }
             }
         }
+        if (project == null || !"ACCEPTED".equals(project.localStatus())) {
+            return Optional.empty();
+        }
         int expected = 1;
-        for (Projects.Step s : Projects.steps(c, projectId)) {
+        for (Projects.Step s : steps) {
             if (s.seq() != expected++) {
                 return Optional.empty(); // an earlier step has not arrived yet: wait for it
             }
-            if (!s.origin().equals(project.get().initiator())) {
+            if (!s.origin().equals(project.initiator())) {
                 return Optional.empty();
             }
             Executions.Execution e = mine.get(s.stepId());
@@ -212,8 +248,9 @@ public class StepRunner {
                             return Optional.empty();
                         }
                     }
-                    return executions.transition(c, s.stepId(), Executions.Status.QUEUED, Executions.Status.RUNNING, null, true,
-                            true, null, null).map(running -> new Claimed(project.get(), s, running));
+                    Projects.Project p = project;
+                    return executions.transition(c, e, Executions.Status.RUNNING, null, true, true, null, null)
+                            .map(running -> new Claimed(p, s, running));
                 }
             }
         }
@@ -228,15 +265,38 @@ public class StepRunner {
         }
     }
 
+    /**
+     * Runs the claimed step and, while the project's next step can start at once, that one on this thread too: the
+     * step's outcome and the next step's claim are one transaction, so a study's steps follow each other without a
+     * commit, a hand-over and a fresh read in between.
+     */
     private void run(Claimed claimed) {
+        String projectId = claimed.step().projectId();
+        Claimed current = claimed;
+        try {
+            while (current != null) {
+                Optional<Claimed> following = runOne(current);
+                current = following == null ? null : following.orElse(null);
+            }
+        } finally {
+            release(projectId);
+        }
+    }
+
+    /**
+     * Runs one step. Returns, after a success, the project's next step claimed in the same transaction as the outcome
+     * (empty if none could start), or null after a failure.
+     */
+    private Optional<Claimed> runOne(Claimed claimed) {
         Projects.Step s = claimed.step();
+        Optional<Claimed> following = null;
         String outcome = "failed";
         Timer.Sample sample = Timer.start(meters);
         try {
             StepExecutor executor = executors.isResolvable() ? executors.get() : null;
             if (executor == null) {
                 finish(s, Executions.Status.FAILED, "this node has no StepExecutor (data side not installed)", false, null);
-                return;
+                return null;
             }
             Map<String, String> deps = new LinkedHashMap<>();
             dependencies(s).fields().forEachRemaining(e -> deps.put(e.getKey(), e.getValue().asText()));
@@ -245,7 +305,7 @@ public class StepRunner {
             try {
                 executor.clean(s.projectId(), s.stepId()); // leftovers of an earlier, interrupted or failed attempt
                 JsonNode result = executor.execute(ctx);
-                finish(s, Executions.Status.SUCCEEDED, null, false, result == null ? mapper.nullNode() : result);
+                following = succeed(claimed, result == null ? mapper.nullNode() : result);
                 outcome = "succeeded";
             } catch (StepDefinitionException e) {
                 String cleanProblem = cleanQuietly(executor, s);
@@ -265,11 +325,36 @@ public class StepRunner {
             LOG.errorf(e, "Step %s of project %s: cannot record its outcome (it is re-run after a restart)", s.stepId(), s.projectId());
         } finally {
             sample.stop(meters.timer("hub.federation.step.duration", "kind", s.kind(), "outcome", outcome));
-            runningProjects.remove(s.projectId());
         }
-        if ("succeeded".equals(outcome)) {
-            startNext(s.projectId());
+        return following;
+    }
+
+    /**
+     * Records the step's success and, if this node still holds the runner's lease, claims the project's next step in
+     * the same transaction. Should that transaction fail, the success is recorded alone and the next step waits for the
+     * next wake-up or tick.
+     */
+    private Optional<Claimed> succeed(Claimed claimed, JsonNode result) throws SQLException {
+        String self = identity.nodeId();
+        boolean lease;
+        try {
+            lease = holdLease(self);
+        } catch (SQLException e) {
+            lease = false;
         }
+        if (lease) {
+            try {
+                return db.inTransaction(c -> {
+                    executions.transition(c, claimed.execution(), Executions.Status.SUCCEEDED, null, false, false, null, result);
+                    return claimNext(c, claimed.step().projectId(), self);
+                });
+            } catch (SQLException | RuntimeException e) {
+                LOG.debugf("Step %s: recording its success with the next step's claim failed, recorded alone: %s",
+                        claimed.step().stepId(), e.toString());
+            }
+        }
+        finish(claimed.step(), Executions.Status.SUCCEEDED, null, false, result);
+        return Optional.empty();
     }
 
     /**
