@@ -103,9 +103,12 @@ public class Executions {
         return t == null ? null : t.toInstant();
     }
 
-    /** This node received a step: queued (once; a duplicate step changes nothing). */
-    boolean queue(Connection c, String projectId, String stepId) throws SQLException {
-        Instant now = Instant.now();
+    /**
+     * This node received a step: queued (once; a duplicate step changes nothing). The row as written, or empty if it
+     * was there already (read back it would cost a round trip).
+     */
+    Optional<Execution> queue(Connection c, String projectId, String stepId) throws SQLException {
+        Instant now = Instant.now().truncatedTo(ChronoUnit.MICROS); // as the database keeps it
         try (PreparedStatement ins = c.prepareStatement("INSERT INTO fed_execution (step_id, node_id, project_id, status, "
                 + "attempts, version, retryable, queued_at, updated_at) VALUES (?, ?, ?, 'QUEUED', 0, 1, TRUE, ?, ?) "
                 + "ON CONFLICT DO NOTHING")) {
@@ -114,8 +117,12 @@ public class Executions {
             ins.setString(3, projectId);
             ins.setObject(4, Database.utc(now));
             ins.setObject(5, Database.utc(now));
-            return ins.executeUpdate() == 1;
+            if (ins.executeUpdate() != 1) {
+                return Optional.empty();
+            }
         }
+        return Optional.of(new Execution(projectId, stepId, identity.nodeId(), Status.QUEUED, null, 0, 1, true, now, null, null,
+                null, null, now));
     }
 
     /**

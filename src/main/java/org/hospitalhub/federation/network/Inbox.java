@@ -487,30 +487,30 @@ public class Inbox {
         if (project.isPresent() && !project.get().initiator().equals(m.origin())) {
             throw new Refusal(403, "envelope.origin", "only the project's initiator " + project.get().initiator() + " sends its steps");
         }
-        Optional<Projects.Step> existing = Projects.step(c, stepId);
-        if (existing.isPresent()) {
-            if (existing.get().checksum().equals(checksum) && existing.get().projectId().equals(m.projectId())) {
-                return; // the same step again, under another message id: ignored
-            }
-            throw new Refusal(409, "payload.stepId", "step " + stepId + " was received before with another definition");
-        }
-        try (PreparedStatement q = c.prepareStatement("SELECT step_id FROM fed_step WHERE project_id = ? AND seq = ?")) {
-            q.setString(1, m.projectId());
-            q.setInt(2, seq);
+        // this step id received before, or another step under this number: one statement for both checks
+        try (PreparedStatement q = c.prepareStatement("SELECT step_id, project_id, checksum FROM fed_step WHERE step_id = ? "
+                + "OR (project_id = ? AND seq = ?) ORDER BY step_id = ? DESC")) {
+            q.setString(1, stepId);
+            q.setString(2, m.projectId());
+            q.setInt(3, seq);
+            q.setString(4, stepId);
             try (ResultSet rs = q.executeQuery()) {
                 if (rs.next()) {
-                    throw new Refusal(409, "payload.seq", "step number " + seq + " of the project is step " + rs.getString(1));
+                    if (!rs.getString(1).equals(stepId)) {
+                        throw new Refusal(409, "payload.seq", "step number " + seq + " of the project is step " + rs.getString(1));
+                    }
+                    if (rs.getString(3).equals(checksum) && rs.getString(2).equals(m.projectId())) {
+                        return; // the same step again, under another message id: ignored
+                    }
+                    throw new Refusal(409, "payload.stepId", "step " + stepId + " was received before with another definition");
                 }
             }
         }
         Projects.insert(c, new Projects.Step(stepId, m.projectId(), seq, kind, definition.toString(), dependsOn.toString(),
                 checksum, m.origin(), m.createdAt()));
-        executions.queue(c, m.projectId(), stepId);
-        if (project.isPresent() && "ACCEPTED".equals(project.get().localStatus())) {
-            Optional<Executions.Execution> queued = executions.find(c, stepId, identity.nodeId());
-            if (queued.isPresent()) {
-                executions.report(c, queued.get(), null);
-            }
+        Optional<Executions.Execution> queued = executions.queue(c, m.projectId(), stepId);
+        if (queued.isPresent() && project.isPresent() && "ACCEPTED".equals(project.get().localStatus())) {
+            executions.report(c, queued.get(), null);
         }
     }
 

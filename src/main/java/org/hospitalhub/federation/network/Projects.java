@@ -413,8 +413,8 @@ public class Projects {
                 continue;
             }
             if (part.nodeId().equals(identity.nodeId())) {
-                executions.queue(c, projectId, stepId); // the step is already stored: only its execution here
-                Optional<Executions.Execution> queued = executions.find(c, stepId, part.nodeId());
+                // the step is already stored: only its execution here
+                Optional<Executions.Execution> queued = executions.queue(c, projectId, stepId);
                 if (queued.isPresent()) {
                     executions.report(c, queued.get(), null);
                 }
