@@ -202,9 +202,9 @@ public class Executions {
         }
         if (initiator.equals(identity.nodeId())) {
             if (result != null) {
-                storeResult(c, e.projectId(), e.stepId(), e.nodeId(), result, true);
-            } else if (e.status() != Status.SUCCEEDED) {
-                deleteResult(c, e.stepId(), e.nodeId());
+                storeResult(c, e.projectId(), e.stepId(), e.nodeId(), result);
+            } else if (e.status() != Status.SUCCEEDED && !(e.status() == Status.QUEUED && e.version() == 1)) {
+                deleteResult(c, e.stepId(), e.nodeId()); // run again: the earlier result no longer stands (a first queueing has none)
             }
             Database.afterCommit(() -> feed.publish(e)); // pushed once it is true, not before a rollback
             return;
@@ -238,27 +238,26 @@ public class Executions {
         String reason = p.hasNonNull("reason") ? p.get("reason").asText() : null;
         int attempts = p.path("attempts").asInt();
         Long durationMs = p.hasNonNull("durationMs") ? p.get("durationMs").asLong() : null;
-        // the report over an older one (the usual case: one statement), else as the first one; neither when an equal or
-        // newer report was applied (a participant's row here is only ever written by its reports)
-        boolean first = false;
-        try (PreparedStatement up = c.prepareStatement("UPDATE fed_execution SET status = ?, reason = ?, attempts = ?, "
-                + "version = ?, queued_at = ?, started_at = ?, finished_at = ?, duration_ms = ?, updated_at = ? "
-                + "WHERE step_id = ? AND node_id = ? AND version < ?")) {
-            up.setInt(bindReport(up, p, status, reason, attempts, version, durationMs, now, stepId, node), version);
-            if (up.executeUpdate() == 0) {
-                try (PreparedStatement ins = c.prepareStatement("INSERT INTO fed_execution (status, reason, attempts, version, "
-                        + "queued_at, started_at, finished_at, duration_ms, updated_at, step_id, node_id, project_id, retryable) "
-                        + "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, TRUE) ON CONFLICT DO NOTHING")) {
-                    ins.setString(bindReport(ins, p, status, reason, attempts, version, durationMs, now, stepId, node), projectId);
-                    if (ins.executeUpdate() == 0) {
-                        return false;
-                    }
-                    first = true;
+        // the report as the first one, or over an older one, in one statement (it tells which it was); neither when an
+        // equal or newer report was applied (a participant's row here is only ever written by its reports)
+        boolean first;
+        try (PreparedStatement up = c.prepareStatement("INSERT INTO fed_execution (status, reason, attempts, version, "
+                + "queued_at, started_at, finished_at, duration_ms, updated_at, step_id, node_id, project_id, retryable) "
+                + "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, TRUE) ON CONFLICT (step_id, node_id) DO UPDATE SET "
+                + "status = EXCLUDED.status, reason = EXCLUDED.reason, attempts = EXCLUDED.attempts, version = EXCLUDED.version, "
+                + "queued_at = EXCLUDED.queued_at, started_at = EXCLUDED.started_at, finished_at = EXCLUDED.finished_at, "
+                + "duration_ms = EXCLUDED.duration_ms, updated_at = EXCLUDED.updated_at "
+                + "WHERE fed_execution.version < EXCLUDED.version RETURNING (xmax = 0)")) {
+            up.setString(bindReport(up, p, status, reason, attempts, version, durationMs, now, stepId, node), projectId);
+            try (ResultSet rs = up.executeQuery()) {
+                if (!rs.next()) {
+                    return false;
                 }
+                first = rs.getBoolean(1); // xmax 0: the row was inserted, not updated
             }
         }
         if (status == Status.SUCCEEDED && p.has("result")) {
-            storeResult(c, projectId, stepId, node, p.get("result"), !first);
+            storeResult(c, projectId, stepId, node, p.get("result"));
         } else if (status != Status.SUCCEEDED && !first) {
             deleteResult(c, stepId, node); // a step run again: its earlier result no longer stands
         }
@@ -294,14 +293,11 @@ public class Executions {
         return p.hasNonNull(field) ? Database.utc(Instant.parse(p.get(field).asText())) : null;
     }
 
-    /** The node's result of the step, in place of an earlier one if {@code replace} (a first report has none to replace). */
-    private void storeResult(Connection c, String projectId, String stepId, String node, JsonNode result, boolean replace)
-            throws SQLException {
-        if (replace) {
-            deleteResult(c, stepId, node);
-        }
+    /** The node's result of the step, in place of an earlier one (one statement: it ends a study's critical path). */
+    private void storeResult(Connection c, String projectId, String stepId, String node, JsonNode result) throws SQLException {
         try (PreparedStatement ins = c.prepareStatement("INSERT INTO fed_result (step_id, node_id, project_id, result, received_at) "
-                + "VALUES (?, ?, ?, ?, ?)")) {
+                + "VALUES (?, ?, ?, ?, ?) ON CONFLICT (step_id, node_id) DO UPDATE SET project_id = EXCLUDED.project_id, "
+                + "result = EXCLUDED.result, received_at = EXCLUDED.received_at")) {
             ins.setString(1, stepId);
             ins.setString(2, node);
             ins.setString(3, projectId);

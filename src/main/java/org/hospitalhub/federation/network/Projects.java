@@ -354,11 +354,24 @@ public class Projects {
         }
         NewStep st = newStep(body, "");
         return db.inTransaction(c -> {
+            Set<String> ofProject = new HashSet<>(); // the steps named in dependsOn that are this project's: one query
+            List<String> named = new ArrayList<>();
+            st.dependsOn().forEach(v -> named.add(v.asText()));
+            if (!named.isEmpty()) {
+                try (PreparedStatement q = c.prepareStatement("SELECT step_id FROM fed_step WHERE project_id = ? AND step_id = ANY(?)")) {
+                    q.setString(1, projectId);
+                    q.setArray(2, c.createArrayOf("varchar", named.toArray()));
+                    try (ResultSet rs = q.executeQuery()) {
+                        while (rs.next()) {
+                            ofProject.add(rs.getString(1));
+                        }
+                    }
+                }
+            }
             Iterator<Map.Entry<String, JsonNode>> it = st.dependsOn().fields();
             while (it.hasNext()) {
                 Map.Entry<String, JsonNode> e = it.next();
-                Optional<Step> dep = step(c, e.getValue().asText());
-                if (!e.getValue().isTextual() || dep.isEmpty() || !dep.get().projectId().equals(projectId)) {
+                if (!e.getValue().isTextual() || !ofProject.contains(e.getValue().asText())) {
                     throw new InvalidRequest(400, "dependsOn." + e.getKey(), "must be the id of an earlier step of this project");
                 }
             }
@@ -398,8 +411,9 @@ public class Projects {
             }
         }
         String checksum = checksum(kind, definition, dependsOn);
-        insert(c, new Step(stepId, projectId, seq, kind, definition.toString(), dependsOn.toString(), checksum,
-                identity.nodeId(), Instant.now()));
+        Step step = new Step(stepId, projectId, seq, kind, definition.toString(), dependsOn.toString(), checksum,
+                identity.nodeId(), Instant.now().truncatedTo(java.time.temporal.ChronoUnit.MICROS)); // as the database keeps it
+        insert(c, step);
         ObjectNode p = mapper.createObjectNode();
         p.put("stepId", stepId);
         p.put("seq", seq);
@@ -423,7 +437,7 @@ public class Projects {
             }
         }
         outbox.enqueueAll(c, others, Messages.STEP, projectId, p);
-        return step(c, stepId).orElseThrow();
+        return step; // as written (read back it would cost a round trip)
     }
 
     /** Asks a participant to run a failed step again (on this node: at once). */
