@@ -186,7 +186,7 @@ class StudyStepsTest {
     @Test
     void variablesThroughDescendantsInWindowsMatchThePatientHistoriesTheGeneratorWrote() throws Exception {
         run(nodeA, "p-var", "p-var-c", "cohort", DIABETES_COHORT, Map.of(), "aggregate-only");
-        run(nodeA, "p-var", "p-var-v", "variables", """
+        JsonNode out = run(nodeA, "p-var", "p-var-v", "variables", """
                 {"version": 1, "variables": [
                   {"name": "htn5y", "kind": "presence", "criterion": {"domain": "condition",
                      "conceptSet": {"concepts": [316866]}, "window": {"startDays": -1825, "endDays": 0}}},
@@ -230,6 +230,13 @@ class StudyStepsTest {
         }
         assertTrue(expected.values().stream().filter("1"::equals).count() > 20, "the generator should give members with each condition");
         assertEquals(expected, actual);
+        // the step's own summary: per variable, how many cohort entries have a value (a small count shown as "<5")
+        for (JsonNode v : out.get("variables")) {
+            long n = expected.keySet().stream().filter(k -> k.endsWith("/" + v.get("name").asText())).count();
+            assertEquals(n < 5 ? "<5" : Long.toString(n), v.get("nonMissing").asText(), v.toString());
+        }
+        assertTrue(out.get("variables").get(2).get("nonMissing").asLong() < out.get("entries").asLong(),
+                "some members have no blood pressure in the window: " + out);
     }
 
     @Test
