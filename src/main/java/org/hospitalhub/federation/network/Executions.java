@@ -238,28 +238,39 @@ public class Executions {
         String reason = p.hasNonNull("reason") ? p.get("reason").asText() : null;
         int attempts = p.path("attempts").asInt();
         Long durationMs = p.hasNonNull("durationMs") ? p.get("durationMs").asLong() : null;
-        // the report as the first one, or over an older one, in one statement (it tells which it was); neither when an
-        // equal or newer report was applied (a participant's row here is only ever written by its reports)
-        boolean first;
-        try (PreparedStatement up = c.prepareStatement("INSERT INTO fed_execution (status, reason, attempts, version, "
+        // One statement, as every round trip of a loaded initiator delays the reports behind it: the report as the first
+        // one or over an older one (neither when an equal or newer report was applied; a participant's row here is only
+        // ever written by its reports), its result stored in place of an earlier one if it brings one, and the earlier
+        // result removed if the step no longer stands succeeded (run again).
+        boolean storeIt = status == Status.SUCCEEDED && p.has("result");
+        try (PreparedStatement up = c.prepareStatement("WITH up AS (INSERT INTO fed_execution (status, reason, attempts, version, "
                 + "queued_at, started_at, finished_at, duration_ms, updated_at, step_id, node_id, project_id, retryable) "
                 + "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, TRUE) ON CONFLICT (step_id, node_id) DO UPDATE SET "
                 + "status = EXCLUDED.status, reason = EXCLUDED.reason, attempts = EXCLUDED.attempts, version = EXCLUDED.version, "
                 + "queued_at = EXCLUDED.queued_at, started_at = EXCLUDED.started_at, finished_at = EXCLUDED.finished_at, "
                 + "duration_ms = EXCLUDED.duration_ms, updated_at = EXCLUDED.updated_at "
-                + "WHERE fed_execution.version < EXCLUDED.version RETURNING (xmax = 0)")) {
-            up.setString(bindReport(up, p, status, reason, attempts, version, durationMs, now, stepId, node), projectId);
+                + "WHERE fed_execution.version < EXCLUDED.version RETURNING (xmax = 0) AS first), "
+                + "stored AS (INSERT INTO fed_result (step_id, node_id, project_id, result, received_at) "
+                + "SELECT ?, ?, ?, ?, ? FROM up WHERE ? ON CONFLICT (step_id, node_id) DO UPDATE SET "
+                + "project_id = EXCLUDED.project_id, result = EXCLUDED.result, received_at = EXCLUDED.received_at), "
+                + "removed AS (DELETE FROM fed_result WHERE step_id = ? AND node_id = ? AND ? AND EXISTS (SELECT 1 FROM up WHERE NOT first)) "
+                + "SELECT first FROM up")) {
+            int i = bindReport(up, p, status, reason, attempts, version, durationMs, now, stepId, node);
+            up.setString(i++, projectId);
+            up.setString(i++, stepId);
+            up.setString(i++, node);
+            up.setString(i++, projectId);
+            up.setString(i++, storeIt ? p.get("result").toString() : null);
+            up.setObject(i++, Database.utc(Instant.now()));
+            up.setBoolean(i++, storeIt);
+            up.setString(i++, stepId);
+            up.setString(i++, node);
+            up.setBoolean(i, status != Status.SUCCEEDED);
             try (ResultSet rs = up.executeQuery()) {
                 if (!rs.next()) {
-                    return false;
+                    return false; // an equal or newer report was applied: nothing changed
                 }
-                first = rs.getBoolean(1); // xmax 0: the row was inserted, not updated
             }
-        }
-        if (status == Status.SUCCEEDED && p.has("result")) {
-            storeResult(c, projectId, stepId, node, p.get("result"));
-        } else if (status != Status.SUCCEEDED && !first) {
-            deleteResult(c, stepId, node); // a step run again: its earlier result no longer stands
         }
         // the row as just written (read back it would cost a round trip: on a loaded initiator, milliseconds per report)
         Execution written = new Execution(projectId, stepId, node, status, reason, attempts, version, true,
