@@ -375,6 +375,44 @@ class FederationNetworkTest {
     }
 
     @Test
+    void withTheRunnersPollStoppedStepsArrivingWhileOneRunsFollowItAtOnceInOrder() throws Exception {
+        // a step received while an earlier one of the project runs is claimed when that one succeeds (in the same
+        // transaction as its outcome), not left for the poll; a wake-up that found the project busy is not lost
+        var routes = camel.getRouteController();
+        routes.stopRoute("federation-step-runner");
+        try {
+            String project = invitedByA("chain");
+            accept(project);
+            String cohort = UUID.randomUUID().toString();
+            String second = UUID.randomUUID().toString();
+            String third = UUID.randomUUID().toString();
+            ok(a.send(port, a.seal(a.keys, Messages.STEP, NODE, project,
+                    step(cohort, 1, "cohort", "{\"minValue\":11,\"sleepMs\":1500}", "{}"))));
+            await().atMost(Duration.ofSeconds(5)).until(() -> "RUNNING".equals(status(cohort)));
+            ok(a.send(port, a.seal(a.keys, Messages.STEP, NODE, project,
+                    step(second, 2, "analysis", "{\"sleepMs\":1000}", "{\"cohort\":\"" + cohort + "\"}"))));
+            await().atMost(Duration.ofSeconds(5)).until(() -> "RUNNING".equals(status(second)));
+            ok(a.send(port, a.seal(a.keys, Messages.STEP, NODE, project,
+                    step(third, 3, "analysis", "{}", "{\"cohort\":\"" + cohort + "\"}"))));
+            await().atMost(Duration.ofSeconds(10)).until(() -> "SUCCEEDED".equals(status(third)));
+            List<String> order = new ArrayList<>();
+            try (Connection c = PostgresResource.connect(); Statement st = c.createStatement(); ResultSet rs = st.executeQuery(
+                    "SELECT step_id FROM fed_test_run WHERE step_id IN ('" + cohort + "','" + second + "','" + third + "') ORDER BY id")) {
+                while (rs.next()) {
+                    order.add(rs.getString(1));
+                }
+            }
+            assertEquals(List.of(cohort, second, third), order, "in the initiator's order, each once");
+            for (String step : List.of(cohort, second, third)) {
+                await().atMost(Duration.ofSeconds(5)).until(() -> reportedToA(step).contains("SUCCEEDED"));
+                assertEquals(List.of("QUEUED", "RUNNING", "SUCCEEDED"), reportedToA(step), "every state of " + step + ", in order");
+            }
+        } finally {
+            routes.startRoute("federation-step-runner");
+        }
+    }
+
+    @Test
     void severalMessagesTravelInOneTransmissionBothWaysAndOneAtATimeToANodeThatRefusesThat() throws Exception {
         // receiving: peer-a sends an invitation and three steps at once, the third signed with another node's key
         String project = UUID.randomUUID().toString();
