@@ -226,19 +226,19 @@ public class Inbox {
             int upTo = n;
             try {
                 boolean fresh = db.inTransaction(c -> {
-                    try (PreparedStatement ins = c.prepareStatement(
-                            "INSERT INTO fed_nonce (nonce, node_id, seen_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING")) {
-                        ins.setString(1, node + "/" + nonce);
-                        ins.setString(2, node);
-                        ins.setObject(3, Database.utc(Instant.now()));
-                        if (ins.executeUpdate() != 1) {
-                            return false;
-                        }
+                    // the nonce, with the first message (one round trip): a replayed nonce stores nothing
+                    Boolean firstStored = storeNonce(c, node, nonce, upTo == 0 ? null : opened.get(0).message());
+                    if (firstStored == null) {
+                        return false;
                     }
                     for (int i = 0; i < upTo; i++) {
                         Opened m = opened.get(i);
                         try {
-                            duplicate[i] = !storeOnce(c, m.message(), node);
+                            boolean stored = i == 0 ? firstStored : storeOnce(c, m.message(), node);
+                            if (i == 0 && !stored) {
+                                sameAsBefore(c, m.message());
+                            }
+                            duplicate[i] = !stored;
                             if (!duplicate[i]) {
                                 if (m.forMe()) {
                                     apply(c, m.message());
@@ -322,18 +322,60 @@ public class Inbox {
     private boolean storeOnce(Connection c, Messages.Message m, String hop) throws SQLException {
         try (PreparedStatement ins = c.prepareStatement("INSERT INTO fed_inbox (message_id, origin, hop, destination, "
                 + "message_type, project_id, message, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING")) {
-            ins.setString(1, m.id());
-            ins.setString(2, m.origin());
-            ins.setString(3, hop);
-            ins.setString(4, m.to());
-            ins.setString(5, m.type());
-            ins.setString(6, m.projectId());
-            ins.setString(7, m.envelope());
-            ins.setObject(8, Database.utc(Instant.now()));
+            bindInbox(ins, 1, m, hop);
             if (ins.executeUpdate() == 1) {
                 return true;
             }
         }
+        sameAsBefore(c, m);
+        return false;
+    }
+
+    /** The inbox row's values of {@code m} as parameters {@code from} … {@code from + 7}. */
+    private static void bindInbox(PreparedStatement ps, int from, Messages.Message m, String hop) throws SQLException {
+        ps.setString(from, m.id());
+        ps.setString(from + 1, m.origin());
+        ps.setString(from + 2, hop);
+        ps.setString(from + 3, m.to());
+        ps.setString(from + 4, m.type());
+        ps.setString(from + 5, m.projectId());
+        ps.setString(from + 6, m.envelope());
+        ps.setObject(from + 7, Database.utc(Instant.now()));
+    }
+
+    /**
+     * The transmission's nonce recorded and, in the same statement (a round trip less per transmission), its first
+     * message stored once: null if the nonce was seen before (replayed: nothing stored), else whether {@code first}
+     * was stored now (false: received before; true also when there is no message).
+     */
+    private static Boolean storeNonce(Connection c, String node, String nonce, Messages.Message first) throws SQLException {
+        if (first == null) {
+            try (PreparedStatement ins = c.prepareStatement(
+                    "INSERT INTO fed_nonce (nonce, node_id, seen_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING")) {
+                ins.setString(1, node + "/" + nonce);
+                ins.setString(2, node);
+                ins.setObject(3, Database.utc(Instant.now()));
+                return ins.executeUpdate() == 1 ? Boolean.TRUE : null;
+            }
+        }
+        try (PreparedStatement ins = c.prepareStatement("WITH seen AS (INSERT INTO fed_nonce (nonce, node_id, seen_at) "
+                + "VALUES (?, ?, ?) ON CONFLICT DO NOTHING RETURNING 1), stored AS (INSERT INTO fed_inbox (message_id, origin, "
+                + "hop, destination, message_type, project_id, message, received_at) SELECT ?, ?, ?, ?, ?, ?, ?, ? "
+                + "WHERE EXISTS (SELECT 1 FROM seen) ON CONFLICT DO NOTHING RETURNING 1) "
+                + "SELECT (SELECT COUNT(*) FROM seen), (SELECT COUNT(*) FROM stored)")) {
+            ins.setString(1, node + "/" + nonce);
+            ins.setString(2, node);
+            ins.setObject(3, Database.utc(Instant.now()));
+            bindInbox(ins, 4, first, node);
+            try (ResultSet rs = ins.executeQuery()) {
+                rs.next();
+                return rs.getLong(1) == 0 ? null : Boolean.valueOf(rs.getLong(2) == 1);
+            }
+        }
+    }
+
+    /** A message id received before must be the same message: else 409. */
+    private void sameAsBefore(Connection c, Messages.Message m) throws SQLException {
         try (PreparedStatement q = c.prepareStatement("SELECT message FROM fed_inbox WHERE message_id = ?")) {
             q.setString(1, m.id());
             try (ResultSet rs = q.executeQuery()) {
@@ -342,7 +384,6 @@ public class Inbox {
                 }
             }
         }
-        return false;
     }
 
     private Receipt reject(int status, String node, String remote, String reason, String field) {

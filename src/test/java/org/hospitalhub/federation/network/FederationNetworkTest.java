@@ -335,6 +335,19 @@ class FederationNetworkTest {
         assertEquals(200, r.statusCode());
         assertTrue(r.body().contains("\"duplicate\":true"));
         ok(a.send(port, a.seal(a.keys, Messages.STEP, NODE, project, step(cohort, 1, "cohort", "{\"minValue\":11}", "{}"))));
+        // a message id received before, now with other content (alone, and first of a transmission of two): refused,
+        // nothing of it applied
+        var json = new com.fasterxml.jackson.databind.ObjectMapper();
+        String reused = json.readTree(json.readTree(cohortMessage).path("envelope").asText()).path("id").asText();
+        ObjectNode otherStep = step(UUID.randomUUID().toString(), 3, "cohort", "{\"minValue\":12}", "{}");
+        r = a.send(port, a.seal(a.keys, reused, Messages.STEP, NODE, project, otherStep));
+        assertEquals(409, r.statusCode(), r.body());
+        assertTrue(r.body().contains("envelope.id"), r.body());
+        r = a.send(port, "[" + a.seal(a.keys, reused, Messages.STEP, NODE, project, otherStep) + ","
+                + a.seal(a.keys, Messages.STEP, NODE, project, otherStep) + "]");
+        assertEquals(200, r.statusCode(), r.body());
+        assertTrue(r.body().contains("\"status\":409") && r.body().contains("envelope.id"), r.body());
+        assertEquals(0, count("SELECT COUNT(*) FROM fed_step WHERE step_id = '" + otherStep.path("stepId").asText() + "'"));
         // a different definition under the same step id is a conflict
         r = a.send(port, a.seal(a.keys, Messages.STEP, NODE, project, step(cohort, 1, "cohort", "{\"minValue\":3}", "{}")));
         assertEquals(409, r.statusCode(), r.body());
