@@ -524,23 +524,31 @@ public class Inbox {
         if (!checksum.equals(p.path("checksum").asText())) {
             throw new Refusal(400, "payload.checksum", "does not match the definition");
         }
-        Optional<Projects.Project> project = Projects.find(c, m.projectId());
-        if (project.isPresent() && !project.get().initiator().equals(m.origin())) {
-            throw new Refusal(403, "envelope.origin", "only the project's initiator " + project.get().initiator() + " sends its steps");
-        }
-        // this step id received before, or another step under this number: one statement for both checks
-        try (PreparedStatement q = c.prepareStatement("SELECT step_id, project_id, checksum FROM fed_step WHERE step_id = ? "
-                + "OR (project_id = ? AND seq = ?) ORDER BY step_id = ? DESC")) {
-            q.setString(1, stepId);
-            q.setString(2, m.projectId());
-            q.setInt(3, seq);
-            q.setString(4, stepId);
+        // the project (if its invitation has arrived), and this step id received before or another step under this
+        // number: one statement for the three checks
+        String initiator = null;
+        String localStatus = null;
+        try (PreparedStatement q = c.prepareStatement("SELECT p.initiator, p.local_status, s.step_id, s.project_id, s.checksum "
+                + "FROM (SELECT 1) one LEFT JOIN fed_project p ON p.project_id = ? LEFT JOIN LATERAL (SELECT step_id, "
+                + "project_id, checksum FROM fed_step WHERE step_id = ? OR (project_id = ? AND seq = ?) "
+                + "ORDER BY step_id = ? DESC LIMIT 1) s ON TRUE")) {
+            q.setString(1, m.projectId());
+            q.setString(2, stepId);
+            q.setString(3, m.projectId());
+            q.setInt(4, seq);
+            q.setString(5, stepId);
             try (ResultSet rs = q.executeQuery()) {
-                if (rs.next()) {
-                    if (!rs.getString(1).equals(stepId)) {
-                        throw new Refusal(409, "payload.seq", "step number " + seq + " of the project is step " + rs.getString(1));
+                rs.next();
+                initiator = rs.getString(1);
+                localStatus = rs.getString(2);
+                if (initiator != null && !initiator.equals(m.origin())) {
+                    throw new Refusal(403, "envelope.origin", "only the project's initiator " + initiator + " sends its steps");
+                }
+                if (rs.getString(3) != null) {
+                    if (!rs.getString(3).equals(stepId)) {
+                        throw new Refusal(409, "payload.seq", "step number " + seq + " of the project is step " + rs.getString(3));
                     }
-                    if (rs.getString(3).equals(checksum) && rs.getString(2).equals(m.projectId())) {
+                    if (rs.getString(5).equals(checksum) && rs.getString(4).equals(m.projectId())) {
                         return; // the same step again, under another message id: ignored
                     }
                     throw new Refusal(409, "payload.stepId", "step " + stepId + " was received before with another definition");
@@ -550,7 +558,7 @@ public class Inbox {
         Projects.insert(c, new Projects.Step(stepId, m.projectId(), seq, kind, definition.toString(), dependsOn.toString(),
                 checksum, m.origin(), m.createdAt()));
         Optional<Executions.Execution> queued = executions.queue(c, m.projectId(), stepId);
-        if (queued.isPresent() && project.isPresent() && "ACCEPTED".equals(project.get().localStatus())) {
+        if (queued.isPresent() && "ACCEPTED".equals(localStatus)) {
             executions.report(c, queued.get(), null);
         }
     }
