@@ -315,26 +315,37 @@ public class FederationOutbox {
     private void record(List<OutboxRow> rows, List<Outcome> outcomes) throws SQLException {
         db.inTransaction(c -> {
             Instant now = Instant.now();
+            List<Long> acked = new ArrayList<>(); // the usual case, however many: one statement
+            for (int i = 0; i < outcomes.size(); i++) {
+                if (outcomes.get(i).kind() == Kind.ACKED) {
+                    acked.add(rows.get(i).id());
+                }
+            }
+            if (!acked.isEmpty()) {
+                try (PreparedStatement up = c.prepareStatement("UPDATE fed_outbox SET status = 'ACKED', acked_at = ?, "
+                        + "attempts = attempts + 1, last_error = NULL WHERE id = ANY(?) AND status = 'PENDING'")) {
+                    up.setObject(1, Database.utc(now));
+                    up.setArray(2, c.createArrayOf("bigint", acked.toArray()));
+                    up.executeUpdate();
+                }
+            }
             for (int i = 0; i < outcomes.size(); i++) {
                 OutboxRow row = rows.get(i);
                 Outcome outcome = outcomes.get(i);
+                if (outcome.kind() == Kind.ACKED) {
+                    continue;
+                }
                 String sql = switch (outcome.kind()) {
-                    case ACKED -> "UPDATE fed_outbox SET status = 'ACKED', acked_at = ?, attempts = attempts + 1, last_error = NULL "
-                            + "WHERE id = ? AND status = 'PENDING'";
+                    case ACKED -> throw new IllegalStateException("acknowledged rows are recorded above");
                     case DEAD -> "UPDATE fed_outbox SET status = 'DEAD', next_attempt_at = ?, attempts = attempts + 1, "
                             + "last_error = ? WHERE id = ? AND status = 'PENDING'";
                     case RETRY -> "UPDATE fed_outbox SET next_attempt_at = ?, attempts = attempts + 1, last_error = ? "
                             + "WHERE id = ? AND status = 'PENDING'";
                 };
                 try (PreparedStatement up = c.prepareStatement(sql)) {
-                    if (outcome.kind() == Kind.ACKED) {
-                        up.setObject(1, Database.utc(now));
-                        up.setLong(2, row.id());
-                    } else {
-                        up.setObject(1, Database.utc(outcome.kind() == Kind.DEAD ? now : now.plus(backoff(row.attempts() + 1))));
-                        up.setString(2, outcome.error());
-                        up.setLong(3, row.id());
-                    }
+                    up.setObject(1, Database.utc(outcome.kind() == Kind.DEAD ? now : now.plus(backoff(row.attempts() + 1))));
+                    up.setString(2, outcome.error());
+                    up.setLong(3, row.id());
                     up.executeUpdate();
                 }
             }
