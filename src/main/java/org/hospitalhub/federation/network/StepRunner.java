@@ -277,6 +277,11 @@ public class StepRunner {
             while (current != null) {
                 Optional<Claimed> following = runOne(current);
                 current = following == null ? null : following.orElse(null);
+                if (current != null && Thread.currentThread().isInterrupted()) {
+                    // shutting down: the claimed step stays RUNNING and is queued again when the runner next starts
+                    LOG.infof("Step %s of project %s not started: shutting down", current.step().stepId(), projectId);
+                    break;
+                }
             }
         } finally {
             release(projectId);
