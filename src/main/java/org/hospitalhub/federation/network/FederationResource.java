@@ -159,8 +159,8 @@ public class FederationResource {
     @Consumes(MediaType.APPLICATION_JSON)
     public Response addStep(@PathParam("projectId") String projectId, String body) {
         return guarded(() -> {
-            Projects.Step s = projects.addStep(projectId, json(body));
-            return Response.status(201).entity(projects.stepDetails(projectId, s.stepId())).build();
+            Projects.Added added = projects.addStep(projectId, json(body));
+            return Response.status(201).entity(projects.stepDetails(added)).build();
         });
     }
 

@@ -347,27 +347,47 @@ public class Projects {
         return new NewStep(kind, definition, dependsOn, null);
     }
 
-    public Step addStep(String projectId, JsonNode body) throws SQLException {
-        Project project = find(projectId).orElseThrow(() -> new InvalidRequest(404, "projectId", "no project " + projectId));
-        if (!project.initiator().equals(identity.nodeId())) {
-            throw new InvalidRequest(403, "projectId", "steps are added on the initiator node " + project.initiator());
+    /** A step added through the API, and this node's execution of it if it takes part: as written. */
+    public record Added(Step step, List<Executions.Execution> executions) {
+    }
+
+    public Added addStep(String projectId, JsonNode body) throws SQLException {
+        List<String> named = new ArrayList<>(); // the step ids dependsOn names (checked below, once the body is)
+        if (body != null && body.path("dependsOn").isObject()) {
+            body.get("dependsOn").forEach(v -> named.add(v.asText()));
         }
-        NewStep st = newStep(body, "");
         return db.inTransaction(c -> {
-            Set<String> ofProject = new HashSet<>(); // the steps named in dependsOn that are this project's: one query
-            List<String> named = new ArrayList<>();
-            st.dependsOn().forEach(v -> named.add(v.asText()));
-            if (!named.isEmpty()) {
-                try (PreparedStatement q = c.prepareStatement("SELECT step_id FROM fed_step WHERE project_id = ? AND step_id = ANY(?)")) {
-                    q.setString(1, projectId);
-                    q.setArray(2, c.createArrayOf("varchar", named.toArray()));
-                    try (ResultSet rs = q.executeQuery()) {
-                        while (rs.next()) {
-                            ofProject.add(rs.getString(1));
-                        }
+            // the project, which of the named steps are its own, its next step number and its participants: one query
+            // (every round trip of a loaded initiator delays the step's way to the nodes)
+            String initiator;
+            Set<String> ofProject = new HashSet<>();
+            int seq;
+            List<String> participants = new ArrayList<>();
+            try (PreparedStatement q = c.prepareStatement("SELECT p.initiator, ARRAY(SELECT s.step_id FROM fed_step s WHERE "
+                    + "s.project_id = p.project_id AND s.step_id = ANY(?)), (SELECT COALESCE(MAX(seq), 0) + 1 FROM fed_step s "
+                    + "WHERE s.project_id = p.project_id), ARRAY(SELECT node_id FROM fed_participant f WHERE f.project_id = "
+                    + "p.project_id AND f.response IS DISTINCT FROM 'DECLINED' ORDER BY node_id) FROM fed_project p "
+                    + "WHERE p.project_id = ?")) {
+                q.setArray(1, c.createArrayOf("varchar", named.toArray()));
+                q.setString(2, projectId);
+                try (ResultSet rs = q.executeQuery()) {
+                    if (!rs.next()) {
+                        throw new InvalidRequest(404, "projectId", "no project " + projectId);
+                    }
+                    initiator = rs.getString(1);
+                    for (Object id : (Object[]) rs.getArray(2).getArray()) {
+                        ofProject.add((String) id);
+                    }
+                    seq = rs.getInt(3);
+                    for (Object node : (Object[]) rs.getArray(4).getArray()) {
+                        participants.add((String) node);
                     }
                 }
             }
+            if (!initiator.equals(identity.nodeId())) {
+                throw new InvalidRequest(403, "projectId", "steps are added on the initiator node " + initiator);
+            }
+            NewStep st = newStep(body, "");
             Iterator<Map.Entry<String, JsonNode>> it = st.dependsOn().fields();
             while (it.hasNext()) {
                 Map.Entry<String, JsonNode> e = it.next();
@@ -375,8 +395,15 @@ public class Projects {
                     throw new InvalidRequest(400, "dependsOn." + e.getKey(), "must be the id of an earlier step of this project");
                 }
             }
-            return insertStep(c, projectId, st);
+            List<Executions.Execution> mine = new ArrayList<>();
+            Step step = insertStep(c, projectId, st, seq, participants, mine);
+            return new Added(step, mine);
         });
+    }
+
+    /** The view of a step the API answers with, from what was just written. */
+    public Map<String, Object> stepDetails(Added added) {
+        return stepView(added.step(), added.executions());
     }
 
     /** The step's row (written by the initiator, and by each node that receives the step). */
@@ -398,10 +425,6 @@ public class Projects {
 
     /** Stores a checked step, queues it here if this node takes part, and its message to the other participants. */
     private Step insertStep(Connection c, String projectId, NewStep st) throws SQLException {
-        String kind = st.kind();
-        JsonNode definition = st.definition();
-        JsonNode dependsOn = st.dependsOn();
-        String stepId = Ids.next();
         int seq;
         try (PreparedStatement q = c.prepareStatement("SELECT COALESCE(MAX(seq), 0) + 1 FROM fed_step WHERE project_id = ?")) {
             q.setString(1, projectId);
@@ -410,6 +433,25 @@ public class Projects {
                 seq = rs.getInt(1);
             }
         }
+        List<String> participants = new ArrayList<>();
+        for (Participant part : participants(c, projectId)) {
+            if (!"DECLINED".equals(part.response())) {
+                participants.add(part.nodeId());
+            }
+        }
+        return insertStep(c, projectId, st, seq, participants, new ArrayList<>());
+    }
+
+    /**
+     * Stores a checked step as number {@code seq}, queues it here if this node is among the {@code participants}
+     * (its execution added to {@code mine}), and its message to the other participants.
+     */
+    private Step insertStep(Connection c, String projectId, NewStep st, int seq, List<String> participants,
+            List<Executions.Execution> mine) throws SQLException {
+        String kind = st.kind();
+        JsonNode definition = st.definition();
+        JsonNode dependsOn = st.dependsOn();
+        String stepId = Ids.next();
         String checksum = checksum(kind, definition, dependsOn);
         Step step = new Step(stepId, projectId, seq, kind, definition.toString(), dependsOn.toString(), checksum,
                 identity.nodeId(), Instant.now().truncatedTo(java.time.temporal.ChronoUnit.MICROS)); // as the database keeps it
@@ -422,18 +464,16 @@ public class Projects {
         p.set("dependsOn", dependsOn);
         p.put("checksum", checksum);
         List<String> others = new ArrayList<>();
-        for (Participant part : participants(c, projectId)) {
-            if ("DECLINED".equals(part.response())) {
-                continue;
-            }
-            if (part.nodeId().equals(identity.nodeId())) {
+        for (String node : participants) {
+            if (node.equals(identity.nodeId())) {
                 // the step is already stored: only its execution here
                 Optional<Executions.Execution> queued = executions.queue(c, projectId, stepId);
                 if (queued.isPresent()) {
                     executions.report(c, queued.get(), null);
+                    mine.add(queued.get());
                 }
             } else {
-                others.add(part.nodeId());
+                others.add(node);
             }
         }
         outbox.enqueueAll(c, others, Messages.STEP, projectId, p);

@@ -304,6 +304,9 @@ class FederationNetworkTest {
     void stepsRunInTheInitiatorsOrderAfterTheirDependenciesAndDuplicatesAreIgnored() throws Exception {
         String project = invitedByA("order");
         accept(project);
+        // steps are added on the initiator only
+        given().header("X-Api-Key", OPS).contentType(ContentType.JSON).body("{\"kind\":\"cohort\",\"definition\":{}}")
+                .post("/api/v1/federation/projects/" + project + "/steps").then().statusCode(403).body("field", equalTo("projectId"));
         String cohort = UUID.randomUUID().toString();
         String analysis = UUID.randomUUID().toString();
         // step 2 (depends on step 1) arrives first: it waits
@@ -571,12 +574,16 @@ class FederationNetworkTest {
         String cohort = given().header("X-Api-Key", OPS).contentType(ContentType.JSON)
                 .body("{\"kind\":\"cohort\",\"definition\":{\"minValue\":16}}")
                 .post("/api/v1/federation/projects/" + project + "/steps").then().statusCode(201).body("seq", equalTo(1))
+                .body("kind", equalTo("cohort")).body("definition.minValue", equalTo(16))
+                .body("nodes.nodeId", equalTo(List.of(NODE))).body("nodes[0].status", equalTo("QUEUED")) // as committed
                 .extract().path("stepId");
         given().header("X-Api-Key", OPS).contentType(ContentType.JSON)
                 .body("{\"kind\":\"analysis\",\"definition\":{},\"dependsOn\":{\"cohort\":\"not-a-step\"}}")
                 .post("/api/v1/federation/projects/" + project + "/steps").then().statusCode(400).body("field", equalTo("dependsOn.cohort"));
         given().header("X-Api-Key", OPS).contentType(ContentType.JSON).body("{\"kind\":\"drop table\",\"definition\":{}}")
                 .post("/api/v1/federation/projects/" + project + "/steps").then().statusCode(400).body("field", equalTo("kind"));
+        given().header("X-Api-Key", OPS).contentType(ContentType.JSON).body("{\"kind\":\"drop table\",\"definition\":{}}")
+                .post("/api/v1/federation/projects/no-such-project/steps").then().statusCode(404).body("field", equalTo("projectId"));
         String analysis = given().header("X-Api-Key", OPS).contentType(ContentType.JSON)
                 .body("{\"kind\":\"analysis\",\"definition\":{},\"dependsOn\":{\"cohort\":\"" + cohort + "\"}}")
                 .post("/api/v1/federation/projects/" + project + "/steps").then().statusCode(201).body("seq", equalTo(2))
