@@ -555,9 +555,9 @@ public class Inbox {
                 }
             }
         }
-        Projects.insert(c, new Projects.Step(stepId, m.projectId(), seq, kind, definition.toString(), dependsOn.toString(),
-                checksum, m.origin(), m.createdAt()));
-        Optional<Executions.Execution> queued = executions.queue(c, m.projectId(), stepId);
+        // the step and its execution here, one statement
+        Optional<Executions.Execution> queued = executions.queue(c, m.projectId(), stepId, new Projects.Step(stepId,
+                m.projectId(), seq, kind, definition.toString(), dependsOn.toString(), checksum, m.origin(), m.createdAt()));
         if (queued.isPresent() && "ACCEPTED".equals(localStatus)) {
             executions.report(c, queued.get(), null);
         }

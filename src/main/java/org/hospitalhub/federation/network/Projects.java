@@ -408,19 +408,26 @@ public class Projects {
 
     /** The step's row (written by the initiator, and by each node that receives the step). */
     static void insert(Connection c, Step s) throws SQLException {
-        try (PreparedStatement ins = c.prepareStatement("INSERT INTO fed_step (step_id, project_id, seq, kind, definition, "
-                + "depends_on, checksum, origin, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")) {
-            ins.setString(1, s.stepId());
-            ins.setString(2, s.projectId());
-            ins.setInt(3, s.seq());
-            ins.setString(4, s.kind());
-            ins.setString(5, s.definition());
-            ins.setString(6, s.dependsOn());
-            ins.setString(7, s.checksum());
-            ins.setString(8, s.origin());
-            ins.setObject(9, Database.utc(s.createdAt()));
+        try (PreparedStatement ins = c.prepareStatement(INSERT_STEP)) {
+            bindStep(ins, 1, s);
             ins.executeUpdate();
         }
+    }
+
+    /** The step's row; its values are parameters 1 … 9 ({@link #bindStep}). */
+    static final String INSERT_STEP = "INSERT INTO fed_step (step_id, project_id, seq, kind, definition, depends_on, checksum, "
+            + "origin, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)";
+
+    static void bindStep(PreparedStatement ins, int from, Step s) throws SQLException {
+        ins.setString(from, s.stepId());
+        ins.setString(from + 1, s.projectId());
+        ins.setInt(from + 2, s.seq());
+        ins.setString(from + 3, s.kind());
+        ins.setString(from + 4, s.definition());
+        ins.setString(from + 5, s.dependsOn());
+        ins.setString(from + 6, s.checksum());
+        ins.setString(from + 7, s.origin());
+        ins.setObject(from + 8, Database.utc(s.createdAt()));
     }
 
     /** Stores a checked step, queues it here if this node takes part, and its message to the other participants. */
