@@ -583,12 +583,37 @@ class RelayTreeTest {
         return org.eclipse.microprofile.config.ConfigProvider.getConfig().getValue("quarkus.http.test-port", Integer.class);
     }
 
+    /**
+     * A port for a test server, free now and never handed out twice in this JVM. Taken below Linux's ephemeral range
+     * (32768 and up): a port the kernel gave {@code new ServerSocket(0)} could be taken, before the server bound it, by
+     * any outgoing connection of the test JVM (Kafka, PostgreSQL, HTTP clients), which failed a run with "Address
+     * already in use".
+     */
     static int freePort() {
-        try (ServerSocket s = new ServerSocket(0)) {
-            return s.getLocalPort();
-        } catch (IOException e) {
-            throw new UncheckedIOException(e);
+        for (int tries = 0; tries < PORTS_TO; tries++) {
+            int port = PORTS_FROM + Math.floorMod(Ports.NEXT.getAndIncrement(), PORTS_TO - PORTS_FROM);
+            if (!Ports.HANDED_OUT.add(port)) {
+                continue;
+            }
+            try (ServerSocket s = new ServerSocket()) {
+                s.bind(new java.net.InetSocketAddress("127.0.0.1", port));
+                return port;
+            } catch (IOException inUse) {
+                // taken by another process: the next one
+            }
         }
+        throw new UncheckedIOException(new IOException("no free port between " + PORTS_FROM + " and " + PORTS_TO));
+    }
+
+    private static final int PORTS_FROM = 20_000;
+    private static final int PORTS_TO = 32_000;
+
+    /** Initialised on first use (static fields of this class call {@link #freePort} while it is being initialised). */
+    private static final class Ports {
+        /** Where this JVM starts looking (random, so two test runs on one machine seldom try the same ports). */
+        static final java.util.concurrent.atomic.AtomicInteger NEXT = new java.util.concurrent.atomic.AtomicInteger(
+                new java.util.Random().nextInt(PORTS_TO - PORTS_FROM));
+        static final java.util.Set<Integer> HANDED_OUT = java.util.concurrent.ConcurrentHashMap.newKeySet();
     }
 
     static Path tempDir(String prefix) {
