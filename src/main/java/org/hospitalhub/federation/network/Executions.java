@@ -265,8 +265,7 @@ public class Executions {
                 + "duration_ms = EXCLUDED.duration_ms, updated_at = EXCLUDED.updated_at "
                 + "WHERE fed_execution.version < EXCLUDED.version RETURNING (xmax = 0) AS first), "
                 + "stored AS (INSERT INTO fed_result (step_id, node_id, project_id, result, received_at) "
-                + "SELECT ?, ?, ?, ?, ? FROM up WHERE ? ON CONFLICT (step_id, node_id) DO UPDATE SET "
-                + "project_id = EXCLUDED.project_id, result = EXCLUDED.result, received_at = EXCLUDED.received_at), "
+                + "SELECT ?, ?, ?, ?, ? FROM up WHERE ? " + RESULT_REPLACES + "), "
                 + "removed AS (DELETE FROM fed_result WHERE step_id = ? AND node_id = ? AND ? AND EXISTS (SELECT 1 FROM up WHERE NOT first)) "
                 + "SELECT first FROM up")) {
             int i = bindReport(up, p, status, reason, attempts, version, durationMs, now, stepId, node);
@@ -318,11 +317,14 @@ public class Executions {
         return p.hasNonNull(field) ? Database.utc(Instant.parse(p.get(field).asText())) : null;
     }
 
+    /** How a node's result of a step replaces an earlier one (a step run again), for each statement that stores one. */
+    private static final String RESULT_REPLACES = "ON CONFLICT (step_id, node_id) DO UPDATE SET project_id = EXCLUDED.project_id, "
+            + "result = EXCLUDED.result, received_at = EXCLUDED.received_at";
+
     /** The node's result of the step, in place of an earlier one (one statement: it ends a study's critical path). */
     private void storeResult(Connection c, String projectId, String stepId, String node, JsonNode result) throws SQLException {
         try (PreparedStatement ins = c.prepareStatement("INSERT INTO fed_result (step_id, node_id, project_id, result, received_at) "
-                + "VALUES (?, ?, ?, ?, ?) ON CONFLICT (step_id, node_id) DO UPDATE SET project_id = EXCLUDED.project_id, "
-                + "result = EXCLUDED.result, received_at = EXCLUDED.received_at")) {
+                + "VALUES (?, ?, ?, ?, ?) " + RESULT_REPLACES)) {
             ins.setString(1, stepId);
             ins.setString(2, node);
             ins.setString(3, projectId);

@@ -288,11 +288,14 @@ public class Projects {
             outbox.enqueueAll(c, invited.stream().filter(node -> !node.equals(self)).toList(), Messages.INVITATION, projectId, p);
             // the study's steps in the same transaction, each message behind the invitation in every node's queue (the
             // invitation and the steps usually travel in one transmission); dependsOn names refs, stored as step ids
+            // numbered 1, 2, …; every invited node takes part (none can have declined yet)
             Map<String, String> ids = new HashMap<>();
+            int seq = 0;
             for (NewStep st : steps) {
                 ObjectNode deps = mapper.createObjectNode();
                 st.dependsOn().fields().forEachRemaining(e -> deps.put(e.getKey(), ids.get(e.getValue().asText())));
-                Step added = insertStep(c, projectId, new NewStep(st.kind(), st.definition(), deps, st.ref()));
+                Step added = insertStep(c, projectId, new NewStep(st.kind(), st.definition(), deps, st.ref()), ++seq, invited,
+                        new ArrayList<>());
                 if (st.ref() != null) {
                     ids.put(st.ref(), added.stepId());
                 }
@@ -431,29 +434,11 @@ public class Projects {
     }
 
     /** Stores a checked step, queues it here if this node takes part, and its message to the other participants. */
-    private Step insertStep(Connection c, String projectId, NewStep st) throws SQLException {
-        int seq;
-        try (PreparedStatement q = c.prepareStatement("SELECT COALESCE(MAX(seq), 0) + 1 FROM fed_step WHERE project_id = ?")) {
-            q.setString(1, projectId);
-            try (ResultSet rs = q.executeQuery()) {
-                rs.next();
-                seq = rs.getInt(1);
-            }
-        }
-        List<String> participants = new ArrayList<>();
-        for (Participant part : participants(c, projectId)) {
-            if (!"DECLINED".equals(part.response())) {
-                participants.add(part.nodeId());
-            }
-        }
-        return insertStep(c, projectId, st, seq, participants, new ArrayList<>());
-    }
-
     /**
      * Stores a checked step as number {@code seq}, queues it here if this node is among the {@code participants}
      * (its execution added to {@code mine}), and its message to the other participants.
      */
-    private Step insertStep(Connection c, String projectId, NewStep st, int seq, List<String> participants,
+    private Step insertStep(Connection c, String projectId, NewStep st, int seq, java.util.Collection<String> participants,
             List<Executions.Execution> mine) throws SQLException {
         String kind = st.kind();
         JsonNode definition = st.definition();
