@@ -14,16 +14,12 @@ import java.sql.SQLException;
 import java.time.Duration;
 import java.time.Instant;
 import java.time.OffsetDateTime;
-import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Optional;
 import java.util.Set;
 import java.util.UUID;
-import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.CompletionException;
 import java.util.concurrent.ConcurrentHashMap;
-import java.util.concurrent.ExecutionException;
 import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.ThreadPoolExecutor;
@@ -47,10 +43,8 @@ import io.micrometer.core.instrument.MeterRegistry;
 /**
  * The federation outbox (table {@code fed_outbox}). A message is written in the transaction of what it announces
  * (a step, an answer, a status) and sent later by {@link #sendDue()} (route {@code federation-outbox-sender}): per
- * destination strictly in id order, so a node that is offline holds its queue and receives it in order when it
- * returns. The next transmission goes before the previous one is answered (up to {@code hub.federation.outbox.in-flight}
- * at once) only to a next hop that keeps their order ({@link Transmission#ACCEPTS_AFTER}): it names the message it
- * follows and is stored only after it; otherwise each waits for the previous acknowledgement. A failed send is retried with exponential backoff
+ * destination strictly in id order, the next one only after the previous was acknowledged, so a node that is offline
+ * holds its queue and receives it in order when it returns. A failed send is retried with exponential backoff
  * (persisted, so it survives restarts); destinations are sent to in parallel, so one offline or slow node delays no
  * other. A message the receiver refuses for good (400, 403, 409, 422) is parked as DEAD with the reason; the operator
  * API resends it. Messages to a node go through the central hub node when {@code hub.federation.relay-node} is set.
@@ -80,17 +74,12 @@ public class FederationOutbox {
     private final Duration rejectionsKept;
     private final int batchMaxMessages;
     private final long batchMaxBytes;
-    private final int inFlightMax;
-    /** Next hops whose last answer said they keep the order of pipelined transmissions ({@link Transmission#ACCEPTS_AFTER}). */
-    private final java.util.Map<String, Boolean> keepsOrder = new ConcurrentHashMap<>();
     private final ObjectMapper mapper;
     private final HttpClient http;
     private final ThreadPoolExecutor senders;
     private final Set<String> inFlight = ConcurrentHashMap.newKeySet();
     /** Destinations with a message committed since their drain began (see {@link #wake}). */
     private final Set<String> woken = ConcurrentHashMap.newKeySet();
-    /** Per destination, what a drain waiting for an answer also wakes up for: a message committed meanwhile. */
-    private final java.util.Map<String, CompletableFuture<Void>> wakeUps = new ConcurrentHashMap<>();
     private final MeterRegistry meters;
     /** Messages not yet acknowledged, per destination (0 rows: none pending anywhere). */
     private final io.micrometer.core.instrument.MultiGauge pending;
@@ -109,7 +98,6 @@ public class FederationOutbox {
             @ConfigProperty(name = "hub.federation.outbox.senders", defaultValue = "64") int senders,
             @ConfigProperty(name = "hub.federation.outbox.batch-max-messages", defaultValue = "100") int batchMaxMessages,
             @ConfigProperty(name = "hub.federation.outbox.batch-max-bytes", defaultValue = "262144") long batchMaxBytes,
-            @ConfigProperty(name = "hub.federation.outbox.in-flight", defaultValue = "4") int inFlightMax,
             ObjectMapper mapper,
             @ConfigProperty(name = "hub.federation.max-clock-skew", defaultValue = "5m") Duration maxClockSkew,
             @ConfigProperty(name = "hub.federation.rejections-kept", defaultValue = "30d") Duration rejectionsKept) {
@@ -129,7 +117,6 @@ public class FederationOutbox {
         this.rejectionsKept = rejectionsKept;
         this.batchMaxMessages = Math.max(1, batchMaxMessages);
         this.batchMaxBytes = batchMaxBytes;
-        this.inFlightMax = Math.max(1, inFlightMax);
         this.mapper = mapper;
         this.http = HttpClient.newBuilder().connectTimeout(connectTimeout).version(HttpClient.Version.HTTP_1_1).build();
         // threads made when destinations are due and ended after a minute idle: a thread per destination being sent to,
@@ -216,10 +203,6 @@ public class FederationOutbox {
             return;
         }
         woken.add(destination);
-        CompletableFuture<Void> waiting = wakeUps.remove(destination);
-        if (waiting != null) {
-            waiting.complete(null);
-        }
         schedule(destination);
     }
 
@@ -279,139 +262,51 @@ public class FederationOutbox {
         }
     }
 
-    /** A transmission on its way: its rows, in order, and the outcomes of the first of them (empty: refused as a batch). */
-    private record Flight(List<OutboxRow> rows, CompletableFuture<Optional<List<Outcome>>> answer) {
-        String lastMessageId() {
-            return rows.get(rows.size() - 1).messageId();
-        }
-    }
-
     /**
      * Sends the destination's pending messages in order until one fails or is not yet due: those waiting together go
      * in one transmission (up to {@code hub.federation.outbox.batch-max-messages} and {@code batch-max-bytes}), the
      * receiver acknowledging each; if it refuses a batch as such (an older node, a smaller body limit), one at a time.
-     * To a next hop that keeps their order, up to {@code hub.federation.outbox.in-flight} transmissions go before the
-     * first is answered, each naming the last message of the one before it; the answers are taken in order, and when
-     * one is not a full acknowledgement the rest are collected (what they stored is recorded) and sending starts again
-     * from the first message not acknowledged.
      */
     private void drain(String destination) throws SQLException {
         boolean singles = false;
-        ArrayDeque<Flight> flight = new ArrayDeque<>();
-        long sentUpTo = 0; // the last outbox row on its way
-        CompletableFuture<Void> wakeUp = null;
-        try {
-            for (int round = 0; round < 500; round++) {
-                boolean pipelining = !singles && keepsOrder.getOrDefault(nextHop(destination), false);
-                if (pipelining) { // a message committed from now on wakes this thread while it waits for an answer
-                    wakeUp = new CompletableFuture<>();
-                    wakeUps.put(destination, wakeUp);
-                }
-                while (flight.isEmpty() || (pipelining && flight.size() < inFlightMax)) {
-                    List<OutboxRow> rows = heads(destination, singles ? 1 : batchMaxMessages, sentUpTo);
-                    if (rows.isEmpty() || rows.get(0).nextAttemptAt().isAfter(Instant.now())) {
-                        break;
-                    }
-                    flight.add(new Flight(rows, transmit(rows, flight.isEmpty() ? null : flight.peekLast().lastMessageId())));
-                    sentUpTo = rows.get(rows.size() - 1).id();
-                }
-                Flight f = flight.peek();
-                if (f == null) {
-                    return;
-                }
-                if (pipelining && flight.size() < inFlightMax && !f.answer().isDone()) {
-                    try {
-                        CompletableFuture.anyOf(f.answer(), wakeUp).get();
-                    } catch (ExecutionException e) {
-                        // the answer failed: taken below
-                    } catch (InterruptedException e) {
-                        Thread.currentThread().interrupt();
-                        return; // shutting down: what is on its way is collected below, the rest stays PENDING
-                    }
-                    if (!f.answer().isDone()) {
-                        round--; // woken by a new message, not an answer: send it now
-                        continue;
-                    }
-                }
-                flight.poll();
-                Optional<List<Outcome>> answer = answer(f);
-                if (answer.isEmpty()) {
-                    collect(flight);
-                    sentUpTo = 0;
+        for (int round = 0; round < 500; round++) {
+            List<OutboxRow> rows = heads(destination, singles ? 1 : batchMaxMessages);
+            if (rows.isEmpty() || rows.get(0).nextAttemptAt().isAfter(Instant.now())) {
+                return;
+            }
+            List<Outcome> outcomes;
+            if (rows.size() == 1) {
+                outcomes = List.of(send(rows.get(0)));
+            } else {
+                Optional<List<Outcome>> batch = sendBatch(rows);
+                if (batch.isEmpty()) {
                     singles = true;
                     continue;
                 }
-                List<Outcome> outcomes = answer.get();
-                record(f.rows(), outcomes);
-                log(destination, f.rows(), outcomes);
-                Kind last = outcomes.get(outcomes.size() - 1).kind();
-                if (outcomes.size() < f.rows().size() || last != Kind.ACKED) {
-                    collect(flight); // what follows is sent again from the first message not acknowledged
-                    sentUpTo = 0;
-                    if (last == Kind.RETRY) {
-                        return;
-                    }
-                    continue;
+                outcomes = batch.get();
+            }
+            record(rows, outcomes);
+            for (int i = 0; i < outcomes.size(); i++) {
+                OutboxRow row = rows.get(i);
+                Outcome outcome = outcomes.get(i);
+                meters.counter("hub.federation.messages.sent", "outcome", outcome.kind().name().toLowerCase()).increment();
+                if (outcome.kind() == Kind.RETRY && (row.attempts() == 0 || row.attempts() % 10 == 0)) {
+                    LOG.warnf("Federation message %s (%s) to %s not acknowledged (attempt %d), held with its successors: %s",
+                            row.messageId(), row.type(), destination, row.attempts() + 1, outcome.error());
                 }
-                if (!senders.getQueue().isEmpty()) {
-                    // other destinations wait for a thread (more of them than hub.federation.outbox.senders): take turns,
-                    // this destination goes round again after them instead of holding the thread while it has messages
-                    collect(flight);
-                    woken.add(destination);
-                    return;
+                if (outcome.kind() == Kind.DEAD) {
+                    LOG.errorf("Federation message %s (%s) to %s refused by the receiver, parked: %s", row.messageId(), row.type(),
+                            destination, outcome.error());
                 }
             }
-        } finally {
-            if (wakeUp != null) {
-                wakeUps.remove(destination, wakeUp);
+            if (outcomes.get(outcomes.size() - 1).kind() == Kind.RETRY) {
+                return;
             }
-            collect(flight);
-        }
-    }
-
-    /** The answer of a transmission; interrupted (shutting down): not acknowledged, sent again at the next start. */
-    private Optional<List<Outcome>> answer(Flight f) {
-        try {
-            return f.answer().get();
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-            return Optional.of(List.of(new Outcome(Kind.RETRY, "interrupted")));
-        } catch (ExecutionException e) {
-            return Optional.of(List.of(new Outcome(Kind.RETRY, String.valueOf(e.getCause()))));
-        }
-    }
-
-    /**
-     * The transmissions still on its way after one that was not fully acknowledged: their acknowledgements recorded (a
-     * receiver stores one only after the message it follows, so what it acknowledged is in order); anything else is
-     * left as it is, to go again in order.
-     */
-    private void collect(ArrayDeque<Flight> flight) throws SQLException {
-        for (Flight f = flight.poll(); f != null; f = flight.poll()) {
-            List<Outcome> outcomes = answer(f).orElse(List.of());
-            int acked = 0;
-            while (acked < outcomes.size() && outcomes.get(acked).kind() == Kind.ACKED) {
-                acked++;
-            }
-            if (acked > 0) {
-                record(f.rows(), outcomes.subList(0, acked));
-                meters.counter("hub.federation.messages.sent", "outcome", "acked").increment(acked);
-            }
-        }
-    }
-
-    private void log(String destination, List<OutboxRow> rows, List<Outcome> outcomes) {
-        for (int i = 0; i < outcomes.size(); i++) {
-            OutboxRow row = rows.get(i);
-            Outcome outcome = outcomes.get(i);
-            meters.counter("hub.federation.messages.sent", "outcome", outcome.kind().name().toLowerCase()).increment();
-            if (outcome.kind() == Kind.RETRY && (row.attempts() == 0 || row.attempts() % 10 == 0)) {
-                LOG.warnf("Federation message %s (%s) to %s not acknowledged (attempt %d), held with its successors: %s",
-                        row.messageId(), row.type(), destination, row.attempts() + 1, outcome.error());
-            }
-            if (outcome.kind() == Kind.DEAD) {
-                LOG.errorf("Federation message %s (%s) to %s refused by the receiver, parked: %s", row.messageId(), row.type(),
-                        destination, outcome.error());
+            if (!senders.getQueue().isEmpty()) {
+                // other destinations wait for a thread (more of them than hub.federation.outbox.senders): take turns,
+                // this destination goes round again after them instead of holding the thread while it has messages
+                woken.add(destination);
+                return;
             }
         }
     }
@@ -437,11 +332,11 @@ public class FederationOutbox {
             for (int i = 0; i < outcomes.size(); i++) {
                 OutboxRow row = rows.get(i);
                 Outcome outcome = outcomes.get(i);
-                if (outcome.kind() == Kind.ACKED || outcome.kind() == Kind.EARLY) {
-                    continue; // EARLY: not stored, nothing tried; it goes again at once after what it follows
+                if (outcome.kind() == Kind.ACKED) {
+                    continue;
                 }
                 String sql = switch (outcome.kind()) {
-                    case ACKED, EARLY -> throw new IllegalStateException("recorded above, or nothing to record");
+                    case ACKED -> throw new IllegalStateException("acknowledged rows are recorded above");
                     case DEAD -> "UPDATE fed_outbox SET status = 'DEAD', next_attempt_at = ?, attempts = attempts + 1, "
                             + "last_error = ? WHERE id = ? AND status = 'PENDING'";
                     case RETRY -> "UPDATE fed_outbox SET next_attempt_at = ?, attempts = attempts + 1, last_error = ? "
@@ -469,17 +364,16 @@ public class FederationOutbox {
     }
 
     /**
-     * The destination's first pending messages after outbox row {@code after} (0: from the first) in id order, signed (a message this node wrote is signed when sent, see
+     * The destination's first pending messages in id order, signed (a message this node wrote is signed when sent, see
      * {@link Messages#draft}): at most {@code limit}, within the batch's byte budget (at least one).
      */
-    private List<OutboxRow> heads(String destination, int limit, long after) throws SQLException {
+    private List<OutboxRow> heads(String destination, int limit) throws SQLException {
         List<OutboxRow> read = new ArrayList<>();
         try (Connection c = db.connection(); PreparedStatement q = c.prepareStatement("SELECT id, message_id, destination, "
                 + "message_type, message, attempts, next_attempt_at FROM fed_outbox WHERE destination = ? AND status = 'PENDING' "
-                + "AND id > ? ORDER BY id LIMIT ?")) {
+                + "ORDER BY id LIMIT ?")) {
             q.setString(1, destination);
-            q.setLong(2, after);
-            q.setInt(3, Math.max(1, limit));
+            q.setInt(2, Math.max(1, limit));
             try (ResultSet rs = q.executeQuery()) {
                 while (rs.next()) {
                     read.add(new OutboxRow(rs.getLong(1), rs.getString(2), rs.getString(3), rs.getString(4),
@@ -525,9 +419,7 @@ public class FederationOutbox {
     private enum Kind {
         ACKED,
         RETRY,
-        DEAD,
-        /** 425: the receiver had not stored the message this transmission followed; nothing stored, send again at once. */
-        EARLY
+        DEAD
     }
 
     private record Outcome(Kind kind, String error) {
@@ -542,27 +434,8 @@ public class FederationOutbox {
         return destination;
     }
 
-    /**
-     * One transmission of {@code rows} (one message as such, several as a JSON array), naming the message it follows
-     * ({@code after}, null: none): the outcomes of the first rows, in order (the receiver stops at the first it does
-     * not acknowledge); empty when the receiver refuses a batch as such for good (send one at a time).
-     */
-    private CompletableFuture<Optional<List<Outcome>>> transmit(List<OutboxRow> rows, String after) {
-        String body;
-        if (rows.size() == 1) {
-            body = rows.get(0).wire();
-        } else {
-            StringBuilder b = new StringBuilder(rows.stream().mapToInt(r -> r.wire().length() + 1).sum() + 2).append('[');
-            for (int i = 0; i < rows.size(); i++) {
-                b.append(i == 0 ? "" : ",").append(rows.get(i).wire());
-            }
-            body = b.append(']').toString();
-        }
-        return transmit(rows.get(0).destination(), body, after)
-                .thenApply(t -> rows.size() == 1 ? Optional.of(List.of(single(t))) : batch(rows, t));
-    }
-
-    private static Outcome single(Transmitted t) {
+    private Outcome send(OutboxRow row) {
+        Transmitted t = transmit(row.destination(), row.wire());
         if (t.outcome() != null) {
             return t.outcome();
         }
@@ -572,14 +445,20 @@ public class FederationOutbox {
 
     /** A message the receiver did not acknowledge: parked if it refused it for good, retried otherwise. */
     private static Outcome notAcknowledged(int status, String hop, String detail) {
-        String why = "HTTP " + status + " from " + hop + ": " + abbreviate(detail);
-        return new Outcome(status == TOO_EARLY ? Kind.EARLY : REFUSED_FOR_GOOD.contains(status) ? Kind.DEAD : Kind.RETRY, why);
+        return new Outcome(REFUSED_FOR_GOOD.contains(status) ? Kind.DEAD : Kind.RETRY,
+                "HTTP " + status + " from " + hop + ": " + abbreviate(detail));
     }
 
-    private static final int TOO_EARLY = 425;
-
-    /** The outcomes of a transmission of several messages (see {@link #transmit(List, String)}). */
-    private Optional<List<Outcome>> batch(List<OutboxRow> rows, Transmitted t) {
+    /**
+     * Several messages in one transmission. The outcomes of the first messages, in order (the receiver stops at the
+     * first it does not acknowledge); empty when the receiver refuses the batch as such for good (send one at a time).
+     */
+    private Optional<List<Outcome>> sendBatch(List<OutboxRow> rows) {
+        StringBuilder body = new StringBuilder(rows.stream().mapToInt(r -> r.wire().length() + 1).sum() + 2).append('[');
+        for (int i = 0; i < rows.size(); i++) {
+            body.append(i == 0 ? "" : ",").append(rows.get(i).wire());
+        }
+        Transmitted t = transmit(rows.get(0).destination(), body.append(']').toString());
         if (t.outcome() != null) {
             return Optional.of(List.of(t.outcome()));
         }
@@ -591,7 +470,7 @@ public class FederationOutbox {
                         rows.get(0).destination(), why);
                 return Optional.empty();
             }
-            return Optional.of(List.of(notAcknowledged(s, t.hop(), t.response().body())));
+            return Optional.of(List.of(new Outcome(Kind.RETRY, why)));
         }
         JsonNode results;
         try {
@@ -625,44 +504,41 @@ public class FederationOutbox {
     private record Transmitted(String hop, HttpResponse<String> response, Outcome outcome) {
     }
 
-    private CompletableFuture<Transmitted> transmit(String destination, String body, String after) {
+    private Transmitted transmit(String destination, String body) {
         String hop = nextHop(destination);
         Optional<Peers.Peer> peer;
         try {
             peer = peers.find(hop);
         } catch (SQLException e) {
-            return CompletableFuture.completedFuture(new Transmitted(hop, null, new Outcome(Kind.RETRY, "registry unavailable: "
-                    + e.getMessage())));
+            return new Transmitted(hop, null, new Outcome(Kind.RETRY, "registry unavailable: " + e.getMessage()));
         }
         if (peer.isEmpty()) {
-            return CompletableFuture.completedFuture(new Transmitted(hop, null, new Outcome(Kind.RETRY, "node " + hop
-                    + " is not registered (hub.federation.peers or PUT /api/v1/federation/nodes/" + hop + ")")));
+            return new Transmitted(hop, null, new Outcome(Kind.RETRY, "node " + hop
+                    + " is not registered (hub.federation.peers or PUT /api/v1/federation/nodes/" + hop + ")"));
         }
         String nonce = UUID.randomUUID().toString();
         String timestamp = String.valueOf(System.currentTimeMillis());
         String node = identity.nodeId();
-        HttpRequest.Builder request = HttpRequest.newBuilder(URI.create(peer.get().baseUrl() + Transmission.PATH))
+        HttpRequest request = HttpRequest.newBuilder(URI.create(peer.get().baseUrl() + Transmission.PATH))
                 .timeout(requestTimeout)
                 .header("Content-Type", "application/json")
                 .header(Transmission.NODE, node)
                 .header(Transmission.NONCE, nonce)
                 .header(Transmission.TIMESTAMP, timestamp)
-                .header(Transmission.SIGNATURE, identity.sign(Transmission.signedText(node, nonce, timestamp, body, after)));
-        if (after != null) {
-            request.header(Transmission.AFTER, after);
+                .header(Transmission.SIGNATURE, identity.sign(Transmission.signedText(node, nonce, timestamp, body)))
+                .POST(HttpRequest.BodyPublishers.ofString(body)).build();
+        try {
+            return new Transmitted(hop, http.send(request, HttpResponse.BodyHandlers.ofString()), null);
+        } catch (ConnectException e) {
+            return new Transmitted(hop, null, new Outcome(Kind.RETRY, hop + " unreachable (" + peer.get().baseUrl() + ")"));
+        } catch (HttpTimeoutException e) {
+            return new Transmitted(hop, null, new Outcome(Kind.RETRY, hop + " did not answer in time"));
+        } catch (IOException e) {
+            return new Transmitted(hop, null, new Outcome(Kind.RETRY, hop + ": " + e));
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            return new Transmitted(hop, null, new Outcome(Kind.RETRY, "interrupted"));
         }
-        String baseUrl = peer.get().baseUrl();
-        return http.sendAsync(request.POST(HttpRequest.BodyPublishers.ofString(body)).build(), HttpResponse.BodyHandlers.ofString())
-                .handle((response, failure) -> {
-                    if (failure == null) {
-                        keepsOrder.put(hop, response.headers().firstValue(Transmission.ACCEPTS_AFTER).isPresent());
-                        return new Transmitted(hop, response, null);
-                    }
-                    Throwable e = failure instanceof CompletionException && failure.getCause() != null ? failure.getCause() : failure;
-                    String why = e instanceof ConnectException ? hop + " unreachable (" + baseUrl + ")"
-                            : e instanceof HttpTimeoutException ? hop + " did not answer in time" : hop + ": " + e;
-                    return new Transmitted(hop, null, new Outcome(Kind.RETRY, why));
-                });
     }
 
     private static String abbreviate(String s) {

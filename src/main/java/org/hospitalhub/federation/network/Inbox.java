@@ -11,7 +11,6 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
-import java.util.concurrent.TimeUnit;
 
 import jakarta.enterprise.context.ApplicationScoped;
 
@@ -31,9 +30,7 @@ import io.micrometer.core.instrument.MeterRegistry;
  * in one transaction and acknowledges at once; executing steps is left to {@link StepRunner}. A message already
  * received (same id) is acknowledged again and ignored. A central hub node stores messages for other nodes in its
  * outbox and relays them. Every refusal is logged and kept in {@code fed_rejection}. A transmission may carry several
- * messages ({@link #receiveBatch}): checked once, then each message on its own, in order. A transmission sent before
- * the answer to the previous one names the message it follows ({@link Transmission#AFTER}) and is stored only after
- * that message is ({@link #awaitStored}).
+ * messages ({@link #receiveBatch}): checked once, then each message on its own, in order.
  */
 @ApplicationScoped
 public class Inbox {
@@ -66,20 +63,11 @@ public class Inbox {
     private final MeterRegistry meters;
     private final Duration maxClockSkew;
     private final Optional<String> relayNode;
-    private final Duration orderWait;
-    /**
-     * Ids of messages acknowledged lately by this replica (stored now or before), and of messages a transmission
-     * carried but did not store (refused, or after a refusal): what a transmission sent after them waits for.
-     */
-    private final Map<String, Boolean> acknowledged = Lru.of(10_000);
-    private final Map<String, Boolean> notStored = Lru.of(10_000);
-    private final Object stored = new Object();
 
     public Inbox(Database db, NodeIdentity identity, Peers peers, Messages messages, FederationOutbox outbox,
             Executions executions, ObjectMapper mapper, MeterRegistry meters,
             @ConfigProperty(name = "hub.federation.max-clock-skew", defaultValue = "5m") Duration maxClockSkew,
-            @ConfigProperty(name = "hub.federation.relay-node") Optional<String> relayNode,
-            @ConfigProperty(name = "hub.federation.inbox.order-wait", defaultValue = "5s") Duration orderWait) {
+            @ConfigProperty(name = "hub.federation.relay-node") Optional<String> relayNode) {
         this.db = db;
         this.identity = identity;
         this.peers = peers;
@@ -90,27 +78,17 @@ public class Inbox {
         this.meters = meters;
         this.maxClockSkew = maxClockSkew;
         this.relayNode = relayNode.map(String::strip).filter(s -> !s.isEmpty());
-        this.orderWait = orderWait;
     }
 
     public Receipt receive(String node, String nonce, String timestamp, String signature, String body, String remote) {
-        return receive(node, nonce, timestamp, signature, null, body, remote);
-    }
-
-    /** One message; {@code after}: the message this transmission follows ({@link Transmission#AFTER}), or null. */
-    public Receipt receive(String node, String nonce, String timestamp, String signature, String after, String body,
-            String remote) {
         if (!identity.enabled()) {
             return new Receipt(503, null, false, "research federation is off on this node", null);
         }
         try {
             String text = body == null ? "" : body;
-            Checked t = checkTransmission(node, nonce, timestamp, signature, after, text, remote);
+            Checked t = checkTransmission(node, nonce, timestamp, signature, text, remote);
             if (t.rejection() != null) {
                 return t.rejection();
-            }
-            if (!awaitStored(after)) {
-                return tooEarly(node, after);
             }
             BatchReceipt r = storeAll(node, nonce, t.sender(), List.of(text), remote);
             return r.refusal() != null ? r.refusal() : r.messages().get(0);
@@ -126,18 +104,12 @@ public class Inbox {
      * (the sender sends the rest again after it).
      */
     public BatchReceipt receiveBatch(String node, String nonce, String timestamp, String signature, String body, String remote) {
-        return receiveBatch(node, nonce, timestamp, signature, null, body, remote);
-    }
-
-    /** Several messages; {@code after}: the message this transmission follows ({@link Transmission#AFTER}), or null. */
-    public BatchReceipt receiveBatch(String node, String nonce, String timestamp, String signature, String after, String body,
-            String remote) {
         if (!identity.enabled()) {
             return BatchReceipt.refused(new Receipt(503, null, false, "research federation is off on this node", null));
         }
         try {
             String text = body == null ? "" : body;
-            Checked t = checkTransmission(node, nonce, timestamp, signature, after, text, remote);
+            Checked t = checkTransmission(node, nonce, timestamp, signature, text, remote);
             if (t.rejection() != null) {
                 return BatchReceipt.refused(t.rejection());
             }
@@ -153,9 +125,6 @@ public class Inbox {
             List<String> bodies = new ArrayList<>(array.size());
             for (JsonNode wire : array) {
                 bodies.add(mapper.writeValueAsString(wire));
-            }
-            if (!awaitStored(after)) {
-                return BatchReceipt.refused(tooEarly(node, after));
             }
             return storeAll(node, nonce, t.sender(), bodies, remote);
         } catch (SQLException | com.fasterxml.jackson.core.JsonProcessingException e) {
@@ -179,8 +148,8 @@ public class Inbox {
     }
 
     /** Everything but the nonce, which is recorded in the transaction that stores the messages ({@link #storeAll}). */
-    private Checked checkTransmission(String node, String nonce, String timestamp, String signature, String after, String body,
-            String remote) throws SQLException {
+    private Checked checkTransmission(String node, String nonce, String timestamp, String signature, String body, String remote)
+            throws SQLException {
         for (String[] h : new String[][] { { Transmission.NODE, node }, { Transmission.NONCE, nonce },
                 { Transmission.TIMESTAMP, timestamp }, { Transmission.SIGNATURE, signature } }) {
             if (h[1] == null || h[1].isBlank()) {
@@ -190,15 +159,11 @@ public class Inbox {
         if (nonce.length() > 64 || node.length() > 100) {
             return Checked.refused(reject(401, null, remote, "header " + Transmission.NONCE + " or " + Transmission.NODE + " too long", null));
         }
-        if (after != null && (after.isBlank() || after.length() > 100)) {
-            return Checked.refused(reject(400, node, remote, "header " + Transmission.AFTER + " must be a message id (1-100 characters)",
-                    Transmission.AFTER));
-        }
         Optional<Peers.Peer> sender = peers.find(node);
         if (sender.isEmpty()) {
             return Checked.refused(reject(401, node, remote, "unknown node " + node, Transmission.NODE));
         }
-        if (!NodeKeys.verify(sender.get().key(), Transmission.signedText(node, nonce, timestamp, body, after), signature)) {
+        if (!NodeKeys.verify(sender.get().key(), Transmission.signedText(node, nonce, timestamp, body), signature)) {
             return Checked.refused(reject(401, node, remote, "signature does not verify with node " + node + "'s registered key",
                     Transmission.SIGNATURE));
         }
@@ -298,8 +263,6 @@ public class Inbox {
                 refusedMessage = opened.get(r.index).message();
             }
         }
-        settled(opened.subList(0, n).stream().map(o -> o.message().id()).toList(),
-                opened.subList(n, opened.size()).stream().map(o -> o.message().id()).toList());
         List<Receipt> out = new ArrayList<>(n + 1);
         for (int i = 0; i < n; i++) {
             Opened m = opened.get(i);
@@ -318,77 +281,6 @@ public class Inbox {
             out.add(reject(stop.status, node, remote, stop.getMessage(), stop.field));
         }
         return new BatchReceipt(null, out);
-    }
-
-    /** Messages of a transmission just committed (acknowledged) or not stored by it: wakes the transmissions waiting for them. */
-    private void settled(List<String> ackedIds, List<String> notStoredIds) {
-        for (String id : ackedIds) {
-            acknowledged.put(id, Boolean.TRUE);
-        }
-        for (String id : notStoredIds) {
-            notStored.put(id, Boolean.TRUE);
-        }
-        synchronized (stored) {
-            stored.notifyAll();
-        }
-    }
-
-    /**
-     * Whether the message {@code after} (null: none named) is stored here, waiting up to
-     * {@code hub.federation.inbox.order-wait} (5 s) for it: a transmission sent before the previous one was answered
-     * often arrives while that one is being stored. This replica's recent acknowledgements answer at once; the
-     * database is asked after 50 ms and every 200 ms (another replica, or a restart). A message the previous
-     * transmission did not store answers false at once: the sender sends again what follows it.
-     */
-    boolean awaitStored(String after) throws SQLException {
-        if (after == null) {
-            return true;
-        }
-        long start = System.nanoTime();
-        long deadline = start + orderWait.toNanos();
-        long nextLook = start + TimeUnit.MILLISECONDS.toNanos(50);
-        while (true) {
-            if (acknowledged.containsKey(after)) {
-                return true;
-            }
-            long now = System.nanoTime();
-            if (notStored.containsKey(after) || now >= nextLook || now >= deadline) {
-                if (inInbox(after)) {
-                    acknowledged.put(after, Boolean.TRUE);
-                    return true;
-                }
-                if (notStored.containsKey(after) || now >= deadline) {
-                    return false;
-                }
-                nextLook = now + TimeUnit.MILLISECONDS.toNanos(200);
-            }
-            synchronized (stored) {
-                try {
-                    stored.wait(Math.max(1, Math.min(25, TimeUnit.NANOSECONDS.toMillis(deadline - now))));
-                } catch (InterruptedException e) {
-                    Thread.currentThread().interrupt();
-                    return false;
-                }
-            }
-        }
-    }
-
-    private boolean inInbox(String messageId) throws SQLException {
-        try (Connection c = db.connection();
-                PreparedStatement q = c.prepareStatement("SELECT 1 FROM fed_inbox WHERE message_id = ?")) {
-            q.setString(1, messageId);
-            try (ResultSet rs = q.executeQuery()) {
-                return rs.next();
-            }
-        }
-    }
-
-    /** 425: the message a transmission follows is not stored here (yet); nothing of it is stored, the sender sends it again. */
-    private Receipt tooEarly(String node, String after) {
-        meters.counter("hub.federation.messages.rejected", "status", "425").increment();
-        LOG.debugf("Federation transmission from %s follows message %s, not stored here: answered 425", node, after);
-        return new Receipt(425, null, false, "too early: message " + after + ", which this transmission follows, is not stored here; "
-                + "send it again after that one", Transmission.AFTER);
     }
 
     /**

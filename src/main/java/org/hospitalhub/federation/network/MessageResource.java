@@ -21,8 +21,6 @@ import io.vertx.core.http.HttpServerRequest;
  * 401 unsigned, unknown sender, wrong signature or expired; 409 replayed; 400 malformed; 503 not stored (resend).
  * A body that is a JSON array carries several messages in the sender's order: a refused transmission gets the status
  * above; otherwise 200 with {@code results}, one receipt per message handled, up to the first one not acknowledged.
- * A transmission that names the message it follows ({@link Transmission#AFTER}) is stored only after that one; 425 if
- * that did not happen in time (nothing stored; send it again). Every answer says so ({@link Transmission#ACCEPTS_AFTER}).
  */
 @Path(Transmission.PATH)
 @Blocking
@@ -39,24 +37,20 @@ public class MessageResource {
     @Produces(MediaType.APPLICATION_JSON)
     public Response receive(String body, @HeaderParam(Transmission.NODE) String node, @HeaderParam(Transmission.NONCE) String nonce,
             @HeaderParam(Transmission.TIMESTAMP) String timestamp, @HeaderParam(Transmission.SIGNATURE) String signature,
-            @HeaderParam(Transmission.AFTER) String after, @Context HttpServerRequest request) {
+            @Context HttpServerRequest request) {
         String remote = request.remoteAddress() == null ? null : request.remoteAddress().hostAddress();
         if (body != null && body.stripLeading().startsWith("[")) {
-            Inbox.BatchReceipt rs = inbox.receiveBatch(node, nonce, timestamp, signature, after, body, remote);
+            Inbox.BatchReceipt rs = inbox.receiveBatch(node, nonce, timestamp, signature, body, remote);
             if (rs.refusal() != null) {
-                return answer(rs.refusal().status(), json(rs.refusal()));
+                return Response.status(rs.refusal().status()).type(MediaType.APPLICATION_JSON).entity(json(rs.refusal())).build();
             }
             Map<String, Object> out = new LinkedHashMap<>();
             out.put("status", 200);
             out.put("results", rs.messages().stream().map(MessageResource::json).toList());
-            return answer(200, out);
+            return Response.ok(out, MediaType.APPLICATION_JSON).build();
         }
-        Inbox.Receipt r = inbox.receive(node, nonce, timestamp, signature, after, body, remote);
-        return answer(r.status(), json(r));
-    }
-
-    private static Response answer(int status, Map<String, Object> body) {
-        return Response.status(status).type(MediaType.APPLICATION_JSON).header(Transmission.ACCEPTS_AFTER, "1").entity(body).build();
+        Inbox.Receipt r = inbox.receive(node, nonce, timestamp, signature, body, remote);
+        return Response.status(r.status()).type(MediaType.APPLICATION_JSON).entity(json(r)).build();
     }
 
     private static Map<String, Object> json(Inbox.Receipt r) {

@@ -90,9 +90,6 @@ class FederationNetworkTest {
         putNode(b, true);
         a.offline = false;
         b.offline = false;
-        a.keepsOrder = false;
-        a.answerDelayMillis = 0;
-        a.tooEarly.set(0);
     }
 
     private static void putNode(TestPeer p, boolean autoAccept) {
@@ -485,113 +482,6 @@ class FederationNetworkTest {
             b.refuseBatches = false;
             b.offline = false;
         }
-    }
-
-    @Test
-    void aTransmissionSentBeforeThePreviousWasAnsweredIsStoredOnlyAfterTheMessageItFollows() throws Exception {
-        String project = UUID.randomUUID().toString();
-        String invitationId = UUID.randomUUID().toString();
-        String step1Id = UUID.randomUUID().toString();
-        String step2Id = UUID.randomUUID().toString();
-        String invitation = a.seal(a.keys, invitationId, Messages.INVITATION, NODE, project, invitation("pipelined"));
-        String step1 = a.seal(a.keys, step1Id, Messages.STEP, NODE, project, step(UUID.randomUUID().toString(), 1, "cohort",
-                "{\"minValue\":31}", "{}"));
-        String step2 = a.seal(a.keys, step2Id, Messages.STEP, NODE, project, step(UUID.randomUUID().toString(), 2, "cohort",
-                "{\"minValue\":32}", "{}"));
-        // the second transmission overtakes the first: it waits for the message it follows
-        java.util.concurrent.CompletableFuture<HttpResponse<String>> second = java.util.concurrent.CompletableFuture.supplyAsync(() -> {
-            try {
-                return a.sendAfter(port, step1Id, "[" + step2 + "]");
-            } catch (Exception e) {
-                throw new IllegalStateException(e);
-            }
-        });
-        Thread.sleep(300);
-        assertFalse(second.isDone(), "held until step 1 is stored");
-        assertEquals(0, count("SELECT COUNT(*) FROM fed_inbox WHERE project_id = '" + project + "'"));
-        HttpResponse<String> first = a.send(port, "[" + invitation + "," + step1 + "]");
-        assertEquals(200, first.statusCode(), first.body());
-        assertEquals("1", first.headers().firstValue(Transmission.ACCEPTS_AFTER).orElse(null), "the receiver says it keeps the order");
-        HttpResponse<String> r = second.get(10, TimeUnit.SECONDS);
-        assertEquals(200, r.statusCode(), r.body());
-        assertEquals(200, TestPeer.JSON.readTree(r.body()).path("results").get(0).path("status").asInt(), r.body());
-        assertEquals(List.of(invitationId, step1Id, step2Id), List.of(query("SELECT string_agg(message_id, ',' ORDER BY received_at, "
-                + "message_type) FROM fed_inbox WHERE project_id = '" + project + "'").split(",")), "stored in the sender's order");
-        assertEquals(2, count("SELECT COUNT(*) FROM fed_step WHERE project_id = '" + project + "'"));
-
-        // following a message this node never stored: 425 once the wait (1 s here) is over, nothing stored
-        String step3Id = UUID.randomUUID().toString();
-        String step3 = a.seal(a.keys, step3Id, Messages.STEP, NODE, project, step(UUID.randomUUID().toString(), 3, "cohort", "{}", "{}"));
-        HttpResponse<String> early = a.sendAfter(port, UUID.randomUUID().toString(), "[" + step3 + "]");
-        assertEquals(425, early.statusCode(), early.body());
-        assertEquals(Transmission.AFTER, TestPeer.JSON.readTree(early.body()).path("field").asText(), early.body());
-        assertTrue(TestPeer.JSON.readTree(early.body()).path("error").asText().contains("too early"), early.body());
-        // following a message the previous transmission refused (a forged one): 425 at once, nothing stored
-        String forgedId = UUID.randomUUID().toString();
-        String forged = a.seal(b.keys, forgedId, Messages.STEP, NODE, project, step(UUID.randomUUID().toString(), 3, "cohort", "{}", "{}"));
-        HttpResponse<String> refused = a.send(port, "[" + forged + "]");
-        assertEquals(401, TestPeer.JSON.readTree(refused.body()).path("results").get(0).path("status").asInt(), refused.body());
-        HttpResponse<String> afterRefused = a.sendAfter(port, forgedId, step3);
-        assertEquals(425, afterRefused.statusCode(), afterRefused.body());
-        assertEquals(0, count("SELECT COUNT(*) FROM fed_inbox WHERE message_id = '" + step3Id + "'"));
-        // the header is signed: changed on the way, the transmission is refused
-        HttpResponse<String> changed = TestPeer.transmit(port, a.nodeId, a.keys, UUID.randomUUID().toString(), System.currentTimeMillis(),
-                step3, step3, step1Id, invitationId);
-        assertEquals(401, changed.statusCode(), changed.body());
-        assertEquals(Transmission.SIGNATURE, TestPeer.JSON.readTree(changed.body()).path("field").asText(), changed.body());
-        // sent again after a message that is stored (one message, not an array): stored
-        HttpResponse<String> again = a.sendAfter(port, step2Id, step3);
-        assertEquals(200, again.statusCode(), again.body());
-        assertEquals(1, count("SELECT COUNT(*) FROM fed_inbox WHERE message_id = '" + step3Id + "'"));
-    }
-
-    @Test
-    void toANodeThatKeepsTheOrderTheNextTransmissionGoesBeforeThePreviousIsAnsweredAndA425IsSentAgain() throws Exception {
-        a.keepsOrder = true;
-        a.answerDelayMillis = 400; // each answer takes a while: the next steps are written meanwhile
-        String project = given().header("X-Api-Key", OPS).contentType(ContentType.JSON)
-                .body("{\"title\":\"pipelined\",\"invitedNodes\":[\"peer-a\"],\"sharingLevel\":\"aggregate-only\"}")
-                .post("/api/v1/federation/projects").then().statusCode(201).extract().path("projectId");
-        await().atMost(Duration.ofSeconds(10)).until(() -> count("SELECT COUNT(*) FROM fed_outbox WHERE project_id = '" + project
-                + "' AND status = 'ACKED'") == 1); // the invitation, answered with X-Hub-Accepts-After
-        List<String> steps = new ArrayList<>();
-        for (int i = 0; i < 2; i++) {
-            steps.add(given().header("X-Api-Key", OPS).contentType(ContentType.JSON).body("{\"kind\":\"cohort\",\"definition\":{\"minValue\":" + i + "}}")
-                    .post("/api/v1/federation/projects/" + project + "/steps").then().statusCode(201).extract().path("stepId"));
-        }
-        await().atMost(Duration.ofSeconds(10)).until(() -> forProject(a, project).size() == 3);
-        List<String> ids = outboxIds(project);
-        int second = transmissionOf(a, ids.get(2));
-        assertEquals(ids.get(1), a.afters.get(second), "step 2 went while step 1 was unanswered, naming it");
-        // the receiver answers 425 to the next transmission that names a message: it goes again, not parked, no attempt counted
-        a.tooEarly.set(1);
-        for (int i = 2; i < 4; i++) {
-            steps.add(given().header("X-Api-Key", OPS).contentType(ContentType.JSON).body("{\"kind\":\"cohort\",\"definition\":{\"minValue\":" + i + "}}")
-                    .post("/api/v1/federation/projects/" + project + "/steps").then().statusCode(201).extract().path("stepId"));
-        }
-        await().atMost(Duration.ofSeconds(10)).until(() -> count("SELECT COUNT(*) FROM fed_outbox WHERE project_id = '" + project
-                + "' AND status = 'ACKED'") == 5);
-        assertEquals(0, a.tooEarly.get(), "a 425 was answered");
-        assertEquals(List.of("invitation", "step", "step", "step", "step"), forProject(a, project).stream()
-                .map(m -> m.path("type").asText()).toList());
-        assertEquals(steps, forProject(a, project).stream().skip(1).map(m -> m.path("payload").path("stepId").asText()).toList(),
-                "in order, each once");
-        assertEquals(5, count("SELECT SUM(attempts) FROM fed_outbox WHERE project_id = '" + project + "'"), "the 425 is no attempt");
-    }
-
-    /** The hub's outbox message ids of a project, in order. */
-    private static List<String> outboxIds(String project) throws SQLException {
-        return List.of(query("SELECT string_agg(message_id, ',' ORDER BY id) FROM fed_outbox WHERE project_id = '" + project + "'").split(","));
-    }
-
-    /** The index (in {@code p.transmissions}) of the transmission that carried message {@code id}. */
-    private static int transmissionOf(TestPeer p, String id) {
-        for (int i = 0; i < p.transmissions.size(); i++) {
-            if (p.transmissions.get(i).contains(id)) {
-                return i;
-            }
-        }
-        throw new AssertionError("message " + id + " not received by " + p.nodeId);
     }
 
     @Test

@@ -41,14 +41,6 @@ final class TestPeer implements AutoCloseable {
     volatile boolean offline;
     /** Answer 400 to a transmission of several messages, as a node of an older version would. */
     volatile boolean refuseBatches;
-    /** The {@link Transmission#AFTER} header of each transmission ("" without), in the order of {@link #transmissions}. */
-    final List<String> afters = new CopyOnWriteArrayList<>();
-    /** Answer with {@link Transmission#ACCEPTS_AFTER}, as a node that keeps the order of pipelined transmissions. */
-    volatile boolean keepsOrder;
-    /** Wait this long before answering a transmission (this endpoint answers one at a time, in arrival order). */
-    volatile long answerDelayMillis;
-    /** Answer 425 (too early) to this many of the next transmissions that name a message they follow. */
-    final java.util.concurrent.atomic.AtomicInteger tooEarly = new java.util.concurrent.atomic.AtomicInteger();
     volatile PublicKey hubKey;
     private final HttpServer server;
 
@@ -59,26 +51,14 @@ final class TestPeer implements AutoCloseable {
         server = HttpServer.create(new InetSocketAddress("127.0.0.1", port), 0);
         server.createContext(Transmission.PATH, ex -> {
             String body = new String(ex.getRequestBody().readAllBytes(), StandardCharsets.UTF_8);
-            String after = ex.getRequestHeaders().getFirst(Transmission.AFTER);
             transmissions.add(body);
-            afters.add(after == null ? "" : after);
             int status = 200;
             String answer;
             String node = ex.getRequestHeaders().getFirst(Transmission.NODE);
             String text = Transmission.signedText(node, ex.getRequestHeaders().getFirst(Transmission.NONCE),
-                    ex.getRequestHeaders().getFirst(Transmission.TIMESTAMP), body, after);
+                    ex.getRequestHeaders().getFirst(Transmission.TIMESTAMP), body);
             boolean batch = body.startsWith("[");
-            if (answerDelayMillis > 0) {
-                try {
-                    Thread.sleep(answerDelayMillis);
-                } catch (InterruptedException e) {
-                    Thread.currentThread().interrupt();
-                }
-            }
-            if (after != null && tooEarly.getAndUpdate(n -> Math.max(0, n - 1)) > 0) {
-                status = 425;
-                answer = "{\"status\":425,\"error\":\"too early\"}";
-            } else if (offline) {
+            if (offline) {
                 status = 503;
                 answer = "{\"status\":503}";
             } else if (batch && refuseBatches) {
@@ -105,9 +85,6 @@ final class TestPeer implements AutoCloseable {
                 answer = "{\"status\":" + status + "}";
             }
             byte[] bytes = answer.getBytes(StandardCharsets.UTF_8);
-            if (keepsOrder) {
-                ex.getResponseHeaders().add(Transmission.ACCEPTS_AFTER, "1");
-            }
             ex.sendResponseHeaders(status, bytes.length);
             ex.getResponseBody().write(bytes);
             ex.close();
@@ -164,33 +141,18 @@ final class TestPeer implements AutoCloseable {
     /** One transmission of {@code body} to the hub at {@code port}, signed by {@code signer} with the given nonce/time. */
     static HttpResponse<String> transmit(int port, String node, KeyPair signer, String nonce, long timestamp, String body,
             String signedBody) throws IOException, InterruptedException {
-        return transmit(port, node, signer, nonce, timestamp, body, signedBody, null, null);
-    }
-
-    /** As above, naming the message it follows: {@code after} in the header, {@code signedAfter} in the signature. */
-    static HttpResponse<String> transmit(int port, String node, KeyPair signer, String nonce, long timestamp, String body,
-            String signedBody, String after, String signedAfter) throws IOException, InterruptedException {
         String ts = String.valueOf(timestamp);
         HttpRequest.Builder b = HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + port + Transmission.PATH))
                 .header("Content-Type", "application/json").POST(HttpRequest.BodyPublishers.ofString(body));
         if (node != null) {
             b.header(Transmission.NODE, node).header(Transmission.NONCE, nonce).header(Transmission.TIMESTAMP, ts)
-                    .header(Transmission.SIGNATURE, NodeKeys.sign(signer.getPrivate(),
-                            Transmission.signedText(node, nonce, ts, signedBody, signedAfter)));
-            if (after != null) {
-                b.header(Transmission.AFTER, after);
-            }
+                    .header(Transmission.SIGNATURE, NodeKeys.sign(signer.getPrivate(), Transmission.signedText(node, nonce, ts, signedBody)));
         }
         return HttpClient.newBuilder().version(HttpClient.Version.HTTP_1_1).build().send(b.build(), HttpResponse.BodyHandlers.ofString());
     }
 
     HttpResponse<String> send(int port, String body) throws IOException, InterruptedException {
         return transmit(port, nodeId, keys, UUID.randomUUID().toString(), System.currentTimeMillis(), body, body);
-    }
-
-    /** A transmission that follows message {@code after} (sent before the previous one was answered). */
-    HttpResponse<String> sendAfter(int port, String after, String body) throws IOException, InterruptedException {
-        return transmit(port, nodeId, keys, UUID.randomUUID().toString(), System.currentTimeMillis(), body, body, after, after);
     }
 
     static String checksum(JsonNode definition, JsonNode dependsOn, String kind) {
