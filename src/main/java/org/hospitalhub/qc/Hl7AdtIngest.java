@@ -178,8 +178,9 @@ public class Hl7AdtIngest {
             case "A01" -> out.add(event(ClinicalEvent.ADMISSION, "", "department", location, "attendingDoctor", doctor,
                     "conditionLevel", level));
             case "A02" -> {
-                // No transfer id in ADT: the move itself (prior > new location) is the key an A12 names again
-                String transfer = prior + ">" + location;
+                // No transfer id in ADT: the move (prior > new location), which an A12 names again, and a tag of this
+                // message, so that the same move made twice in a visit is two transfers (each with its note)
+                String transfer = prior + ">" + location + "/" + transferTag(facility, controlId);
                 out.add(event(ClinicalEvent.TRANSFER_OUT, "-out", "department", prior, "toDepartment", location,
                         "transferId", transfer));
                 out.add(event(ClinicalEvent.TRANSFER_IN, "-in", "department", location, "fromDepartment", prior,
@@ -348,6 +349,26 @@ public class Hl7AdtIngest {
         } catch (java.time.DateTimeException e) {
             throw Hl7Rejection.error(field + " (event time) '" + v + "' is not a valid date-time: " + e.getMessage());
         }
+    }
+
+    /**
+     * Eight base-36 characters naming an A02 (from its facility and control id, so a resent message gives the same):
+     * the part after the "/" of its transferId, short enough to keep the id within 64 characters for usual codes.
+     */
+    static String transferTag(String facility, String controlId) {
+        byte[] h;
+        try {
+            h = java.security.MessageDigest.getInstance("SHA-256").digest((facility + "|" + controlId)
+                    .getBytes(java.nio.charset.StandardCharsets.UTF_8));
+        } catch (java.security.NoSuchAlgorithmException e) {
+            throw new IllegalStateException(e); // every JVM has SHA-256
+        }
+        long v = 0;
+        for (int i = 0; i < 5; i++) { // 40 bits: at most 8 base-36 digits
+            v = (v << 8) | (h[i] & 0xff);
+        }
+        String tag = Long.toString(v, 36);
+        return "0".repeat(8 - tag.length()) + tag;
     }
 
     /** Event id from the sending facility and the message control id (+ a suffix when one message makes two events). */

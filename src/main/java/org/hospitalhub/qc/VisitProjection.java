@@ -20,8 +20,8 @@ import java.util.Set;
  * Semantics, in event-time order (ties in arrival order):
  * <ul>
  * <li>Nothing happens for a visit before its {@code qc.admission}: its other events are HELD until it arrives.</li>
- * <li>A cancel event cancels the event it names (admission; the latest discharge at or before it; the transfer with
- * its transferId). Tasks opened by a cancelled event are CANCELLED; a cancelled event has no other effect (a cancelled
+ * <li>A cancel event cancels the event it names (admission; the latest discharge at or before it; the latest transfer
+ * at or before it with its transferId, or with its move when it names only {@code <from>><to>}, out and in). Tasks opened by a cancelled event are CANCELLED; a cancelled event has no other effect (a cancelled
  * discharge does not stop the progress notes, so the period it had stopped reopens). Cancelling the admission
  * cancels every task of the visit not yet completed. A cancel whose event has not arrived is HELD.</li>
  * <li>Single rules: each triggering event opens one task per rule and instance (instanceKey value, else the event),
@@ -141,6 +141,12 @@ public final class VisitProjection {
     private record Context(String department, String doctor, String level) {
     }
 
+    /** Whether a cancel's transferId names a transfer's: the same id, or its move ({@code <from>><to>} before a "/"). */
+    static boolean namesTransfer(String cancel, String transfer) {
+        return cancel != null && transfer != null && (transfer.equals(cancel)
+                || transfer.length() > cancel.length() && transfer.startsWith(cancel) && transfer.charAt(cancel.length()) == '/');
+    }
+
     public static Result project(List<ClinicalEvent> log, List<ManualAction> manual, List<Rule> rules, Instant now) {
         List<ClinicalEvent> events = new ArrayList<>(log);
         events.sort(ORDER);
@@ -187,12 +193,22 @@ public final class VisitProjection {
                     }
                 }
                 default -> {
+                    // the transfer it names: by its transferId, or by the move alone (the HL7 intake's A12 names
+                    // "<from>><to>", its A02s "<from>><to>/<tag>"); as HL7's A12, the most recent one: the latest
+                    // transfer-out and transfer-in at or before the cancel not cancelled yet (the same move made
+                    // earlier stays). If every such event is later than the cancel (two systems' clocks), the first.
                     String transfer = c.text("transferId");
                     waitsFor = "transfer " + transfer;
-                    for (ClinicalEvent e : events) {
-                        if ((e.type().equals(ClinicalEvent.TRANSFER_IN) || e.type().equals(ClinicalEvent.TRANSFER_OUT))
-                                && Objects.equals(transfer, e.text("transferId")) && !cancelledBy.containsKey(e.eventId())) {
-                            targets.add(e);
+                    for (String type : List.of(ClinicalEvent.TRANSFER_OUT, ClinicalEvent.TRANSFER_IN)) {
+                        ClinicalEvent chosen = null;
+                        for (ClinicalEvent e : events) {
+                            if (e.type().equals(type) && namesTransfer(transfer, e.text("transferId"))
+                                    && !cancelledBy.containsKey(e.eventId()) && (chosen == null || !e.at().isAfter(c.at()))) {
+                                chosen = e;
+                            }
+                        }
+                        if (chosen != null) {
+                            targets.add(chosen);
                         }
                     }
                 }

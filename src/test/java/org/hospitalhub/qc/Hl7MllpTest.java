@@ -281,7 +281,7 @@ class Hl7MllpTest {
         assertEquals(List.of("qc.transfer.in", "qc.transfer.out"), Events.strings("SELECT event_type FROM hub_event WHERE "
                 + "event_id IN (?, ?) ORDER BY event_type", out, in));
         assertTrue(Events.strings("SELECT envelope FROM hub_event WHERE event_id = ?", in).get(0)
-                .contains("\"transferId\":\"CARDIO>NEURO\""));
+                .contains("\"transferId\":\"CARDIO>NEURO/" + Hl7AdtIngest.transferTag("CITY-HIS", move) + "\""));
         settled(eventId("CITY-HIS", adm), out, in);
         assertEquals("OPEN", task("transfer-in-note"));
 
@@ -289,6 +289,31 @@ class Hl7MllpTest {
         assertEquals("AA|", send(adt("CITY-HIS", undo, "A12", t0.plus(Duration.ofHours(3)), pv1("CARDIO", "NEURO", "DR-A"), null)));
         settled(eventId("CITY-HIS", undo));
         assertEquals("CANCELLED", task("transfer-in-note"));
+    }
+
+    @Test
+    void theSameMoveTwiceInAVisitIsTwoTransfersAndA12CancelsTheLatest() throws Exception {
+        String adm = id();
+        String there = id();
+        String back = id();
+        String again = id();
+        String undo = id();
+        assertEquals("AA|", send(adt("CITY-HIS", adm, "A01", t0, pv1("CARDIO", null, "DR-A"), null)));
+        assertEquals("AA|", send(adt("CITY-HIS", there, "A02", t0.plus(Duration.ofHours(2)), pv1("ICU", "CARDIO", "DR-B"), null)));
+        assertEquals("AA|", send(adt("CITY-HIS", back, "A02", t0.plus(Duration.ofHours(4)), pv1("CARDIO", "ICU", "DR-A"), null)));
+        assertEquals("AA|", send(adt("CITY-HIS", again, "A02", t0.plus(Duration.ofHours(6)), pv1("ICU", "CARDIO", "DR-C"), null)));
+        settled(eventId("CITY-HIS", adm), eventId("CITY-HIS", there) + "-in", eventId("CITY-HIS", back) + "-in",
+                eventId("CITY-HIS", again) + "-in");
+        String notes = "SELECT opened_by || '=' || status FROM qc_task WHERE hospital = ? AND visit_id = ? "
+                + "AND rule_id = 'transfer-in-note' ORDER BY due_at";
+        assertEquals(List.of(eventId("CITY-HIS", there) + "-in=OPEN", eventId("CITY-HIS", back) + "-in=OPEN",
+                eventId("CITY-HIS", again) + "-in=OPEN"), Events.strings(notes, H, visit), "a note for each move, ICU twice");
+        // A12 from ICU back to CARDIO: the latest CARDIO>ICU move only
+        assertEquals("AA|", send(adt("CITY-HIS", undo, "A12", t0.plus(Duration.ofHours(7)), pv1("CARDIO", "ICU", "DR-A"), null)));
+        settled(eventId("CITY-HIS", undo));
+        assertEquals(List.of(eventId("CITY-HIS", there) + "-in=OPEN", eventId("CITY-HIS", back) + "-in=OPEN",
+                eventId("CITY-HIS", again) + "-in=CANCELLED"), Events.strings(notes, H, visit));
+        assertEquals("CARDIO", Events.strings("SELECT department FROM qc_visit WHERE hospital = ? AND visit_id = ?", H, visit).get(0));
     }
 
     @Test

@@ -1,7 +1,9 @@
 package org.hospitalhub.qc;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.time.Duration;
 import java.time.Instant;
@@ -102,6 +104,57 @@ class VisitProjectionTest {
         assertEquals("NEURO", t.get("progress-note#2").department());
         assertEquals(List.of("doctor:DR-B"), t.get("progress-note#2").recipients());
         assertEquals("DR-B", t.get("transfer-in-note#0").doctor());
+    }
+
+    @Test
+    void aCancelNamingAMoveCancelsItsMostRecentTransferAndTheSameMoveMadeEarlierStays() {
+        // as the HL7 intake writes them: each A02 "<from>><to>/<tag>", an A12 the move alone
+        List<ClinicalEvent> log = new ArrayList<>(List.of(
+                ev(1, ClinicalEvent.ADMISSION, h(0), "department", "CARDIO", "attendingDoctor", "DR-A"),
+                ev(2, ClinicalEvent.TRANSFER_OUT, h(2), "transferId", "CARDIO>NEURO/aaaaaaaa", "department", "CARDIO", "toDepartment", "NEURO"),
+                ev(3, ClinicalEvent.TRANSFER_IN, h(2), "transferId", "CARDIO>NEURO/aaaaaaaa", "department", "NEURO", "attendingDoctor", "DR-B"),
+                ev(4, ClinicalEvent.TRANSFER_OUT, h(4), "transferId", "NEURO>CARDIO/bbbbbbbb", "department", "NEURO", "toDepartment", "CARDIO"),
+                ev(5, ClinicalEvent.TRANSFER_IN, h(4), "transferId", "NEURO>CARDIO/bbbbbbbb", "department", "CARDIO", "attendingDoctor", "DR-A"),
+                ev(6, ClinicalEvent.TRANSFER_OUT, h(6), "transferId", "CARDIO>NEURO/cccccccc", "department", "CARDIO", "toDepartment", "NEURO"),
+                ev(7, ClinicalEvent.TRANSFER_IN, h(6), "transferId", "CARDIO>NEURO/cccccccc", "department", "NEURO", "attendingDoctor", "DR-C")));
+        assertEquals(Map.of("e3", TaskStatus.OPEN, "e5", TaskStatus.OPEN, "e7", TaskStatus.OPEN),
+                transferInNotes(VisitProjection.project(log, List.of(), rules, T.plus(h(7)))), "a note for each move");
+        log.add(ev(8, ClinicalEvent.TRANSFER_CANCELLED, h(7), "transferId", "CARDIO>NEURO"));
+        VisitProjection.Result r = VisitProjection.project(log, List.of(), rules, T.plus(h(8)));
+        assertEquals(Map.of("e3", TaskStatus.OPEN, "e5", TaskStatus.OPEN, "e7", TaskStatus.CANCELLED), transferInNotes(r));
+        assertEquals("cancels qc.transfer.out e6, qc.transfer.in e7", r.outcomes().get("e8").reason());
+        assertEquals("CARDIO", r.visit().department(), "back in CARDIO: the cancelled move has no effect");
+        assertEquals("DR-A", r.visit().doctor());
+        for (int round = 0; round < 10; round++) { // the same in any arrival order
+            List<ClinicalEvent> shuffled = new ArrayList<>(log);
+            Collections.shuffle(shuffled, new Random(round));
+            assertEquals(transferInNotes(r), transferInNotes(VisitProjection.project(shuffled, List.of(), rules, T.plus(h(8)))));
+        }
+        // a second cancel of the move cancels the one before; a full transferId names exactly that transfer
+        log.add(ev(9, ClinicalEvent.TRANSFER_CANCELLED, h(8), "transferId", "CARDIO>NEURO"));
+        r = VisitProjection.project(log, List.of(), rules, T.plus(h(9)));
+        assertEquals(Map.of("e3", TaskStatus.CANCELLED, "e5", TaskStatus.OPEN, "e7", TaskStatus.CANCELLED), transferInNotes(r));
+        assertEquals("cancels qc.transfer.out e2, qc.transfer.in e3", r.outcomes().get("e9").reason());
+        log.add(ev(10, ClinicalEvent.TRANSFER_CANCELLED, h(9), "transferId", "NEURO>CARDIO/bbbbbbbb"));
+        assertEquals(TaskStatus.CANCELLED, transferInNotes(VisitProjection.project(log, List.of(), rules, T.plus(h(10)))).get("e5"));
+        // a move with nothing left to cancel waits (HELD) like any cancel whose event has not arrived
+        log.add(ev(11, ClinicalEvent.TRANSFER_CANCELLED, h(10), "transferId", "CARDIO>NEURO"));
+        assertEquals(VisitProjection.Disposition.HELD, VisitProjection.project(log, List.of(), rules, T.plus(h(11))).outcomes()
+                .get("e11").disposition());
+        // an id that only begins like another is not its move
+        assertFalse(VisitProjection.namesTransfer("T9", "T95"));
+        assertTrue(VisitProjection.namesTransfer("T9", "T9/x") && VisitProjection.namesTransfer("T9", "T9"));
+        // a cancel stamped before its transfer (two systems' clocks) still finds it
+        List<ClinicalEvent> skewed = List.of(ev(1, ClinicalEvent.ADMISSION, h(0), "department", "CARDIO", "attendingDoctor", "DR-A"),
+                ev(2, ClinicalEvent.TRANSFER_IN, h(3), "transferId", "T5", "department", "NEURO", "attendingDoctor", "DR-B"),
+                ev(3, ClinicalEvent.TRANSFER_CANCELLED, h(2), "transferId", "T5"));
+        assertEquals(Map.of("e2", TaskStatus.CANCELLED), transferInNotes(VisitProjection.project(skewed, List.of(), rules, T.plus(h(4)))));
+    }
+
+    /** The transfer-in notes of a projection: the event that opened each, and its status. */
+    private static Map<String, TaskStatus> transferInNotes(VisitProjection.Result r) {
+        return r.tasks().stream().filter(t -> t.ruleId().equals("transfer-in-note"))
+                .collect(Collectors.toMap(TaskSpec::openedBy, TaskSpec::status));
     }
 
     @Test
