@@ -314,6 +314,12 @@ class Hl7MllpTest {
         assertEquals(List.of(eventId("CITY-HIS", there) + "-in=OPEN", eventId("CITY-HIS", back) + "-in=OPEN",
                 eventId("CITY-HIS", again) + "-in=CANCELLED"), Events.strings(notes, H, visit));
         assertEquals("CARDIO", Events.strings("SELECT department FROM qc_visit WHERE hospital = ? AND visit_id = ?", H, visit).get(0));
+        // department codes of the longest length allowed (64) still make a valid transferId (138 characters)
+        String far = id();
+        assertEquals("AA|", send(adt("CITY-HIS", far, "A02", t0.plus(Duration.ofHours(8)), pv1("X".repeat(64), "CARDIO".repeat(10) + "WARD",
+                "DR-A"), null)));
+        assertTrue(Events.strings("SELECT envelope FROM hub_event WHERE event_id = ?", eventId("CITY-HIS", far) + "-in").get(0)
+                .contains("\"transferId\":\"" + "CARDIO".repeat(10) + "WARD>" + "X".repeat(64) + "/" + Hl7AdtIngest.transferTag("CITY-HIS", far) + "\""));
     }
 
     @Test
