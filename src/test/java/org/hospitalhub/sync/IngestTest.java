@@ -111,8 +111,21 @@ class IngestTest {
         String big = Events.charge("ing-big", "P1")
                 .replace("\"department\":\"ICU\"", "\"department\":\"" + "x".repeat(70_000) + "\"");
         given().header("X-Api-Key", HIS).contentType("application/json").body(big)
-                .post("/api/v1/events").then().statusCode(413);
+                .post("/api/v1/events").then().statusCode(413).body("field", equalTo("body"))
+                .body("error", containsString("at most 65536 (64K, hub.ingest.max-body-size) are accepted"));
         assertEquals(0, stored("ing-big"));
+    }
+
+    @Test
+    void aWrongPathMethodOrMediaTypeIsAnsweredInTheApisErrorShape() {
+        given().header("X-Api-Key", HIS).contentType("text/plain").body(Events.charge("ing-415", "P1"))
+                .post("/api/v1/events").then().statusCode(415).contentType("application/json").body("field", equalTo("Content-Type"))
+                .body("error", containsString("is not accepted by POST /api/v1/events; send application/json"));
+        given().header("X-Api-Key", HIS).delete("/api/v1/events").then().statusCode(405).contentType("application/json")
+                .body("field", equalTo("method")).body("error", containsString("method DELETE is not allowed on /api/v1/events"));
+        given().header("X-Api-Key", "test-ops-key").get("/api/v1/no-such-thing").then().statusCode(404).contentType("application/json")
+                .body("field", equalTo("path")).body("error", containsString("no resource at GET /api/v1/no-such-thing"));
+        assertEquals(0, stored("ing-415"));
     }
 
     @Test
