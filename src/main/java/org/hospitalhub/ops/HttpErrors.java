@@ -22,8 +22,9 @@ import org.jboss.resteasy.reactive.server.ServerExceptionMapper;
 public class HttpErrors {
 
     /**
-     * A body declared larger than {@code quarkus.http.limits.max-body-size} (set from {@code hub.ingest.max-body-size},
-     * default 1M) is answered 413 saying so, before it is read (Vert.x would answer 413 with no body).
+     * A body for the API ({@code /api/*}) declared larger than {@code quarkus.http.limits.max-body-size} (set from
+     * {@code hub.ingest.max-body-size}, default 1M) is answered 413 saying so, before it is read (the REST layer would
+     * answer 413 with no body).
      */
     @jakarta.enterprise.context.ApplicationScoped
     public static class BodyLimit {
@@ -39,7 +40,8 @@ public class HttpErrors {
         }
 
         void routes(@jakarta.enterprise.event.Observes io.vertx.ext.web.Router router) {
-            router.route().order(-1000).handler(ctx -> {
+            // the API only: /relay/v1 sets its own limit (hub.relay.max-packet-size × 64) and answers its own 413
+            router.route("/api/*").order(-1000).handler(ctx -> {
                 String length = ctx.request().getHeader(HttpHeaders.CONTENT_LENGTH);
                 long declared;
                 try {
