@@ -2,6 +2,10 @@ package org.hospitalhub.ops;
 
 import java.util.LinkedHashMap;
 import java.util.Map;
+import java.util.Optional;
+
+import jakarta.enterprise.context.ApplicationScoped;
+import jakarta.enterprise.event.Observes;
 
 import jakarta.ws.rs.NotAcceptableException;
 import jakarta.ws.rs.NotAllowedException;
@@ -12,7 +16,11 @@ import jakarta.ws.rs.core.HttpHeaders;
 import jakarta.ws.rs.core.MediaType;
 import jakarta.ws.rs.core.Response;
 
+import org.eclipse.microprofile.config.inject.ConfigProperty;
 import org.jboss.resteasy.reactive.server.ServerExceptionMapper;
+
+import io.quarkus.runtime.configuration.MemorySize;
+import io.vertx.ext.web.Router;
 
 /**
  * The answers the REST layer gives by itself (no resource at the path, a method or media type the resource does not
@@ -26,20 +34,19 @@ public class HttpErrors {
      * {@code hub.ingest.max-body-size}, default 1M) is answered 413 saying so, before it is read (the REST layer would
      * answer 413 with no body).
      */
-    @jakarta.enterprise.context.ApplicationScoped
+    @ApplicationScoped
     public static class BodyLimit {
 
         private final long max;
         private final String configured;
 
-        public BodyLimit(@org.eclipse.microprofile.config.inject.ConfigProperty(name = "quarkus.http.limits.max-body-size")
-                java.util.Optional<io.quarkus.runtime.configuration.MemorySize> max,
-                @org.eclipse.microprofile.config.inject.ConfigProperty(name = "hub.ingest.max-body-size", defaultValue = "1M") String configured) {
-            this.max = max.map(io.quarkus.runtime.configuration.MemorySize::asLongValue).orElse(Long.MAX_VALUE);
+        public BodyLimit(@ConfigProperty(name = "quarkus.http.limits.max-body-size") Optional<MemorySize> max,
+                @ConfigProperty(name = "hub.ingest.max-body-size", defaultValue = "1M") String configured) {
+            this.max = max.map(MemorySize::asLongValue).orElse(Long.MAX_VALUE);
             this.configured = configured;
         }
 
-        void routes(@jakarta.enterprise.event.Observes io.vertx.ext.web.Router router) {
+        void routes(@Observes Router router) {
             // the API only: /relay/v1 sets its own limit (hub.relay.max-packet-size × 64) and answers its own 413
             router.route("/api/*").order(-1000).handler(ctx -> {
                 String length = ctx.request().getHeader(HttpHeaders.CONTENT_LENGTH);

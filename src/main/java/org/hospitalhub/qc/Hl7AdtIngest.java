@@ -353,7 +353,7 @@ public class Hl7AdtIngest {
 
     /**
      * Eight base-36 characters naming an A02 (from its facility and control id, so a resent message gives the same):
-     * the part after the "/" of its transferId, short enough to keep the id within 64 characters for usual codes.
+     * the part after the "/" of its transferId, which stays within its 140 characters for department codes of 64.
      */
     static String transferTag(String facility, String controlId) {
         byte[] h;

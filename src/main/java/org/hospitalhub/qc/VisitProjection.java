@@ -21,8 +21,9 @@ import java.util.Set;
  * <ul>
  * <li>Nothing happens for a visit before its {@code qc.admission}: its other events are HELD until it arrives.</li>
  * <li>A cancel event cancels the event it names (admission; the latest discharge at or before it; the latest transfer
- * at or before it with its transferId, or with its move when it names only {@code <from>><to>}, out and in). Tasks opened by a cancelled event are CANCELLED; a cancelled event has no other effect (a cancelled
- * discharge does not stop the progress notes, so the period it had stopped reopens). Cancelling the admission
+ * at or before it with its transferId, or with its move when it names only {@code <from>><to>}, out and in). Tasks
+ * opened by a cancelled event are CANCELLED; a cancelled event has no other effect (a cancelled discharge does not stop
+ * the progress notes, so the period it had stopped reopens). Cancelling the admission
  * cancels every task of the visit not yet completed. A cancel whose event has not arrived is HELD.</li>
  * <li>Single rules: each triggering event opens one task per rule and instance (instanceKey value, else the event),
  * due {@code deadline} after the event time.</li>

@@ -125,6 +125,8 @@ class IngestTest {
                 .body("field", equalTo("method")).body("error", containsString("method DELETE is not allowed on /api/v1/events"));
         given().header("X-Api-Key", "test-ops-key").get("/api/v1/no-such-thing").then().statusCode(404).contentType("application/json")
                 .body("field", equalTo("path")).body("error", containsString("no resource at GET /api/v1/no-such-thing"));
+        given().header("X-Api-Key", "test-ops-key").accept("image/png").get("/api/v1/dead-letters").then().statusCode(406)
+                .contentType("application/json").body("field", equalTo("Accept")).body("error", containsString("image/png"));
         assertEquals(0, stored("ing-415"));
     }
 
