@@ -180,7 +180,9 @@ public class Hl7AdtIngest {
             case "A02" -> {
                 // No transfer id in ADT: the move (prior > new location), which an A12 names again, and a tag of this
                 // message, so that the same move made twice in a visit is two transfers (each with its note)
-                String transfer = prior + ">" + location + "/" + transferTag(facility, controlId);
+                // (a move missing one side stays "<from>>" or "><to>", which putText leaves out: AE naming PV1-6 and PV1-3)
+                String transfer = prior + ">" + location
+                        + (prior.isEmpty() || location.isEmpty() ? "" : "/" + transferTag(facility, controlId));
                 out.add(event(ClinicalEvent.TRANSFER_OUT, "-out", "department", prior, "toDepartment", location,
                         "transferId", transfer));
                 out.add(event(ClinicalEvent.TRANSFER_IN, "-in", "department", location, "fromDepartment", prior,

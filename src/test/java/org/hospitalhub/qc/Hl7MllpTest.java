@@ -374,6 +374,14 @@ class Hl7MllpTest {
         assertTrue(ack.startsWith("AE|payload.attendingDoctor"), ack);
         assertEquals(0, stored(eventId("CITY-HIS", ctl)));
         assertTrue(deadLetter("t-hl7", ctl).contains("[HL7 PV1-7]"));
+        // an A02 without the prior location (PV1-6), or without the new one (PV1-3): AE naming them, nothing stored
+        for (String[] sides : new String[][] { { "ICU", null }, { "", "CARDIO" } }) {
+            String move = id();
+            ack = send(adt("CITY-HIS", move, "A02", t0.plus(Duration.ofHours(1)), pv1(sides[0], sides[1], "DR-A"), null));
+            assertTrue(ack.startsWith("AE|payload.") && ack.contains("[HL7 PV1-"), ack);
+            assertEquals(0, stored(eventId("CITY-HIS", move) + "-in"));
+            assertEquals(0, stored(eventId("CITY-HIS", move) + "-out"));
+        }
     }
 
     @Test
