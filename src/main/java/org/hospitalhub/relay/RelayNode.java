@@ -99,8 +99,10 @@ public final class RelayNode implements AutoCloseable {
         io.micrometer.core.instrument.Gauge.builder("hub_relay_tcp_connections", this, n -> n.tcp == null ? 0 : n.tcp.connectedPeers().size())
                 .description("Clients and child nodes connected to this relay node over TCP").tag("node", topology.node())
                 .register(registry);
-        io.micrometer.core.instrument.Gauge.builder("hub_relay_parent_connected", this, n -> n.parentConnected() ? 1 : 0)
-                .description("1 while this relay node's link to its parent is up").tag("node", topology.node()).register(registry);
+        if (topology.parent().isPresent()) { // the top node has no link up: no gauge, so "0 for 5 minutes" can alert
+            io.micrometer.core.instrument.Gauge.builder("hub_relay_parent_connected", this, n -> n.parentConnected() ? 1 : 0)
+                    .description("1 while this relay node's link to its parent is up").tag("node", topology.node()).register(registry);
+        }
         this.fileRetention = b.fileRetention;
         this.files = b.fileDir == null ? null : new FileStore(b.fileDir,
                 b.s3 == null ? null : new S3Backend(b.s3, options.requestTimeout()).check(),

@@ -455,6 +455,8 @@ class RelayTreeTest {
         String metrics = given().get("/q/metrics").asString();
         assertTrue(metrics.contains("hub_relay_packets_total{node=\"province\",outcome=\"stored\"}"), "packet counter exported");
         assertTrue(metrics.contains("hub_relay_tcp_connections{node=\"province\"} 1.0"), "city-a connected over TCP");
+        assertFalse(metrics.contains("hub_relay_parent_connected{node=\"province\""), "the top node has no link up to report");
+        assertTrue(metrics.contains("hub_relay_parent_connected{node=\"city-a\"} 1.0"), "a node with a parent reports its link");
     }
 
     // ---- consultation service ----------------------------------------------------------------------------------------
