@@ -61,6 +61,8 @@ public class Hl7AdtIngest {
     static final String ACK = "CamelMllpAcknowledgementString";
     static final String REMOTE_ADDRESS = "CamelMllpRemoteAddress";
     private static final String EVENTS = "HubHl7Events";
+    /** Why a message accepted (AA) makes no event, for MSA-3. */
+    private static final String NO_EVENT = "HubHl7NoEvent";
     private static final String PARSED = "HubHl7Message";
 
     /** Supported trigger events (MSH-9.2 of an ADT message). */
@@ -178,6 +180,10 @@ public class Hl7AdtIngest {
             case "A01" -> out.add(event(ClinicalEvent.ADMISSION, "", "department", location, "attendingDoctor", doctor,
                     "conditionLevel", level));
             case "A02" -> {
+                if (!location.isEmpty() && location.equals(prior)) { // a bed or room change: no department transfer
+                    exchange.setProperty(NO_EVENT, "bed change within " + location + ": no department transfer (PV1-3 = PV1-6)");
+                    break;
+                }
                 // No transfer id in ADT: the move (prior > new location), which an A12 names again, and a tag of this
                 // message, so that the same move made twice in a visit is two transfers (each with its note)
                 // (a move missing one side stays "<from>>" or "><to>", which putText leaves out: AE naming PV1-6 and PV1-3)
@@ -198,8 +204,13 @@ public class Hl7AdtIngest {
             case "A11" -> out.add(event(ClinicalEvent.ADMISSION_CANCELLED, "", "department", location,
                     "attendingDoctor", doctor));
             // A12: PV1-3 holds the location before the transfer, PV1-6 the location being cancelled
-            case "A12" -> out.add(event(ClinicalEvent.TRANSFER_CANCELLED, "", "transferId", location + ">" + prior,
-                    "department", prior));
+            case "A12" -> {
+                if (!location.isEmpty() && location.equals(prior)) { // cancels a bed change, which made no event
+                    exchange.setProperty(NO_EVENT, "cancels a bed change within " + location + ": no event (PV1-3 = PV1-6)");
+                    break;
+                }
+                out.add(event(ClinicalEvent.TRANSFER_CANCELLED, "", "transferId", location + ">" + prior, "department", prior));
+            }
             case "A13" -> out.add(event(ClinicalEvent.DISCHARGE_CANCELLED, "", "department", location,
                     "attendingDoctor", doctor));
             default -> throw new IllegalStateException(trigger);
@@ -264,7 +275,8 @@ public class Hl7AdtIngest {
         List<Event> events = exchange.getProperty(EVENTS, List.class);
         String note = null;
         if (events.isEmpty()) {
-            note = "no condition level in PV2-40: nothing for time-limit quality control";
+            note = exchange.getProperty(NO_EVENT, "no condition level in PV2-40: nothing for time-limit quality control",
+                    String.class);
         } else {
             EventStore.Stored stored = store.store(events, "hl7");
             LOG.debugf("HL7 listener %s stored %s (%d duplicates)", exchange.getProperty("HubFlow"),

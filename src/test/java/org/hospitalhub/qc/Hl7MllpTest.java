@@ -314,6 +314,16 @@ class Hl7MllpTest {
         assertEquals(List.of(eventId("CITY-HIS", there) + "-in=OPEN", eventId("CITY-HIS", back) + "-in=OPEN",
                 eventId("CITY-HIS", again) + "-in=CANCELLED"), Events.strings(notes, H, visit));
         assertEquals("CARDIO", Events.strings("SELECT department FROM qc_visit WHERE hospital = ? AND visit_id = ?", H, visit).get(0));
+        // a bed change within ICU (an A02 with PV1-3 = PV1-6) is no department transfer: AA, no event, no note; nor its A12
+        String bed = id();
+        String bedUndo = id();
+        assertEquals("AA|bed change within ICU: no department transfer (PV1-3 = PV1-6)",
+                send(adt("CITY-HIS", bed, "A02", t0.plus(Duration.ofHours(7).plusMinutes(10)), pv1("ICU", "ICU", "DR-C"), null)));
+        assertEquals("AA|cancels a bed change within ICU: no event (PV1-3 = PV1-6)",
+                send(adt("CITY-HIS", bedUndo, "A12", t0.plus(Duration.ofHours(7).plusMinutes(20)), pv1("ICU", "ICU", "DR-C"), null)));
+        assertEquals(0, stored(eventId("CITY-HIS", bed) + "-in") + stored(eventId("CITY-HIS", bed) + "-out")
+                + stored(eventId("CITY-HIS", bedUndo)));
+        assertEquals(3, Events.strings(notes, H, visit).size(), "no transfer-in note for a bed change");
         // department codes of the longest length allowed (64) still make a valid transferId (138 characters)
         String far = id();
         assertEquals("AA|", send(adt("CITY-HIS", far, "A02", t0.plus(Duration.ofHours(8)), pv1("X".repeat(64), "CARDIO".repeat(10) + "WARD",
