@@ -85,7 +85,8 @@ public class Callers {
         return Optional.ofNullable(found);
     }
 
-    static byte[] sha256(String s) {
+    /** SHA-256 of the UTF-8 bytes of {@code s}. */
+    public static byte[] sha256(String s) {
         try {
             return MessageDigest.getInstance("SHA-256").digest(s.getBytes(StandardCharsets.UTF_8));
         } catch (NoSuchAlgorithmException e) {

@@ -370,13 +370,7 @@ public class Hl7AdtIngest {
      * the part after the "/" of its transferId, which stays within its 140 characters for department codes of 64.
      */
     static String transferTag(String facility, String controlId) {
-        byte[] h;
-        try {
-            h = java.security.MessageDigest.getInstance("SHA-256").digest((facility + "|" + controlId)
-                    .getBytes(java.nio.charset.StandardCharsets.UTF_8));
-        } catch (java.security.NoSuchAlgorithmException e) {
-            throw new IllegalStateException(e); // every JVM has SHA-256
-        }
+        byte[] h = org.hospitalhub.ops.Callers.sha256(facility + "|" + controlId);
         long v = 0;
         for (int i = 0; i < 5; i++) { // 40 bits: at most 8 base-36 digits
             v = (v << 8) | (h[i] & 0xff);

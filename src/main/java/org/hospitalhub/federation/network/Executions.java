@@ -121,11 +121,7 @@ public class Executions {
                 + "queued_at, updated_at) VALUES (?, ?, ?, 'QUEUED', 0, 1, TRUE, ?, ?) ON CONFLICT DO NOTHING";
         try (PreparedStatement ins = c.prepareStatement(step == null ? queue
                 : "WITH stored AS (" + Projects.INSERT_STEP + " RETURNING 1) " + queue)) {
-            int i = 1;
-            if (step != null) {
-                Projects.bindStep(ins, 1, step);
-                i = 10;
-            }
+            int i = step == null ? 1 : Projects.bindStep(ins, 1, step);
             ins.setString(i++, stepId);
             ins.setString(i++, identity.nodeId());
             ins.setString(i++, projectId);
@@ -158,7 +154,6 @@ public class Executions {
      */
     Optional<Execution> transition(Connection c, Execution current, Status to, String reason, boolean countAttempt,
             boolean retryable, Instant nextRetryAt, JsonNode result) throws SQLException {
-        Optional<Execution> before = Optional.of(current);
         String stepId = current.stepId();
         Status expected = current.status();
         Instant now = Instant.now().truncatedTo(ChronoUnit.MICROS); // as the database keeps it
@@ -168,8 +163,8 @@ public class Executions {
             case RUNNING -> "started_at = ?, finished_at = NULL, duration_ms = NULL";
             case SUCCEEDED, FAILED -> "finished_at = ?, duration_ms = ?";
         };
-        if ((to == Status.SUCCEEDED || to == Status.FAILED) && before.get().startedAt() != null) {
-            duration = java.time.Duration.between(before.get().startedAt(), now).toMillis();
+        if ((to == Status.SUCCEEDED || to == Status.FAILED) && current.startedAt() != null) {
+            duration = java.time.Duration.between(current.startedAt(), now).toMillis();
         }
         boolean withDuration = to == Status.SUCCEEDED || to == Status.FAILED;
         try (PreparedStatement up = c.prepareStatement("UPDATE fed_execution SET status = ?, reason = ?, version = version + 1, "
@@ -189,13 +184,13 @@ public class Executions {
             up.setString(i++, stepId);
             up.setString(i++, identity.nodeId());
             up.setString(i++, expected.name());
-            up.setInt(i++, before.get().version());
+            up.setInt(i++, current.version());
             if (up.executeUpdate() != 1) {
                 return Optional.empty();
             }
         }
         // the row as just written (reading it back would cost a round trip, milliseconds each on a loaded database)
-        Execution b = before.get();
+        Execution b = current;
         Execution e = new Execution(b.projectId(), stepId, b.nodeId(), to, reason, b.attempts() + (countAttempt ? 1 : 0),
                 b.version() + 1, retryable, to == Status.QUEUED ? now : b.queuedAt(),
                 to == Status.QUEUED ? null : to == Status.RUNNING ? now : b.startedAt(), withDuration ? now : null,

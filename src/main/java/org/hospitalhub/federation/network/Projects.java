@@ -6,7 +6,9 @@ import java.sql.ResultSet;
 import java.sql.SQLException;
 import java.time.Instant;
 import java.time.OffsetDateTime;
+import java.time.temporal.ChronoUnit;
 import java.util.ArrayList;
+import java.util.Collection;
 import java.util.HashMap;
 import java.util.HashSet;
 import java.util.Iterator;
@@ -421,7 +423,8 @@ public class Projects {
     static final String INSERT_STEP = "INSERT INTO fed_step (step_id, project_id, seq, kind, definition, depends_on, checksum, "
             + "origin, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)";
 
-    static void bindStep(PreparedStatement ins, int from, Step s) throws SQLException {
+    /** Binds the step's values as parameters {@code from} … {@code from + 8}; returns the next parameter's index. */
+    static int bindStep(PreparedStatement ins, int from, Step s) throws SQLException {
         ins.setString(from, s.stepId());
         ins.setString(from + 1, s.projectId());
         ins.setInt(from + 2, s.seq());
@@ -431,14 +434,14 @@ public class Projects {
         ins.setString(from + 6, s.checksum());
         ins.setString(from + 7, s.origin());
         ins.setObject(from + 8, Database.utc(s.createdAt()));
+        return from + 9;
     }
 
-    /** Stores a checked step, queues it here if this node takes part, and its message to the other participants. */
     /**
      * Stores a checked step as number {@code seq}, queues it here if this node is among the {@code participants}
      * (its execution added to {@code mine}), and its message to the other participants.
      */
-    private Step insertStep(Connection c, String projectId, NewStep st, int seq, java.util.Collection<String> participants,
+    private Step insertStep(Connection c, String projectId, NewStep st, int seq, Collection<String> participants,
             List<Executions.Execution> mine) throws SQLException {
         String kind = st.kind();
         JsonNode definition = st.definition();
@@ -446,7 +449,7 @@ public class Projects {
         String stepId = Ids.next();
         String checksum = checksum(kind, definition, dependsOn);
         Step step = new Step(stepId, projectId, seq, kind, definition.toString(), dependsOn.toString(), checksum,
-                identity.nodeId(), Instant.now().truncatedTo(java.time.temporal.ChronoUnit.MICROS)); // as the database keeps it
+                identity.nodeId(), Instant.now().truncatedTo(ChronoUnit.MICROS)); // as the database keeps it
         insert(c, step);
         ObjectNode p = mapper.createObjectNode();
         p.put("stepId", stepId);
@@ -583,8 +586,7 @@ public class Projects {
             + "s.origin, s.created_at";
 
     static Optional<Step> step(Connection c, String stepId) throws SQLException {
-        try (PreparedStatement q = c.prepareStatement("SELECT step_id, project_id, seq, kind, definition, depends_on, checksum, "
-                + "origin, created_at FROM fed_step WHERE step_id = ?")) {
+        try (PreparedStatement q = c.prepareStatement("SELECT " + STEP_COLUMNS + " FROM fed_step s WHERE s.step_id = ?")) {
             q.setString(1, stepId);
             try (ResultSet rs = q.executeQuery()) {
                 return rs.next() ? Optional.of(step(rs)) : Optional.empty();
@@ -600,8 +602,8 @@ public class Projects {
 
     static List<Step> steps(Connection c, String projectId) throws SQLException {
         List<Step> out = new ArrayList<>();
-        try (PreparedStatement q = c.prepareStatement("SELECT step_id, project_id, seq, kind, definition, depends_on, checksum, "
-                + "origin, created_at FROM fed_step WHERE project_id = ? ORDER BY seq")) {
+        try (PreparedStatement q = c.prepareStatement("SELECT " + STEP_COLUMNS + " FROM fed_step s WHERE s.project_id = ? "
+                + "ORDER BY s.seq")) {
             q.setString(1, projectId);
             try (ResultSet rs = q.executeQuery()) {
                 while (rs.next()) {
