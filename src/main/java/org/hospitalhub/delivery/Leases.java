@@ -10,9 +10,12 @@ import java.util.Map;
 import java.util.UUID;
 import java.util.concurrent.ConcurrentHashMap;
 
+import javax.sql.DataSource;
+
 import jakarta.annotation.PreDestroy;
 import jakarta.enterprise.event.Observes;
 import jakarta.enterprise.context.ApplicationScoped;
+import jakarta.inject.Inject;
 
 import org.eclipse.microprofile.config.inject.ConfigProperty;
 import org.jboss.logging.Logger;
@@ -27,18 +30,29 @@ public class Leases {
 
     private static final Logger LOG = Logger.getLogger(Leases.class);
 
-    private final Database db;
+    private final DataSource dataSource;
     private final Duration ttl;
     private final Clock clock;
     /** This process, distinct from an earlier run on the same host: its leases must be taken over, not reused. */
     private final String owner;
     private final Map<String, Instant> held = new ConcurrentHashMap<>();
 
+    @Inject
     public Leases(Database db, @ConfigProperty(name = "hub.lease.ttl", defaultValue = "15s") Duration ttl) {
-        this.db = db;
+        this(db.dataSource(), ttl);
+    }
+
+    /** Leases in the {@code hub_lease} table of {@code dataSource}; each instance is a holder of its own. */
+    public Leases(DataSource dataSource, Duration ttl) {
+        this.dataSource = dataSource;
         this.ttl = ttl;
         this.clock = Clock.systemUTC();
         this.owner = ManagementFactory.getRuntimeMXBean().getName() + "/" + UUID.randomUUID().toString().substring(0, 8);
+    }
+
+    /** How long a lease lasts without renewal: how long a crashed holder's jobs wait for another replica. */
+    public Duration ttl() {
+        return ttl;
     }
 
     public String owner() {
@@ -58,7 +72,7 @@ public class Leases {
         }
         Instant expires = now.plus(ttl);
         try {
-            boolean ok = db.inTransaction(c -> {
+            boolean ok = Database.inTransaction(dataSource, c -> {
                 try (PreparedStatement up = c.prepareStatement(
                         "UPDATE hub_lease SET owner = ?, expires_at = ? WHERE name = ? AND (owner = ? OR expires_at < ?)")) {
                     up.setString(1, owner);
@@ -99,7 +113,7 @@ public class Leases {
             return;
         }
         try {
-            db.inTransaction(c -> {
+            Database.inTransaction(dataSource, c -> {
                 try (PreparedStatement del = c.prepareStatement("DELETE FROM hub_lease WHERE name = ? AND owner = ?")) {
                     del.setString(1, name);
                     del.setString(2, owner);

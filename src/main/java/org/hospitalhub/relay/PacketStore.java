@@ -61,6 +61,10 @@ final class PacketStore {
     private final String node;
     private final boolean audit;
 
+    DataSource dataSource() {
+        return ds;
+    }
+
     PacketStore(DataSource ds, String node, boolean audit) {
         this.ds = ds;
         this.node = node;

@@ -45,6 +45,7 @@ public class RelayApp {
     private final Duration fileRetention;
     private final S3Backend.Settings s3;
     private final Database db;
+    private final org.hospitalhub.delivery.Leases leases;
     private final Vertx vertx;
     private final MeterRegistry registry;
     private volatile RelayNode node;
@@ -71,7 +72,7 @@ public class RelayApp {
             @ConfigProperty(name = "hub.relay.file-store") String fileStore,
             @ConfigProperty(name = "hub.relay.file-retention") Optional<Duration> fileRetention,
             RelayS3Config s3Config,
-            Database db, Vertx vertx, MeterRegistry registry) {
+            Database db, org.hospitalhub.delivery.Leases leases, Vertx vertx, MeterRegistry registry) {
         this.enabled = enabled;
         this.topologyFile = topologyFile;
         this.tokens = tokens;
@@ -97,6 +98,7 @@ public class RelayApp {
                         s3Config.region(), s3Config.bucket().orElse(""), s3Config.prefix().orElse(""), s3Config.pathStyle(),
                         s3Config.accessKeyId(), s3Config.secretAccessKey());
         this.db = db;
+        this.leases = leases;
         this.vertx = vertx;
         this.registry = registry;
     }
@@ -110,7 +112,8 @@ public class RelayApp {
         Topology topology = Topology.load(Path.of(file));
         node = RelayNode.builder().topology(topology).tokens(RelayTokens.parse(tokenSpec()))
                 .parentToken(parentToken.orElse(null)).dataSource(db.dataSource()).vertx(vertx).httpPort(0)
-                .tcpPort(tcpPort).host(tcpHost).options(options).fileDir(Path.of(fileDir)).s3(s3).fileRetention(fileRetention).registry(registry).build().start();
+                .tcpPort(tcpPort).host(tcpHost).options(options).fileDir(Path.of(fileDir)).s3(s3).fileRetention(fileRetention).registry(registry)
+                .replicas(leases).build().start();
     }
 
     private static URI endpoint(String e) {

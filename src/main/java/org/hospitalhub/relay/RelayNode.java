@@ -67,9 +67,19 @@ public final class RelayNode implements AutoCloseable {
     final HttpEndpoint http;
     private TcpEndpoint tcp;
     private HttpServer httpServer;
-    private Uplink uplink;
+    private volatile Uplink uplink;
     private long sweepTimer = -1;
     private volatile boolean running;
+    private boolean closed;
+    /** Null when this process is the node's only replica; else the lease that picks the replica running the link. */
+    private final org.hospitalhub.delivery.Leases leases;
+    private final String leaseName;
+    /** This replica runs the node's link to its parent, its local services and the sweep (see {@link #checkLease}). */
+    private volatile boolean active;
+    private long leaseTimer = -1;
+    private volatile Future<?> leaseJob;
+    /** Wakes the other replicas (PostgreSQL LISTEN/NOTIFY); null with a single replica or on H2. */
+    private ReplicaSignals signals;
     private final Counter stored;
     private final Counter duplicates;
     private final Counter dead;
@@ -103,6 +113,11 @@ public final class RelayNode implements AutoCloseable {
             io.micrometer.core.instrument.Gauge.builder("hub_relay_parent_connected", this, n -> n.parentConnected() ? 1 : 0)
                     .description("1 while this relay node's link to its parent is up").tag("node", topology.node()).register(registry);
         }
+        this.leases = b.leases;
+        this.leaseName = "relay:" + topology.node();
+        io.micrometer.core.instrument.Gauge.builder("hub_relay_replica_active", this, n -> n.active ? 1 : 0)
+                .description("1 on the replica of this relay node that runs its link to the parent, its local services and "
+                        + "its sweep").tag("node", topology.node()).register(registry);
         this.fileRetention = b.fileRetention;
         this.files = b.fileDir == null ? null : new FileStore(b.fileDir,
                 b.s3 == null ? null : new S3Backend(b.s3, options.requestTimeout()).check(),
@@ -164,17 +179,81 @@ public final class RelayNode implements AutoCloseable {
                 throw new IllegalStateException("relay node " + id() + " cannot listen: " + e.getMessage(), e);
             }
         }
-        topology.parent().ifPresent(p -> {
-            uplink = new Uplink(this, p, parentToken);
-            uplink.start();
-        });
-        services.keySet().forEach(this::startService);
+        if (leases == null) {
+            activate();
+        } else {
+            long every = Math.max(200, leases.ttl().toMillis() / 4); // renewed with half its time left: never lapses
+            signals = ReplicaSignals.start(this, store.dataSource(), Duration.ofMillis(every));
+            checkLease();
+            leaseTimer = vertx.setPeriodic(every, t -> {
+                ReplicaSignals rs = signals;
+                if (rs != null) {
+                    rs.announce();
+                }
+                if (leaseJob == null || leaseJob.isComplete()) {
+                    leaseJob = vertx.executeBlocking(() -> {
+                        checkLease();
+                        return null;
+                    }, false);
+                }
+            });
+        }
         sweepTimer = vertx.setPeriodic(options.sweepPeriod().toMillis(), t -> sweep());
-        LOG.infof("Relay node %s (%s) started: parent %s, children %s, clients %s, http %s, tcp %s, files %s", id(),
+        LOG.infof("Relay node %s (%s) started: parent %s, children %s, clients %s, http %s, tcp %s, files %s%s", id(),
                 topology.level(), topology.parent().map(p -> p.id() + " over " + p.transport()).orElse("none (top server)"),
                 topology.children().keySet(), topology.clients().keySet(), httpPort > 0 ? httpPort : "shared", tcpPort,
-                files == null ? "none" : files.describe());
+                files == null ? "none" : files.describe(), leases == null ? "" : ", replica " + leases.owner() + " ("
+                        + (active ? "active" : "standing by") + ", signals " + (signals == null ? "none: H2" : "LISTEN/NOTIFY") + ")");
         return this;
+    }
+
+    /**
+     * Several replicas of one node share its database: every replica accepts packets and serves the clients and child
+     * nodes connected to it, but only the one holding the lease {@code relay:<node>} runs what must run once: the link to
+     * the parent (two links would store what the parent pushes down twice over, out of order), the local services and
+     * the sweep. Another replica takes over when the holder stops (at once) or dies (after {@code hub.lease.ttl}).
+     */
+    synchronized void checkLease() {
+        if (!running) {
+            return;
+        }
+        boolean held = leases.hold(leaseName).held();
+        if (held && !active) {
+            activate();
+        } else if (!held && active) {
+            standBy();
+        }
+    }
+
+    private void activate() {
+        topology.parent().ifPresent(p -> {
+            Uplink u = new Uplink(this, p, parentToken);
+            uplink = u;
+            u.start();
+        });
+        active = true;
+        services.keySet().forEach(this::startService);
+        if (leases != null) {
+            LOG.infof("Relay node %s: replica %s runs the node's link to its parent, services and sweep", id(), leases.owner());
+        }
+    }
+
+    private void standBy() {
+        active = false;
+        Uplink u = uplink;
+        uplink = null;
+        if (u != null) {
+            u.close();
+        }
+        serviceDispatchers.values().forEach(ServiceDispatcher::close);
+        serviceDispatchers.clear();
+        LOG.warnf("Relay node %s: replica %s lost the lease %s and stands by (it still serves its own connections)", id(),
+                leases.owner(), leaseName);
+    }
+
+    /** Whether this replica runs the node's link to its parent, local services and sweep (always, with one replica). */
+    public boolean active() {
+        return active;
     }
 
     /** Mounts the client/node endpoints ({@code /relay/v1/*}) on a router (the hub's main one, or this node's own). */
@@ -192,7 +271,7 @@ public final class RelayNode implements AutoCloseable {
     /** Registers a service reachable as {@code name@<this node>} (e.g. consultation); call before start. */
     public void register(String name, LocalService service) {
         services.put(name, service);
-        if (running) {
+        if (running && active) {
             startService(name);
         }
     }
@@ -317,8 +396,28 @@ public final class RelayNode implements AutoCloseable {
                 }
             }
         }
-        hops.forEach(this::signal);
+        signalStored(hops);
         return results;
+    }
+
+    /**
+     * Packets were committed for these hops: wake what serves them here, and tell the other replicas about the hops
+     * that may be served there (a client's connection; the link and services when this replica stands by).
+     */
+    void signalStored(java.util.Collection<String> hops) {
+        hops.forEach(this::signal);
+        ReplicaSignals rs = signals;
+        if (rs != null) {
+            Uplink u = uplink;
+            List<String> elsewhere = new ArrayList<>();
+            for (String hop : hops) {
+                boolean servedHere = active && (hop.startsWith(Routing.SERVICE_PREFIX) || u != null && hop.equals(u.parentId()));
+                if (!servedHere) {
+                    elsewhere.add(hop);
+                }
+            }
+            rs.publish(elsewhere);
+        }
     }
 
     /**
@@ -382,6 +481,10 @@ public final class RelayNode implements AutoCloseable {
         if (!running) {
             return;
         }
+        if (!active) { // another replica sweeps; this one only wakes its own connections below
+            wakeWaiting();
+            return;
+        }
         sweepJob = vertx.executeBlocking(() -> {
             Instant now = clock.instant();
             int expired = store.expire(now);
@@ -402,8 +505,22 @@ public final class RelayNode implements AutoCloseable {
             return null;
         }, false).onFailure(e -> LOG.warnf("Relay node %s: sweep failed (retried next period): %s", id(), e.getMessage()));
         replicateFiles();
-        // a safety net for wake-ups that a lost signal would not give: the peers with packets waiting (one query,
-        // not one per connected peer: a node may hold thousands of idle connections)
+        wakeWaiting();
+        Uplink u = uplink;
+        if (u != null) {
+            u.wake();
+        }
+        serviceDispatchers.values().forEach(ServiceDispatcher::wake);
+    }
+
+    /**
+     * A safety net for wake-ups that a lost signal would not give: the peers with packets waiting (one query, not one
+     * per connected peer: a node may hold thousands of idle connections).
+     */
+    void wakeWaiting() {
+        if (pendingJob != null && !pendingJob.isComplete()) {
+            return;
+        }
         pendingJob = vertx.executeBlocking(store::hopsWithPending, false).onSuccess(hops -> {
             TcpEndpoint t = tcp;
             for (String hop : hops) {
@@ -413,11 +530,6 @@ public final class RelayNode implements AutoCloseable {
                 }
             }
         }).onFailure(e -> LOG.debugf("Relay node %s: pending hops not read: %s", id(), e.getMessage()));
-        Uplink u = uplink;
-        if (u != null) {
-            u.wake();
-        }
-        serviceDispatchers.values().forEach(ServiceDispatcher::wake);
     }
 
     FileStore files() {
@@ -467,7 +579,7 @@ public final class RelayNode implements AutoCloseable {
 
     /** Pushes complete files up to the parent, one run at a time (also at every sweep: retried until it has them). */
     void replicateFiles() {
-        if (files == null || !running || topology.parent().isEmpty() || !replicating.compareAndSet(false, true)) {
+        if (files == null || !running || !active || topology.parent().isEmpty() || !replicating.compareAndSet(false, true)) {
             return;
         }
         replicationJob = vertx.executeBlocking(() -> files.replicateUp(), false).onComplete(ar -> replicating.set(false));
@@ -495,7 +607,7 @@ public final class RelayNode implements AutoCloseable {
         LOG.infof("Relay node %s: dead letter %d (packet %s from %s to %s, dead at %s) replayed by %s: queued for %s "
                 + "(seq %d) until %s", id(), r.id(), r.packetId(), r.sender(), r.target(), r.deadHop(), r.replayedBy(), r.hop(),
                 r.hopSeq(), r.expiresAt());
-        signal(r.hop());
+        signalStored(List.of(r.hop()));
         return r;
     }
 
@@ -551,11 +663,20 @@ public final class RelayNode implements AutoCloseable {
         s.put("top", topology.isTop());
         s.put("audit", topology.audit());
         s.put("localShortcut", topology.localShortcut());
-        Uplink u = uplink;
-        if (u != null) {
-            s.put("parent", Map.of("id", u.parentId(), "transport", topology.parent().get().transport().name().toLowerCase(),
-                    "connected", u.connected()));
+        if (leases != null) {
+            s.put("replica", Map.of("id", leases.owner(), "active", active));
         }
+        Uplink u = uplink;
+        topology.parent().ifPresent(p -> {
+            Map<String, Object> parent = new LinkedHashMap<>();
+            parent.put("id", p.id());
+            parent.put("transport", p.transport().name().toLowerCase());
+            parent.put("connected", u != null && u.connected());
+            if (!active) {
+                parent.put("linkedBy", "the active replica (this one stands by)");
+            }
+            s.put("parent", parent);
+        });
         s.put("children", topology.children().keySet());
         s.put("clients", topology.clients().keySet());
         s.put("connectedTcp", tcp == null ? List.of() : tcp.connectedPeers());
@@ -579,9 +700,19 @@ public final class RelayNode implements AutoCloseable {
 
     @Override
     public synchronized void close() {
+        if (closed) {
+            return;
+        }
+        closed = true;
         running = false;
         if (sweepTimer >= 0) {
             vertx.cancelTimer(sweepTimer);
+        }
+        if (leaseTimer >= 0) {
+            vertx.cancelTimer(leaseTimer);
+        }
+        if (signals != null) {
+            signals.close();
         }
         // a sweep already on a worker thread finishes before the node lets its data source go: left running, it kept
         // an embedded H2 database open past the node's end (seen in the tests: the JVM's exit then waited on it)
@@ -606,6 +737,10 @@ public final class RelayNode implements AutoCloseable {
         }
         if (files != null) {
             files.close();
+        }
+        if (leases != null && active) {
+            active = false;
+            leases.release(leaseName); // another replica takes the link over at its next check, not after the ttl
         }
         if (ownVertx) {
             await(vertx.close());
@@ -643,6 +778,17 @@ public final class RelayNode implements AutoCloseable {
         private java.nio.file.Path fileDir;
 
         private S3Backend.Settings s3;
+        private org.hospitalhub.delivery.Leases leases;
+
+        /**
+         * Runs this node as one of several replicas sharing its database: the lease {@code relay:<node>} in
+         * {@code leases} picks the replica that runs the link to the parent, the local services and the sweep; the others
+         * accept packets and serve their own connections. Without it this process is the node's only replica.
+         */
+        public Builder replicas(org.hospitalhub.delivery.Leases leases) {
+            this.leases = leases;
+            return this;
+        }
 
         /** Folder of this node's file store (uploads under way; complete files too unless {@link #s3}); none: no file endpoints. */
         public Builder fileDir(java.nio.file.Path dir) {

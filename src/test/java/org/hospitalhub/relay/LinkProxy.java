@@ -13,12 +13,13 @@ import java.util.concurrent.CopyOnWriteArrayList;
  * A TCP forwarder on 127.0.0.1 between a child and its parent, to cut a link as a firewall would: {@link #blackhole}
  * stops moving bytes (connections stay open, new ones are accepted and hang, like packets silently dropped),
  * {@link #holdReplies} forwards what the child sends but holds what the parent answers (a request that arrives and
- * whose acknowledgement is lost); {@link #restore} closes what was held and forwards again.
+ * whose acknowledgement is lost); {@link #restore} closes what was held and forwards again; {@link #retarget} moves
+ * it to another server.
  */
 final class LinkProxy implements AutoCloseable {
 
     private final ServerSocket server;
-    private final int targetPort;
+    private volatile int targetPort;
     private final List<Socket> open = new CopyOnWriteArrayList<>();
     private volatile boolean blackhole;
     private volatile boolean holdReplies;
@@ -38,6 +39,15 @@ final class LinkProxy implements AutoCloseable {
 
     void blackhole() {
         blackhole = true;
+    }
+
+    /**
+     * Sends new connections to another port and cuts the open ones, as a Kubernetes Service does when the pod behind
+     * it is gone and another replica is ready.
+     */
+    void retarget(int port) {
+        targetPort = port;
+        restore();
     }
 
     void holdReplies() {
@@ -65,7 +75,14 @@ final class LinkProxy implements AutoCloseable {
                 if (blackhole) {
                     continue; // held open, never answered
                 }
-                Socket out = new Socket(InetAddress.getLoopbackAddress(), targetPort);
+                Socket out;
+                try {
+                    out = new Socket(InetAddress.getLoopbackAddress(), targetPort);
+                } catch (IOException refused) { // nothing listens there: refused, as a connection to it would be
+                    in.close();
+                    open.remove(in);
+                    continue;
+                }
                 open.add(out);
                 pipe(in, out, false);
                 pipe(out, in, true);

@@ -312,7 +312,7 @@ class RelayS3FilesTest {
                 Optional.empty(), 0, "127.0.0.1", Duration.ofSeconds(10), Duration.ofSeconds(30),
                 Duration.ofSeconds(20), Duration.ofSeconds(15), 65536, Duration.ofDays(7), Duration.ofMillis(500),
                 Duration.ofSeconds(30), Duration.ofSeconds(5), Duration.ofDays(8), 256, dir.toString(), fileStore,
-                retention, s3, null, null, null);
+                retention, s3, null, null, null, null);
     }
 
     static RelayS3Config s3Config(String endpoint) {

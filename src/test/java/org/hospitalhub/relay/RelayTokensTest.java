@@ -29,7 +29,7 @@ class RelayTokensTest {
         RelayApp app = new RelayApp(true, Optional.of("x.yaml"), Optional.of("county-1:tok-county"), Optional.of(f.toString()),
                 Optional.empty(), 0, "127.0.0.1", Duration.ofSeconds(10), Duration.ofSeconds(30), Duration.ofSeconds(20),
                 Duration.ofSeconds(15), 65536, Duration.ofDays(7), Duration.ofMillis(500), Duration.ofSeconds(30),
-                Duration.ofSeconds(5), Duration.ofDays(8), 256, dir.toString(), "filesystem", Optional.empty(), null, null, null, null);
+                Duration.ofSeconds(5), Duration.ofDays(8), 256, dir.toString(), "filesystem", Optional.empty(), null, null, null, null, null);
         RelayTokens t = RelayTokens.parse(app.tokenSpec());
         assertEquals(5002, t.ids().size());
         assertEquals(Optional.of("county-1"), t.authenticate("tok-county"));
@@ -44,7 +44,7 @@ class RelayTokensTest {
         RelayApp missing = new RelayApp(true, Optional.of("x.yaml"), Optional.empty(), Optional.of(dir.resolve("nope").toString()),
                 Optional.empty(), 0, "127.0.0.1", Duration.ofSeconds(10), Duration.ofSeconds(30), Duration.ofSeconds(20),
                 Duration.ofSeconds(15), 65536, Duration.ofDays(7), Duration.ofMillis(500), Duration.ofSeconds(30),
-                Duration.ofSeconds(5), Duration.ofDays(8), 256, dir.toString(), "filesystem", Optional.empty(), null, null, null, null);
+                Duration.ofSeconds(5), Duration.ofDays(8), 256, dir.toString(), "filesystem", Optional.empty(), null, null, null, null, null);
         IllegalStateException e = assertThrows(IllegalStateException.class, missing::tokenSpec);
         assertTrue(e.getMessage().contains("hub.relay.tokens-file") && e.getMessage().contains("nope"), e.getMessage());
     }
