@@ -1,0 +1,163 @@
+package org.hospitalhub.it;
+
+import static org.awaitility.Awaitility.await;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.net.ServerSocket;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.TimeUnit;
+import java.util.stream.IntStream;
+
+import org.flywaydb.core.Flyway;
+import org.hospitalhub.relay.RelayNode;
+import org.hospitalhub.relay.RelayOptions;
+import org.hospitalhub.relay.RelayTokens;
+import org.hospitalhub.relay.Topology;
+import org.hospitalhub.relay.client.Packet;
+import org.hospitalhub.relay.client.RelayClient;
+import org.hospitalhub.relay.client.SendResult;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.Test;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+
+import io.agroal.api.AgroalDataSource;
+import io.agroal.api.configuration.supplier.AgroalDataSourceConfigurationSupplier;
+import io.agroal.api.security.NamePrincipal;
+
+/**
+ * A county relay node run as two packaged hubs on one PostgreSQL database (two replicas, as a Kubernetes Deployment
+ * runs it) under a city node (in this JVM). The replica holding the node's lease, and with it the link to the city, is
+ * killed with SIGKILL while packets flow both ways through a clinic connected to the other replica: the survivor takes
+ * the link over once the lease lapses, and every packet arrives exactly once, in order.
+ */
+class RelayReplicaKillIT {
+
+    static final ObjectMapper JSON = new ObjectMapper();
+    static final List<HubProcess> replicas = new ArrayList<>();
+    static RelayNode city;
+    static AgroalDataSource cityDs;
+    static final List<RelayClient> clients = new ArrayList<>();
+
+    @AfterAll
+    static void tearDown() throws Exception {
+        clients.forEach(RelayClient::close);
+        for (HubProcess r : replicas) {
+            if (r.alive()) {
+                r.kill();
+            }
+        }
+        if (city != null) {
+            city.close();
+        }
+        if (cityDs != null) {
+            cityDs.close();
+        }
+    }
+
+    @Test
+    void killingTheReplicaThatHoldsTheLinkLosesNothing() throws Exception {
+        ItDatabase countyDb = ItDatabase.fresh("relay_county_replicas");
+        ItDatabase cityDb = ItDatabase.fresh("relay_city_replicas");
+        Path work = Files.createDirectories(Path.of("target", "relay-replicas-it").toAbsolutePath());
+
+        Flyway.configure().dataSource(cityDb.url, "postgres", "").locations("classpath:db/migration").load().migrate();
+        cityDs = AgroalDataSource.from(new AgroalDataSourceConfigurationSupplier().connectionPoolConfiguration(cp -> cp
+                .maxSize(10).connectionFactoryConfiguration(cf -> cf.jdbcUrl(cityDb.url).principal(new NamePrincipal("postgres")))));
+        int cityTcp = freePort();
+        city = RelayNode.builder().topology(Topology.parse("""
+                node: city
+                level: city
+                children: [{id: county-1, transport: tcp}]
+                clients: [{id: dr-li, transport: tcp}]
+                """, "city")).tokens(RelayTokens.parse("county-1:it-county-token;dr-li:it-li-token")).dataSource(cityDs)
+                .tcpPort(cityTcp).host("127.0.0.1").options(RelayOptions.defaults().withTimings(Duration.ofSeconds(1),
+                        Duration.ofSeconds(2), Duration.ofSeconds(2), Duration.ofMillis(100), Duration.ofSeconds(1),
+                        Duration.ofMillis(300))).build().start();
+
+        Path topology = Files.writeString(work.resolve("county-1.yaml"), """
+                node: county-1
+                level: county
+                parent: {id: city, transport: tcp, host: 127.0.0.1, port: %d}
+                clients: [{id: clinic-a, transport: tcp}]
+                """.formatted(cityTcp));
+        int[] tcp = {freePort(), freePort()};
+        for (int r = 0; r < 2; r++) {
+            HubProcess hub = new HubProcess(freePort(), Map.ofEntries(Map.entry("QUARKUS_PROFILE", "postgres"),
+                    Map.entry("HUB_DB_URL", countyDb.url), Map.entry("HUB_DB_USERNAME", "postgres"),
+                    Map.entry("HUB_AUTH_CLIENTS", "ops:operator:it-ops-key"),
+                    Map.entry("HUB_RELAY_ENABLED", "true"), Map.entry("HUB_RELAY_TOPOLOGY_FILE", topology.toString()),
+                    Map.entry("HUB_RELAY_TOKENS", "clinic-a:it-clinic-token"), Map.entry("HUB_RELAY_PARENT_TOKEN", "it-county-token"),
+                    Map.entry("HUB_RELAY_TCP_PORT", String.valueOf(tcp[r])), Map.entry("HUB_RELAY_HEARTBEAT", "1s"),
+                    Map.entry("HUB_RELAY_RETRY_MAX", "1s"), Map.entry("HUB_LEASE_TTL", "3s"),
+                    Map.entry("HUB_QC_TIMER_SWEEP_EVERY", "off")), work.resolve("county-1-replica-" + r + ".log"));
+            hub.start();
+            replicas.add(hub);
+        }
+        HubProcess first = replicas.get(0);
+        HubProcess second = replicas.get(1);
+        assertEquals(1.0, active(first), "the replica started first holds the lease");
+        assertEquals(0.0, active(second), "the other stands by");
+
+        List<Integer> atDoctor = new CopyOnWriteArrayList<>();
+        List<Integer> atClinic = new CopyOnWriteArrayList<>();
+        RelayClient doctor = client(RelayClient.builder().tcp("127.0.0.1", cityTcp).token("it-li-token"), atDoctor);
+        // connected to the replica that stands by: its packets go up through the other's link until that one dies
+        RelayClient clinic = client(RelayClient.builder().tcp("127.0.0.1", tcp[1]).token("it-clinic-token"), atClinic);
+
+        int n = 150;
+        List<CompletableFuture<SendResult>> sent = new ArrayList<>();
+        for (int i = 0; i < n; i++) {
+            sent.add(clinic.send(Packet.create("clinic-a@county-1", "dr-li@city", "it.question", JSON.createObjectNode().put("n", i), 3600)));
+            sent.add(doctor.send(Packet.create("dr-li@city", "clinic-a@county-1", "it.answer", JSON.createObjectNode().put("n", i), 3600)));
+            if (i == n / 3) {
+                await().atMost(Duration.ofSeconds(30)).until(() -> atDoctor.size() > 10 && atClinic.size() > 10);
+                first.kill(); // SIGKILL: its lease is not released, the survivor waits for it to lapse
+                assertTrue(atDoctor.size() < n / 2 && atClinic.size() < n / 2, "killed while packets were still flowing");
+            }
+        }
+        for (CompletableFuture<SendResult> f : sent) {
+            SendResult r = f.get(60, TimeUnit.SECONDS);
+            assertTrue(r.status() != SendResult.Status.DEAD, r.toString());
+        }
+        List<Integer> expected = IntStream.range(0, n).boxed().toList();
+        await().atMost(Duration.ofSeconds(60)).until(() -> atDoctor.size() >= n && atClinic.size() >= n);
+        Thread.sleep(500); // anything still coming would be a duplicate
+        assertEquals(expected, atDoctor, "every question once, in order, across the active replica's death");
+        assertEquals(expected, atClinic, "every answer once, in order, across the active replica's death");
+        assertEquals(1.0, active(second), "the survivor took the lease over");
+        assertEquals(2L * n, countyDb.count("SELECT COUNT(*) FROM relay_packet"), "each packet stored once at the county");
+    }
+
+    /** The replica's {@code hub_relay_replica_active} gauge. */
+    private static double active(HubProcess hub) throws Exception {
+        for (String line : hub.get("/q/metrics").split("\n")) {
+            if (line.startsWith("hub_relay_replica_active{")) {
+                return Double.parseDouble(line.substring(line.lastIndexOf(' ') + 1));
+            }
+        }
+        throw new AssertionError("no hub_relay_replica_active in the replica's metrics");
+    }
+
+    private static RelayClient client(RelayClient.Builder b, List<Integer> into) {
+        RelayClient c = b.onPacket(p -> into.add(p.parameters().path("n").asInt())).heartbeat(Duration.ofSeconds(1))
+                .pollWait(Duration.ofSeconds(2)).requestTimeout(Duration.ofSeconds(2))
+                .reconnect(Duration.ofMillis(100), Duration.ofSeconds(1)).sendTimeout(Duration.ofSeconds(90)).build().start();
+        clients.add(c);
+        return c;
+    }
+
+    private static int freePort() throws Exception {
+        try (ServerSocket s = new ServerSocket(0)) {
+            return s.getLocalPort();
+        }
+    }
+}
