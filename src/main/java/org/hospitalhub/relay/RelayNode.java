@@ -210,7 +210,7 @@ public final class RelayNode implements AutoCloseable {
     /**
      * Several replicas of one node share its database: every replica accepts packets and serves the clients and child
      * nodes connected to it, but only the one holding the lease {@code relay:<node>} runs what must run once: the link to
-     * the parent (two links would store what the parent pushes down twice over, out of order), the local services and
+     * the parent (the parent keeps one connection per child: two links would keep displacing each other), the local services and
      * the sweep. Another replica takes over when the holder stops (at once) or dies (after {@code hub.lease.ttl}).
      */
     synchronized void checkLease() {

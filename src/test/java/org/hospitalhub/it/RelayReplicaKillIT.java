@@ -4,7 +4,6 @@ import static org.awaitility.Awaitility.await;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import java.net.ServerSocket;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -16,9 +15,7 @@ import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.TimeUnit;
 import java.util.stream.IntStream;
 
-import org.flywaydb.core.Flyway;
 import org.hospitalhub.relay.RelayNode;
-import org.hospitalhub.relay.RelayOptions;
 import org.hospitalhub.relay.RelayTokens;
 import org.hospitalhub.relay.Topology;
 import org.hospitalhub.relay.client.Packet;
@@ -30,8 +27,6 @@ import org.junit.jupiter.api.Test;
 import com.fasterxml.jackson.databind.ObjectMapper;
 
 import io.agroal.api.AgroalDataSource;
-import io.agroal.api.configuration.supplier.AgroalDataSourceConfigurationSupplier;
-import io.agroal.api.security.NamePrincipal;
 
 /**
  * A county relay node run as two packaged hubs on one PostgreSQL database (two replicas, as a Kubernetes Deployment
@@ -69,19 +64,15 @@ class RelayReplicaKillIT {
         ItDatabase cityDb = ItDatabase.fresh("relay_city_replicas");
         Path work = Files.createDirectories(Path.of("target", "relay-replicas-it").toAbsolutePath());
 
-        Flyway.configure().dataSource(cityDb.url, "postgres", "").locations("classpath:db/migration").load().migrate();
-        cityDs = AgroalDataSource.from(new AgroalDataSourceConfigurationSupplier().connectionPoolConfiguration(cp -> cp
-                .maxSize(10).connectionFactoryConfiguration(cf -> cf.jdbcUrl(cityDb.url).principal(new NamePrincipal("postgres")))));
-        int cityTcp = freePort();
+        cityDs = RelayIt.migratedPool(cityDb);
+        int cityTcp = RelayIt.freePort();
         city = RelayNode.builder().topology(Topology.parse("""
                 node: city
                 level: city
                 children: [{id: county-1, transport: tcp}]
                 clients: [{id: dr-li, transport: tcp}]
                 """, "city")).tokens(RelayTokens.parse("county-1:it-county-token;dr-li:it-li-token")).dataSource(cityDs)
-                .tcpPort(cityTcp).host("127.0.0.1").options(RelayOptions.defaults().withTimings(Duration.ofSeconds(1),
-                        Duration.ofSeconds(2), Duration.ofSeconds(2), Duration.ofMillis(100), Duration.ofSeconds(1),
-                        Duration.ofMillis(300))).build().start();
+                .tcpPort(cityTcp).host("127.0.0.1").options(RelayIt.FAST).build().start();
 
         Path topology = Files.writeString(work.resolve("county-1.yaml"), """
                 node: county-1
@@ -89,9 +80,9 @@ class RelayReplicaKillIT {
                 parent: {id: city, transport: tcp, host: 127.0.0.1, port: %d}
                 clients: [{id: clinic-a, transport: tcp}]
                 """.formatted(cityTcp));
-        int[] tcp = {freePort(), freePort()};
+        int[] tcp = {RelayIt.freePort(), RelayIt.freePort()};
         for (int r = 0; r < 2; r++) {
-            HubProcess hub = new HubProcess(freePort(), Map.ofEntries(Map.entry("QUARKUS_PROFILE", "postgres"),
+            HubProcess hub = new HubProcess(RelayIt.freePort(), Map.ofEntries(Map.entry("QUARKUS_PROFILE", "postgres"),
                     Map.entry("HUB_DB_URL", countyDb.url), Map.entry("HUB_DB_USERNAME", "postgres"),
                     Map.entry("HUB_AUTH_CLIENTS", "ops:operator:it-ops-key"),
                     Map.entry("HUB_RELAY_ENABLED", "true"), Map.entry("HUB_RELAY_TOPOLOGY_FILE", topology.toString()),
@@ -109,9 +100,11 @@ class RelayReplicaKillIT {
 
         List<Integer> atDoctor = new CopyOnWriteArrayList<>();
         List<Integer> atClinic = new CopyOnWriteArrayList<>();
-        RelayClient doctor = client(RelayClient.builder().tcp("127.0.0.1", cityTcp).token("it-li-token"), atDoctor);
+        RelayClient doctor = RelayIt.client(RelayClient.builder().tcp("127.0.0.1", cityTcp).token("it-li-token"), atDoctor,
+                clients);
         // connected to the replica that stands by: its packets go up through the other's link until that one dies
-        RelayClient clinic = client(RelayClient.builder().tcp("127.0.0.1", tcp[1]).token("it-clinic-token"), atClinic);
+        RelayClient clinic = RelayIt.client(RelayClient.builder().tcp("127.0.0.1", tcp[1]).token("it-clinic-token"), atClinic,
+                clients);
 
         int n = 150;
         List<CompletableFuture<SendResult>> sent = new ArrayList<>();
@@ -147,17 +140,5 @@ class RelayReplicaKillIT {
         throw new AssertionError("no hub_relay_replica_active in the replica's metrics");
     }
 
-    private static RelayClient client(RelayClient.Builder b, List<Integer> into) {
-        RelayClient c = b.onPacket(p -> into.add(p.parameters().path("n").asInt())).heartbeat(Duration.ofSeconds(1))
-                .pollWait(Duration.ofSeconds(2)).requestTimeout(Duration.ofSeconds(2))
-                .reconnect(Duration.ofMillis(100), Duration.ofSeconds(1)).sendTimeout(Duration.ofSeconds(90)).build().start();
-        clients.add(c);
-        return c;
-    }
 
-    private static int freePort() throws Exception {
-        try (ServerSocket s = new ServerSocket(0)) {
-            return s.getLocalPort();
-        }
-    }
 }

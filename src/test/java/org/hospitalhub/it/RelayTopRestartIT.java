@@ -4,7 +4,6 @@ import static org.awaitility.Awaitility.await;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import java.net.ServerSocket;
 import java.net.URI;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -17,9 +16,7 @@ import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.TimeUnit;
 import java.util.stream.IntStream;
 
-import org.flywaydb.core.Flyway;
 import org.hospitalhub.relay.RelayNode;
-import org.hospitalhub.relay.RelayOptions;
 import org.hospitalhub.relay.RelayTokens;
 import org.hospitalhub.relay.Topology;
 import org.hospitalhub.relay.client.Packet;
@@ -31,8 +28,6 @@ import org.junit.jupiter.api.Test;
 import com.fasterxml.jackson.databind.ObjectMapper;
 
 import io.agroal.api.AgroalDataSource;
-import io.agroal.api.configuration.supplier.AgroalDataSourceConfigurationSupplier;
-import io.agroal.api.security.NamePrincipal;
 
 /**
  * The top (province) relay server is the packaged hub, killed with SIGKILL while packets flow both ways and then
@@ -66,8 +61,8 @@ class RelayTopRestartIT {
         ItDatabase topDb = ItDatabase.fresh("relay_top");
         ItDatabase cityDb = ItDatabase.fresh("relay_city");
         Path work = Files.createDirectories(Path.of("target", "relay-it").toAbsolutePath());
-        int http = freePort();
-        int tcp = freePort();
+        int http = RelayIt.freePort();
+        int tcp = RelayIt.freePort();
         Path topology = Files.writeString(work.resolve("province.yaml"), """
                 node: province
                 level: province
@@ -83,24 +78,23 @@ class RelayTopRestartIT {
                 Map.entry("HUB_RELAY_SWEEP_PERIOD", "500ms")), work.resolve("province.log"));
         province.start();
 
-        Flyway.configure().dataSource(cityDb.url, "postgres", "").locations("classpath:db/migration").load().migrate();
-        cityDs = AgroalDataSource.from(new AgroalDataSourceConfigurationSupplier().connectionPoolConfiguration(cp -> cp
-                .maxSize(10).connectionFactoryConfiguration(cf -> cf.jdbcUrl(cityDb.url).principal(new NamePrincipal("postgres")))));
-        int cityTcp = freePort();
-        RelayOptions fast = RelayOptions.defaults().withTimings(Duration.ofSeconds(1), Duration.ofSeconds(2),
-                Duration.ofSeconds(2), Duration.ofMillis(100), Duration.ofSeconds(1), Duration.ofMillis(300));
+        cityDs = RelayIt.migratedPool(cityDb);
+        int cityTcp = RelayIt.freePort();
         city = RelayNode.builder().topology(Topology.parse("""
                 node: city-a
                 level: city
                 parent: {id: province, transport: tcp, host: 127.0.0.1, port: %d}
                 clients: [{id: clinic-c, transport: tcp}]
                 """.formatted(tcp), "city-a")).tokens(RelayTokens.parse("clinic-c:it-clinic-token"))
-                .parentToken("it-city-token").dataSource(cityDs).tcpPort(cityTcp).host("127.0.0.1").options(fast).build().start();
+                .parentToken("it-city-token").dataSource(cityDs).tcpPort(cityTcp).host("127.0.0.1").options(RelayIt.FAST).build()
+                .start();
 
         List<Integer> atClinic = new CopyOnWriteArrayList<>();
         List<Integer> atDoctor = new CopyOnWriteArrayList<>();
-        RelayClient clinic = client(RelayClient.builder().tcp("127.0.0.1", cityTcp).token("it-clinic-token"), atClinic);
-        RelayClient doctor = client(RelayClient.builder().http(URI.create("http://127.0.0.1:" + http)).token("it-zhao-token"), atDoctor);
+        RelayClient clinic = RelayIt.client(RelayClient.builder().tcp("127.0.0.1", cityTcp).token("it-clinic-token"), atClinic,
+                clients);
+        RelayClient doctor = RelayIt.client(RelayClient.builder().http(URI.create("http://127.0.0.1:" + http)).token("it-zhao-token"),
+                atDoctor, clients);
 
         int n = 150;
         List<CompletableFuture<SendResult>> sent = new ArrayList<>();
@@ -135,13 +129,6 @@ class RelayTopRestartIT {
         assertTrue(city.parentConnected(), "the city node reconnected to the restarted top by itself");
     }
 
-    private static RelayClient client(RelayClient.Builder b, List<Integer> into) {
-        RelayClient c = b.onPacket(p -> into.add(p.parameters().path("n").asInt())).heartbeat(Duration.ofSeconds(1))
-                .pollWait(Duration.ofSeconds(2)).requestTimeout(Duration.ofSeconds(2))
-                .reconnect(Duration.ofMillis(100), Duration.ofSeconds(1)).sendTimeout(Duration.ofSeconds(90)).build().start();
-        clients.add(c);
-        return c;
-    }
 
     private static long count(javax.sql.DataSource ds, String sql) throws java.sql.SQLException {
         try (var c = ds.getConnection(); var s = c.createStatement(); var rs = s.executeQuery(sql)) {
@@ -150,9 +137,4 @@ class RelayTopRestartIT {
         }
     }
 
-    private static int freePort() throws Exception {
-        try (ServerSocket s = new ServerSocket(0)) {
-            return s.getLocalPort();
-        }
-    }
 }
