@@ -1,8 +1,5 @@
 package org.hospitalhub.relay;
 
-import java.nio.charset.StandardCharsets;
-import java.security.MessageDigest;
-import java.security.NoSuchAlgorithmException;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.HexFormat;
@@ -50,7 +47,7 @@ public final class RelayTokens {
                 throw new IllegalArgumentException("hub.relay.tokens entry " + n + " (" + id + "): sha256: must be followed by "
                         + "64 hex digits");
             }
-            String hash = hashed ? token.substring(7).toLowerCase(java.util.Locale.ROOT) : HexFormat.of().formatHex(sha256(token));
+            String hash = hashed ? token.substring(7).toLowerCase(java.util.Locale.ROOT) : HexFormat.of().formatHex(org.hospitalhub.ops.Callers.sha256(token));
             String previous = t.byHash.putIfAbsent(hash, id);
             if (previous != null && !previous.equals(id)) {
                 throw new IllegalArgumentException("hub.relay.tokens entry " + n + " (" + id + ") has the same token as " + previous
@@ -70,14 +67,6 @@ public final class RelayTokens {
         if (token == null || token.isBlank()) {
             return Optional.empty();
         }
-        return Optional.ofNullable(byHash.get(HexFormat.of().formatHex(sha256(token.strip()))));
-    }
-
-    static byte[] sha256(String s) {
-        try {
-            return MessageDigest.getInstance("SHA-256").digest(s.getBytes(StandardCharsets.UTF_8));
-        } catch (NoSuchAlgorithmException e) {
-            throw new IllegalStateException(e);
-        }
+        return Optional.ofNullable(byHash.get(HexFormat.of().formatHex(org.hospitalhub.ops.Callers.sha256(token.strip()))));
     }
 }

@@ -23,7 +23,7 @@ class RelayTokensTest {
         for (int i = 0; i < 5000; i++) {
             file.append("clinic-").append(i).append(":tok-").append(i).append('\n');
         }
-        String hashed = HexFormat.of().formatHex(RelayTokens.sha256("tok-hashed"));
+        String hashed = HexFormat.of().formatHex(org.hospitalhub.ops.Callers.sha256("tok-hashed"));
         file.append("clinic-h:sha256:").append(hashed).append("\r\n");
         Path f = Files.writeString(dir.resolve("tokens"), file);
         RelayApp app = new RelayApp(true, Optional.of("x.yaml"), Optional.of("county-1:tok-county"), Optional.of(f.toString()),

@@ -80,7 +80,7 @@ class RelayTreeTest {
             return Map.ofEntries(Map.entry("hub.relay.enabled", "true"),
                     Map.entry("hub.relay.topology-file", file.toString()),
                     Map.entry("hub.relay.tokens", "city-a:tok-city;dr-zhao:tok-zhao;ghost:sha256:"
-                            + java.util.HexFormat.of().formatHex(RelayTokens.sha256("tok-ghost"))),
+                            + java.util.HexFormat.of().formatHex(org.hospitalhub.ops.Callers.sha256("tok-ghost"))),
                     Map.entry("hub.relay.tcp-port", String.valueOf(PROVINCE_TCP)),
                     Map.entry("hub.relay.tcp-host", "127.0.0.1"),
                     Map.entry("hub.relay.heartbeat", "1s"),
