@@ -150,6 +150,7 @@ final class ReplicaSignals implements AutoCloseable {
     }
 
     private void listen() {
+        long pause = Math.max(100, node.options.retryMin().toMillis());
         while (running) {
             try (Connection c = ds.getConnection()) {
                 if (!c.getAutoCommit()) {
@@ -161,6 +162,7 @@ final class ReplicaSignals implements AutoCloseable {
                 }
                 announce(); // the others publish to this replica from now on
                 node.wakeWaiting(); // what was signalled while this replica was not listening
+                pause = Math.max(100, node.options.retryMin().toMillis());
                 while (running) {
                     PGNotification[] ns = pg.getNotifications(500);
                     if (ns == null) {
@@ -174,13 +176,14 @@ final class ReplicaSignals implements AutoCloseable {
                 if (!running) {
                     return;
                 }
-                LOG.warnf("Relay node %s: listening for the other replicas' signals failed (listening again in %s): %s",
-                        node.id(), node.options.retryMin(), e.getMessage());
+                LOG.warnf("Relay node %s: listening for the other replicas' signals failed (listening again in %d ms): %s",
+                        node.id(), pause, e.getMessage());
                 try {
-                    Thread.sleep(Math.max(100, node.options.retryMin().toMillis()));
+                    Thread.sleep(pause);
                 } catch (InterruptedException ie) {
                     return;
                 }
+                pause = Math.min(Math.max(pause, node.options.retryMax().toMillis()), pause * 2);
             }
         }
     }
@@ -191,7 +194,7 @@ final class ReplicaSignals implements AutoCloseable {
         if (nl < 0 || from.equals(header) || !from.startsWith(node.id() + "\t")) {
             return; // its own, or another node's sharing the database (not supported, but harmless)
         }
-        if (!othersHeard()) { // a replica that was not there: it may have missed what this one stored meanwhile
+        if (!othersHeard()) { // a replica this one had not heard: answer at once, so that it publishes to this one too
             otherHeardAt = System.nanoTime();
             announce();
         }
