@@ -61,14 +61,15 @@ final class PacketStore {
     private final String node;
     private final boolean audit;
 
-    DataSource dataSource() {
-        return ds;
-    }
-
     PacketStore(DataSource ds, String node, boolean audit) {
         this.ds = ds;
         this.node = node;
         this.audit = audit;
+    }
+
+    /** The node's database (the replicas' signals listen on a connection of their own from it). */
+    DataSource dataSource() {
+        return ds;
     }
 
     /** The packets of one request (a SEND frame, a POST, a packet from the parent) and who sent them. */
