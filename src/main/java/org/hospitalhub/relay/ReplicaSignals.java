@@ -37,8 +37,14 @@ final class ReplicaSignals implements AutoCloseable {
     /** PostgreSQL takes payloads below 8,000 bytes; hops are split over several notifications above this. */
     private static final int MAX_PAYLOAD = 7_000;
 
-    private final RelayNode node;
+    private final String node;
     private final DataSource ds;
+    /** Wakes what serves a hop in this replica. */
+    private final java.util.function.Consumer<String> onHop;
+    /** Wakes every hop with packets waiting (after listening (re)started: what was signalled meanwhile). */
+    private final Runnable onListening;
+    private final long retryMin;
+    private final long retryMax;
     /** node id, tab, this replica: the header of every payload (a replica ignores its own notifications). */
     private final String header;
     private final Thread listener;
@@ -50,14 +56,19 @@ final class ReplicaSignals implements AutoCloseable {
     private volatile long otherHeardAt = Long.MIN_VALUE / 2;
     private volatile boolean announce;
 
-    private ReplicaSignals(RelayNode node, DataSource ds, java.time.Duration announceEvery) {
+    ReplicaSignals(String node, DataSource ds, java.time.Duration announceEvery, RelayOptions options,
+            java.util.function.Consumer<String> onHop, Runnable onListening) {
         this.node = node;
         this.ds = ds;
+        this.onHop = onHop;
+        this.onListening = onListening;
+        this.retryMin = Math.max(100, options.retryMin().toMillis());
+        this.retryMax = options.retryMax().toMillis();
         this.othersFor = announceEvery.toNanos() * 3;
-        this.header = node.id() + "\t" + UUID.randomUUID();
-        this.listener = new Thread(this::listen, "relay-" + node.id() + "-signals-in");
+        this.header = node + "\t" + UUID.randomUUID();
+        this.listener = new Thread(this::listen, "relay-" + node + "-signals-in");
         this.listener.setDaemon(true);
-        this.publisher = new Thread(this::publishLoop, "relay-" + node.id() + "-signals-out");
+        this.publisher = new Thread(this::publishLoop, "relay-" + node + "-signals-out");
         this.publisher.setDaemon(true);
     }
 
@@ -70,7 +81,7 @@ final class ReplicaSignals implements AutoCloseable {
         } catch (SQLException e) {
             throw new IllegalStateException("relay node " + node.id() + ": its database cannot be reached: " + e.getMessage(), e);
         }
-        ReplicaSignals s = new ReplicaSignals(node, ds, announceEvery);
+        ReplicaSignals s = new ReplicaSignals(node.id(), ds, announceEvery, node.options, node::signal, node::wakeWaiting);
         s.listener.start();
         s.publisher.start();
         return s;
@@ -129,12 +140,15 @@ final class ReplicaSignals implements AutoCloseable {
                 }
             } catch (SQLException e) {
                 // the others find these packets at their next sweep
-                LOG.debugf("Relay node %s: other replicas not notified of %d hops: %s", node.id(), hops.size(), e.getMessage());
+                LOG.debugf("Relay node %s: other replicas not notified of %d hops: %s", node, hops.size(), e.getMessage());
             }
         }
     }
 
-    /** Payloads of at most {@link #MAX_PAYLOAD} characters: the header, then one hop per line. */
+    /**
+     * Payloads of at most {@link #MAX_PAYLOAD} characters (hop names are ASCII: as many bytes): the header, then one hop
+     * per line.
+     */
     List<String> payloads(List<String> hops) {
         List<String> out = new ArrayList<>();
         StringBuilder b = new StringBuilder(header).append('\n');
@@ -150,7 +164,7 @@ final class ReplicaSignals implements AutoCloseable {
     }
 
     private void listen() {
-        long pause = Math.max(100, node.options.retryMin().toMillis());
+        long pause = retryMin;
         while (running) {
             try (Connection c = ds.getConnection()) {
                 if (!c.getAutoCommit()) {
@@ -161,8 +175,8 @@ final class ReplicaSignals implements AutoCloseable {
                     s.execute("LISTEN " + CHANNEL);
                 }
                 announce(); // the others publish to this replica from now on
-                node.wakeWaiting(); // what was signalled while this replica was not listening
-                pause = Math.max(100, node.options.retryMin().toMillis());
+                onListening.run(); // what was signalled while this replica was not listening
+                pause = retryMin;
                 while (running) {
                     PGNotification[] ns = pg.getNotifications(500);
                     if (ns == null) {
@@ -177,13 +191,13 @@ final class ReplicaSignals implements AutoCloseable {
                     return;
                 }
                 LOG.warnf("Relay node %s: listening for the other replicas' signals failed (listening again in %d ms): %s",
-                        node.id(), pause, e.getMessage());
+                        node, pause, e.getMessage());
                 try {
                     Thread.sleep(pause);
                 } catch (InterruptedException ie) {
                     return;
                 }
-                pause = Math.min(Math.max(pause, node.options.retryMax().toMillis()), pause * 2);
+                pause = Math.min(Math.max(pause, retryMax), pause * 2);
             }
         }
     }
@@ -191,7 +205,7 @@ final class ReplicaSignals implements AutoCloseable {
     void receive(String payload) {
         int nl = payload.indexOf('\n');
         String from = nl < 0 ? payload : payload.substring(0, nl);
-        if (nl < 0 || from.equals(header) || !from.startsWith(node.id() + "\t")) {
+        if (nl < 0 || from.equals(header) || !from.startsWith(node + "\t")) {
             return; // its own, or another node's sharing the database (not supported, but harmless)
         }
         if (!othersHeard()) { // a replica this one had not heard: answer at once, so that it publishes to this one too
@@ -201,7 +215,7 @@ final class ReplicaSignals implements AutoCloseable {
         otherHeardAt = System.nanoTime();
         for (String hop : payload.substring(nl + 1).split("\n")) {
             if (!hop.isEmpty()) {
-                node.signal(hop);
+                onHop.accept(hop);
             }
         }
     }
