@@ -1,7 +1,5 @@
 package org.hospitalhub.ops;
 
-import java.util.LinkedHashMap;
-import java.util.Map;
 import java.util.Optional;
 
 import jakarta.enterprise.context.ApplicationScoped;
@@ -59,8 +57,9 @@ public class HttpErrors {
                 if (declared > max) {
                     ctx.response().setStatusCode(413).putHeader(HttpHeaders.CONTENT_TYPE, MediaType.APPLICATION_JSON)
                             .putHeader("Connection", "close")
-                            .end("{\"status\":413,\"error\":\"the body is " + declared + " bytes; at most " + max + " ("
-                                    + configured + ", hub.ingest.max-body-size) are accepted\",\"field\":\"body\",\"rule\":\"maxLength\"}");
+                            .end(io.vertx.core.json.Json.encode(new ApiKeyFilter.ErrorBody(413, "the body is " + declared
+                                    + " bytes; at most " + max + " (" + configured + ", hub.ingest.max-body-size) are accepted",
+                                    "body", "maxLength")));
                     return;
                 }
                 ctx.next();
@@ -96,12 +95,8 @@ public class HttpErrors {
     }
 
     private static Response error(int status, String message, String field, String rule, String allow) {
-        Map<String, Object> body = new LinkedHashMap<>();
-        body.put("status", status);
-        body.put("error", message);
-        body.put("field", field);
-        body.put("rule", rule);
-        Response.ResponseBuilder r = Response.status(status).type(MediaType.APPLICATION_JSON).entity(body);
+        Response.ResponseBuilder r = Response.status(status).type(MediaType.APPLICATION_JSON)
+                .entity(new ApiKeyFilter.ErrorBody(status, message, field, rule));
         if (allow != null) {
             r.header(HttpHeaders.ALLOW, allow);
         }

@@ -1,12 +1,21 @@
 package org.hospitalhub.it;
 
+import static org.awaitility.Awaitility.await;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
 import java.net.ServerSocket;
 import java.time.Duration;
 import java.util.List;
+import java.util.stream.IntStream;
 
 import org.flywaydb.core.Flyway;
+import org.hospitalhub.relay.client.Packet;
+import org.hospitalhub.relay.client.SendResult;
 import org.hospitalhub.relay.RelayOptions;
 import org.hospitalhub.relay.client.RelayClient;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
 
 import io.agroal.api.AgroalDataSource;
 import io.agroal.api.configuration.supplier.AgroalDataSourceConfigurationSupplier;
@@ -18,6 +27,8 @@ final class RelayIt {
     /** Timings of a relay node in the test JVM: reconnects and sweeps in fractions of a second. */
     static final RelayOptions FAST = RelayOptions.defaults().withTimings(Duration.ofSeconds(1), Duration.ofSeconds(2),
             Duration.ofSeconds(2), Duration.ofMillis(100), Duration.ofSeconds(1), Duration.ofMillis(300));
+
+    static final ObjectMapper JSON = new ObjectMapper();
 
     private RelayIt() {
     }
@@ -36,6 +47,37 @@ final class RelayIt {
                 .reconnect(Duration.ofMillis(100), Duration.ofSeconds(1)).sendTimeout(Duration.ofSeconds(90)).build().start();
         opened.add(c);
         return c;
+    }
+
+    /** What a test does between two sends of {@link #exchange} (kill a server, restart it). */
+    interface During {
+        void at(int i) throws Exception;
+    }
+
+    /**
+     * Sends {@code n} packets {@code it.question} from {@code a} to {@code b} and {@code n} {@code it.answer} back,
+     * interleaved, each carrying its number {@code n}; {@code during} runs after each pair. Every send must be stored.
+     */
+    static void exchange(RelayClient a, String aAddress, RelayClient b, String bAddress, int n, During during) throws Exception {
+        List<java.util.concurrent.CompletableFuture<SendResult>> sent = new java.util.ArrayList<>();
+        for (int i = 0; i < n; i++) {
+            sent.add(a.send(Packet.create(aAddress, bAddress, "it.question", JSON.createObjectNode().put("n", i), 3600)));
+            sent.add(b.send(Packet.create(bAddress, aAddress, "it.answer", JSON.createObjectNode().put("n", i), 3600)));
+            during.at(i);
+        }
+        for (java.util.concurrent.CompletableFuture<SendResult> f : sent) {
+            SendResult r = f.get(60, java.util.concurrent.TimeUnit.SECONDS);
+            assertTrue(r.status() != SendResult.Status.DEAD, r.toString());
+        }
+    }
+
+    /** Waits until both sides have {@code n} packets, then checks each got 0 .. n-1 once, in order. */
+    static void assertEachOnceInOrder(List<Integer> questions, List<Integer> answers, int n, String across) throws Exception {
+        List<Integer> expected = IntStream.range(0, n).boxed().toList();
+        await().atMost(Duration.ofSeconds(60)).until(() -> questions.size() >= n && answers.size() >= n);
+        Thread.sleep(500); // anything still coming would be a duplicate
+        assertEquals(expected, questions, "every question once, in order, " + across);
+        assertEquals(expected, answers, "every answer once, in order, " + across);
     }
 
     static int freePort() throws java.io.IOException {

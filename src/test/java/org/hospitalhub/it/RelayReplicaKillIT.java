@@ -10,21 +10,14 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
-import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CopyOnWriteArrayList;
-import java.util.concurrent.TimeUnit;
-import java.util.stream.IntStream;
 
 import org.hospitalhub.relay.RelayNode;
 import org.hospitalhub.relay.RelayTokens;
 import org.hospitalhub.relay.Topology;
-import org.hospitalhub.relay.client.Packet;
 import org.hospitalhub.relay.client.RelayClient;
-import org.hospitalhub.relay.client.SendResult;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.Test;
-
-import com.fasterxml.jackson.databind.ObjectMapper;
 
 import io.agroal.api.AgroalDataSource;
 
@@ -36,7 +29,6 @@ import io.agroal.api.AgroalDataSource;
  */
 class RelayReplicaKillIT {
 
-    static final ObjectMapper JSON = new ObjectMapper();
     static final List<HubProcess> replicas = new ArrayList<>();
     static RelayNode city;
     static AgroalDataSource cityDs;
@@ -107,25 +99,14 @@ class RelayReplicaKillIT {
                 clients);
 
         int n = 150;
-        List<CompletableFuture<SendResult>> sent = new ArrayList<>();
-        for (int i = 0; i < n; i++) {
-            sent.add(clinic.send(Packet.create("clinic-a@county-1", "dr-li@city", "it.question", JSON.createObjectNode().put("n", i), 3600)));
-            sent.add(doctor.send(Packet.create("dr-li@city", "clinic-a@county-1", "it.answer", JSON.createObjectNode().put("n", i), 3600)));
+        RelayIt.exchange(clinic, "clinic-a@county-1", doctor, "dr-li@city", n, i -> {
             if (i == n / 3) {
                 await().atMost(Duration.ofSeconds(30)).until(() -> atDoctor.size() > 10 && atClinic.size() > 10);
                 first.kill(); // SIGKILL: its lease is not released, the survivor waits for it to lapse
                 assertTrue(atDoctor.size() < n / 2 && atClinic.size() < n / 2, "killed while packets were still flowing");
             }
-        }
-        for (CompletableFuture<SendResult> f : sent) {
-            SendResult r = f.get(60, TimeUnit.SECONDS);
-            assertTrue(r.status() != SendResult.Status.DEAD, r.toString());
-        }
-        List<Integer> expected = IntStream.range(0, n).boxed().toList();
-        await().atMost(Duration.ofSeconds(60)).until(() -> atDoctor.size() >= n && atClinic.size() >= n);
-        Thread.sleep(500); // anything still coming would be a duplicate
-        assertEquals(expected, atDoctor, "every question once, in order, across the active replica's death");
-        assertEquals(expected, atClinic, "every answer once, in order, across the active replica's death");
+        });
+        RelayIt.assertEachOnceInOrder(atDoctor, atClinic, n, "across the active replica's death");
         assertEquals(1.0, active(second), "the survivor took the lease over");
         assertEquals(2L * n, countyDb.count("SELECT COUNT(*) FROM relay_packet"), "each packet stored once at the county");
     }
@@ -139,6 +120,5 @@ class RelayReplicaKillIT {
         }
         throw new AssertionError("no hub_relay_replica_active in the replica's metrics");
     }
-
 
 }

@@ -11,21 +11,14 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
-import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CopyOnWriteArrayList;
-import java.util.concurrent.TimeUnit;
-import java.util.stream.IntStream;
 
 import org.hospitalhub.relay.RelayNode;
 import org.hospitalhub.relay.RelayTokens;
 import org.hospitalhub.relay.Topology;
-import org.hospitalhub.relay.client.Packet;
 import org.hospitalhub.relay.client.RelayClient;
-import org.hospitalhub.relay.client.SendResult;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.Test;
-
-import com.fasterxml.jackson.databind.ObjectMapper;
 
 import io.agroal.api.AgroalDataSource;
 
@@ -36,7 +29,6 @@ import io.agroal.api.AgroalDataSource;
  */
 class RelayTopRestartIT {
 
-    static final ObjectMapper JSON = new ObjectMapper();
     static HubProcess province;
     static RelayNode city;
     static AgroalDataSource cityDs;
@@ -97,12 +89,7 @@ class RelayTopRestartIT {
                 atDoctor, clients);
 
         int n = 150;
-        List<CompletableFuture<SendResult>> sent = new ArrayList<>();
-        for (int i = 0; i < n; i++) {
-            sent.add(clinic.send(Packet.create("clinic-c@city-a", "dr-zhao@province", "it.question",
-                    JSON.createObjectNode().put("n", i), 3600)));
-            sent.add(doctor.send(Packet.create("dr-zhao@province", "clinic-c@city-a", "it.answer",
-                    JSON.createObjectNode().put("n", i), 3600)));
+        RelayIt.exchange(clinic, "clinic-c@city-a", doctor, "dr-zhao@province", n, i -> {
             if (i == n / 3) {
                 await().atMost(Duration.ofSeconds(30)).until(() -> atDoctor.size() > 10 && atClinic.size() > 10);
                 province.kill(); // SIGKILL mid-stream: no shutdown hook, no flush
@@ -113,22 +100,13 @@ class RelayTopRestartIT {
                         + "WHERE hop = 'province' AND attempts > 0") > 0); // the city keeps retrying
                 province.start();
             }
-        }
-        for (CompletableFuture<SendResult> f : sent) {
-            SendResult r = f.get(60, TimeUnit.SECONDS);
-            assertTrue(r.status() != SendResult.Status.DEAD, r.toString());
-        }
-        List<Integer> expected = IntStream.range(0, n).boxed().toList();
-        await().atMost(Duration.ofSeconds(60)).until(() -> atDoctor.size() >= n && atClinic.size() >= n);
-        Thread.sleep(500); // anything still coming would be a duplicate
-        assertEquals(expected, atDoctor, "every question once, in order, across the top server's crash");
-        assertEquals(expected, atClinic, "every answer once, in order, across the top server's crash");
+        });
+        RelayIt.assertEachOnceInOrder(atDoctor, atClinic, n, "across the top server's crash");
         assertEquals(n, topDb.count("SELECT COUNT(*) FROM relay_audit WHERE command = 'it.question'"), "audited once each");
         assertEquals(n, topDb.count("SELECT COUNT(*) FROM relay_audit WHERE command = 'it.answer'"));
         assertEquals(0, topDb.count("SELECT COUNT(*) FROM relay_packet WHERE status = 'DEAD'"));
         assertTrue(city.parentConnected(), "the city node reconnected to the restarted top by itself");
     }
-
 
     private static long count(javax.sql.DataSource ds, String sql) throws java.sql.SQLException {
         try (var c = ds.getConnection(); var s = c.createStatement(); var rs = s.executeQuery(sql)) {

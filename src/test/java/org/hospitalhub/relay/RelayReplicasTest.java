@@ -77,7 +77,7 @@ class RelayReplicasTest {
                         && clinicA.client.connected() && clinicB.client.connected());
                 assertFalse(r2.parentConnected(), "one link to the city, not two");
                 assertEquals(List.of("county-1", "dr-li@city"), List.copyOf(connectedTcp(city).keySet()));
-                assertEquals(Map.of("id", r2status(r2).get("id"), "active", false), r2status(r2));
+                assertEquals(Map.of("id", replicaStatus(r2).get("id"), "active", false), replicaStatus(r2));
 
                 // clinic-a is connected to the standby, clinic-b polls the active replica
                 sendAll(clinicA, "clinic-a@county-1", "dr-li@city", "up");
@@ -136,7 +136,7 @@ class RelayReplicasTest {
     }
 
     @SuppressWarnings("unchecked")
-    private static Map<String, Object> r2status(RelayNode node) throws Exception {
+    private static Map<String, Object> replicaStatus(RelayNode node) throws Exception {
         return (Map<String, Object>) node.status().get("replica");
     }
 }
