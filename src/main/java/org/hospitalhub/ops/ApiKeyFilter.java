@@ -64,10 +64,23 @@ public class ApiKeyFilter {
     }
 
     static Response error(Response.Status status, String message) {
-        return Response.status(status).type(MediaType.APPLICATION_JSON)
-                .entity(new ErrorBody(status.getStatusCode(), message, null, null)).build();
+        return ErrorBody.response(status.getStatusCode(), message, null, null);
     }
 
+    /**
+     * The body of every error the hub's APIs answer: the HTTP status, what is wrong, and where it applies the field
+     * (a JSON path, a parameter or a header) and the rule it broke.
+     */
     public record ErrorBody(int status, String error, String field, String rule) {
+
+        /** This error as a JSON answer with its status. */
+        public static Response response(int status, String error, String field, String rule) {
+            return builder(status, error, field, rule).build();
+        }
+
+        /** This error as a JSON answer with its status, for a caller that adds headers. */
+        public static Response.ResponseBuilder builder(int status, String error, String field, String rule) {
+            return Response.status(status).type(MediaType.APPLICATION_JSON).entity(new ErrorBody(status, error, field, rule));
+        }
     }
 }

@@ -244,8 +244,7 @@ public class DeadLettersResource {
     }
 
     private static Response error(int status, String message, String field) {
-        return Response.status(status).type(MediaType.APPLICATION_JSON)
-                .entity(new ApiKeyFilter.ErrorBody(status, message, field, null)).build();
+        return ApiKeyFilter.ErrorBody.response(status, message, field, null);
     }
 
     private static Set<String> union(Set<String> a, Set<String> b) {

@@ -95,8 +95,7 @@ public class HttpErrors {
     }
 
     private static Response error(int status, String message, String field, String rule, String allow) {
-        Response.ResponseBuilder r = Response.status(status).type(MediaType.APPLICATION_JSON)
-                .entity(new ApiKeyFilter.ErrorBody(status, message, field, rule));
+        Response.ResponseBuilder r = ApiKeyFilter.ErrorBody.builder(status, message, field, rule);
         if (allow != null) {
             r.header(HttpHeaders.ALLOW, allow);
         }

@@ -4,7 +4,6 @@ import java.util.List;
 import java.util.Set;
 import java.util.TreeSet;
 
-import jakarta.ws.rs.core.MediaType;
 import jakarta.ws.rs.core.MultivaluedMap;
 import jakarta.ws.rs.core.Response;
 import jakarta.ws.rs.core.UriInfo;
@@ -30,8 +29,7 @@ public final class QueryParams {
         }
 
         public Response response() {
-            return Response.status(400).type(MediaType.APPLICATION_JSON)
-                    .entity(new ApiKeyFilter.ErrorBody(400, getMessage(), field, rule)).build();
+            return ApiKeyFilter.ErrorBody.response(400, getMessage(), field, rule);
         }
     }
 

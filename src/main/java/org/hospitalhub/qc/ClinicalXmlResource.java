@@ -52,17 +52,14 @@ public class ClinicalXmlResource {
             events = xml.read(body);
         } catch (InvalidEventException e) {
             int status = e.kind() == InvalidEventException.Kind.UNKNOWN_TYPE ? 422 : 400;
-            return Response.status(status).type(MediaType.APPLICATION_JSON)
-                    .entity(new ApiKeyFilter.ErrorBody(status, e.getMessage(), e.field(), e.rule())).build();
+            return ApiKeyFilter.ErrorBody.response(status, e.getMessage(), e.field(), e.rule());
         }
         if (caller.role() != Callers.Role.OPERATOR) {
             for (Event e : events) {
                 if (!caller.name().equals(e.source())) {
-                    return Response.status(Response.Status.FORBIDDEN).type(MediaType.APPLICATION_JSON)
-                            .entity(new ApiKeyFilter.ErrorBody(403, "/clinicalEvents/@source: caller " + caller.name()
-                                    + " may only send events with source " + caller.name() + ", got " + e.source(),
-                                    "/clinicalEvents/@source", "source-is-caller"))
-                            .build();
+                    return ApiKeyFilter.ErrorBody.response(403, "/clinicalEvents/@source: caller " + caller.name()
+                            + " may only send events with source " + caller.name() + ", got " + e.source(),
+                            "/clinicalEvents/@source", "source-is-caller");
                 }
             }
         }

@@ -68,8 +68,7 @@ public class QcResource {
     }
 
     private static Response error(int status, String message, String field, String rule) {
-        return Response.status(status).type(MediaType.APPLICATION_JSON)
-                .entity(new ApiKeyFilter.ErrorBody(status, message, field, rule)).build();
+        return ApiKeyFilter.ErrorBody.response(status, message, field, rule);
     }
 
     private interface Call {

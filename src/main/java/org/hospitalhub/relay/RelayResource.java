@@ -66,8 +66,8 @@ public class RelayResource {
         try {
             MultivaluedMap<String, String> q = params(uri, Set.of("from", "to", "command", "since", "until", "after", "limit"));
             if (!n.topology().audit()) {
-                return Response.status(404).entity(new ApiKeyFilter.ErrorBody(404, "node " + n.id()
-                        + " keeps no audit log (the top server does; topology key 'audit')", null, null)).build();
+                return ApiKeyFilter.ErrorBody.response(404, "node " + n.id()
+                        + " keeps no audit log (the top server does; topology key 'audit')", null, null);
             }
             int limit = (int) number(q, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT);
             List<PacketStore.Audit> rows = n.audit(single(q, "from"), single(q, "to"), single(q, "command"),
@@ -199,8 +199,7 @@ public class RelayResource {
     }
 
     private static Response refused(Refusal r) {
-        return Response.status(r.status()).type(MediaType.APPLICATION_JSON)
-                .entity(new ApiKeyFilter.ErrorBody(r.status(), r.getMessage(), r.field(), r.rule())).build();
+        return ApiKeyFilter.ErrorBody.response(r.status(), r.getMessage(), r.field(), r.rule());
     }
 
     private static Map<String, Object> page(List<?> items, Long last, int limit) {
@@ -211,8 +210,7 @@ public class RelayResource {
     }
 
     private static Response notEnabled() {
-        return Response.status(404).type(MediaType.APPLICATION_JSON).entity(new ApiKeyFilter.ErrorBody(404,
-                "the relay is not enabled on this hub (hub.relay.enabled)", null, null)).build();
+        return ApiKeyFilter.ErrorBody.response(404, "the relay is not enabled on this hub (hub.relay.enabled)", null, null);
     }
 
     private static long number(MultivaluedMap<String, String> q, String name, long dflt, long min, long max) {

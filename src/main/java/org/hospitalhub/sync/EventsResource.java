@@ -68,11 +68,9 @@ public class EventsResource {
                 Event e = events.get(i);
                 if (!caller.name().equals(e.source())) {
                     String field = events.size() == 1 ? "source" : "[" + i + "].source";
-                    return CompletableFuture.completedFuture(Response.status(Response.Status.FORBIDDEN).type(MediaType.APPLICATION_JSON)
-                            .entity(new ApiKeyFilter.ErrorBody(403, field + ": caller " + caller.name()
-                                    + " may only send events with source " + caller.name() + ", got " + e.source(),
-                                    field, "source-is-caller"))
-                            .build());
+                    return CompletableFuture.completedFuture(ApiKeyFilter.ErrorBody.response(403, field + ": caller "
+                            + caller.name() + " may only send events with source " + caller.name() + ", got " + e.source(),
+                            field, "source-is-caller"));
                 }
             }
         }
@@ -84,11 +82,8 @@ public class EventsResource {
             }
             Throwable cause = failure instanceof CompletionException && failure.getCause() != null ? failure.getCause() : failure;
             if (cause instanceof GroupCommitter.Busy busy) {
-                return Response.status(Response.Status.SERVICE_UNAVAILABLE).header("Retry-After", "1")
-                        .type(MediaType.APPLICATION_JSON)
-                        .entity(new ApiKeyFilter.ErrorBody(503, busy.getMessage() + " (nothing of this request was stored)",
-                                null, "ingest-busy"))
-                        .build();
+                return ApiKeyFilter.ErrorBody.builder(503, busy.getMessage() + " (nothing of this request was stored)", null,
+                        "ingest-busy").header("Retry-After", "1").build();
             }
             throw cause instanceof RuntimeException r ? r : new CompletionException(cause);
         });
@@ -96,7 +91,6 @@ public class EventsResource {
 
     static Response invalid(InvalidEventException e) {
         int status = e.kind() == InvalidEventException.Kind.UNKNOWN_TYPE ? 422 : 400;
-        return Response.status(status).type(MediaType.APPLICATION_JSON)
-                .entity(new ApiKeyFilter.ErrorBody(status, e.getMessage(), e.field(), e.rule())).build();
+        return ApiKeyFilter.ErrorBody.response(status, e.getMessage(), e.field(), e.rule());
     }
 }

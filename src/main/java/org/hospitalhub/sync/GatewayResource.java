@@ -214,13 +214,12 @@ public class GatewayResource {
                 .tags("flow", flow.id(), "reason", reason).register(registry).increment();
         LOG.warnf("Gateway %s: %s", flow.id(), e.getMessage());
         int status = e.timeout() ? 504 : 502;
-        return Response.status(status).type(MediaType.APPLICATION_JSON).header(MODE_HEADER, mode.label())
-                .entity(new ApiKeyFilter.ErrorBody(status, e.getMessage(), null, "legacy-" + reason)).build();
+        return ApiKeyFilter.ErrorBody.builder(status, e.getMessage(), null, "legacy-" + reason).header(MODE_HEADER, mode.label())
+                .build();
     }
 
     private static Response error(int status, String message, String field, String rule) {
-        return Response.status(status).type(MediaType.APPLICATION_JSON)
-                .entity(new ApiKeyFilter.ErrorBody(status, message, field, rule)).build();
+        return ApiKeyFilter.ErrorBody.response(status, message, field, rule);
     }
 
     // ---- operator views ---------------------------------------------------------------------------------------

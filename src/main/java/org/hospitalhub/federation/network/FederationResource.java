@@ -344,7 +344,6 @@ public class FederationResource {
     }
 
     static Response error(int status, String field, String message) {
-        return Response.status(status).type(MediaType.APPLICATION_JSON)
-                .entity(new ApiKeyFilter.ErrorBody(status, message, field, null)).build();
+        return ApiKeyFilter.ErrorBody.response(status, message, field, null);
     }
 }
