@@ -15,6 +15,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.TreeMap;
+import java.util.concurrent.ConcurrentHashMap;
 
 import javax.sql.DataSource;
 
@@ -60,6 +61,9 @@ final class PacketStore {
     private final DataSource ds;
     private final String node;
     private final boolean audit;
+    /** Each hop's cursor (relay_hop_ack.acked_seq) as this store last read it; the database's is never behind it. */
+    private final Map<String, Long> cursors = new ConcurrentHashMap<>();
+    private static final int MAX_KNOWN_CURSORS = 200_000;
 
     PacketStore(DataSource ds, String node, boolean audit) {
         this.ds = ds;
@@ -443,22 +447,67 @@ final class PacketStore {
     /**
      * The next hop acknowledged everything of this hop up to {@code seq}: moves the hop's cursor there (forward only).
      * A cursor beyond the last packet committed for the hop stops at that packet, so a peer that claims more than it
-     * was given cannot make later packets count as delivered. Returns whether the cursor moved.
+     * was given cannot make later packets count as delivered. Returns whether a row was updated (false when the cursor
+     * was already there or further).
+     * <p>
+     * Cursors only move forward, so an acknowledgement at or behind the cursor this store last read for the hop changes
+     * nothing and is answered without the database: an idle long-poller repeats its cursor on every poll.
      */
     boolean acknowledge(String hop, long seq, Instant now) throws SQLException {
         if (seq <= 0) {
             return false;
         }
-        try (Connection c = ds.getConnection();
-                PreparedStatement up = c.prepareStatement("UPDATE relay_hop_ack SET acked_seq = GREATEST(acked_seq, LEAST(?, "
-                        + "(SELECT h.next_seq - 1 FROM relay_hop h WHERE h.hop = relay_hop_ack.hop))), acked_at = ? "
-                        + "WHERE hop = ? AND acked_seq < ?")) {
-            up.setLong(1, seq);
-            up.setObject(2, utc(now));
-            up.setString(3, hop);
-            up.setLong(4, seq);
-            return up.executeUpdate() > 0;
+        Long known = cursors.get(hop);
+        if (known != null && seq <= known) {
+            return false;
         }
+        try (Connection c = ds.getConnection()) {
+            boolean pg = isPostgres(c);
+            boolean moved;
+            Long reached = null;
+            if (pg) { // one round trip: the update, and the cursor as it now stands whether or not it moved
+                try (PreparedStatement up = c.prepareStatement("WITH up AS (" + ACKNOWLEDGE + " RETURNING acked_seq) "
+                        + "SELECT (SELECT acked_seq FROM up), (SELECT acked_seq FROM relay_hop_ack WHERE hop = ?)")) {
+                    bindAcknowledge(up, hop, seq, now);
+                    up.setString(5, hop);
+                    try (ResultSet rs = up.executeQuery()) {
+                        rs.next();
+                        long after = rs.getLong(1);
+                        moved = !rs.wasNull();
+                        long before = rs.getLong(2);
+                        reached = moved ? Long.valueOf(after) : rs.wasNull() ? null : Long.valueOf(before);
+                    }
+                }
+            } else {
+                try (PreparedStatement up = c.prepareStatement(ACKNOWLEDGE);
+                        PreparedStatement q = c.prepareStatement("SELECT acked_seq FROM relay_hop_ack WHERE hop = ?")) {
+                    bindAcknowledge(up, hop, seq, now);
+                    moved = up.executeUpdate() > 0;
+                    q.setString(1, hop);
+                    try (ResultSet rs = q.executeQuery()) {
+                        reached = rs.next() ? rs.getLong(1) : null;
+                    }
+                }
+            }
+            if (reached != null) {
+                if (cursors.size() >= MAX_KNOWN_CURSORS) {
+                    cursors.clear(); // more hops than peers: start over rather than grow
+                }
+                cursors.merge(hop, reached, Math::max);
+            }
+            return moved;
+        }
+    }
+
+    private static final String ACKNOWLEDGE = "UPDATE relay_hop_ack SET acked_seq = GREATEST(acked_seq, LEAST(?, "
+            + "(SELECT h.next_seq - 1 FROM relay_hop h WHERE h.hop = relay_hop_ack.hop))), acked_at = ? "
+            + "WHERE hop = ? AND acked_seq < ?";
+
+    private static void bindAcknowledge(PreparedStatement up, String hop, long seq, Instant now) throws SQLException {
+        up.setLong(1, seq);
+        up.setObject(2, utc(now));
+        up.setString(3, hop);
+        up.setLong(4, seq);
     }
 
     void markDead(List<Stored> rows, String reason, Instant now) throws SQLException {

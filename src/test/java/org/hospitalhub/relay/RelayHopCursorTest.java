@@ -4,6 +4,8 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import java.lang.reflect.InvocationTargetException;
+import java.lang.reflect.Proxy;
 import java.nio.file.Files;
 import java.sql.Connection;
 import java.sql.ResultSet;
@@ -13,6 +15,7 @@ import java.time.Instant;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
+import java.util.concurrent.atomic.AtomicInteger;
 
 import javax.sql.DataSource;
 
@@ -34,6 +37,16 @@ class RelayHopCursorTest {
     @Test
     void onH2() throws Exception {
         onH2("cursor", RelayHopCursorTest::check);
+    }
+
+    @Test
+    void knownCursorOnPostgres() throws Exception {
+        onPostgres("knowncursor", RelayHopCursorTest::checkKnownCursor);
+    }
+
+    @Test
+    void knownCursorOnH2() throws Exception {
+        onH2("knowncursor", RelayHopCursorTest::checkKnownCursor);
     }
 
     @Test
@@ -171,6 +184,69 @@ class RelayHopCursorTest {
         assertEquals(org.hospitalhub.relay.client.SendResult.Status.DUPLICATE, store.storeAll(List.of(new PacketStore.Request(
                 List.of(new PacketStore.Incoming(later, later.toJson().toString(), Routing.Decision.to("b@n"))), from.id(),
                 false)), now).get(0).get(0).status());
+    }
+
+    /**
+     * A peer repeating its cursor (an idle long-poller does on every poll) is answered from the cursor the store last
+     * read, without the database; a cursor further on still moves it, and what the store remembers is the database's
+     * cursor, not a peer's claim beyond its last packet. A second store (another replica) whose peer's cursor is already
+     * there updates nothing and learns it.
+     */
+    private static void checkKnownCursor(DataSource real) throws Exception {
+        AtomicInteger connections = new AtomicInteger();
+        PacketStore store = new PacketStore(counting(real, connections), "n", false);
+        Instant now = Instant.now();
+        store(store, "a@n", "b@n", 3, now);
+
+        assertTrue(store.acknowledge("b@n", 2, now));
+        int before = connections.get();
+        assertFalse(store.acknowledge("b@n", 2, now), "the same cursor again");
+        assertFalse(store.acknowledge("b@n", 1, now), "a cursor behind it");
+        assertEquals(before, connections.get(), "both answered without the database");
+        assertTrue(store.acknowledge("b@n", 3, now));
+        assertEquals(before + 1, connections.get());
+        assertEquals(3, count(real, "SELECT acked_seq FROM relay_hop_ack WHERE hop = 'b@n'"));
+
+        // a claim beyond the last packet stops at it, and the store remembers 3, not the claim: packet 4 still counts
+        store.acknowledge("b@n", 1_000_000, now);
+        assertEquals(3, count(real, "SELECT acked_seq FROM relay_hop_ack WHERE hop = 'b@n'"));
+        store(store, "a@n", "b@n", 1, now);
+        assertEquals(List.of(4L), seqs(store.pending("b@n", 3, 10)));
+        assertTrue(store.acknowledge("b@n", 4, now));
+        assertEquals(4, count(real, "SELECT acked_seq FROM relay_hop_ack WHERE hop = 'b@n'"));
+        assertEquals(List.of(), store.hopsWithPending());
+
+        // another replica's store: its first acknowledgement of the same cursor updates nothing, and it learns the cursor
+        AtomicInteger other = new AtomicInteger();
+        PacketStore replica = new PacketStore(counting(real, other), "n", false);
+        assertFalse(replica.acknowledge("b@n", 4, now), "already there");
+        assertFalse(replica.acknowledge("b@n", 4, now));
+        assertEquals(1, other.get(), "the second time without the database");
+        assertEquals(4, count(real, "SELECT acked_seq FROM relay_hop_ack WHERE hop = 'b@n'"));
+    }
+
+    /** {@code ds}, counting the connections taken from it. */
+    private static DataSource counting(DataSource ds, AtomicInteger connections) {
+        return (DataSource) Proxy.newProxyInstance(DataSource.class.getClassLoader(), new Class<?>[] {DataSource.class},
+                (proxy, method, args) -> {
+                    if (method.getName().equals("getConnection")) {
+                        connections.incrementAndGet();
+                    }
+                    try {
+                        return method.invoke(ds, args);
+                    } catch (InvocationTargetException e) {
+                        throw e.getCause();
+                    }
+                });
+    }
+
+    private static void store(PacketStore store, String from, String to, int n, Instant now) throws SQLException {
+        List<PacketStore.Incoming> batch = new ArrayList<>();
+        for (int i = 0; i < n; i++) {
+            Packet p = RelayTreeTest.packet(from, to, "cursor.note", "known", i);
+            batch.add(new PacketStore.Incoming(p, p.toJson().toString(), Routing.Decision.to(to)));
+        }
+        store.storeAll(List.of(new PacketStore.Request(batch, from, false)), now);
     }
 
     /**
