@@ -15,6 +15,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.TreeMap;
+import java.util.TreeSet;
 import java.util.concurrent.ConcurrentHashMap;
 
 import javax.sql.DataSource;
@@ -91,10 +92,27 @@ final class PacketStore {
      * hop_seq values commit in order. Returns the results per request.
      */
     List<List<SendResult>> storeAll(List<Request> requests, Instant now) throws SQLException {
+        Set<String> hops = new TreeSet<>();
+        for (Request r : requests) {
+            for (Incoming in : r.batch()) {
+                hops.add(in.decision().deadReason() == null ? in.decision().hop() : DEAD_HOP);
+            }
+        }
         try (Connection c = ds.getConnection()) {
-            return inTransaction(c, () -> storeAll(c, requests, now));
+            boolean many = hops.size() > MANY_HOPS && isPostgres(c);
+            if (many) {
+                hops.add(DEAD_HOP); // a packet whose ttl passed on its way here is stored there
+                createCounters(c, hops);
+            }
+            return inTransaction(c, () -> storeAll(c, requests, now, many));
         }
     }
+
+    /**
+     * A group for many hops (a packet to each of thousands of clients) reserves their sequence numbers in two statements
+     * instead of one to four per hop. Above this many hops, on PostgreSQL.
+     */
+    static final int MANY_HOPS = 8;
 
     private interface Work<T> {
         T run() throws SQLException;
@@ -113,7 +131,8 @@ final class PacketStore {
         }
     }
 
-    private List<List<SendResult>> storeAll(Connection c, List<Request> requests, Instant now) throws SQLException {
+    private List<List<SendResult>> storeAll(Connection c, List<Request> requests, Instant now, boolean countersCreated)
+            throws SQLException {
         List<Incoming> items = new ArrayList<>();
         List<Request> owners = new ArrayList<>();
         for (Request r : requests) {
@@ -138,8 +157,12 @@ final class PacketStore {
         Map<String, Integer> perHop = new TreeMap<>();
         hops.forEach(h -> perHop.merge(h, 1, Integer::sum));
         Map<String, Long> nextSeq = new LinkedHashMap<>();
-        for (Map.Entry<String, Integer> e : perHop.entrySet()) {
-            nextSeq.put(e.getKey(), reserve(c, e.getKey(), e.getValue()));
+        if (countersCreated) {
+            nextSeq.putAll(reserveAll(c, perHop));
+        } else {
+            for (Map.Entry<String, Integer> e : perHop.entrySet()) {
+                nextSeq.put(e.getKey(), reserve(c, e.getKey(), e.getValue()));
+            }
         }
         long deadFrom = nextSeq.getOrDefault(DEAD_HOP, 0L);
         Map<String, List<String>> idsByLeg = new TreeMap<>();
@@ -361,6 +384,57 @@ final class PacketStore {
             }
         }
         throw new SQLException("cannot reserve a sequence number for hop " + hop);
+    }
+
+    /**
+     * Creates the counters and cursors of hops seen for the first time (PostgreSQL), each statement committed on its
+     * own before the group's transaction begins: a statement that waits for another writer creating the same counter
+     * holds nothing meanwhile, and the group's transaction then only locks counters that exist, in name order.
+     */
+    private static void createCounters(Connection c, Set<String> hops) throws SQLException {
+        c.setAutoCommit(true);
+        Object[] names = hops.toArray();
+        try (PreparedStatement counters = c.prepareStatement("INSERT INTO relay_hop (hop, next_seq) "
+                + "SELECT h, 1 FROM unnest(?::varchar[]) AS t(h) ORDER BY h ON CONFLICT DO NOTHING");
+                PreparedStatement cursors = c.prepareStatement("INSERT INTO relay_hop_ack (hop, acked_seq) "
+                        + "SELECT h, 0 FROM unnest(?::varchar[]) AS t(h) ORDER BY h ON CONFLICT DO NOTHING")) {
+            counters.setArray(1, c.createArrayOf("varchar", names));
+            counters.executeUpdate();
+            cursors.setArray(1, c.createArrayOf("varchar", names));
+            cursors.executeUpdate();
+        }
+    }
+
+    /**
+     * {@link #reserve} for many hops at once (PostgreSQL, their counters created by {@link #createCounters}): locks the
+     * counters in name order, as {@link #reserve} does one by one, then advances them all in one update. Returns each
+     * hop's first reserved number.
+     */
+    private static Map<String, Long> reserveAll(Connection c, Map<String, Integer> perHop) throws SQLException {
+        Object[] hops = perHop.keySet().toArray(); // name order (a TreeMap)
+        try (PreparedStatement lock = c.prepareStatement("SELECT hop FROM relay_hop WHERE hop = ANY(?) ORDER BY hop FOR UPDATE");
+                PreparedStatement up = c.prepareStatement("UPDATE relay_hop h SET next_seq = h.next_seq + v.n "
+                        + "FROM unnest(?::varchar[], ?::int[]) AS v(hop, n) WHERE h.hop = v.hop RETURNING h.hop, h.next_seq")) {
+            lock.setArray(1, c.createArrayOf("varchar", hops));
+            try (ResultSet rs = lock.executeQuery()) {
+                while (rs.next()) {
+                    // each row is locked as it is read
+                }
+            }
+            up.setArray(1, c.createArrayOf("varchar", hops));
+            up.setArray(2, c.createArrayOf("integer", perHop.values().toArray()));
+            Map<String, Long> first = new LinkedHashMap<>();
+            try (ResultSet rs = up.executeQuery()) {
+                while (rs.next()) {
+                    String hop = rs.getString(1);
+                    first.put(hop, rs.getLong(2) - perHop.get(hop));
+                }
+            }
+            if (first.size() != hops.length) {
+                throw new SQLException("no sequence counter for " + (hops.length - first.size()) + " of " + hops.length + " hops");
+            }
+            return first;
+        }
     }
 
     /** Adds {@code n} to the hop's counter and returns its new value, or null if the hop has no counter yet. */

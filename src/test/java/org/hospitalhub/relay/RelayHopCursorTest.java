@@ -4,8 +4,6 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import java.lang.reflect.InvocationTargetException;
-import java.lang.reflect.Proxy;
 import java.nio.file.Files;
 import java.sql.Connection;
 import java.sql.ResultSet;
@@ -194,7 +192,7 @@ class RelayHopCursorTest {
      */
     private static void checkKnownCursor(DataSource real) throws Exception {
         AtomicInteger connections = new AtomicInteger();
-        PacketStore store = new PacketStore(counting(real, connections), "n", false);
+        PacketStore store = new PacketStore(Counting.dataSource(real, connections::incrementAndGet, sql -> { }), "n", false);
         Instant now = Instant.now();
         store(store, "a@n", "b@n", 3, now);
 
@@ -218,26 +216,11 @@ class RelayHopCursorTest {
 
         // another replica's store: its first acknowledgement of the same cursor updates nothing, and it learns the cursor
         AtomicInteger other = new AtomicInteger();
-        PacketStore replica = new PacketStore(counting(real, other), "n", false);
+        PacketStore replica = new PacketStore(Counting.dataSource(real, other::incrementAndGet, sql -> { }), "n", false);
         assertFalse(replica.acknowledge("b@n", 4, now), "already there");
         assertFalse(replica.acknowledge("b@n", 4, now));
         assertEquals(1, other.get(), "the second time without the database");
         assertEquals(4, count(real, "SELECT acked_seq FROM relay_hop_ack WHERE hop = 'b@n'"));
-    }
-
-    /** {@code ds}, counting the connections taken from it. */
-    private static DataSource counting(DataSource ds, AtomicInteger connections) {
-        return (DataSource) Proxy.newProxyInstance(DataSource.class.getClassLoader(), new Class<?>[] {DataSource.class},
-                (proxy, method, args) -> {
-                    if (method.getName().equals("getConnection")) {
-                        connections.incrementAndGet();
-                    }
-                    try {
-                        return method.invoke(ds, args);
-                    } catch (InvocationTargetException e) {
-                        throw e.getCause();
-                    }
-                });
     }
 
     private static void store(PacketStore store, String from, String to, int n, Instant now) throws SQLException {

@@ -4,15 +4,10 @@ import static org.awaitility.Awaitility.await;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import java.lang.reflect.InvocationTargetException;
-import java.lang.reflect.Proxy;
-import java.sql.Connection;
 import java.time.Duration;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
-
-import javax.sql.DataSource;
 
 import org.hospitalhub.relay.client.SendResult;
 import org.junit.jupiter.api.Test;
@@ -37,7 +32,13 @@ class RelayIdlePollTest {
                 RelayNode top = RelayNode.builder().topology(Topology.parse("""
                         node: top
                         clients: [{id: st, transport: tcp}, {id: sh, transport: http}]
-                        """, "top")).tokens(RelayTokens.parse("st:t-st;sh:t-sh")).dataSource(counting(db.dataSource, reads, writes))
+                        """, "top")).tokens(RelayTokens.parse("st:t-st;sh:t-sh")).dataSource(Counting.dataSource(db.dataSource, () -> { }, sql -> {
+                            if (sql.startsWith(MAILBOX_READ)) {
+                                reads.incrementAndGet();
+                            } else if (sql.startsWith(CURSOR_WRITE) || sql.startsWith("UPDATE relay_hop_ack")) {
+                                writes.incrementAndGet();
+                            }
+                        }))
                         .httpPort(http).tcpPort(tcp).host("127.0.0.1").options(RelayTreeTest.FAST).build().start();
                 Mailbox sender = Mailbox.tcp("st@top", tcp, "t-st");
                 Mailbox poller = Mailbox.http("sh@top", http, "t-sh")) { // waits of 2 s
@@ -65,35 +66,5 @@ class RelayIdlePollTest {
     private static void send(Mailbox sender, int n) throws Exception {
         SendResult r = sender.client.send(RelayTreeTest.packet("st@top", "sh@top", "idle.note", "idle", n)).get(20, TimeUnit.SECONDS);
         assertEquals(SendResult.Status.STORED, r.status(), r.toString());
-    }
-
-    /** {@code ds}, counting the statements prepared on its connections that read a mailbox or write a cursor. */
-    private static DataSource counting(DataSource ds, AtomicInteger reads, AtomicInteger writes) {
-        return (DataSource) Proxy.newProxyInstance(DataSource.class.getClassLoader(), new Class<?>[] {DataSource.class},
-                (proxy, method, args) -> {
-                    Object result = invoke(ds, method, args);
-                    if (!(result instanceof Connection c)) {
-                        return result;
-                    }
-                    return Proxy.newProxyInstance(Connection.class.getClassLoader(), new Class<?>[] {Connection.class},
-                            (p, m, a) -> {
-                                if (m.getName().equals("prepareStatement") && a != null && a[0] instanceof String sql) {
-                                    if (sql.startsWith(MAILBOX_READ)) {
-                                        reads.incrementAndGet();
-                                    } else if (sql.startsWith(CURSOR_WRITE) || sql.startsWith("UPDATE relay_hop_ack")) {
-                                        writes.incrementAndGet();
-                                    }
-                                }
-                                return invoke(c, m, a);
-                            });
-                });
-    }
-
-    private static Object invoke(Object target, java.lang.reflect.Method m, Object[] args) throws Throwable {
-        try {
-            return m.invoke(target, args);
-        } catch (InvocationTargetException e) {
-            throw e.getCause();
-        }
     }
 }
