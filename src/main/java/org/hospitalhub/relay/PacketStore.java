@@ -85,8 +85,9 @@ final class PacketStore {
     }
 
     /**
-     * Stores the new packets of several requests in one transaction (group commit: one counter update per hop, one
-     * duplicate query per leg, one insert batch, one commit for all of them), in order: duplicates (a packetId already
+     * Stores the new packets of several requests in one transaction (group commit: one counter update per hop, or for
+     * more than {@link #MANY_HOPS} hops on PostgreSQL one for all of them, one duplicate query per leg, one insert batch,
+     * one commit for all of them), in order: duplicates (a packetId already
      * here, or earlier in the group) are not stored again; packets already past their ttl or without a route are stored
      * dead. The hop counters are locked in name order (no deadlock between two transactions), which also makes the
      * hop_seq values commit in order. Returns the results per request.
@@ -109,7 +110,7 @@ final class PacketStore {
     }
 
     /**
-     * A group for many hops (a packet to each of thousands of clients) reserves their sequence numbers in two statements
+     * A group for many hops (a packet to each of thousands of clients) reserves their sequence numbers in four statements
      * instead of one to four per hop. Above this many hops, on PostgreSQL.
      */
     static final int MANY_HOPS = 8;
