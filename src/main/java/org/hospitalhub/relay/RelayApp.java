@@ -12,6 +12,7 @@ import jakarta.enterprise.event.Observes;
 
 import org.eclipse.microprofile.config.inject.ConfigProperty;
 import org.hospitalhub.delivery.Database;
+import org.hospitalhub.delivery.Leases;
 import org.jboss.logging.Logger;
 
 import io.micrometer.core.instrument.MeterRegistry;
@@ -45,7 +46,7 @@ public class RelayApp {
     private final Duration fileRetention;
     private final S3Backend.Settings s3;
     private final Database db;
-    private final org.hospitalhub.delivery.Leases leases;
+    private final Leases leases;
     private final Vertx vertx;
     private final MeterRegistry registry;
     private volatile RelayNode node;
@@ -72,7 +73,7 @@ public class RelayApp {
             @ConfigProperty(name = "hub.relay.file-store") String fileStore,
             @ConfigProperty(name = "hub.relay.file-retention") Optional<Duration> fileRetention,
             RelayS3Config s3Config,
-            Database db, org.hospitalhub.delivery.Leases leases, Vertx vertx, MeterRegistry registry) {
+            Database db, Leases leases, Vertx vertx, MeterRegistry registry) {
         this.enabled = enabled;
         this.topologyFile = topologyFile;
         this.tokens = tokens;

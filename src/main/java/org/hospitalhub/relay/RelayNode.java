@@ -16,6 +16,7 @@ import java.util.concurrent.ConcurrentHashMap;
 import javax.sql.DataSource;
 
 import org.hospitalhub.delivery.GroupCommitter;
+import org.hospitalhub.delivery.Leases;
 import org.hospitalhub.relay.client.Address;
 import org.hospitalhub.relay.client.Packet;
 import org.hospitalhub.relay.client.SendResult;
@@ -72,7 +73,7 @@ public final class RelayNode implements AutoCloseable {
     private volatile boolean running;
     private boolean closed;
     /** Null when this process is the node's only replica; else the lease that picks the replica running the link. */
-    private final org.hospitalhub.delivery.Leases leases;
+    private final Leases leases;
     private final String leaseName;
     /** This replica runs the node's link to its parent, its local services and the sweep (see {@link #checkLease}). */
     private volatile boolean active;
@@ -778,14 +779,14 @@ public final class RelayNode implements AutoCloseable {
         private java.nio.file.Path fileDir;
 
         private S3Backend.Settings s3;
-        private org.hospitalhub.delivery.Leases leases;
+        private Leases leases;
 
         /**
          * Runs this node as one of several replicas sharing its database: the lease {@code relay:<node>} in
          * {@code leases} picks the replica that runs the link to the parent, the local services and the sweep; the others
          * accept packets and serve their own connections. Without it this process is the node's only replica.
          */
-        public Builder replicas(org.hospitalhub.delivery.Leases leases) {
+        public Builder replicas(Leases leases) {
             this.leases = leases;
             return this;
         }

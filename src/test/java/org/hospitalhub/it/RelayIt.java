@@ -12,6 +12,7 @@ import java.util.stream.IntStream;
 import org.flywaydb.core.Flyway;
 import org.hospitalhub.relay.client.Packet;
 import org.hospitalhub.relay.client.SendResult;
+import org.hospitalhub.relay.RelayNode;
 import org.hospitalhub.relay.RelayOptions;
 import org.hospitalhub.relay.client.RelayClient;
 
@@ -78,6 +79,23 @@ final class RelayIt {
         Thread.sleep(500); // anything still coming would be a duplicate
         assertEquals(expected, questions, "every question once, in order, " + across);
         assertEquals(expected, answers, "every answer once, in order, " + across);
+    }
+
+    /** Ends what a relay IT opened: its clients, the city node in this JVM and its pool, the packaged hubs still alive. */
+    static void tearDown(List<RelayClient> clients, RelayNode city, AgroalDataSource cityDs, List<HubProcess> hubs)
+            throws InterruptedException {
+        clients.forEach(RelayClient::close);
+        if (city != null) {
+            city.close();
+        }
+        if (cityDs != null) {
+            cityDs.close();
+        }
+        for (HubProcess h : hubs) {
+            if (h != null && h.alive()) {
+                h.kill();
+            }
+        }
     }
 
     static int freePort() throws java.io.IOException {

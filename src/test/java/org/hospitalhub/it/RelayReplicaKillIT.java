@@ -36,18 +36,7 @@ class RelayReplicaKillIT {
 
     @AfterAll
     static void tearDown() throws Exception {
-        clients.forEach(RelayClient::close);
-        for (HubProcess r : replicas) {
-            if (r.alive()) {
-                r.kill();
-            }
-        }
-        if (city != null) {
-            city.close();
-        }
-        if (cityDs != null) {
-            cityDs.close();
-        }
+        RelayIt.tearDown(clients, city, cityDs, replicas);
     }
 
     @Test

@@ -36,16 +36,7 @@ class RelayTopRestartIT {
 
     @AfterAll
     static void tearDown() throws Exception {
-        clients.forEach(RelayClient::close);
-        if (city != null) {
-            city.close();
-        }
-        if (cityDs != null) {
-            cityDs.close();
-        }
-        if (province != null && province.alive()) {
-            province.kill();
-        }
+        RelayIt.tearDown(clients, city, cityDs, java.util.Collections.singletonList(province));
     }
 
     @Test
