@@ -59,6 +59,9 @@ public final class ChildHub implements AutoCloseable {
         pb.environment().keySet().removeIf(k -> k.startsWith("HUB_") || k.startsWith("QUARKUS_") || k.startsWith("CAMEL_"));
         pb.environment().putAll(env);
         pb.environment().put("QUARKUS_HTTP_PORT", Integer.toString(port));
+        // benchmarks listen on the loopback only (the prod profile's default is every interface)
+        pb.environment().putIfAbsent("QUARKUS_HTTP_HOST", "127.0.0.1");
+        pb.environment().putIfAbsent("HUB_RELAY_TCP_HOST", "127.0.0.1");
         Process p = pb.start();
         Files.writeString(work.resolve(name + ".pid"), Long.toString(p.pid()));
         return new ChildHub(name, port, log, p);

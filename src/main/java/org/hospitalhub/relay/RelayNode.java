@@ -202,7 +202,8 @@ public final class RelayNode implements AutoCloseable {
         sweepTimer = vertx.setPeriodic(options.sweepPeriod().toMillis(), t -> sweep());
         LOG.infof("Relay node %s (%s) started: parent %s, children %s, clients %s, http %s, tcp %s, files %s%s", id(),
                 topology.level(), topology.parent().map(p -> p.id() + " over " + p.transport()).orElse("none (top server)"),
-                topology.children().keySet(), topology.clients().keySet(), httpPort > 0 ? httpPort : "shared", tcpPort,
+                topology.children().keySet(), topology.clients().keySet(), httpPort > 0 ? host + ":" + httpPort : "shared",
+                tcpPort > 0 ? host + ":" + tcpPort : "off",
                 files == null ? "none" : files.describe(), leases == null ? "" : ", replica " + leases.owner() + " ("
                         + (active ? "active" : "standing by") + ", signals " + (signals == null ? "none: H2" : "LISTEN/NOTIFY") + ")");
         return this;

@@ -39,6 +39,9 @@ final class HubProcess {
                 .redirectOutput(ProcessBuilder.Redirect.appendTo(log.toFile()));
         pb.environment().putAll(env);
         pb.environment().put("QUARKUS_HTTP_PORT", String.valueOf(port));
+        // tests listen on the loopback only (the prod profile's default is every interface)
+        pb.environment().putIfAbsent("QUARKUS_HTTP_HOST", "127.0.0.1");
+        pb.environment().putIfAbsent("HUB_RELAY_TCP_HOST", "127.0.0.1");
         process = pb.start();
         Instant deadline = Instant.now().plusSeconds(60);
         while (Instant.now().isBefore(deadline)) {

@@ -99,7 +99,7 @@ final class RelayIt {
     }
 
     static int freePort() throws java.io.IOException {
-        try (ServerSocket s = new ServerSocket(0)) {
+        try (ServerSocket s = new ServerSocket(0, 1, java.net.InetAddress.getLoopbackAddress())) {
             return s.getLocalPort();
         }
     }
