@@ -1,7 +1,6 @@
 package org.hospitalhub.it;
 
 import java.io.IOException;
-import java.net.ServerSocket;
 import java.net.URI;
 import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
@@ -108,7 +107,7 @@ final class FederationNodes implements AutoCloseable {
         String base = System.getenv("HUB_FED_IT_PORT");
         int i = 0;
         for (String id : ids) {
-            int port = base == null ? freePort() : Integer.parseInt(base) + i;
+            int port = base == null ? HubProcess.freePort() : Integer.parseInt(base) + i;
             KeyPairGenerator g = KeyPairGenerator.getInstance("Ed25519");
             nodes.put(id, new Node(id, port, ItDatabase.fresh("fed_" + id), g.generateKeyPair()));
             i++;
@@ -201,9 +200,4 @@ final class FederationNodes implements AutoCloseable {
                 .digest(s.getBytes(java.nio.charset.StandardCharsets.UTF_8)));
     }
 
-    private static int freePort() throws IOException {
-        try (ServerSocket s = new ServerSocket(0, 1, java.net.InetAddress.getLoopbackAddress())) {
-            return s.getLocalPort();
-        }
-    }
 }

@@ -4,7 +4,6 @@ import static org.awaitility.Awaitility.await;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import java.net.ServerSocket;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.sql.Connection;
@@ -84,8 +83,8 @@ class QcClusterIT {
                 "HUB_QC_TIMER_IDLE_WAIT_MS", "1000",
                 "HUB_QC_TIMER_SWEEP_EVERY", "250ms"));
         env.put("HUB_QC_TIMER_BATCH", "5");
-        a = new HubProcess(freePort(), env, work.resolve("hub-a.log"));
-        b = new HubProcess(freePort(), env, work.resolve("hub-b.log"));
+        a = new HubProcess(HubProcess.freePort(), env, work.resolve("hub-a.log"));
+        b = new HubProcess(HubProcess.freePort(), env, work.resolve("hub-b.log"));
     }
 
     @AfterAll
@@ -97,11 +96,6 @@ class QcClusterIT {
         }
     }
 
-    private static int freePort() throws Exception {
-        try (ServerSocket s = new ServerSocket(0, 1, java.net.InetAddress.getLoopbackAddress())) {
-            return s.getLocalPort();
-        }
-    }
 
     private static long count(String sql) throws Exception {
         try (Connection c = DriverManager.getConnection(URL, "postgres", ""); Statement s = c.createStatement();

@@ -46,7 +46,7 @@ class RelayReplicaKillIT {
         Path work = Files.createDirectories(Path.of("target", "relay-replicas-it").toAbsolutePath());
 
         cityDs = RelayIt.migratedPool(cityDb);
-        int cityTcp = RelayIt.freePort();
+        int cityTcp = HubProcess.freePort();
         city = RelayNode.builder().topology(Topology.parse("""
                 node: city
                 level: city
@@ -61,9 +61,9 @@ class RelayReplicaKillIT {
                 parent: {id: city, transport: tcp, host: 127.0.0.1, port: %d}
                 clients: [{id: clinic-a, transport: tcp}]
                 """.formatted(cityTcp));
-        int[] tcp = {RelayIt.freePort(), RelayIt.freePort()};
+        int[] tcp = {HubProcess.freePort(), HubProcess.freePort()};
         for (int r = 0; r < 2; r++) {
-            HubProcess hub = new HubProcess(RelayIt.freePort(), Map.ofEntries(Map.entry("QUARKUS_PROFILE", "postgres"),
+            HubProcess hub = new HubProcess(HubProcess.freePort(), Map.ofEntries(Map.entry("QUARKUS_PROFILE", "postgres"),
                     Map.entry("HUB_DB_URL", countyDb.url), Map.entry("HUB_DB_USERNAME", "postgres"),
                     Map.entry("HUB_AUTH_CLIENTS", "ops:operator:it-ops-key"),
                     Map.entry("HUB_RELAY_ENABLED", "true"), Map.entry("HUB_RELAY_TOPOLOGY_FILE", topology.toString()),

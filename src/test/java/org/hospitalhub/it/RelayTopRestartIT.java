@@ -44,8 +44,8 @@ class RelayTopRestartIT {
         ItDatabase topDb = ItDatabase.fresh("relay_top");
         ItDatabase cityDb = ItDatabase.fresh("relay_city");
         Path work = Files.createDirectories(Path.of("target", "relay-it").toAbsolutePath());
-        int http = RelayIt.freePort();
-        int tcp = RelayIt.freePort();
+        int http = HubProcess.freePort();
+        int tcp = HubProcess.freePort();
         Path topology = Files.writeString(work.resolve("province.yaml"), """
                 node: province
                 level: province
@@ -62,7 +62,7 @@ class RelayTopRestartIT {
         province.start();
 
         cityDs = RelayIt.migratedPool(cityDb);
-        int cityTcp = RelayIt.freePort();
+        int cityTcp = HubProcess.freePort();
         city = RelayNode.builder().topology(Topology.parse("""
                 node: city-a
                 level: city
