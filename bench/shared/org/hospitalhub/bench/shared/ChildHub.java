@@ -193,7 +193,7 @@ public final class ChildHub implements AutoCloseable {
      */
     public static int freePort() {
         for (int i = 0; i < 100; i++) {
-            try (ServerSocket s = new ServerSocket(0)) {
+            try (ServerSocket s = new ServerSocket(0, 1, java.net.InetAddress.getLoopbackAddress())) {
                 if (HANDED_OUT.add(s.getLocalPort())) {
                     return s.getLocalPort();
                 }
