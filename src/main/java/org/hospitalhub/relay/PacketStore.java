@@ -540,17 +540,17 @@ final class PacketStore {
             boolean pg = isPostgres(c);
             boolean moved;
             Long reached = null;
-            if (pg) { // one round trip: the update, and the cursor as it now stands whether or not it moved
+            if (pg) { // one round trip: whether the update moved the cursor, and where it now stands either way
                 try (PreparedStatement up = c.prepareStatement("WITH up AS (" + ACKNOWLEDGE + " RETURNING acked_seq) "
-                        + "SELECT (SELECT acked_seq FROM up), (SELECT acked_seq FROM relay_hop_ack WHERE hop = ?)")) {
+                        + "SELECT EXISTS (SELECT 1 FROM up), "
+                        + "COALESCE((SELECT acked_seq FROM up), (SELECT acked_seq FROM relay_hop_ack WHERE hop = ?))")) {
                     bindAcknowledge(up, hop, seq, now);
                     up.setString(5, hop);
                     try (ResultSet rs = up.executeQuery()) {
                         rs.next();
-                        long after = rs.getLong(1);
-                        moved = !rs.wasNull();
-                        long before = rs.getLong(2);
-                        reached = moved ? Long.valueOf(after) : rs.wasNull() ? null : Long.valueOf(before);
+                        moved = rs.getBoolean(1);
+                        long cursor = rs.getLong(2);
+                        reached = rs.wasNull() ? null : cursor;
                     }
                 }
             } else {

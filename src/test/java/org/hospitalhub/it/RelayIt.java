@@ -9,11 +9,11 @@ import java.util.List;
 import java.util.stream.IntStream;
 
 import org.flywaydb.core.Flyway;
-import org.hospitalhub.relay.client.Packet;
-import org.hospitalhub.relay.client.SendResult;
 import org.hospitalhub.relay.RelayNode;
 import org.hospitalhub.relay.RelayOptions;
+import org.hospitalhub.relay.client.Packet;
 import org.hospitalhub.relay.client.RelayClient;
+import org.hospitalhub.relay.client.SendResult;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 
