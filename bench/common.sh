@@ -34,3 +34,31 @@ stop_recorded() {
     fi
   done
 }
+
+# PostgreSQL writes WAL into 16 MB segment files. A server that has run at a given write rate for a checkpoint cycle
+# reuses old segments (renamed at each checkpoint, up to min_wal_size); a fresh one, or one whose min_wal_size is
+# small, creates and zero-fills a new file whenever the current one is full, and every commit of every database waits
+# meanwhile: about 50 ms on this machine, every 0.8 s at the relay bench's 20 MB/s of WAL (bench/README, "WAL segments").
+# This brings the server to the state of one that has been running: a checkpoint, so that the segments the last run
+# filled are recycled, then, if fewer than SEGMENTS are ready ahead of the write position, SEGMENTS WAL switches (after
+# a one-row insert each; they use the ready segments first, then create new ones) and a second checkpoint, which
+# recycles them all. Needs a superuser (the bench's postgres).
+prepare_wal() {
+  local want="$1" psql_="psql -h 127.0.0.1 -U postgres -X -q -At -v ON_ERROR_STOP=1 -d postgres" ready minmb
+  local q="SELECT count(*) FROM pg_ls_waldir() WHERE name ~ '^[0-9A-F]{24}\$' AND name > pg_walfile_name(pg_current_wal_lsn())"
+  minmb="$($psql_ -c "SELECT setting FROM pg_settings WHERE name = 'min_wal_size'")"
+  if [ "$minmb" -lt $((want * 16)) ]; then
+    echo "Note: PostgreSQL min_wal_size is ${minmb} MB: checkpoints keep at most that much WAL for reuse; the recorded runs used" \
+      "$((want * 16)) MB (ALTER SYSTEM SET min_wal_size = '$((want * 16))MB'; SELECT pg_reload_conf();)"
+  fi
+  $psql_ -c "CHECKPOINT"
+  ready="$($psql_ -c "$q")"
+  if [ "$ready" -lt "$want" ]; then
+    echo "PostgreSQL has ${ready} WAL segments ready for reuse; making it ${want} (16 MB each) ..."
+    $psql_ -c "CREATE TABLE IF NOT EXISTS hub_bench_wal_fill (n int)" \
+      -c "DO \$\$ BEGIN FOR i IN 1..${want} LOOP INSERT INTO hub_bench_wal_fill VALUES (i); PERFORM pg_switch_wal(); END LOOP; END \$\$" \
+      -c "DROP TABLE hub_bench_wal_fill" -c "CHECKPOINT"
+    ready="$($psql_ -c "$q")"
+  fi
+  echo "PostgreSQL WAL segments ready for reuse: ${ready}"
+}

@@ -26,6 +26,8 @@ WALMAX="$(psql -h 127.0.0.1 -U postgres -Atc "SELECT setting FROM pg_settings WH
 if [ "${WALMAX:-0}" -lt 4096 ]; then
   echo "Note: PostgreSQL max_wal_size is ${WALMAX} MB; the recorded runs used 4GB (ALTER SYSTEM SET max_wal_size = '4GB'; SELECT pg_reload_conf();)"
 fi
+# ... and a new 16 MB WAL segment every 0.8 s, unless the server has old ones to reuse (common.sh, prepare_wal).
+prepare_wal 192
 rm -rf "$WORK" && mkdir -p "$WORK"
 # The bench JVM stops the nodes itself (shutdown hook); if it was killed outright, the trap stops them.
 trap 'stop_recorded "$WORK"' EXIT

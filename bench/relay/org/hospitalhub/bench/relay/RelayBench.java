@@ -401,6 +401,7 @@ public final class RelayBench {
                 }).build().start();
         await("the doctor's SDK client connected to the province", Duration.ofSeconds(30), doctor::connected);
 
+        long walReadyBefore = count(county, WAL_READY);
         Map<String, Double> cpu0 = cpu();
         long rateStart = System.nanoTime();
         System.out.printf("Every client got its packet in %.1f s; county RSS %d MB -> %d MB%n", liveSeconds, rssBefore / 1024,
@@ -417,6 +418,7 @@ public final class RelayBench {
         Map<String, Double> cpu2 = cpu();
         long rateTotal = warmupSent + measuredSent;
         await("every packet of the rate phase at the doctor", Duration.ofSeconds(900), () -> gotCount.get() >= rateTotal);
+        long walReadyAfter = count(county, WAL_READY);
         double drainSeconds = (System.nanoTime() - rateStart) / 1e9 - warmupSeconds - rateSeconds;
 
         // hop latencies of the measured packets, from the three databases and the doctor's receipts
@@ -499,7 +501,11 @@ public final class RelayBench {
                 .append(" clients of the county (Vert.x, one connection and one token each, speaking the relay's wire protocol) "
                         + "and the doctor's SDK client at the province. Packets are about 500 bytes of JSON. PostgreSQL's "
                         + "`max_wal_size` was ").append(count(county, "SELECT setting::bigint FROM pg_settings WHERE name = 'max_wal_size'"))
-                .append(" MB (bench/README: checkpoints).\n\n");
+                .append(" MB (bench/README: checkpoints), `min_wal_size` ")
+                .append(count(county, "SELECT setting::bigint FROM pg_settings WHERE name = 'min_wal_size'"))
+                .append(" MB; WAL segments ready for reuse when the rate phase began: ").append(walReadyBefore)
+                .append(", when its last packet had arrived: ").append(walReadyAfter)
+                .append(" (while some are ready, no commit waits for a new 16 MB segment to be created; bench/README: WAL segments).\n\n");
         r.append("### 1. ").append(clients).append(" concurrent clients on one node (the county)\n\n");
         r.append("| measure | value |\n|---|---|\n");
         r.append("| TCP clients welcomed / seen by the node | ").append(nTcp).append(" / ").append(tcpSeen).append(" |\n");
@@ -801,6 +807,10 @@ public final class RelayBench {
             }
         }
     }
+
+    /** WAL segment files ahead of the write position, which PostgreSQL recycled and will use before creating any. */
+    static final String WAL_READY = "SELECT count(*) FROM pg_ls_waldir() WHERE name ~ '^[0-9A-F]{24}$' "
+            + "AND name > pg_walfile_name(pg_current_wal_lsn())";
 
     static long count(Node node, String sql) throws Exception {
         try (Connection c = DriverManager.getConnection(node.url(), "postgres", "");

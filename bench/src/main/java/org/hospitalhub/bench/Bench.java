@@ -172,7 +172,11 @@ public final class Bench {
     /** Runs one system's measurement; a failure is reported (table, RESULTS.md, exit code), the others still run. */
     private void phase(String name, Phase p) {
         try {
+            long ready = pg.checkpoint();
+            long wal = pg.walBytes();
             p.run();
+            notes.put(name + ": WAL segments ready for reuse at its start (after a checkpoint) / WAL written in its phase",
+                    ready + " / " + (pg.walBytes() - wal) / (1024 * 1024) + " MB");
         } catch (Exception e) {
             System.err.println("[" + name + "] FAILED: " + e);
             e.printStackTrace();

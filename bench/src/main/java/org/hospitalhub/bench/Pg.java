@@ -69,10 +69,37 @@ final class Pg {
     String version() throws SQLException {
         try (Connection c = connect("postgres"); Statement s = c.createStatement();
                 ResultSet rs = s.executeQuery("SELECT current_setting('server_version'), current_setting('shared_buffers'), "
-                        + "current_setting('synchronous_commit'), current_setting('fsync')")) {
+                        + "current_setting('synchronous_commit'), current_setting('fsync'), current_setting('max_wal_size'), "
+                        + "current_setting('min_wal_size')")) {
             rs.next();
             return "PostgreSQL " + rs.getString(1) + " (shared_buffers " + rs.getString(2) + ", synchronous_commit "
-                    + rs.getString(3) + ", fsync " + rs.getString(4) + ")";
+                    + rs.getString(3) + ", fsync " + rs.getString(4) + ", max_wal_size " + rs.getString(5)
+                    + ", min_wal_size " + rs.getString(6) + ")";
+        }
+    }
+
+    /** The server's WAL write position, in bytes. */
+    long walBytes() throws SQLException {
+        try (Connection c = connect("postgres"); Statement s = c.createStatement();
+                ResultSet rs = s.executeQuery("SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint")) {
+            rs.next();
+            return rs.getLong(1);
+        }
+    }
+
+    /**
+     * A checkpoint, so that the WAL segments an earlier phase filled are recycled, as on a server in its steady state
+     * (bench/README, "WAL segments"); then the number of segments ready for reuse ahead of the write position. While
+     * some are ready, no commit waits for PostgreSQL to create and zero-fill a new 16 MB segment.
+     */
+    long checkpoint() throws SQLException {
+        try (Connection c = connect("postgres"); Statement s = c.createStatement()) {
+            s.execute("CHECKPOINT");
+            try (ResultSet rs = s.executeQuery("SELECT count(*) FROM pg_ls_waldir() WHERE name ~ '^[0-9A-F]{24}$' "
+                    + "AND name > pg_walfile_name(pg_current_wal_lsn())")) {
+                rs.next();
+                return rs.getLong(1);
+            }
         }
     }
 
