@@ -21,6 +21,7 @@ if [ "$MAXCONN" -lt "$NEED" ]; then
   echo "PostgreSQL max_connections is $MAXCONN; ${1:-20} hubs need about $NEED (ALTER SYSTEM SET max_connections = $NEED; then restart PostgreSQL)"
   exit 1
 fi
+prepare_wal 192
 rm -rf "$WORK" && mkdir -p "$WORK"
 trap 'stop_recorded "$WORK"' EXIT
 CP="target/quarkus-app/app/*:target/quarkus-app/lib/main/*:target/quarkus-app/lib/boot/*"

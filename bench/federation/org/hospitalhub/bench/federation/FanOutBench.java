@@ -12,6 +12,7 @@ import java.sql.Connection;
 import java.sql.DriverManager;
 import java.sql.PreparedStatement;
 import java.sql.ResultSet;
+import java.sql.SQLException;
 import java.sql.Statement;
 import java.time.Duration;
 import java.time.Instant;
@@ -62,6 +63,19 @@ public final class FanOutBench {
         byte[] b = new byte[18];
         new java.security.SecureRandom().nextBytes(b);
         return HexFormat.of().formatHex(b);
+    }
+
+    /** A checkpoint, then the WAL segments ready for reuse ahead of the write position (bench/common.sh, prepare_wal). */
+    static long checkpoint() throws SQLException {
+        try (Connection c = DriverManager.getConnection("jdbc:postgresql://127.0.0.1:5432/postgres", "postgres", "");
+                Statement s = c.createStatement()) {
+            s.execute("CHECKPOINT");
+            try (ResultSet rs = s.executeQuery("SELECT count(*) FROM pg_ls_waldir() WHERE name ~ '^[0-9A-F]{24}$' "
+                    + "AND name > pg_walfile_name(pg_current_wal_lsn())")) {
+                rs.next();
+                return rs.getLong(1);
+            }
+        }
     }
 
     static String env(String k, String d) {
@@ -246,6 +260,8 @@ public final class FanOutBench {
         double started = (System.nanoTime() - s0) / 1e9;
         System.out.printf("All %d nodes ready in %.1f s%n", n, started);
         Thread.sleep(5000);
+        long walReady = checkpoint();
+        System.out.printf("Checkpoint after the set-up: %d WAL segments ready for reuse%n", walReady);
 
         int runs = Integer.parseInt(env("BENCH_FED_RUNS", "3"));
         List<Run> done = new ArrayList<>();
@@ -283,7 +299,9 @@ public final class FanOutBench {
                 .append(" synthetic persons; all peers of each other, signed messages over HTTP on 127.0.0.1; n01 initiates. "
                         + "Resident memory of the ").append(n).append(" JVMs together: ").append(rss / 1024).append(" MB |\n");
         md.append("| set-up | databases generated in ").append(String.format("%.0f s", generated)).append(", hubs started in ")
-                .append(String.format("%.0f s", started)).append(" |\n\n");
+                .append(String.format("%.0f s", started)).append("; then a checkpoint, so that the studies find the set-up's ")
+                .append("WAL segments recycled, as a server in its steady state does: ").append(walReady)
+                .append(" ready for reuse (bench/README, \"WAL segments\") |\n\n");
         md.append(PLAN ? "The study is posted as a plan: `POST /projects` with its three steps (`BENCH_FED_STEPS=plan`), so "
                 + "they travel with the invitation. " : "The project is posted, then its three steps one by one (the default; "
                 + "`BENCH_FED_STEPS=plan` posts them with the project). ");
