@@ -30,6 +30,7 @@ import java.util.concurrent.Future;
 import java.util.concurrent.TimeUnit;
 
 import org.hospitalhub.bench.shared.ChildHub;
+import org.hospitalhub.bench.shared.WalSegments;
 import org.hospitalhub.federation.cdm.CdmSchema;
 import org.hospitalhub.federation.cdm.SyntheticCdm;
 import org.postgresql.ds.PGSimpleDataSource;
@@ -65,16 +66,10 @@ public final class FanOutBench {
         return HexFormat.of().formatHex(b);
     }
 
-    /** A checkpoint, then the WAL segments ready for reuse ahead of the write position (bench/common.sh, prepare_wal). */
+    /** A checkpoint, then the WAL segments ready for reuse (bench/common.sh, prepare_wal). */
     static long checkpoint() throws SQLException {
-        try (Connection c = DriverManager.getConnection("jdbc:postgresql://127.0.0.1:5432/postgres", "postgres", "");
-                Statement s = c.createStatement()) {
-            s.execute("CHECKPOINT");
-            try (ResultSet rs = s.executeQuery("SELECT count(*) FROM pg_ls_waldir() WHERE name ~ '^[0-9A-F]{24}$' "
-                    + "AND name > pg_walfile_name(pg_current_wal_lsn())")) {
-                rs.next();
-                return rs.getLong(1);
-            }
+        try (Connection c = DriverManager.getConnection("jdbc:postgresql://127.0.0.1:5432/postgres", "postgres", "")) {
+            return WalSegments.checkpoint(c);
         }
     }
 

@@ -29,6 +29,7 @@ import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
 
 import org.hospitalhub.bench.shared.ChildHub;
+import org.hospitalhub.bench.shared.WalSegments;
 import org.hospitalhub.relay.client.RelayClient;
 
 import com.fasterxml.jackson.databind.JsonNode;
@@ -401,7 +402,7 @@ public final class RelayBench {
                 }).build().start();
         await("the doctor's SDK client connected to the province", Duration.ofSeconds(30), doctor::connected);
 
-        long walReadyBefore = count(county, WAL_READY);
+        long walReadyBefore = walReady(county);
         Map<String, Double> cpu0 = cpu();
         long rateStart = System.nanoTime();
         System.out.printf("Every client got its packet in %.1f s; county RSS %d MB -> %d MB%n", liveSeconds, rssBefore / 1024,
@@ -418,7 +419,7 @@ public final class RelayBench {
         Map<String, Double> cpu2 = cpu();
         long rateTotal = warmupSent + measuredSent;
         await("every packet of the rate phase at the doctor", Duration.ofSeconds(900), () -> gotCount.get() >= rateTotal);
-        long walReadyAfter = count(county, WAL_READY);
+        long walReadyAfter = walReady(county);
         double drainSeconds = (System.nanoTime() - rateStart) / 1e9 - warmupSeconds - rateSeconds;
 
         // hop latencies of the measured packets, from the three databases and the doctor's receipts
@@ -808,9 +809,11 @@ public final class RelayBench {
         }
     }
 
-    /** WAL segment files ahead of the write position, which PostgreSQL recycled and will use before creating any. */
-    static final String WAL_READY = "SELECT count(*) FROM pg_ls_waldir() WHERE name ~ '^[0-9A-F]{24}$' "
-            + "AND name > pg_walfile_name(pg_current_wal_lsn())";
+    static long walReady(Node node) throws Exception {
+        try (Connection c = DriverManager.getConnection(node.url(), "postgres", "")) {
+            return WalSegments.ready(c);
+        }
+    }
 
     static long count(Node node, String sql) throws Exception {
         try (Connection c = DriverManager.getConnection(node.url(), "postgres", "");
