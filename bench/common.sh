@@ -42,7 +42,7 @@ stop_recorded() {
 # This brings the server to the state of one that has been running: a checkpoint, so that the segments the last run
 # filled are recycled, then, if fewer than SEGMENTS are ready ahead of the write position, SEGMENTS WAL switches (after
 # a one-row insert each; they use the ready segments first, then create new ones) and a second checkpoint, which
-# recycles them all. Needs a superuser (the bench's postgres).
+# recycles them as far as min_wal_size allows (on this machine 208-255 of 256 with 4GB). Needs a superuser (the bench's postgres).
 prepare_wal() {
   local want="$1" psql_="psql -h 127.0.0.1 -U postgres -X -q -At -v ON_ERROR_STOP=1 -d postgres" ready minmb
   local q="SELECT count(*) FROM pg_ls_waldir() WHERE name ~ '^[0-9A-F]{24}\$' AND name > pg_walfile_name(pg_current_wal_lsn())"

@@ -199,5 +199,4 @@ final class FederationNodes implements AutoCloseable {
         return java.util.HexFormat.of().formatHex(java.security.MessageDigest.getInstance("SHA-256")
                 .digest(s.getBytes(java.nio.charset.StandardCharsets.UTF_8)));
     }
-
 }

@@ -96,7 +96,6 @@ class QcClusterIT {
         }
     }
 
-
     private static long count(String sql) throws Exception {
         try (Connection c = DriverManager.getConnection(URL, "postgres", ""); Statement s = c.createStatement();
                 ResultSet rs = s.executeQuery(sql)) {
