@@ -5,8 +5,9 @@ import java.util.LinkedHashMap;
 import java.util.Map;
 
 /**
- * A small bounded map for facts that never change once written (a project's initiator and invited nodes, the project
- * of a step): read from the database once per process instead of at every message. Least recently used out first.
+ * A small bounded map for facts read from the database once per process (or for a while) instead of at every message:
+ * a project's initiator and invited nodes, the project of a step (they never change once written), the registered peers
+ * (kept a short time, see {@link Peers}). Least recently used out first.
  */
 final class Lru {
 

@@ -6,10 +6,13 @@ import java.sql.Connection;
 import java.sql.PreparedStatement;
 import java.sql.ResultSet;
 import java.sql.SQLException;
+import java.time.Duration;
 import java.time.Instant;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 import java.util.Optional;
+import java.util.concurrent.atomic.AtomicLong;
 
 import jakarta.enterprise.context.ApplicationScoped;
 import jakarta.enterprise.event.Observes;
@@ -40,10 +43,25 @@ public class Peers {
 
     private final Database db;
     private final Optional<String> configured;
+    private final long cacheTtlNanos;
+    /**
+     * Registered peers as last read, for {@link #find(String)}: every transmission, received or sent, looks up its peer,
+     * and on a loaded database each round trip costs milliseconds. Kept {@code hub.federation.peers.cache-ttl}; a change
+     * through this process ({@link #save}, {@link #delete}) applies at once, one through another replica after that time.
+     * Only registered nodes are kept (a transmission naming an unknown node is refused without filling memory).
+     */
+    private final Map<String, Cached> cache = Lru.of(10_000);
+    /** Bumped by every change: a read that began before it does not enter the cache. */
+    private final AtomicLong changes = new AtomicLong();
 
-    public Peers(Database db, @ConfigProperty(name = "hub.federation.peers") Optional<String> configured) {
+    private record Cached(Peer peer, long readAt) {
+    }
+
+    public Peers(Database db, @ConfigProperty(name = "hub.federation.peers") Optional<String> configured,
+            @ConfigProperty(name = "hub.federation.peers.cache-ttl", defaultValue = "2s") Duration cacheTtl) {
         this.db = db;
         this.configured = configured;
+        this.cacheTtlNanos = Math.max(0, cacheTtl.toNanos());
     }
 
     void loadConfigured(@Observes StartupEvent ev) throws SQLException {
@@ -101,6 +119,7 @@ public class Peers {
     }
 
     public void save(Peer p) throws SQLException {
+        changed();
         db.inTransaction(c -> {
             try (PreparedStatement up = c.prepareStatement(
                     "UPDATE fed_node SET base_url = ?, public_key = ?, auto_accept = ?, source = ?, updated_at = ? WHERE node_id = ?")) {
@@ -126,21 +145,48 @@ public class Peers {
             }
             return null;
         });
+        changed();
     }
 
     public boolean delete(String nodeId) throws SQLException {
-        return db.inTransaction(c -> {
+        changed();
+        boolean deleted = db.inTransaction(c -> {
             try (PreparedStatement del = c.prepareStatement("DELETE FROM fed_node WHERE node_id = ?")) {
                 del.setString(1, nodeId);
                 return del.executeUpdate() == 1;
             }
         });
+        changed();
+        return deleted;
     }
 
+    /** Before and after a change is written: no read that overlaps it is cached, none cached before it is used. */
+    private void changed() {
+        changes.incrementAndGet();
+        cache.clear();
+    }
+
+    /** The registered peer (as read at most {@code hub.federation.peers.cache-ttl} ago), or empty. */
     public Optional<Peer> find(String nodeId) throws SQLException {
-        try (Connection c = db.connection()) {
-            return find(c, nodeId);
+        if (nodeId == null) {
+            return Optional.empty();
         }
+        Cached hit = cache.get(nodeId);
+        if (hit != null && System.nanoTime() - hit.readAt() < cacheTtlNanos) {
+            return Optional.of(hit.peer());
+        }
+        long before = changes.get();
+        long readAt = System.nanoTime();
+        Optional<Peer> peer;
+        try (Connection c = db.connection()) {
+            peer = find(c, nodeId);
+        }
+        if (peer.isPresent() && cacheTtlNanos > 0 && changes.get() == before) {
+            cache.put(nodeId, new Cached(peer.get(), readAt));
+        } else if (peer.isEmpty()) {
+            cache.remove(nodeId);
+        }
+        return peer;
     }
 
     public Optional<Peer> find(Connection c, String nodeId) throws SQLException {

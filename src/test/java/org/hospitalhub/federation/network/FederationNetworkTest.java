@@ -299,6 +299,32 @@ class FederationNetworkTest {
                 .anyMatch(m -> m.path("projectId").asText().equals(auto) && m.path("payload").path("accepted").asBoolean()));
     }
 
+    @Test
+    void aPeerChangedThroughThisReplicaAppliesAtOnceAndThroughAnotherWithinTheCacheTime() throws Exception {
+        ok(a.send(port, a.seal(a.keys, Messages.INVITATION, NODE, UUID.randomUUID().toString(), invitation("peer as read"))));
+        // another replica gives peer-a another key in the shared database: refused within hub.federation.peers.cache-ttl (2 s)
+        try (Connection c = PostgresResource.connect(); Statement s = c.createStatement()) {
+            s.executeUpdate("UPDATE fed_node SET public_key = '" + b.publicKey() + "' WHERE node_id = 'peer-a'");
+        }
+        long changed = System.nanoTime();
+        await().atMost(Duration.ofSeconds(5)).pollInterval(Duration.ofMillis(200)).until(() -> a.send(port,
+                a.seal(a.keys, Messages.INVITATION, NODE, UUID.randomUUID().toString(), invitation("old key"))).statusCode() == 401);
+        assertTrue(System.nanoTime() - changed < Duration.ofSeconds(3).toNanos(), "refused within the cache time");
+        // through this replica's API: at once, both ways
+        putNode(a, false);
+        ok(a.send(port, a.seal(a.keys, Messages.INVITATION, NODE, UUID.randomUUID().toString(), invitation("key restored"))));
+        given().header("X-Api-Key", OPS).contentType(ContentType.JSON)
+                .body("{\"baseUrl\":\"" + a.baseUrl() + "\",\"publicKey\":\"" + b.publicKey() + "\",\"autoAccept\":false}")
+                .put("/api/v1/federation/nodes/peer-a").then().statusCode(200);
+        assertEquals(401, a.send(port, a.seal(a.keys, Messages.INVITATION, NODE, UUID.randomUUID().toString(),
+                invitation("key replaced"))).statusCode(), "the replaced key is refused at once");
+        given().header("X-Api-Key", OPS).delete("/api/v1/federation/nodes/peer-a").then().statusCode(204);
+        assertEquals(401, a.send(port, a.seal(a.keys, Messages.INVITATION, NODE, UUID.randomUUID().toString(),
+                invitation("removed"))).statusCode(), "a removed node is refused at once");
+        putNode(a, false);
+        ok(a.send(port, a.seal(a.keys, Messages.INVITATION, NODE, UUID.randomUUID().toString(), invitation("registered again"))));
+    }
+
     // ---- inbox: order, duplicates, dependencies -------------------------------------------------------------------
 
     @Test
