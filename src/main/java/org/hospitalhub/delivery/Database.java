@@ -22,11 +22,7 @@ import org.jboss.logging.Logger;
 public class Database {
 
     private static final Logger LOG = Logger.getLogger(Database.class);
-    private static final ThreadLocal<Deque<List<Hook>>> AFTER_COMMIT = ThreadLocal.withInitial(ArrayDeque::new);
-
-    /** An action for when the transaction ends: after its commit, or after its rollback. */
-    private record Hook(boolean onCommit, Runnable action) {
-    }
+    private static final ThreadLocal<Deque<List<Runnable>>> AFTER_COMMIT = ThreadLocal.withInitial(ArrayDeque::new);
 
     private final DataSource dataSource;
     private volatile Boolean postgres;
@@ -77,18 +73,16 @@ public class Database {
 
     /** Runs work in one transaction on a connection of {@code dataSource}: commit on success, rollback on failure. */
     public static <T> T inTransaction(DataSource dataSource, SqlWork<T> work) throws SQLException {
-        Deque<List<Hook>> scopes = AFTER_COMMIT.get();
-        List<Hook> mine = new ArrayList<>(0);
+        Deque<List<Runnable>> scopes = AFTER_COMMIT.get();
+        List<Runnable> mine = new ArrayList<>(0);
         scopes.push(mine);
         T result;
-        boolean committed = false;
         try (Connection c = dataSource.getConnection()) {
             boolean auto = c.getAutoCommit();
             c.setAutoCommit(false);
             try {
                 result = work.run(c);
                 c.commit();
-                committed = true;
             } catch (SQLException | RuntimeException e) {
                 c.rollback();
                 throw e;
@@ -97,24 +91,15 @@ public class Database {
             }
         } finally {
             scopes.pop();
-            runHooks(mine, committed);
+        }
+        for (Runnable r : mine) {
+            try {
+                r.run();
+            } catch (RuntimeException e) {
+                LOG.warnf("An after-commit action failed (what it would have sped up happens at its next poll): %s", e.toString());
+            }
         }
         return result;
-    }
-
-    /** The transaction's hooks for its outcome (a commit, or anything else: a rollback, a failed commit). */
-    private static void runHooks(List<Hook> hooks, boolean committed) {
-        for (Hook h : hooks) {
-            if (h.onCommit() != committed) {
-                continue;
-            }
-            try {
-                h.action().run();
-            } catch (RuntimeException e) {
-                LOG.warnf(committed ? "An after-commit action failed (what it would have sped up happens at its next poll): %s"
-                        : "An after-rollback action failed: %s", e.toString());
-            }
-        }
     }
 
     /**
@@ -123,23 +108,11 @@ public class Database {
      * never for anything the transaction's outcome depends on, since a failing action is only logged.
      */
     public static void afterCommit(Runnable action) {
-        List<Hook> scope = AFTER_COMMIT.get().peek();
+        List<Runnable> scope = AFTER_COMMIT.get().peek();
         if (scope == null) {
             action.run();
         } else {
-            scope.add(new Hook(true, action));
-        }
-    }
-
-    /**
-     * Runs {@code action} if the innermost {@link #inTransaction} of this thread does not commit (it rolls back, or its
-     * commit fails); not at all outside any. For letting go of what the transaction took in memory (a claim) and that
-     * its commit would have handed on.
-     */
-    public static void afterRollback(Runnable action) {
-        List<Hook> scope = AFTER_COMMIT.get().peek();
-        if (scope != null) {
-            scope.add(new Hook(false, action));
+            scope.add(action);
         }
     }
 

@@ -201,7 +201,10 @@ public class Executions {
 
     /** Sends this node's execution state (and result) to the project's initiator; the initiator itself stores it. */
     void report(Connection c, Execution e, JsonNode result) throws SQLException {
-        boolean queuedHere = e.status() == Status.QUEUED && e.nodeId().equals(identity.nodeId());
+        if (e.status() == Status.QUEUED && e.nodeId().equals(identity.nodeId())) {
+            String projectId = e.projectId();
+            Database.afterCommit(() -> runner.wake(projectId)); // run it now rather than at the runner's next poll
+        }
         String initiator = initiatorOf(c, e.projectId());
         if (initiator == null) {
             return; // a step of a project whose invitation has not arrived: reported once accepted
@@ -213,7 +216,6 @@ public class Executions {
                 deleteResult(c, e.stepId(), e.nodeId()); // run again: the earlier result no longer stands (a first queueing has none)
             }
             Database.afterCommit(() -> feed.publish(e)); // pushed once it is true, not before a rollback
-            startQueued(c, e, queuedHere);
             return;
         }
         ObjectNode p = mapper.createObjectNode();
@@ -234,18 +236,6 @@ public class Executions {
         }
         outbox.enqueue(c, initiator, Messages.STEP_STATUS, e.projectId(), p);
         Database.afterCommit(() -> feed.publish(e));
-        startQueued(c, e, queuedHere);
-    }
-
-    /**
-     * This node's step was queued (and reported): its project's next step claimed in this transaction if it can start,
-     * else the runner woken after the commit (run it now rather than at the runner's next poll).
-     */
-    private void startQueued(Connection c, Execution e, boolean queuedHere) throws SQLException {
-        if (queuedHere && !runner.claimOnCommit(c, e.projectId())) {
-            String projectId = e.projectId();
-            Database.afterCommit(() -> runner.wake(projectId));
-        }
     }
 
     /** On the initiator: a participant's report, applied unless an equal or newer one was. */

@@ -112,50 +112,6 @@ public class StepRunner {
         }
     }
 
-    /**
-     * A step of the project was just queued on this node in the caller's transaction (a received step, an accepted
-     * invitation, a retry): claims the project's next step in that same transaction, if nothing of the project runs
-     * here, and runs it once the transaction commits. A step then starts with the commit that stored it, instead of a
-     * wake-up, a fresh read and a commit of its own later (on a node busy with other queries, each round trip costs
-     * milliseconds). Same rules as {@link #dispatch}: under the lease, in order, dependencies met. Returns whether a
-     * step was claimed; if not, the caller wakes the runner after the commit as before. A rollback lets the claim go.
-     */
-    boolean claimOnCommit(Connection c, String projectId) throws SQLException {
-        if (!identity.enabled()) {
-            return false;
-        }
-        String self = identity.nodeId();
-        boolean lease;
-        try {
-            lease = holdLease(self);
-        } catch (SQLException e) {
-            lease = false;
-        }
-        if (!lease || !runningProjects.add(projectId)) {
-            return false; // not this replica's to run, or a step of the project is running or being claimed here
-        }
-        Optional<Claimed> claimed;
-        try {
-            claimed = claimNext(c, projectId, self);
-        } catch (SQLException | RuntimeException e) {
-            release(projectId);
-            throw e;
-        }
-        if (claimed.isEmpty()) {
-            release(projectId);
-            return false;
-        }
-        Database.afterRollback(() -> release(projectId));
-        Database.afterCommit(() -> {
-            try {
-                pool.execute(() -> run(claimed.get()));
-            } catch (RejectedExecutionException e) {
-                release(projectId); // shutting down: the claimed step stays RUNNING and is queued again at the next start
-            }
-        });
-        return true;
-    }
-
     @PreDestroy
     void stop() throws InterruptedException {
         waker.shutdownNow();

@@ -6,7 +6,6 @@ import static org.hamcrest.Matchers.containsString;
 import static org.hamcrest.Matchers.equalTo;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertEquals;
-import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.net.http.HttpResponse;
@@ -546,45 +545,6 @@ class FederationNetworkTest {
         assertTrue(second.get(0).path("duplicate").asBoolean() && second.get(1).path("duplicate").asBoolean(), again.body());
         assertFalse(second.get(2).path("duplicate").asBoolean(), again.body());
         assertEquals(2, count("SELECT COUNT(*) FROM fed_step WHERE project_id = '" + project + "'"));
-    }
-
-    @Test
-    void aStepThatCanStartIsClaimedInTheTransactionThatStoresItAndARefusalInTheSameTransmissionLetsTheClaimGo() throws Exception {
-        String project = invitedByA("claimed on receipt");
-        accept(project);
-        String s1 = UUID.randomUUID().toString();
-        String step1 = a.seal(a.keys, Messages.STEP, NODE, project, step(s1, 1, "cohort", "{\"minValue\":13}", "{}"));
-        String sameSeq = a.seal(a.keys, Messages.STEP, NODE, project, step(UUID.randomUUID().toString(), 1, "cohort", "{}", "{}"));
-        // step 1 is claimed while being stored, then the second message is refused: that transaction is undone (and its
-        // claim let go) and done again with step 1 only, which claims it again
-        HttpResponse<String> r = a.send(port, "[" + step1 + "," + sameSeq + "]");
-        assertEquals(200, r.statusCode(), r.body());
-        JsonNode results = TestPeer.JSON.readTree(r.body()).path("results");
-        assertEquals(200, results.get(0).path("status").asInt(), r.body());
-        assertEquals(409, results.get(1).path("status").asInt(), r.body());
-        // acknowledged = committed as running: no wake-up, fresh read and commit of its own stand between them
-        assertNotEquals("QUEUED", query("SELECT status FROM fed_execution WHERE step_id = '" + s1 + "' AND node_id = '" + NODE + "'"),
-                "claimed in the transaction that stored it");
-        await().atMost(Duration.ofSeconds(10)).until(() -> "SUCCEEDED".equals(status(s1)));
-        assertEquals(1, count("SELECT COUNT(*) FROM fed_test_run WHERE step_id = '" + s1 + "'"), "run once");
-        await().atMost(Duration.ofSeconds(10)).until(() -> reportedToA(s1).contains("SUCCEEDED"));
-        assertEquals(List.of("QUEUED", "RUNNING", "SUCCEEDED"), reportedToA(s1), "every state still reported, in order");
-        // queued and running were committed together, so they reach the initiator in one transmission
-        List<List<String>> carried = new ArrayList<>();
-        for (String t : a.transmissions) {
-            List<String> statuses = new ArrayList<>();
-            JsonNode body = TestPeer.JSON.readTree(t);
-            for (JsonNode wire : body.isArray() ? body : TestPeer.JSON.createArrayNode().add(body)) {
-                JsonNode payload = TestPeer.JSON.readTree(wire.path("envelope").asText()).path("payload");
-                if (s1.equals(payload.path("stepId").asText()) && payload.has("status")) {
-                    statuses.add(payload.path("status").asText());
-                }
-            }
-            if (!statuses.isEmpty()) {
-                carried.add(statuses);
-            }
-        }
-        assertEquals(List.of("QUEUED", "RUNNING"), carried.get(0), "transmissions with step 1's reports: " + carried);
     }
 
     // ---- retries -------------------------------------------------------------------------------------------------------
