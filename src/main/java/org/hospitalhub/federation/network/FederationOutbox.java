@@ -269,8 +269,10 @@ public class FederationOutbox {
      */
     private void drain(String destination) throws SQLException {
         boolean singles = false;
+        List<OutboxRow> next = null; // read with the previous round's acknowledgements
         for (int round = 0; round < 500; round++) {
-            List<OutboxRow> rows = heads(destination, singles ? 1 : batchMaxMessages);
+            List<OutboxRow> rows = next != null ? next : heads(destination, singles ? 1 : batchMaxMessages);
+            next = null;
             if (rows.isEmpty() || rows.get(0).nextAttemptAt().isAfter(Instant.now())) {
                 return;
             }
@@ -285,7 +287,11 @@ public class FederationOutbox {
                 }
                 outcomes = batch.get();
             }
-            record(rows, outcomes);
+            if (outcomes.stream().allMatch(o -> o.kind() == Kind.ACKED) && db.isPostgres()) {
+                next = ackedThenHeads(rows.subList(0, outcomes.size()), destination, singles ? 1 : batchMaxMessages);
+            } else {
+                record(rows, outcomes);
+            }
             for (int i = 0; i < outcomes.size(); i++) {
                 OutboxRow row = rows.get(i);
                 Outcome outcome = outcomes.get(i);
@@ -383,27 +389,61 @@ public class FederationOutbox {
             Instant nextAttemptAt) {
     }
 
+    private static final String HEADS = "SELECT id, message_id, destination, message_type, message, attempts, next_attempt_at "
+            + "FROM fed_outbox WHERE destination = ? AND status = 'PENDING' ";
+
+    /**
+     * Records {@code acked} as acknowledged and reads the destination's next pending messages (as {@link #heads}), in one
+     * statement (PostgreSQL): the next transmission to the destination waits for both, and on a loaded database each
+     * round trip costs milliseconds. The read does not see the update (one snapshot), so the rows just acknowledged are
+     * left out by id.
+     */
+    private List<OutboxRow> ackedThenHeads(List<OutboxRow> acked, String destination, int limit) throws SQLException {
+        List<OutboxRow> read;
+        try (Connection c = db.connection(); PreparedStatement q = c.prepareStatement("WITH acked AS (UPDATE fed_outbox SET "
+                + "status = 'ACKED', acked_at = ?, attempts = attempts + 1, last_error = NULL WHERE id = ANY(?) AND status = 'PENDING') "
+                + HEADS + "AND id <> ALL(?) ORDER BY id LIMIT ?")) {
+            java.sql.Array ids = c.createArrayOf("bigint", acked.stream().map(OutboxRow::id).toArray());
+            q.setObject(1, Database.utc(Instant.now()));
+            q.setArray(2, ids);
+            q.setString(3, destination);
+            q.setArray(4, ids);
+            q.setInt(5, Math.max(1, limit));
+            read = read(q);
+        }
+        return signedWithinBudget(read);
+    }
+
     /**
      * The destination's first pending messages in id order, signed (a message this node wrote is signed when sent, see
      * {@link Messages#draft}): at most {@code limit}, within the batch's byte budget (at least one).
      */
     private List<OutboxRow> heads(String destination, int limit) throws SQLException {
-        List<OutboxRow> read = new ArrayList<>();
-        try (Connection c = db.connection(); PreparedStatement q = c.prepareStatement("SELECT id, message_id, destination, "
-                + "message_type, message, attempts, next_attempt_at FROM fed_outbox WHERE destination = ? AND status = 'PENDING' "
-                + "ORDER BY id LIMIT ?")) {
+        List<OutboxRow> read;
+        try (Connection c = db.connection(); PreparedStatement q = c.prepareStatement(HEADS + "ORDER BY id LIMIT ?")) {
             q.setString(1, destination);
             q.setInt(2, Math.max(1, limit));
-            try (ResultSet rs = q.executeQuery()) {
-                while (rs.next()) {
-                    read.add(new OutboxRow(rs.getLong(1), rs.getString(2), rs.getString(3), rs.getString(4),
-                            rs.getString(5), rs.getInt(6), rs.getObject(7, OffsetDateTime.class).toInstant()));
-                }
+            read = read(q);
+        }
+        return signedWithinBudget(read);
+    }
+
+    private static List<OutboxRow> read(PreparedStatement q) throws SQLException {
+        List<OutboxRow> read = new ArrayList<>();
+        try (ResultSet rs = q.executeQuery()) {
+            while (rs.next()) {
+                read.add(new OutboxRow(rs.getLong(1), rs.getString(2), rs.getString(3), rs.getString(4),
+                        rs.getString(5), rs.getInt(6), rs.getObject(7, OffsetDateTime.class).toInstant()));
             }
         }
+        return read;
+    }
+
+    /** The rows signed (their connection back in the pool), as many as the batch's byte budget takes (at least one). */
+    private List<OutboxRow> signedWithinBudget(List<OutboxRow> read) {
         List<OutboxRow> rows = new ArrayList<>(read.size());
         long bytes = 0;
-        for (OutboxRow r : read) { // signed after the connection went back to the pool
+        for (OutboxRow r : read) {
             OutboxRow row = new OutboxRow(r.id(), r.messageId(), r.destination(), r.type(), messages.signed(r.wire()),
                     r.attempts(), r.nextAttemptAt());
             bytes += utf8Length(row.wire()) + 1; // the body limit counts bytes: a Chinese character is 3

@@ -636,6 +636,11 @@ class FederationNetworkTest {
         List<String> after = backOnline(a, project);
         assertEquals(1, after.size(), "one transmission: " + after);
         assertEquals(3, TestPeer.JSON.readTree(after.get(0)).size(), after.get(0));
+        // recorded acknowledged (with the read of what follows, one statement): none of them goes again
+        await().atMost(Duration.ofSeconds(5)).until(() -> count("SELECT COUNT(*) FROM fed_outbox WHERE destination = 'peer-a' "
+                + "AND project_id = '" + project + "' AND status = 'ACKED' AND acked_at IS NOT NULL") == 3);
+        await().during(Duration.ofMillis(500)).atMost(Duration.ofSeconds(2)).until(() -> forProject(a, project).size() == 3);
+        assertEquals(3, forProject(b, project).size(), "peer-b got each message once");
         String firstStepMessage = forProject(a, project).get(1).path("id").asText();
         // resend on demand of an acknowledged message: delivered again with the same id (the receiver ignores it)
         given().header("X-Api-Key", OPS).contentType(ContentType.JSON).body("{\"messageIds\":[\"" + firstStepMessage + "\"]}")
