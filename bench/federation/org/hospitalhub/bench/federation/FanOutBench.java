@@ -301,7 +301,8 @@ public final class FanOutBench {
                 + "they travel with the invitation. " : "The project is posted, then its three steps one by one (the default; "
                 + "`BENCH_FED_STEPS=plan` posts them with the project). ");
         md.append("Wall time: from the initiator's `POST /projects` until it holds every node's analysis result "
-                + "(`fed_result.received_at` of the last one). Own execution of a node: the sum of its cohort, variables and "
+                + "(`fed_result.received_at` of the last one; the bench asks the initiator every " + POLL_MS + " ms whether they "
+                + "are all in). Own execution of a node: the sum of its cohort, variables and "
                 + "analysis durations as the node measured them (`fed_execution.duration_ms`, reported to the initiator). "
                 + "Overhead = wall time − the slowest node's own execution (target ≤ 1 s).\n\n");
         md.append("| run | wall | slowest node's own execution | median / fastest node | overhead | pooled persons = Σ nodes |\n"
@@ -345,6 +346,9 @@ public final class FanOutBench {
      * {@code plan} posts the steps with the project (they travel with the invitation).
      */
     static final boolean PLAN = "plan".equals(System.getenv("BENCH_FED_STEPS"));
+
+    /** {@code BENCH_FED_POLL_MS}: how often the initiator is asked whether every node's analysis result is in (500). */
+    static final long POLL_MS = Long.parseLong(env("BENCH_FED_POLL_MS", "500"));
 
     Run study(String title) throws Exception {
         Node initiator = nodes.get(0);
@@ -391,7 +395,9 @@ public final class FanOutBench {
             if (System.nanoTime() > deadline) {
                 throw new IllegalStateException(title + ": only " + ok + " of " + nodes.size() + " nodes finished in 10 minutes");
             }
-            Thread.sleep(100);
+            // the end is the last result's received_at, not this poll: polling less often only spares the initiator (the
+            // busiest node) a request and its queries ten times a second while it works
+            Thread.sleep(POLL_MS);
         }
         Instant last;
         Map<String, Double> own = new LinkedHashMap<>();
