@@ -136,7 +136,8 @@ class FederationNetworkIT {
         // ---- a partition between hub and south; a misbehaving path delivers backwards and twice; an execution
         //      fails on hub and succeeds on the automatic retry ------------------------------------------------------
         FederationStudy.breakData(hub);
-        sql(hub, "UPDATE fed_node SET base_url = 'http://127.0.0.1:9' WHERE node_id = 'south'");
+        pointSouthAt(hub, south, "http://127.0.0.1:9"); // through the hub's API: applies at once (a change in the database
+        // alone, as another replica's, would apply within hub.federation.peers.cache-ttl)
         String cohort2 = addStep(project, "cohort", FederationStudy.COHORT2, "{}");
         String analysis2 = addStep(project, "variables", FederationStudy.VARIABLES2, "{\"cohort\":\"" + cohort2 + "\"}");
         await().atMost(Duration.ofSeconds(30)).until(() -> count(hub, "SELECT COUNT(*) FROM fed_execution WHERE step_id = '"
@@ -172,7 +173,7 @@ class FederationNetworkIT {
             assertTrue(again.body().contains("\"duplicate\":true"), again.body());
         }
         awaitAtNorth(project, analysis2, "south", FederationStudy.DONE, 30);
-        sql(hub, "UPDATE fed_node SET base_url = '" + south.url() + "' WHERE node_id = 'south'");
+        pointSouthAt(hub, south, south.url());
         hub.post("/api/v1/federation/outbox/resend", "{\"destination\":\"south\"}", 200);
         await().atMost(Duration.ofSeconds(10)).until(() -> count(hub, "SELECT COUNT(*) FROM fed_outbox WHERE destination = 'south' "
                 + "AND status = 'PENDING'") == 0);
@@ -227,12 +228,6 @@ class FederationNetworkIT {
         FederationStudy.results(north, hub, south, project, variables, analysis, cohort2, cohort3);
     }
 
-    private static void sql(Node n, String sql) throws Exception {
-        try (Connection c = DriverManager.getConnection(n.db.url, "postgres", ""); Statement s = c.createStatement()) {
-            s.executeUpdate(sql);
-        }
-    }
-
     /** Steps of the project in the order this node started them; each must have run exactly once. */
     private static List<String> startOrder(Node n, String project) throws Exception {
         List<String> started = new ArrayList<>();
@@ -269,5 +264,18 @@ class FederationNetworkIT {
         List<String> t = new ArrayList<>();
         outbox.forEach(m -> t.add(m.path("type").asText()));
         return t;
+    }
+
+    /** The hub's entry for south pointed at {@code baseUrl} through the hub's operator API (key and auto-accept kept). */
+    private static void pointSouthAt(Node hub, Node south, String baseUrl) throws Exception {
+        boolean auto = false;
+        for (JsonNode n : hub.get("/api/v1/federation/nodes")) {
+            if ("south".equals(n.path("nodeId").asText())) {
+                auto = n.path("autoAccept").asBoolean();
+            }
+        }
+        HttpResponse<String> r = hub.call("PUT", "/api/v1/federation/nodes/south", "{\"baseUrl\":\"" + baseUrl
+                + "\",\"publicKey\":\"" + south.publicKey() + "\",\"autoAccept\":" + auto + "}");
+        assertEquals(200, r.statusCode(), r.body());
     }
 }
