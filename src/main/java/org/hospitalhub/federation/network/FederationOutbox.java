@@ -317,34 +317,22 @@ public class FederationOutbox {
         }
     }
 
-    /**
-     * The outcomes of the first rows (as many as there are outcomes), in one transaction; when all were acknowledged
-     * (the usual case), one statement on its own: the next transmission to the destination waits for it, and on a
-     * loaded database a commit's round trip costs milliseconds.
-     */
+    /** The outcomes of the first rows (as many as there are outcomes), in one transaction. */
     private void record(List<OutboxRow> rows, List<Outcome> outcomes) throws SQLException {
-        List<Long> acked = new ArrayList<>(); // the usual case, however many: one statement
-        for (int i = 0; i < outcomes.size(); i++) {
-            if (outcomes.get(i).kind() == Kind.ACKED) {
-                acked.add(rows.get(i).id());
-            }
-        }
-        if (acked.size() == outcomes.size()) {
-            try (Connection c = db.connection()) {
-                boolean auto = c.getAutoCommit();
-                c.setAutoCommit(true);
-                try {
-                    markAcked(c, acked, Instant.now());
-                } finally {
-                    c.setAutoCommit(auto);
-                }
-            }
-            return;
-        }
         db.inTransaction(c -> {
             Instant now = Instant.now();
+            List<Long> acked = new ArrayList<>(); // the usual case, however many: one statement
+            for (int i = 0; i < outcomes.size(); i++) {
+                if (outcomes.get(i).kind() == Kind.ACKED) {
+                    acked.add(rows.get(i).id());
+                }
+            }
             if (!acked.isEmpty()) {
-                markAcked(c, acked, now);
+                try (PreparedStatement up = c.prepareStatement(ACK)) {
+                    up.setObject(1, Database.utc(now));
+                    up.setArray(2, c.createArrayOf("bigint", acked.toArray()));
+                    up.executeUpdate();
+                }
             }
             for (int i = 0; i < outcomes.size(); i++) {
                 OutboxRow row = rows.get(i);
@@ -370,15 +358,6 @@ public class FederationOutbox {
         });
     }
 
-    private static void markAcked(Connection c, List<Long> ids, Instant now) throws SQLException {
-        try (PreparedStatement up = c.prepareStatement("UPDATE fed_outbox SET status = 'ACKED', acked_at = ?, "
-                + "attempts = attempts + 1, last_error = NULL WHERE id = ANY(?) AND status = 'PENDING'")) {
-            up.setObject(1, Database.utc(now));
-            up.setArray(2, c.createArrayOf("bigint", ids.toArray()));
-            up.executeUpdate();
-        }
-    }
-
     Duration backoff(int attempts) {
         long factor = 1L << Math.min(20, Math.max(0, attempts - 1));
         Duration d = backoffInitial.multipliedBy(factor);
@@ -389,6 +368,9 @@ public class FederationOutbox {
             Instant nextAttemptAt) {
     }
 
+    /** Rows acknowledged: parameters acked_at and the array of ids. */
+    private static final String ACK = "UPDATE fed_outbox SET status = 'ACKED', acked_at = ?, attempts = attempts + 1, "
+            + "last_error = NULL WHERE id = ANY(?) AND status = 'PENDING'";
     private static final String HEADS = "SELECT id, message_id, destination, message_type, message, attempts, next_attempt_at "
             + "FROM fed_outbox WHERE destination = ? AND status = 'PENDING' ";
 
@@ -400,8 +382,7 @@ public class FederationOutbox {
      */
     private List<OutboxRow> ackedThenHeads(List<OutboxRow> acked, String destination, int limit) throws SQLException {
         List<OutboxRow> read;
-        try (Connection c = db.connection(); PreparedStatement q = c.prepareStatement("WITH acked AS (UPDATE fed_outbox SET "
-                + "status = 'ACKED', acked_at = ?, attempts = attempts + 1, last_error = NULL WHERE id = ANY(?) AND status = 'PENDING') "
+        try (Connection c = db.connection(); PreparedStatement q = c.prepareStatement("WITH acked AS (" + ACK + ") "
                 + HEADS + "AND id <> ALL(?) ORDER BY id LIMIT ?")) {
             java.sql.Array ids = c.createArrayOf("bigint", acked.stream().map(OutboxRow::id).toArray());
             q.setObject(1, Database.utc(Instant.now()));

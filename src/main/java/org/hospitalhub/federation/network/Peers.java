@@ -119,7 +119,6 @@ public class Peers {
     }
 
     public void save(Peer p) throws SQLException {
-        changed();
         db.inTransaction(c -> {
             try (PreparedStatement up = c.prepareStatement(
                     "UPDATE fed_node SET base_url = ?, public_key = ?, auto_accept = ?, source = ?, updated_at = ? WHERE node_id = ?")) {
@@ -149,7 +148,6 @@ public class Peers {
     }
 
     public boolean delete(String nodeId) throws SQLException {
-        changed();
         boolean deleted = db.inTransaction(c -> {
             try (PreparedStatement del = c.prepareStatement("DELETE FROM fed_node WHERE node_id = ?")) {
                 del.setString(1, nodeId);
@@ -160,7 +158,7 @@ public class Peers {
         return deleted;
     }
 
-    /** Before and after a change is written: no read that overlaps it is cached, none cached before it is used. */
+    /** After a change is committed: what was cached before it is dropped, a read begun before it is not cached. */
     private void changed() {
         changes.incrementAndGet();
         cache.clear();
@@ -183,8 +181,6 @@ public class Peers {
         }
         if (peer.isPresent() && cacheTtlNanos > 0 && changes.get() == before) {
             cache.put(nodeId, new Cached(peer.get(), readAt));
-        } else if (peer.isEmpty()) {
-            cache.remove(nodeId);
         }
         return peer;
     }
