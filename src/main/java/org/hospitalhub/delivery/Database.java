@@ -9,7 +9,10 @@ import java.time.ZoneOffset;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.Deque;
+import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Map;
+import java.util.function.Supplier;
 
 import javax.sql.DataSource;
 
@@ -22,7 +25,14 @@ import org.jboss.logging.Logger;
 public class Database {
 
     private static final Logger LOG = Logger.getLogger(Database.class);
-    private static final ThreadLocal<Deque<List<Runnable>>> AFTER_COMMIT = ThreadLocal.withInitial(ArrayDeque::new);
+    private static final ThreadLocal<Deque<Scope>> SCOPES = ThreadLocal.withInitial(ArrayDeque::new);
+
+    /** One {@link #inTransaction} of this thread: its connection, the work left for its commit, the actions after it. */
+    private static final class Scope {
+        final List<Runnable> afterCommit = new ArrayList<>(0);
+        final Map<Object, BeforeCommit> beforeCommit = new LinkedHashMap<>(2);
+        Connection connection;
+    }
 
     private final DataSource dataSource;
     private volatile Boolean postgres;
@@ -73,15 +83,21 @@ public class Database {
 
     /** Runs work in one transaction on a connection of {@code dataSource}: commit on success, rollback on failure. */
     public static <T> T inTransaction(DataSource dataSource, SqlWork<T> work) throws SQLException {
-        Deque<List<Runnable>> scopes = AFTER_COMMIT.get();
-        List<Runnable> mine = new ArrayList<>(0);
+        Deque<Scope> scopes = SCOPES.get();
+        Scope mine = new Scope();
         scopes.push(mine);
         T result;
         try (Connection c = dataSource.getConnection()) {
+            mine.connection = c;
             boolean auto = c.getAutoCommit();
             c.setAutoCommit(false);
             try {
                 result = work.run(c);
+                // work deferred to the commit (see beforeCommit), in the order it was first asked for; it may defer more
+                while (!mine.beforeCommit.isEmpty()) {
+                    Object key = mine.beforeCommit.keySet().iterator().next();
+                    mine.beforeCommit.remove(key).run(c);
+                }
                 c.commit();
             } catch (SQLException | RuntimeException e) {
                 c.rollback();
@@ -92,7 +108,7 @@ public class Database {
         } finally {
             scopes.pop();
         }
-        for (Runnable r : mine) {
+        for (Runnable r : mine.afterCommit) {
             try {
                 r.run();
             } catch (RuntimeException e) {
@@ -108,12 +124,34 @@ public class Database {
      * never for anything the transaction's outcome depends on, since a failing action is only logged.
      */
     public static void afterCommit(Runnable action) {
-        List<Runnable> scope = AFTER_COMMIT.get().peek();
+        Scope scope = SCOPES.get().peek();
         if (scope == null) {
             action.run();
         } else {
-            scope.add(action);
+            scope.afterCommit.add(action);
         }
+    }
+
+    /**
+     * Work of the innermost {@link #inTransaction} of this thread on {@code c} to be done just before it commits, in
+     * that transaction (its failure rolls the whole back): the one registered under {@code key}, made by {@code make}
+     * the first time. Rows that several parts of a transaction write to one table are so sent in one batch, one round
+     * trip at the end instead of one each (on a loaded database, milliseconds each). Null when {@code c} is not the
+     * connection of this thread's innermost transaction (autocommit, or another connection): the caller writes at once.
+     */
+    @SuppressWarnings("unchecked")
+    public static <T extends BeforeCommit> T beforeCommit(Connection c, Object key, Supplier<T> make) {
+        Scope scope = SCOPES.get().peek();
+        if (scope == null || scope.connection != c) {
+            return null;
+        }
+        return (T) scope.beforeCommit.computeIfAbsent(key, k -> make.get());
+    }
+
+    /** See {@link #beforeCommit}. */
+    @FunctionalInterface
+    public interface BeforeCommit {
+        void run(Connection c) throws SQLException;
     }
 
     @FunctionalInterface

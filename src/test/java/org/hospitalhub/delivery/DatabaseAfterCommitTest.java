@@ -1,6 +1,8 @@
 package org.hospitalhub.delivery;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNotNull;
+import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 
 import java.sql.Connection;
@@ -14,7 +16,10 @@ import org.h2.jdbcx.JdbcDataSource;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 
-/** {@link Database#afterCommit}: the wake-ups of the federation sender and step runner rely on it. */
+/**
+ * {@link Database#afterCommit}: the wake-ups of the federation sender and step runner rely on it; and
+ * {@link Database#beforeCommit}, by which the federation outbox writes a transaction's messages in one batch.
+ */
 class DatabaseAfterCommitTest {
 
     private JdbcDataSource ds;
@@ -87,5 +92,93 @@ class DatabaseAfterCommitTest {
             return null;
         });
         assertEquals(List.of("inner saw 1", "outer"), ran);
+    }
+
+    /** Rows written by the deferred work of a transaction, as the outbox's: collected, then written in one batch. */
+    private static class Batch implements Database.BeforeCommit {
+        final List<Integer> values = new ArrayList<>();
+
+        @Override
+        public void run(Connection c) throws SQLException {
+            for (int v : values) {
+                insert(c, v);
+            }
+        }
+    }
+
+    @Test
+    void deferredWorkIsDoneInTheTransactionJustBeforeItCommitsInTheOrderAskedAndNotAtAllOnRollback() throws SQLException {
+        Object first = new Object();
+        Object second = new Object();
+        List<Long> seenAfter = new ArrayList<>();
+        Database.inTransaction(ds, c -> {
+            Batch a = Database.beforeCommit(c, first, Batch::new);
+            a.values.add(1);
+            Database.<Batch>beforeCommit(c, second, Batch::new).values.add(3);
+            assertEquals(a, Database.beforeCommit(c, first, Batch::new), "one per key and transaction");
+            a.values.add(2);
+            // more deferred work asked for while the deferred work runs is done too, before the commit
+            Database.<Batch>beforeCommit(c, new Object(), () -> new Batch() {
+                @Override
+                public void run(Connection c2) throws SQLException {
+                    Database.<Batch>beforeCommit(c2, first, Batch::new).values.add(4);
+                }
+            });
+            insert(c, 0);
+            Database.afterCommit(() -> seenAfter.add(visibleRows()));
+            assertEquals(1, countIn(c), "not yet written");
+            return null;
+        });
+        assertEquals(List.of(5L), seenAfter, "all written, and committed with the transaction");
+        assertEquals(List.of(0, 1, 2, 3, 4), valuesInOrder());
+
+        assertThrows(SQLException.class, () -> Database.inTransaction(ds, c -> {
+            Database.<Batch>beforeCommit(c, first, Batch::new).values.add(9);
+            throw new SQLException("boom");
+        }));
+        assertThrows(SQLException.class, () -> Database.inTransaction(ds, c -> {
+            insert(c, 8);
+            Database.beforeCommit(c, first, () -> (Database.BeforeCommit) c2 -> {
+                throw new SQLException("deferred work failed");
+            });
+            return null;
+        }), "a failure of the deferred work fails the transaction");
+        assertEquals(5, visibleRows(), "neither the rolled back transaction's rows nor the failed one's");
+    }
+
+    @Test
+    void outsideATransactionOrOnAnotherConnectionNothingIsDeferred() throws SQLException {
+        try (Connection c = ds.getConnection()) {
+            assertNull(Database.beforeCommit(c, this, Batch::new), "autocommit: the caller writes at once");
+        }
+        Database.inTransaction(ds, c -> {
+            try (Connection other = ds.getConnection()) {
+                assertNull(Database.beforeCommit(other, this, Batch::new), "not this transaction's connection");
+            }
+            Database.inTransaction(ds, inner -> {
+                assertNull(Database.beforeCommit(c, this, Batch::new), "the outer connection inside an inner transaction");
+                assertNotNull(Database.beforeCommit(inner, this, Batch::new));
+                return null;
+            });
+            return null;
+        });
+    }
+
+    private static long countIn(Connection c) throws SQLException {
+        try (Statement s = c.createStatement(); ResultSet rs = s.executeQuery("SELECT COUNT(*) FROM t")) {
+            rs.next();
+            return rs.getLong(1);
+        }
+    }
+
+    private List<Integer> valuesInOrder() throws SQLException {
+        List<Integer> out = new ArrayList<>();
+        try (Connection c = ds.getConnection(); Statement s = c.createStatement();
+                ResultSet rs = s.executeQuery("SELECT v FROM t ORDER BY _ROWID_")) {
+            while (rs.next()) {
+                out.add(rs.getInt(1));
+            }
+        }
+        return out;
     }
 }

@@ -169,11 +169,35 @@ public class FederationOutbox {
         insert(c, List.of(m));
     }
 
-    /** Rows for messages sealed for their destination ({@code m.to()}), one batch; each destination woken after the commit. */
+    /**
+     * Rows for messages sealed for their destination ({@code m.to()}), each destination woken after the commit. In a
+     * transaction ({@link Database#inTransaction}) the rows are written just before it commits, with every other
+     * message of that transaction, in one batch and in the order they were written (a received plan's response and
+     * its steps' reports, a finished step's report and its successor's: one round trip instead of one each).
+     */
     private void insert(Connection c, List<Messages.Message> ms) throws SQLException {
         if (ms.isEmpty()) {
             return;
         }
+        Pending pending = Database.beforeCommit(c, this, Pending::new);
+        if (pending == null) {
+            write(c, ms);
+        } else {
+            pending.messages.addAll(ms);
+        }
+    }
+
+    /** The messages of one transaction not yet written. */
+    private final class Pending implements Database.BeforeCommit {
+        final List<Messages.Message> messages = new ArrayList<>();
+
+        @Override
+        public void run(Connection c) throws SQLException {
+            write(c, messages);
+        }
+    }
+
+    private void write(Connection c, List<Messages.Message> ms) throws SQLException {
         Instant now = Instant.now();
         try (PreparedStatement ins = c.prepareStatement("INSERT INTO fed_outbox (message_id, destination, message_type, "
                 + "project_id, message, status, attempts, next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, 'PENDING', 0, ?, ?)")) {

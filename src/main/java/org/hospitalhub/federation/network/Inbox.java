@@ -7,10 +7,13 @@ import java.sql.ResultSet;
 import java.sql.SQLException;
 import java.time.Duration;
 import java.time.Instant;
+import java.time.OffsetDateTime;
 import java.util.ArrayList;
+import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
+import java.util.Set;
 
 import jakarta.enterprise.context.ApplicationScoped;
 
@@ -226,19 +229,19 @@ public class Inbox {
             int upTo = n;
             try {
                 boolean fresh = db.inTransaction(c -> {
-                    // the nonce, with the first message (one round trip): a replayed nonce stores nothing
-                    Boolean firstStored = storeNonce(c, node, nonce, upTo == 0 ? null : opened.get(0).message());
-                    if (firstStored == null) {
+                    // the nonce, with the messages (one round trip): a replayed nonce stores nothing
+                    boolean[] stored = storeNonce(c, node, nonce,
+                            opened.subList(0, upTo).stream().map(Opened::message).toList());
+                    if (stored == null) {
                         return false;
                     }
                     for (int i = 0; i < upTo; i++) {
                         Opened m = opened.get(i);
                         try {
-                            boolean stored = i == 0 ? firstStored : storeOnce(c, m.message(), node);
-                            if (i == 0 && !stored) {
+                            if (!stored[i]) {
                                 sameAsBefore(c, m.message());
                             }
-                            duplicate[i] = !stored;
+                            duplicate[i] = !stored[i];
                             if (!duplicate[i]) {
                                 if (m.forMe()) {
                                     apply(c, m.message());
@@ -319,59 +322,62 @@ public class Inbox {
     }
 
     /** False when the message id was received before (then it must be the same message, else 409). */
-    private boolean storeOnce(Connection c, Messages.Message m, String hop) throws SQLException {
-        try (PreparedStatement ins = c.prepareStatement("INSERT INTO fed_inbox (message_id, origin, hop, destination, "
-                + "message_type, project_id, message, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING")) {
-            bindInbox(ins, 1, m, hop);
-            if (ins.executeUpdate() == 1) {
-                return true;
-            }
-        }
-        sameAsBefore(c, m);
-        return false;
-    }
-
-    /** The inbox row's values of {@code m} as parameters {@code from} … {@code from + 7}. */
-    private static void bindInbox(PreparedStatement ps, int from, Messages.Message m, String hop) throws SQLException {
-        ps.setString(from, m.id());
-        ps.setString(from + 1, m.origin());
-        ps.setString(from + 2, hop);
-        ps.setString(from + 3, m.to());
-        ps.setString(from + 4, m.type());
-        ps.setString(from + 5, m.projectId());
-        ps.setString(from + 6, m.envelope());
-        ps.setObject(from + 7, Database.utc(Instant.now()));
-    }
-
     /**
-     * The transmission's nonce recorded and, in the same statement (a round trip less per transmission), its first
-     * message stored once: null if the nonce was seen before (replayed: nothing stored), else whether {@code first}
-     * was stored now (false: received before; true also when there is no message).
+     * The transmission's nonce recorded and, in the same statement (one round trip per transmission, not one per
+     * message), its messages stored once each, hop {@code node}: null if the nonce was seen before (replayed: nothing
+     * stored), else whether each message was stored now (false: received before, or earlier in this transmission).
      */
-    private static Boolean storeNonce(Connection c, String node, String nonce, Messages.Message first) throws SQLException {
-        if (first == null) {
+    private static boolean[] storeNonce(Connection c, String node, String nonce, List<Messages.Message> ms) throws SQLException {
+        boolean[] stored = new boolean[ms.size()];
+        if (ms.isEmpty()) {
             try (PreparedStatement ins = c.prepareStatement(
                     "INSERT INTO fed_nonce (nonce, node_id, seen_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING")) {
                 ins.setString(1, node + "/" + nonce);
                 ins.setString(2, node);
                 ins.setObject(3, Database.utc(Instant.now()));
-                return ins.executeUpdate() == 1 ? Boolean.TRUE : null;
+                return ins.executeUpdate() == 1 ? stored : null;
             }
         }
+        // each id once (its first occurrence), so that a later one is compared with what its first stored
+        Map<String, Messages.Message> first = new java.util.LinkedHashMap<>();
+        for (Messages.Message m : ms) {
+            first.putIfAbsent(m.id(), m);
+        }
+        List<Messages.Message> rows = new ArrayList<>(first.values());
+        Set<String> inserted = new HashSet<>();
         try (PreparedStatement ins = c.prepareStatement("WITH seen AS (INSERT INTO fed_nonce (nonce, node_id, seen_at) "
                 + "VALUES (?, ?, ?) ON CONFLICT DO NOTHING RETURNING 1), stored AS (INSERT INTO fed_inbox (message_id, origin, "
-                + "hop, destination, message_type, project_id, message, received_at) SELECT ?, ?, ?, ?, ?, ?, ?, ? "
-                + "WHERE EXISTS (SELECT 1 FROM seen) ON CONFLICT DO NOTHING RETURNING 1) "
-                + "SELECT (SELECT COUNT(*) FROM seen), (SELECT COUNT(*) FROM stored)")) {
+                + "hop, destination, message_type, project_id, message, received_at) SELECT m.id, m.origin, ?, m.destination, "
+                + "m.type, m.project, m.message, ? FROM unnest(?::varchar[], ?::varchar[], ?::varchar[], ?::varchar[], "
+                + "?::varchar[], ?::varchar[]) AS m(id, origin, destination, type, project, message) "
+                + "WHERE EXISTS (SELECT 1 FROM seen) ON CONFLICT DO NOTHING RETURNING message_id) "
+                + "SELECT (SELECT COUNT(*) FROM seen), ARRAY(SELECT message_id FROM stored)")) {
+            OffsetDateTime now = Database.utc(Instant.now());
             ins.setString(1, node + "/" + nonce);
             ins.setString(2, node);
-            ins.setObject(3, Database.utc(Instant.now()));
-            bindInbox(ins, 4, first, node);
+            ins.setObject(3, now);
+            ins.setString(4, node);
+            ins.setObject(5, now);
+            ins.setArray(6, c.createArrayOf("varchar", rows.stream().map(Messages.Message::id).toArray()));
+            ins.setArray(7, c.createArrayOf("varchar", rows.stream().map(Messages.Message::origin).toArray()));
+            ins.setArray(8, c.createArrayOf("varchar", rows.stream().map(Messages.Message::to).toArray()));
+            ins.setArray(9, c.createArrayOf("varchar", rows.stream().map(Messages.Message::type).toArray()));
+            ins.setArray(10, c.createArrayOf("varchar", rows.stream().map(Messages.Message::projectId).toArray()));
+            ins.setArray(11, c.createArrayOf("varchar", rows.stream().map(Messages.Message::envelope).toArray()));
             try (ResultSet rs = ins.executeQuery()) {
                 rs.next();
-                return rs.getLong(1) == 0 ? null : Boolean.valueOf(rs.getLong(2) == 1);
+                if (rs.getLong(1) == 0) {
+                    return null;
+                }
+                for (Object id : (Object[]) rs.getArray(2).getArray()) {
+                    inserted.add((String) id);
+                }
             }
         }
+        for (int i = 0; i < ms.size(); i++) {
+            stored[i] = inserted.remove(ms.get(i).id()); // true for its first occurrence only
+        }
+        return stored;
     }
 
     /** A message id received before must be the same message: else 409. */
@@ -441,13 +447,11 @@ public class Inbox {
         if (!me) {
             throw new Refusal(400, "payload.invited", "does not list this node (" + identity.nodeId() + ")");
         }
-        if (Projects.find(c, m.projectId()).isPresent()) {
-            return; // the same invitation again
-        }
         boolean self = m.origin().equals(identity.nodeId());
         boolean auto = self || peers.find(c, m.origin()).map(Peers.Peer::autoAccept).orElse(false);
         try (PreparedStatement ins = c.prepareStatement("INSERT INTO fed_project (project_id, title, initiator, sharing_level, "
-                + "invited, local_status, created_at, decided_at, decided_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")) {
+                + "invited, local_status, created_at, decided_at, decided_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                + "ON CONFLICT (project_id) DO NOTHING")) {
             ins.setString(1, m.projectId());
             ins.setString(2, title);
             ins.setString(3, m.origin());
@@ -457,7 +461,9 @@ public class Inbox {
             ins.setObject(7, Database.utc(m.createdAt()));
             ins.setObject(8, auto ? Database.utc(Instant.now()) : null);
             ins.setString(9, auto ? "auto-accept" : null);
-            ins.executeUpdate();
+            if (ins.executeUpdate() == 0) {
+                return; // the same invitation again
+            }
         }
         LOG.infof("Research project %s (%s) from %s: %s", m.projectId(), title, m.origin(), auto ? "accepted automatically" : "invited");
         if (auto && !self) {

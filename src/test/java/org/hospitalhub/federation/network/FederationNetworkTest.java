@@ -547,6 +547,40 @@ class FederationNetworkTest {
         assertEquals(2, count("SELECT COUNT(*) FROM fed_step WHERE project_id = '" + project + "'"));
     }
 
+    @Test
+    void aMessageTwiceInOneTransmissionIsAppliedOnceAndAReusedIdWithOtherContentIsRefused() throws Exception {
+        // the messages of a transmission are stored by one statement: a message sent twice in it is stored and applied
+        // once (the second acknowledged as a duplicate), and an id stored before but with other content is refused
+        String project = UUID.randomUUID().toString();
+        String s1 = UUID.randomUUID().toString();
+        String s2 = UUID.randomUUID().toString();
+        String invitation = a.seal(a.keys, Messages.INVITATION, NODE, project, invitation("twice in one"));
+        String step1 = a.seal(a.keys, Messages.STEP, NODE, project, step(s1, 1, "cohort", "{\"minValue\":31}", "{}"));
+        String reusedId = TestPeer.JSON.readTree(TestPeer.JSON.readTree(step1).path("envelope").asText()).path("id").asText();
+        String otherContent = a.seal(a.keys, reusedId, Messages.STEP, NODE, project, step(s2, 2, "cohort", "{\"minValue\":32}", "{}"));
+        String step2 = a.seal(a.keys, Messages.STEP, NODE, project, step(s2, 2, "cohort", "{\"minValue\":32}", "{}"));
+        HttpResponse<String> r = a.send(port, "[" + invitation + "," + step1 + "," + step1 + "," + otherContent + "," + step2 + "]");
+        assertEquals(200, r.statusCode(), r.body());
+        JsonNode results = TestPeer.JSON.readTree(r.body()).path("results");
+        assertEquals(4, results.size(), "up to the refused one: " + r.body());
+        assertFalse(results.get(1).path("duplicate").asBoolean(), r.body());
+        assertEquals(reusedId, results.get(2).path("ack").asText(), r.body());
+        assertTrue(results.get(2).path("duplicate").asBoolean(), "the second copy: " + r.body());
+        assertEquals(409, results.get(3).path("status").asInt(), r.body());
+        assertEquals("envelope.id", results.get(3).path("field").asText(), r.body());
+        assertTrue(results.get(3).path("error").asText().contains("received before with other content"), r.body());
+        assertEquals(2, count("SELECT COUNT(*) FROM fed_inbox WHERE project_id = '" + project + "'"), "the invitation and step 1, once");
+        assertEquals(s1, query("SELECT step_id FROM fed_step WHERE project_id = '" + project + "'"), "step 1, once; nothing after the refusal");
+        assertTrue(query("SELECT message FROM fed_inbox WHERE message_id = '" + reusedId + "'").contains("\"minValue\":31"),
+                "the first content kept");
+        // the same id with other content in a later transmission is refused the same way; the step itself, sent properly, is stored
+        HttpResponse<String> later = a.send(port, "[" + otherContent + "]");
+        assertEquals(409, TestPeer.JSON.readTree(later.body()).path("results").get(0).path("status").asInt(), later.body());
+        HttpResponse<String> proper = a.send(port, "[" + step2 + "]");
+        assertEquals(200, TestPeer.JSON.readTree(proper.body()).path("results").get(0).path("status").asInt(), proper.body());
+        assertEquals(2, count("SELECT COUNT(*) FROM fed_step WHERE project_id = '" + project + "'"));
+    }
+
     // ---- retries -------------------------------------------------------------------------------------------------------
 
     @Test
