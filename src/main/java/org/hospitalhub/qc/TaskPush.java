@@ -84,20 +84,25 @@ public class TaskPush {
     private final TaskEngine engine;
     private final ObjectMapper mapper;
     private final Duration every;
+    private final Duration idleEvery;
     private final Duration gapWait;
     private final Map<String, Session> sessions = new ConcurrentHashMap<>();
     private final Queue<Session> joining = new ConcurrentLinkedQueue<>();
     private ScheduledExecutorService poller;
+    /** The next tick (touched on the poller thread only). */
+    private java.util.concurrent.ScheduledFuture<?> next;
     private volatile long position = -1;
     private long gapSeenAt;
 
     public TaskPush(Database db, TaskEngine engine, ObjectMapper mapper,
             @ConfigProperty(name = "hub.qc.push.poll-every", defaultValue = "250ms") Duration every,
-            @ConfigProperty(name = "hub.qc.push.gap-wait", defaultValue = "2s") Duration gapWait) {
+            @ConfigProperty(name = "hub.qc.push.gap-wait", defaultValue = "2s") Duration gapWait,
+            @ConfigProperty(name = "hub.qc.push.idle-poll-every", defaultValue = "5s") Duration idleEvery) {
         this.db = db;
         this.engine = engine;
         this.mapper = mapper;
         this.every = every;
+        this.idleEvery = idleEvery.compareTo(every) < 0 ? every : idleEvery;
         this.gapWait = gapWait;
     }
 
@@ -107,7 +112,22 @@ public class TaskPush {
             t.setDaemon(true);
             return t;
         });
-        poller.scheduleWithFixedDelay(this::tick, 0, every.toMillis(), TimeUnit.MILLISECONDS);
+        poller.execute(this::poll);
+    }
+
+    /**
+     * A tick, then the next one after {@code poll-every}, or after {@code idle-poll-every} while this replica has no
+     * session (a replica nobody watches, such as a node without qc flows, then asks the database rarely; a session
+     * that connects is served at once, see {@link #open}).
+     */
+    private void poll() {
+        tick();
+        boolean idle = sessions.isEmpty() && joining.isEmpty();
+        try {
+            next = poller.schedule(this::poll, (idle ? idleEvery : every).toMillis(), TimeUnit.MILLISECONDS);
+        } catch (java.util.concurrent.RejectedExecutionException e) {
+            // shutting down
+        }
     }
 
     void stop(@Observes ShutdownEvent ev) {
@@ -120,6 +140,19 @@ public class TaskPush {
         Session s = new Session(connection, subscription);
         sessions.put(connection.id(), s);
         joining.add(s);
+        if (poller == null) {
+            return; // not started yet: its first tick serves the session
+        }
+        try {
+            poller.execute(() -> { // its replay now, and ticks every poll-every from now on, not at the next idle tick
+                if (next != null) {
+                    next.cancel(false);
+                }
+                poll();
+            });
+        } catch (java.util.concurrent.RejectedExecutionException e) {
+            // shutting down
+        }
     }
 
     public void close(WebSocketConnection connection) {
