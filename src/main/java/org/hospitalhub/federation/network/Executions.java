@@ -108,31 +108,75 @@ public class Executions {
      * was there already (read back it would cost a round trip).
      */
     Optional<Execution> queue(Connection c, String projectId, String stepId) throws SQLException {
-        return queue(c, projectId, stepId, null);
-    }
-
-    /**
-     * As {@link #queue(Connection, String, String)}, storing the step itself ({@code step}, if not null) in the same
-     * statement: on a receiving node busy with its own queries each round trip delays the step's start.
-     */
-    Optional<Execution> queue(Connection c, String projectId, String stepId, Projects.Step step) throws SQLException {
         Instant now = Instant.now().truncatedTo(ChronoUnit.MICROS); // as the database keeps it
-        String queue = "INSERT INTO fed_execution (step_id, node_id, project_id, status, attempts, version, retryable, "
-                + "queued_at, updated_at) VALUES (?, ?, ?, 'QUEUED', 0, 1, TRUE, ?, ?) ON CONFLICT DO NOTHING";
-        try (PreparedStatement ins = c.prepareStatement(step == null ? queue
-                : "WITH stored AS (" + Projects.INSERT_STEP + " RETURNING 1) " + queue)) {
-            int i = step == null ? 1 : Projects.bindStep(ins, 1, step);
-            ins.setString(i++, stepId);
-            ins.setString(i++, identity.nodeId());
-            ins.setString(i++, projectId);
-            ins.setObject(i++, Database.utc(now));
-            ins.setObject(i, Database.utc(now));
+        try (PreparedStatement ins = c.prepareStatement("INSERT INTO fed_execution (step_id, node_id, project_id, status, "
+                + "attempts, version, retryable, queued_at, updated_at) VALUES (?, ?, ?, 'QUEUED', 0, 1, TRUE, ?, ?) "
+                + "ON CONFLICT DO NOTHING")) {
+            ins.setString(1, stepId);
+            ins.setString(2, identity.nodeId());
+            ins.setString(3, projectId);
+            ins.setObject(4, Database.utc(now));
+            ins.setObject(5, Database.utc(now));
             if (ins.executeUpdate() != 1) {
                 return Optional.empty();
             }
         }
-        return Optional.of(new Execution(projectId, stepId, identity.nodeId(), Status.QUEUED, null, 0, 1, true, now, null, null,
-                null, null, now));
+        return Optional.of(queuedNow(projectId, stepId, now));
+    }
+
+    private Execution queuedNow(String projectId, String stepId, Instant now) {
+        return new Execution(projectId, stepId, identity.nodeId(), Status.QUEUED, null, 0, 1, true, now, null, null, null,
+                null, now);
+    }
+
+    /**
+     * What a received step found here: its project's initiator and this node's decision (null if its invitation has
+     * not arrived), the step stored before under its id or its number (null if none), and its execution queued now
+     * (empty if the step was not stored).
+     */
+    record Received(String initiator, String localStatus, String existingStepId, String existingProjectId,
+            String existingChecksum, Optional<Execution> queued) {
+    }
+
+    /**
+     * A step received from {@code origin}: the checks the receiver makes (its project's initiator, the step id received
+     * before or another step under its number) read, and the step stored with its execution queued if none of them
+     * stands in the way (no step there yet; the project unknown so far or initiated by {@code origin}), in one statement:
+     * on a receiving node busy with its own queries each round trip delays the step's start. The caller refuses what
+     * the checks say (which rolls the transaction back).
+     */
+    Received receive(Connection c, Projects.Step step, String origin) throws SQLException {
+        Instant now = Instant.now().truncatedTo(ChronoUnit.MICROS); // as the database keeps it
+        try (PreparedStatement q = c.prepareStatement("WITH chk AS (SELECT p.initiator, p.local_status, s.step_id, "
+                + "s.project_id, s.checksum FROM (SELECT 1) one LEFT JOIN fed_project p ON p.project_id = ? "
+                + "LEFT JOIN LATERAL (SELECT step_id, project_id, checksum FROM fed_step WHERE step_id = ? OR (project_id = ? "
+                + "AND seq = ?) ORDER BY step_id = ? DESC LIMIT 1) s ON TRUE), "
+                + "stored AS (INSERT INTO fed_step (step_id, project_id, seq, kind, definition, depends_on, checksum, origin, "
+                + "created_at) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ? FROM chk WHERE chk.step_id IS NULL "
+                + "AND (chk.initiator IS NULL OR chk.initiator = ?) RETURNING step_id), "
+                + "queued AS (INSERT INTO fed_execution (step_id, node_id, project_id, status, attempts, version, retryable, "
+                + "queued_at, updated_at) SELECT step_id, ?, ?, 'QUEUED', 0, 1, TRUE, ?, ? FROM stored "
+                + "ON CONFLICT DO NOTHING RETURNING 1) "
+                + "SELECT chk.initiator, chk.local_status, chk.step_id, chk.project_id, chk.checksum, "
+                + "(SELECT COUNT(*) FROM queued) FROM chk")) {
+            String projectId = step.projectId();
+            q.setString(1, projectId);
+            q.setString(2, step.stepId());
+            q.setString(3, projectId);
+            q.setInt(4, step.seq());
+            q.setString(5, step.stepId());
+            int i = Projects.bindStep(q, 6, step);
+            q.setString(i++, origin);
+            q.setString(i++, identity.nodeId());
+            q.setString(i++, projectId);
+            q.setObject(i++, Database.utc(now));
+            q.setObject(i, Database.utc(now));
+            try (ResultSet rs = q.executeQuery()) {
+                rs.next();
+                return new Received(rs.getString(1), rs.getString(2), rs.getString(3), rs.getString(4), rs.getString(5),
+                        rs.getLong(6) == 1 ? Optional.of(queuedNow(projectId, step.stepId(), now)) : Optional.empty());
+            }
+        }
     }
 
     /**

@@ -530,40 +530,24 @@ public class Inbox {
         if (!checksum.equals(p.path("checksum").asText())) {
             throw new Refusal(400, "payload.checksum", "does not match the definition");
         }
-        // the project (if its invitation has arrived), and this step id received before or another step under this
-        // number: one statement for the three checks
-        String initiator = null;
-        String localStatus = null;
-        try (PreparedStatement q = c.prepareStatement("SELECT p.initiator, p.local_status, s.step_id, s.project_id, s.checksum "
-                + "FROM (SELECT 1) one LEFT JOIN fed_project p ON p.project_id = ? LEFT JOIN LATERAL (SELECT step_id, "
-                + "project_id, checksum FROM fed_step WHERE step_id = ? OR (project_id = ? AND seq = ?) "
-                + "ORDER BY step_id = ? DESC LIMIT 1) s ON TRUE")) {
-            q.setString(1, m.projectId());
-            q.setString(2, stepId);
-            q.setString(3, m.projectId());
-            q.setInt(4, seq);
-            q.setString(5, stepId);
-            try (ResultSet rs = q.executeQuery()) {
-                rs.next();
-                initiator = rs.getString(1);
-                localStatus = rs.getString(2);
-                if (initiator != null && !initiator.equals(m.origin())) {
-                    throw new Refusal(403, "envelope.origin", "only the project's initiator " + initiator + " sends its steps");
-                }
-                if (rs.getString(3) != null) {
-                    if (!rs.getString(3).equals(stepId)) {
-                        throw new Refusal(409, "payload.seq", "step number " + seq + " of the project is step " + rs.getString(3));
-                    }
-                    if (rs.getString(5).equals(checksum) && rs.getString(4).equals(m.projectId())) {
-                        return; // the same step again, under another message id: ignored
-                    }
-                    throw new Refusal(409, "payload.stepId", "step " + stepId + " was received before with another definition");
-                }
-            }
+        // the project (if its invitation has arrived), this step id received before or another step under this number,
+        // and the step stored with its execution queued if none stands in the way: one statement
+        Executions.Received r = executions.receive(c, new Projects.Step(stepId, m.projectId(), seq, kind, definition.toString(),
+                dependsOn.toString(), checksum, m.origin(), m.createdAt()), m.origin());
+        String localStatus = r.localStatus();
+        if (r.initiator() != null && !r.initiator().equals(m.origin())) {
+            throw new Refusal(403, "envelope.origin", "only the project's initiator " + r.initiator() + " sends its steps");
         }
-        // the step and its execution here, one statement
-        Optional<Executions.Execution> queued = executions.queue(c, m.projectId(), stepId, new Projects.Step(stepId,
-                m.projectId(), seq, kind, definition.toString(), dependsOn.toString(), checksum, m.origin(), m.createdAt()));
+        if (r.existingStepId() != null) {
+            if (!r.existingStepId().equals(stepId)) {
+                throw new Refusal(409, "payload.seq", "step number " + seq + " of the project is step " + r.existingStepId());
+            }
+            if (r.existingChecksum().equals(checksum) && r.existingProjectId().equals(m.projectId())) {
+                return; // the same step again, under another message id: ignored
+            }
+            throw new Refusal(409, "payload.stepId", "step " + stepId + " was received before with another definition");
+        }
+        Optional<Executions.Execution> queued = r.queued();
         if (queued.isPresent() && "ACCEPTED".equals(localStatus)) {
             executions.report(c, queued.get(), null);
         }

@@ -579,6 +579,23 @@ class FederationNetworkTest {
         HttpResponse<String> proper = a.send(port, "[" + step2 + "]");
         assertEquals(200, TestPeer.JSON.readTree(proper.body()).path("results").get(0).path("status").asInt(), proper.body());
         assertEquals(2, count("SELECT COUNT(*) FROM fed_step WHERE project_id = '" + project + "'"));
+
+        // a received step's checks and its storing are one statement: what the checks refuse stores nothing
+        String s3 = UUID.randomUUID().toString();
+        String fromB = b.seal(b.keys, Messages.STEP, NODE, project, step(s3, 3, "cohort", "{\"minValue\":33}", "{}"));
+        JsonNode notInitiator = TestPeer.JSON.readTree(b.send(port, "[" + fromB + "]").body()).path("results").get(0);
+        assertEquals(403, notInitiator.path("status").asInt(), notInitiator.toString());
+        assertTrue(notInitiator.path("error").asText().contains("only the project's initiator peer-a sends its steps"), notInitiator.toString());
+        String changed = a.seal(a.keys, Messages.STEP, NODE, project, step(s1, 1, "cohort", "{\"minValue\":34}", "{}"));
+        JsonNode redefined = TestPeer.JSON.readTree(a.send(port, "[" + changed + "]").body()).path("results").get(0);
+        assertEquals(409, redefined.path("status").asInt(), redefined.toString());
+        assertEquals("payload.stepId", redefined.path("field").asText(), redefined.toString());
+        String resent = a.seal(a.keys, Messages.STEP, NODE, project, step(s1, 1, "cohort", "{\"minValue\":31}", "{}"));
+        JsonNode same = TestPeer.JSON.readTree(a.send(port, "[" + resent + "]").body()).path("results").get(0);
+        assertEquals(200, same.path("status").asInt(), "the same step under another message id: acknowledged, ignored");
+        assertEquals(2, count("SELECT COUNT(*) FROM fed_step WHERE project_id = '" + project + "'"), "none of the three stored");
+        assertEquals(2, count("SELECT COUNT(*) FROM fed_execution WHERE project_id = '" + project + "'"));
+        assertTrue(query("SELECT definition FROM fed_step WHERE step_id = '" + s1 + "'").contains("31"), "its first definition");
     }
 
     // ---- retries -------------------------------------------------------------------------------------------------------
