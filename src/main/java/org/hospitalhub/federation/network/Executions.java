@@ -8,7 +8,9 @@ import java.time.Instant;
 import java.time.OffsetDateTime;
 import java.time.temporal.ChronoUnit;
 import java.util.ArrayList;
+import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Map;
 import java.util.Optional;
 
 import jakarta.enterprise.context.ApplicationScoped;
@@ -282,78 +284,123 @@ public class Executions {
         Database.afterCommit(() -> feed.publish(e));
     }
 
-    /** On the initiator: a participant's report, applied unless an equal or newer one was. */
-    boolean applyReport(Connection c, String projectId, String node, JsonNode p) throws SQLException {
-        String stepId = p.path("stepId").asText();
-        int version = p.path("version").asInt();
+    /** A participant's report as received (times as they were sent, checked to be instants). */
+    private record Report(String projectId, String node, String stepId, Status status, String reason, int attempts,
+            int version, String queuedAt, String startedAt, String finishedAt, Long durationMs, String result) {
+
+        Execution written(Instant now) {
+            return new Execution(projectId, stepId, node, status, reason, attempts, version, true, instant(queuedAt),
+                    instant(startedAt), instant(finishedAt), durationMs, null, now);
+        }
+
+        private static Instant instant(String t) {
+            return t == null ? null : Instant.parse(t);
+        }
+    }
+
+    /**
+     * On the initiator: a participant's report, applied unless an equal or newer one was. In a transaction the reports
+     * of all its messages (a transmission's) are applied together just before it commits, by one statement: every round
+     * trip of a loaded initiator delays the reports behind it.
+     */
+    void applyReport(Connection c, String projectId, String node, JsonNode p) throws SQLException {
         Status status = Status.valueOf(p.path("status").asText());
+        Report r = new Report(projectId, node, p.path("stepId").asText(), status,
+                p.hasNonNull("reason") ? p.get("reason").asText() : null, p.path("attempts").asInt(), p.path("version").asInt(),
+                checkedTime(p, "queuedAt"), checkedTime(p, "startedAt"), checkedTime(p, "finishedAt"),
+                p.hasNonNull("durationMs") ? p.get("durationMs").asLong() : null,
+                status == Status.SUCCEEDED && p.has("result") ? p.get("result").toString() : null);
+        Reports batch = Database.beforeCommit(c, this, Reports::new);
+        if (batch == null) {
+            applyReports(c, List.of(r));
+        } else {
+            // of several reports of one execution in a transaction the newest stands (each supersedes the one before)
+            batch.reports.merge(r.stepId() + "\n" + r.node(), r, (x, y) -> y.version() > x.version() ? y : x);
+        }
+    }
+
+    /** The reports of one transaction not yet applied, one per execution. */
+    private final class Reports implements Database.BeforeCommit {
+        final Map<String, Report> reports = new LinkedHashMap<>();
+
+        @Override
+        public void run(Connection c) throws SQLException {
+            applyReports(c, List.copyOf(reports.values()));
+        }
+    }
+
+    /**
+     * Applies reports of distinct executions in one statement: each as the execution's first report or over an older
+     * one (neither when an equal or newer report was applied; a participant's row here is only ever written by its
+     * reports), its result stored in place of an earlier one if it brings one, and the earlier result removed if the
+     * step no longer stands succeeded (run again). Each change is pushed to the status feed after the commit.
+     */
+    private void applyReports(Connection c, List<Report> rs) throws SQLException {
         Instant now = Instant.now().truncatedTo(ChronoUnit.MICROS); // as the database keeps it
-        String reason = p.hasNonNull("reason") ? p.get("reason").asText() : null;
-        int attempts = p.path("attempts").asInt();
-        Long durationMs = p.hasNonNull("durationMs") ? p.get("durationMs").asLong() : null;
-        // One statement, as every round trip of a loaded initiator delays the reports behind it: the report as the first
-        // one or over an older one (neither when an equal or newer report was applied; a participant's row here is only
-        // ever written by its reports), its result stored in place of an earlier one if it brings one, and the earlier
-        // result removed if the step no longer stands succeeded (run again).
-        boolean storeIt = status == Status.SUCCEEDED && p.has("result");
-        try (PreparedStatement up = c.prepareStatement("WITH up AS (INSERT INTO fed_execution (status, reason, attempts, version, "
-                + "queued_at, started_at, finished_at, duration_ms, updated_at, step_id, node_id, project_id, retryable) "
-                + "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, TRUE) ON CONFLICT (step_id, node_id) DO UPDATE SET "
+        Map<String, Report> byKey = new LinkedHashMap<>();
+        try (PreparedStatement up = c.prepareStatement("WITH r AS (SELECT * FROM unnest(?::varchar[], ?::varchar[], ?::int[], "
+                + "?::int[], ?::timestamptz[], ?::timestamptz[], ?::timestamptz[], ?::bigint[], ?::varchar[], ?::varchar[], "
+                + "?::varchar[], ?::varchar[]) AS r(status, reason, attempts, version, queued_at, started_at, finished_at, "
+                + "duration_ms, step_id, node_id, project_id, result)), "
+                + "up AS (INSERT INTO fed_execution (status, reason, attempts, version, queued_at, started_at, finished_at, "
+                + "duration_ms, updated_at, step_id, node_id, project_id, retryable) SELECT status, reason, attempts, version, "
+                + "queued_at, started_at, finished_at, duration_ms, ?, step_id, node_id, project_id, TRUE FROM r "
+                + "ON CONFLICT (step_id, node_id) DO UPDATE SET "
                 + "status = EXCLUDED.status, reason = EXCLUDED.reason, attempts = EXCLUDED.attempts, version = EXCLUDED.version, "
                 + "queued_at = EXCLUDED.queued_at, started_at = EXCLUDED.started_at, finished_at = EXCLUDED.finished_at, "
                 + "duration_ms = EXCLUDED.duration_ms, updated_at = EXCLUDED.updated_at "
-                + "WHERE fed_execution.version < EXCLUDED.version RETURNING (xmax = 0) AS first), "
+                + "WHERE fed_execution.version < EXCLUDED.version RETURNING step_id, node_id, (xmax = 0) AS first), "
                 + "stored AS (INSERT INTO fed_result (step_id, node_id, project_id, result, received_at) "
-                + "SELECT ?, ?, ?, ?, ? FROM up WHERE ? " + RESULT_REPLACES + "), "
-                + "removed AS (DELETE FROM fed_result WHERE step_id = ? AND node_id = ? AND ? AND EXISTS (SELECT 1 FROM up WHERE NOT first)) "
-                + "SELECT first FROM up")) {
-            int i = bindReport(up, p, status, reason, attempts, version, durationMs, now, stepId, node);
-            up.setString(i++, projectId);
-            up.setString(i++, stepId);
-            up.setString(i++, node);
-            up.setString(i++, projectId);
-            up.setString(i++, storeIt ? p.get("result").toString() : null);
-            up.setObject(i++, Database.utc(Instant.now()));
-            up.setBoolean(i++, storeIt);
-            up.setString(i++, stepId);
-            up.setString(i++, node);
-            up.setBoolean(i, status != Status.SUCCEEDED);
-            try (ResultSet rs = up.executeQuery()) {
-                if (!rs.next()) {
-                    return false; // an equal or newer report was applied: nothing changed
+                + "SELECT r.step_id, r.node_id, r.project_id, r.result, ? FROM up JOIN r ON r.step_id = up.step_id "
+                + "AND r.node_id = up.node_id WHERE r.result IS NOT NULL " + RESULT_REPLACES + "), "
+                + "removed AS (DELETE FROM fed_result f USING up JOIN r ON r.step_id = up.step_id AND r.node_id = up.node_id "
+                + "WHERE f.step_id = up.step_id AND f.node_id = up.node_id AND r.status <> 'SUCCEEDED' AND NOT up.first) "
+                + "SELECT step_id, node_id FROM up")) {
+            up.setArray(1, c.createArrayOf("varchar", rs.stream().map(r -> r.status().name()).toArray()));
+            up.setArray(2, c.createArrayOf("varchar", rs.stream().map(Report::reason).toArray()));
+            up.setArray(3, c.createArrayOf("int4", rs.stream().map(Report::attempts).toArray()));
+            up.setArray(4, c.createArrayOf("int4", rs.stream().map(Report::version).toArray()));
+            up.setArray(5, c.createArrayOf("varchar", rs.stream().map(Report::queuedAt).toArray()));
+            up.setArray(6, c.createArrayOf("varchar", rs.stream().map(Report::startedAt).toArray()));
+            up.setArray(7, c.createArrayOf("varchar", rs.stream().map(Report::finishedAt).toArray()));
+            up.setArray(8, c.createArrayOf("int8", rs.stream().map(Report::durationMs).toArray()));
+            up.setArray(9, c.createArrayOf("varchar", rs.stream().map(Report::stepId).toArray()));
+            up.setArray(10, c.createArrayOf("varchar", rs.stream().map(Report::node).toArray()));
+            up.setArray(11, c.createArrayOf("varchar", rs.stream().map(Report::projectId).toArray()));
+            up.setArray(12, c.createArrayOf("varchar", rs.stream().map(Report::result).toArray()));
+            up.setObject(13, Database.utc(now));
+            up.setObject(14, Database.utc(Instant.now()));
+            for (Report r : rs) {
+                byKey.put(r.stepId() + "\n" + r.node(), r);
+            }
+            try (ResultSet applied = up.executeQuery()) {
+                while (applied.next()) { // the rows as just written (read back they would cost a round trip)
+                    Execution written = byKey.get(applied.getString(1) + "\n" + applied.getString(2)).written(now);
+                    Database.afterCommit(() -> feed.publish(written));
                 }
             }
         }
-        // the row as just written (read back it would cost a round trip: on a loaded initiator, milliseconds per report)
-        Execution written = new Execution(projectId, stepId, node, status, reason, attempts, version, true,
-                instantOf(p, "queuedAt"), instantOf(p, "startedAt"), instantOf(p, "finishedAt"), durationMs, null, now);
-        Database.afterCommit(() -> feed.publish(written));
-        return true;
     }
 
-    /** A report's values as parameters 1-11 (status … updated_at, step_id, node_id) of either statement; the next index. */
-    private static int bindReport(PreparedStatement ps, JsonNode p, Status status, String reason, int attempts, int version,
-            Long durationMs, Instant now, String stepId, String node) throws SQLException {
-        ps.setString(1, status.name());
-        ps.setString(2, reason);
-        ps.setInt(3, attempts);
-        ps.setInt(4, version);
-        ps.setObject(5, time(p, "queuedAt"));
-        ps.setObject(6, time(p, "startedAt"));
-        ps.setObject(7, time(p, "finishedAt"));
-        ps.setObject(8, durationMs);
-        ps.setObject(9, Database.utc(now));
-        ps.setString(10, stepId);
-        ps.setString(11, node);
-        return 12;
-    }
+    private static final Instant FIRST = Instant.parse("0001-01-01T00:00:00Z");
+    private static final Instant LAST = Instant.parse("9999-12-31T23:59:59.999999Z");
 
-    private static Instant instantOf(JsonNode p, String field) {
-        return p.hasNonNull(field) ? Instant.parse(p.get(field).asText()) : null;
-    }
-
-    private static OffsetDateTime time(JsonNode p, String field) {
-        return p.hasNonNull(field) ? Database.utc(Instant.parse(p.get(field).asText())) : null;
+    /** A report's time field: null, or an instant of the years 1-9999 as canonical text (else the report is refused). */
+    private static String checkedTime(JsonNode p, String field) {
+        if (!p.hasNonNull(field)) {
+            return null;
+        }
+        String t = p.get(field).asText();
+        try {
+            Instant i = Instant.parse(t);
+            if (!i.isBefore(FIRST) && !i.isAfter(LAST)) {
+                return i.toString();
+            }
+        } catch (java.time.format.DateTimeParseException e) {
+            // refused below
+        }
+        throw new Inbox.Refusal(400, "payload." + field, "must be an instant of the years 1-9999 (ISO-8601, UTC), not '"
+                + (t.length() > 40 ? t.substring(0, 40) + "…" : t) + "'");
     }
 
     /** How a node's result of a step replaces an earlier one (a step run again), for each statement that stores one. */

@@ -743,6 +743,37 @@ class FederationNetworkTest {
                 .then().statusCode(202);
         await().atMost(Duration.ofSeconds(10)).until(() -> forProject(b, project).stream()
                 .anyMatch(m -> m.path("type").asText().equals(Messages.STEP_RETRY)));
+
+        // a node's reports in one transmission are applied together (one statement): the newest stands, with its result
+        ObjectNode succeeded = report(analysis, "peer-b", "SUCCEEDED", 6);
+        succeeded.put("startedAt", "2026-12-06T10:00:00Z").put("finishedAt", "2026-12-06T10:00:02.5Z").put("durationMs", 2500);
+        succeeded.putObject("result").put("count", 6).put("sum", 21.0);
+        HttpResponse<String> three = b.send(port, "[" + b.seal(b.keys, Messages.STEP_STATUS, NODE, project, report(analysis, "peer-b",
+                "QUEUED", 4)) + "," + b.seal(b.keys, Messages.STEP_STATUS, NODE, project, report(analysis, "peer-b", "RUNNING", 5))
+                + "," + b.seal(b.keys, Messages.STEP_STATUS, NODE, project, succeeded) + "]");
+        JsonNode applied = TestPeer.JSON.readTree(three.body()).path("results");
+        assertEquals(3, applied.size(), three.body());
+        applied.forEach(x -> assertEquals(200, x.path("status").asInt(), three.body()));
+        given().header("X-Api-Key", OPS).get("/api/v1/federation/projects/{p}/steps/{s}", project, analysis).then().statusCode(200)
+                .body("nodes.find { it.nodeId == 'peer-b' }.status", equalTo("SUCCEEDED"))
+                .body("nodes.find { it.nodeId == 'peer-b' }.durationMs", equalTo(2500))
+                .body("nodes.find { it.nodeId == 'peer-b' }.reason", equalTo(null));
+        given().header("X-Api-Key", OPS).get("/api/v1/federation/projects/{p}/steps/{s}/results", project, analysis).then()
+                .statusCode(200).body("nodes.peer-b.count", equalTo(6));
+        // run again there (queued, then a report with a time that is none): the result no longer stands; the bad report
+        // is refused naming its field, and nothing of it is applied
+        ObjectNode badTime = report(analysis, "peer-b", "RUNNING", 8);
+        badTime.put("startedAt", "yesterday");
+        HttpResponse<String> again = b.send(port, "[" + b.seal(b.keys, Messages.STEP_STATUS, NODE, project, report(analysis, "peer-b",
+                "QUEUED", 7)) + "," + b.seal(b.keys, Messages.STEP_STATUS, NODE, project, badTime) + "]");
+        JsonNode refused = TestPeer.JSON.readTree(again.body()).path("results");
+        assertEquals(200, refused.get(0).path("status").asInt(), again.body());
+        assertEquals(400, refused.get(1).path("status").asInt(), again.body());
+        assertEquals("payload.startedAt", refused.get(1).path("field").asText(), again.body());
+        assertTrue(refused.get(1).path("error").asText().contains("not 'yesterday'"), again.body());
+        given().header("X-Api-Key", OPS).get("/api/v1/federation/projects/{p}/steps/{s}", project, analysis).then().statusCode(200)
+                .body("nodes.find { it.nodeId == 'peer-b' }.status", equalTo("QUEUED"));
+        assertEquals(0, count("SELECT COUNT(*) FROM fed_result WHERE step_id = '" + analysis + "' AND node_id = 'peer-b'"));
     }
 
     @Test
