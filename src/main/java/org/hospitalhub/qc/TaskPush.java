@@ -14,7 +14,9 @@ import java.util.Queue;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.concurrent.Executors;
+import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.ScheduledFuture;
 import java.util.concurrent.TimeUnit;
 
 import jakarta.enterprise.context.ApplicationScoped;
@@ -90,7 +92,7 @@ public class TaskPush {
     private final Queue<Session> joining = new ConcurrentLinkedQueue<>();
     private ScheduledExecutorService poller;
     /** The next tick (touched on the poller thread only). */
-    private java.util.concurrent.ScheduledFuture<?> next;
+    private ScheduledFuture<?> next;
     private volatile long position = -1;
     private long gapSeenAt;
 
@@ -125,7 +127,7 @@ public class TaskPush {
         boolean idle = sessions.isEmpty() && joining.isEmpty();
         try {
             next = poller.schedule(this::poll, (idle ? idleEvery : every).toMillis(), TimeUnit.MILLISECONDS);
-        } catch (java.util.concurrent.RejectedExecutionException e) {
+        } catch (RejectedExecutionException e) {
             // shutting down
         }
     }
@@ -150,7 +152,7 @@ public class TaskPush {
                 }
                 poll();
             });
-        } catch (java.util.concurrent.RejectedExecutionException e) {
+        } catch (RejectedExecutionException e) {
             // shutting down
         }
     }

@@ -10,6 +10,7 @@ import java.time.Instant;
 import java.time.OffsetDateTime;
 import java.util.ArrayList;
 import java.util.HashSet;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
@@ -321,7 +322,6 @@ public class Inbox {
         return new Opened(m, forMe);
     }
 
-    /** False when the message id was received before (then it must be the same message, else 409). */
     /**
      * The transmission's nonce recorded and, in the same statement (one round trip per transmission, not one per
      * message), its messages stored once each, hop {@code node}: null if the nonce was seen before (replayed: nothing
@@ -339,7 +339,7 @@ public class Inbox {
             }
         }
         // each id once (its first occurrence), so that a later one is compared with what its first stored
-        Map<String, Messages.Message> first = new java.util.LinkedHashMap<>();
+        Map<String, Messages.Message> first = new LinkedHashMap<>();
         for (Messages.Message m : ms) {
             first.putIfAbsent(m.id(), m);
         }
