@@ -111,8 +111,7 @@ public class Executions {
      */
     Optional<Execution> queue(Connection c, String projectId, String stepId) throws SQLException {
         Instant now = Instant.now().truncatedTo(ChronoUnit.MICROS); // as the database keeps it
-        try (PreparedStatement ins = c.prepareStatement("INSERT INTO fed_execution (step_id, node_id, project_id, status, "
-                + "attempts, version, retryable, queued_at, updated_at) VALUES (?, ?, ?, 'QUEUED', 0, 1, TRUE, ?, ?) "
+        try (PreparedStatement ins = c.prepareStatement(QUEUE + "VALUES (?, ?, ?, 'QUEUED', 0, 1, TRUE, ?, ?) "
                 + "ON CONFLICT DO NOTHING")) {
             ins.setString(1, stepId);
             ins.setString(2, identity.nodeId());
@@ -125,6 +124,10 @@ public class Executions {
         }
         return Optional.of(queuedNow(projectId, stepId, now));
     }
+
+    /** A first execution row, queued: step_id, node_id, project_id, status, attempts, version, retryable, queued_at, updated_at. */
+    private static final String QUEUE = "INSERT INTO fed_execution (step_id, node_id, project_id, status, attempts, version, "
+            + "retryable, queued_at, updated_at) ";
 
     private Execution queuedNow(String projectId, String stepId, Instant now) {
         return new Execution(projectId, stepId, identity.nodeId(), Status.QUEUED, null, 0, 1, true, now, null, null, null,
@@ -153,11 +156,10 @@ public class Executions {
                 + "s.project_id, s.checksum FROM (SELECT 1) one LEFT JOIN fed_project p ON p.project_id = ? "
                 + "LEFT JOIN LATERAL (SELECT step_id, project_id, checksum FROM fed_step WHERE step_id = ? OR (project_id = ? "
                 + "AND seq = ?) ORDER BY step_id = ? DESC LIMIT 1) s ON TRUE), "
-                + "stored AS (INSERT INTO fed_step (step_id, project_id, seq, kind, definition, depends_on, checksum, origin, "
-                + "created_at) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ? FROM chk WHERE chk.step_id IS NULL "
+                + "stored AS (INSERT INTO fed_step (" + Projects.STEP_ROW + ") SELECT ?, ?, ?, ?, ?, ?, ?, ?, ? FROM chk "
+                + "WHERE chk.step_id IS NULL "
                 + "AND (chk.initiator IS NULL OR chk.initiator = ?) RETURNING step_id), "
-                + "queued AS (INSERT INTO fed_execution (step_id, node_id, project_id, status, attempts, version, retryable, "
-                + "queued_at, updated_at) SELECT step_id, ?, ?, 'QUEUED', 0, 1, TRUE, ?, ? FROM stored "
+                + "queued AS (" + QUEUE + "SELECT step_id, ?, ?, 'QUEUED', 0, 1, TRUE, ?, ? FROM stored "
                 + "ON CONFLICT DO NOTHING RETURNING 1) "
                 + "SELECT chk.initiator, chk.local_status, chk.step_id, chk.project_id, chk.checksum, "
                 + "(SELECT COUNT(*) FROM queued) FROM chk")) {
@@ -288,6 +290,15 @@ public class Executions {
     private record Report(String projectId, String node, String stepId, Status status, String reason, int attempts,
             int version, String queuedAt, String startedAt, String finishedAt, Long durationMs, String result) {
 
+        /** One execution's reports share it. */
+        String key() {
+            return key(stepId, node);
+        }
+
+        static String key(String stepId, String node) {
+            return stepId + "\n" + node;
+        }
+
         Execution written(Instant now) {
             return new Execution(projectId, stepId, node, status, reason, attempts, version, true, instant(queuedAt),
                     instant(startedAt), instant(finishedAt), durationMs, null, now);
@@ -315,7 +326,7 @@ public class Executions {
             applyReports(c, List.of(r));
         } else {
             // of several reports of one execution in a transaction the newest stands (each supersedes the one before)
-            batch.reports.merge(r.stepId() + "\n" + r.node(), r, (x, y) -> y.version() > x.version() ? y : x);
+            batch.reports.merge(r.key(), r, (x, y) -> y.version() > x.version() ? y : x);
         }
     }
 
@@ -371,11 +382,11 @@ public class Executions {
             up.setObject(13, Database.utc(now));
             up.setObject(14, Database.utc(Instant.now()));
             for (Report r : rs) {
-                byKey.put(r.stepId() + "\n" + r.node(), r);
+                byKey.put(r.key(), r);
             }
             try (ResultSet applied = up.executeQuery()) {
                 while (applied.next()) { // the rows as just written (read back they would cost a round trip)
-                    Execution written = byKey.get(applied.getString(1) + "\n" + applied.getString(2)).written(now);
+                    Execution written = byKey.get(Report.key(applied.getString(1), applied.getString(2))).written(now);
                     Database.afterCommit(() -> feed.publish(written));
                 }
             }

@@ -411,7 +411,7 @@ public class Projects {
         return stepView(added.step(), added.executions());
     }
 
-    /** The step's row (written by the initiator, and by each node that receives the step). */
+    /** The step's row as the initiator writes it (a receiving node stores it with its checks: Executions#receive). */
     static void insert(Connection c, Step s) throws SQLException {
         try (PreparedStatement ins = c.prepareStatement(INSERT_STEP)) {
             bindStep(ins, 1, s);
@@ -419,9 +419,10 @@ public class Projects {
         }
     }
 
+    /** fed_step's columns, in the order {@link #bindStep} binds them and {@link #step(ResultSet, int)} reads them. */
+    static final String STEP_ROW = "step_id, project_id, seq, kind, definition, depends_on, checksum, origin, created_at";
     /** The step's row; its values are parameters 1 … 9 ({@link #bindStep}). */
-    static final String INSERT_STEP = "INSERT INTO fed_step (step_id, project_id, seq, kind, definition, depends_on, checksum, "
-            + "origin, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    private static final String INSERT_STEP = "INSERT INTO fed_step (" + STEP_ROW + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)";
 
     /** Binds the step's values as parameters {@code from} … {@code from + 8}; returns the next parameter's index. */
     static int bindStep(PreparedStatement ins, int from, Step s) throws SQLException {
@@ -582,8 +583,7 @@ public class Projects {
             + "p.created_at, p.decided_at, p.decided_by";
 
     /** A step's columns as {@link #step(ResultSet, int)} reads them, from the table aliased {@code s}. */
-    static final String STEP_COLUMNS = "s.step_id, s.project_id, s.seq, s.kind, s.definition, s.depends_on, s.checksum, "
-            + "s.origin, s.created_at";
+    static final String STEP_COLUMNS = "s." + STEP_ROW.replace(", ", ", s.");
 
     static Optional<Step> step(Connection c, String stepId) throws SQLException {
         try (PreparedStatement q = c.prepareStatement("SELECT " + STEP_COLUMNS + " FROM fed_step s WHERE s.step_id = ?")) {
