@@ -30,6 +30,7 @@ public class Database {
     /** One {@link #inTransaction} of this thread: its connection, the work left for its commit, the actions after it. */
     private static final class Scope {
         final List<Runnable> afterCommit = new ArrayList<>(0);
+        final List<Runnable> afterRollback = new ArrayList<>(0);
         final Map<Object, BeforeCommit> beforeCommit = new LinkedHashMap<>(2);
         Connection connection;
     }
@@ -87,6 +88,7 @@ public class Database {
         Scope mine = new Scope();
         scopes.push(mine);
         T result;
+        boolean committed = false;
         try (Connection c = dataSource.getConnection()) {
             mine.connection = c;
             boolean auto = c.getAutoCommit();
@@ -99,6 +101,7 @@ public class Database {
                     mine.beforeCommit.remove(key).run(c);
                 }
                 c.commit();
+                committed = true;
             } catch (SQLException | RuntimeException e) {
                 c.rollback();
                 throw e;
@@ -107,6 +110,15 @@ public class Database {
             }
         } finally {
             scopes.pop();
+            if (!committed) {
+                for (Runnable r : mine.afterRollback) {
+                    try {
+                        r.run();
+                    } catch (RuntimeException e) {
+                        LOG.warnf("An after-rollback action failed: %s", e.toString());
+                    }
+                }
+            }
         }
         for (Runnable r : mine.afterCommit) {
             try {
@@ -116,6 +128,24 @@ public class Database {
             }
         }
         return result;
+    }
+
+    /** Whether {@code c} is the connection of this thread's innermost {@link #inTransaction}. */
+    public static boolean inTransactionOn(Connection c) {
+        Scope scope = SCOPES.get().peek();
+        return scope != null && scope.connection == c;
+    }
+
+    /**
+     * Runs {@code action} if the innermost {@link #inTransaction} of this thread ends without committing (its work or
+     * its commit failed, and it was rolled back), after the connection was given back; outside any transaction, never.
+     * For undoing what a transaction took in memory (a claim on a project's steps) when what it wrote is undone.
+     */
+    public static void afterRollback(Runnable action) {
+        Scope scope = SCOPES.get().peek();
+        if (scope != null) {
+            scope.afterRollback.add(action);
+        }
     }
 
     /**

@@ -164,6 +164,43 @@ class DatabaseAfterCommitTest {
         });
     }
 
+    @Test
+    void anAfterRollbackActionRunsOnlyWhenTheTransactionDoesNotCommitAndNeverOutsideOne() throws SQLException {
+        List<String> ran = new ArrayList<>();
+        Database.inTransaction(ds, c -> {
+            insert(c, 1);
+            assertEquals(true, Database.inTransactionOn(c));
+            Database.afterRollback(() -> ran.add("undone 1"));
+            return null;
+        });
+        assertEquals(List.of(), ran, "committed: nothing to undo");
+        assertThrows(SQLException.class, () -> Database.inTransaction(ds, c -> {
+            insert(c, 2);
+            Database.afterRollback(() -> ran.add("undone 2 (" + visibleRows() + " rows visible)"));
+            Database.afterCommit(() -> ran.add("woken 2"));
+            throw new SQLException("boom");
+        }));
+        assertEquals(List.of("undone 2 (1 rows visible)"), ran, "rolled back before the action ran; no after-commit action");
+        // a deferred write that fails at the commit fails the transaction: undone too
+        assertThrows(SQLException.class, () -> Database.inTransaction(ds, c -> {
+            Database.afterRollback(() -> ran.add("undone 3"));
+            Database.BeforeCommit failing = x -> {
+                try (Statement st = x.createStatement()) {
+                    st.execute("INSERT INTO no_such_table VALUES (1)");
+                }
+            };
+            assertNotNull(Database.beforeCommit(c, this, () -> failing));
+            return null;
+        }));
+        assertEquals(List.of("undone 2 (1 rows visible)", "undone 3"), ran);
+        Database.afterRollback(() -> ran.add("outside"));
+        try (Connection c = ds.getConnection()) {
+            assertEquals(false, Database.inTransactionOn(c));
+        }
+        assertEquals(2, ran.size(), "outside a transaction there is nothing to roll back");
+        assertEquals(1, visibleRows());
+    }
+
     private static long countIn(Connection c) throws SQLException {
         try (Statement s = c.createStatement(); ResultSet rs = s.executeQuery("SELECT COUNT(*) FROM t")) {
             rs.next();

@@ -247,12 +247,22 @@ public class Executions {
         return Optional.of(e);
     }
 
-    /** Sends this node's execution state (and result) to the project's initiator; the initiator itself stores it. */
+    /**
+     * Sends this node's execution state (and result) to the project's initiator; the initiator itself stores it. A
+     * step of this node's just queued is started at once: claimed in the caller's transaction if it can be (its
+     * RUNNING report then follows this one in the same batch), else by the runner woken after the commit.
+     */
     void report(Connection c, Execution e, JsonNode result) throws SQLException {
+        send(c, e, result);
         if (e.status() == Status.QUEUED && e.nodeId().equals(identity.nodeId())) {
             String projectId = e.projectId();
-            Database.afterCommit(() -> runner.wake(projectId)); // run it now rather than at the runner's next poll
+            if (!runner.claimWith(c, projectId)) {
+                Database.afterCommit(() -> runner.wake(projectId)); // run it now rather than at the runner's next poll
+            }
         }
+    }
+
+    private void send(Connection c, Execution e, JsonNode result) throws SQLException {
         String initiator = initiatorOf(c, e.projectId());
         if (initiator == null) {
             return; // a step of a project whose invitation has not arrived: reported once accepted

@@ -548,6 +548,44 @@ class FederationNetworkTest {
     }
 
     @Test
+    void aStepQueuedInAnAcceptedProjectIsClaimedByTheTransactionThatReceivedItAndLetGoWhenThatRollsBack() throws Exception {
+        // peer-b's projects are accepted on arrival. Its invitation, step 1 and a step under step 1's number come in one
+        // transmission: the first attempt claims step 1 in the receiving transaction, then the third message undoes
+        // that transaction; done again with the first two, step 1 is claimed again, and runs once
+        String project = UUID.randomUUID().toString();
+        String s1 = UUID.randomUUID().toString();
+        String invitation = b.seal(b.keys, Messages.INVITATION, NODE, project, invitation("claimed on receipt"));
+        String step1 = b.seal(b.keys, Messages.STEP, NODE, project, step(s1, 1, "cohort", "{\"minValue\":41}", "{}"));
+        String clash = b.seal(b.keys, Messages.STEP, NODE, project,
+                step(UUID.randomUUID().toString(), 1, "cohort", "{\"minValue\":42}", "{}"));
+        HttpResponse<String> r = b.send(port, "[" + invitation + "," + step1 + "," + clash + "]");
+        assertEquals(200, r.statusCode(), r.body());
+        JsonNode results = TestPeer.JSON.readTree(r.body()).path("results");
+        assertEquals(List.of(200, 200, 409), List.of(results.get(0).path("status").asInt(), results.get(1).path("status").asInt(),
+                results.get(2).path("status").asInt()), r.body());
+        String execution = "FROM fed_execution WHERE step_id = '" + s1 + "' AND node_id = '" + NODE + "'";
+        await().atMost(Duration.ofSeconds(10)).until(() -> "SUCCEEDED".equals(query("SELECT status " + execution)));
+        assertEquals(1, count("SELECT COUNT(*) FROM fed_test_run WHERE step_id = '" + s1 + "'"), "run once");
+        assertEquals("1", query("SELECT attempts " + execution), "one attempt: the undone claim did not count");
+        // the acceptance, the queued report and the running one were written by the receiving transaction, in one batch
+        List<String> written = new ArrayList<>();
+        try (Connection c = PostgresResource.connect(); Statement st = c.createStatement(); ResultSet rs = st.executeQuery(
+                "SELECT message_type, created_at, message FROM fed_outbox WHERE destination = 'peer-b' AND project_id = '"
+                        + project + "' ORDER BY id")) {
+            while (rs.next()) {
+                String m = rs.getString(3);
+                written.add(rs.getString(1) + (m.contains("QUEUED") ? " QUEUED" : m.contains("RUNNING") ? " RUNNING"
+                        : m.contains("SUCCEEDED") ? " SUCCEEDED" : "") + " @" + rs.getString(2));
+            }
+        }
+        assertEquals(4, written.size(), written.toString());
+        String at = written.get(0).substring(written.get(0).indexOf('@'));
+        assertEquals(List.of("invitation-response " + at, "step-status QUEUED " + at, "step-status RUNNING " + at),
+                written.subList(0, 3), "one transaction, then the success: " + written);
+        assertTrue(written.get(3).startsWith("step-status SUCCEEDED"), written.toString());
+    }
+
+    @Test
     void aMessageTwiceInOneTransmissionIsAppliedOnceAndAReusedIdWithOtherContentIsRefused() throws Exception {
         // the messages of a transmission are stored by one statement: a message sent twice in it is stored and applied
         // once (the second acknowledged as a duplicate), and an id stored before but with other content is refused
