@@ -3,8 +3,9 @@
 #   bench/run-federation-fanout.sh [NODES] [PERSONS]      (defaults 20 nodes of 10000 persons; BENCH_FED_RUNS=3)
 # Builds the hub jar if it is missing or older than the sources, compiles bench/federation against the jar's classes
 # and runs it: NODES fresh databases fed_fanout_nXX with synthetic persons, NODES packaged hubs (BENCH_FED_HUB_OPTS,
-# default -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1) that are peers of each other, then a warm-up study and BENCH_FED_RUNS measured
-# ones from n01 (BENCH_FED_WARMUPS warm-up studies first, default 1). Writes the fan-out section of bench/RESULTS.md (the rest of the file is kept).
+# default -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1) that are peers of each other, then BENCH_FED_WARMUPS warm-up studies
+# (default 3) and BENCH_FED_RUNS measured ones (default 3) from n01 in each way of posting a study (BENCH_FED_STEPS: both, the
+# default, separate or plan). Writes the fan-out section of bench/RESULTS.md (the rest of the file is kept).
 set -euo pipefail
 BENCH_DIR="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$(dirname "$BENCH_DIR")"

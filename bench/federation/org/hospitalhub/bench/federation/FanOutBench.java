@@ -179,7 +179,7 @@ public final class FanOutBench {
     /** One measured study. */
     record Run(String project, double wallSeconds, String slowestNode, double slowestOwnSeconds, double medianOwnSeconds,
             double fastestOwnSeconds, long pooledPersons, long sumPersons, double sumOwnSeconds, double[] delivery,
-            double[] waiting, double[] back) {
+            double[] waiting, double[] back, Cpu cpu) {
         double overhead() {
             return wallSeconds - slowestOwnSeconds;
         }
@@ -259,24 +259,32 @@ public final class FanOutBench {
         System.out.printf("Checkpoint after the set-up: %d WAL segments ready for reuse%n", walReady);
 
         int runs = Integer.parseInt(env("BENCH_FED_RUNS", "3"));
-        List<Run> done = new ArrayList<>();
-        int warmups = Integer.parseInt(env("BENCH_FED_WARMUPS", "1"));
-        List<Run> warm = new ArrayList<>();
+        int warmups = Integer.parseInt(env("BENCH_FED_WARMUPS", "3"));
+        Map<Mode, List<Run>> warm = new LinkedHashMap<>();
+        Map<Mode, List<Run>> done = new LinkedHashMap<>();
+        for (Mode m : MODES) {
+            warm.put(m, new ArrayList<>());
+            done.put(m, new ArrayList<>());
+        }
+        // warm-up studies in turn in each mode, then the measured ones: run 1 in each mode, run 2 in each mode, ...
         for (int w = 1; w <= warmups; w++) {
             if (w > 1) {
                 Thread.sleep(2000);
             }
-            Run run = study("warm-up " + w);
-            warm.add(run);
-            System.out.printf("warm-up %d: wall %.2f s, slowest own %.2f s (%s), overhead %.2f s%n", w, run.wallSeconds(),
+            Mode m = MODES.get((w - 1) % MODES.size());
+            Run run = study("warm-up " + w, m);
+            warm.get(m).add(run);
+            System.out.printf("warm-up %d (%s): wall %.2f s, slowest own %.2f s (%s), overhead %.2f s%n", w, m.label, run.wallSeconds(),
                     run.slowestOwnSeconds(), run.slowestNode(), run.overhead());
         }
         for (int r = 1; r <= runs; r++) {
-            Thread.sleep(2000);
-            Run run = study("run " + r);
-            done.add(run);
-            System.out.printf("run %d: wall %.2f s, slowest own %.2f s (%s), overhead %.2f s%n", r, run.wallSeconds(),
-                    run.slowestOwnSeconds(), run.slowestNode(), run.overhead());
+            for (Mode m : MODES) {
+                Thread.sleep(2000);
+                Run run = study("run " + r, m);
+                done.get(m).add(run);
+                System.out.printf("run %d (%s): wall %.2f s, slowest own %.2f s (%s), overhead %.2f s; CPU %s%n", r, m.label,
+                        run.wallSeconds(), run.slowestOwnSeconds(), run.slowestNode(), run.overhead(), run.cpu());
+            }
         }
         long rss = nodes.stream().mapToLong(Node::rssKb).sum();
 
@@ -289,7 +297,8 @@ public final class FanOutBench {
                 .append(" hubs, PostgreSQL and this program share them |\n");
         md.append("| nodes | ").append(n).append(" packaged hubs (`java ").append(javaOpts)
                 .append(" -jar target/quarkus-app/quarkus-run.jar`, profile postgres, federation defaults: a message is sent "
-                        + "and a received step started as soon as committed, the polls (1 s) are a safety net; a pool of " + env("BENCH_FED_POOL", "8") + " connections; "
+                        + "as soon as committed, a received step claimed by the transaction that stores it and started once it commits, the "
+                        + "polls (1 s) are a safety net; a pool of " + env("BENCH_FED_POOL", "8") + " connections; "
                         + "qc timer sweep `" + env("BENCH_FED_QC_SWEEP", "off") + "`, as on a node without qc flows), each its own database with ").append(String.format("%,d", persons))
                 .append(" synthetic persons; all peers of each other, signed messages over HTTP on 127.0.0.1; n01 initiates. "
                         + "Resident memory of the ").append(n).append(" JVMs together: ").append(rss / 1024).append(" MB |\n");
@@ -297,40 +306,40 @@ public final class FanOutBench {
                 .append(String.format("%.0f s", started)).append("; then a checkpoint, so that the studies find the set-up's ")
                 .append("WAL segments recycled, as a server in its steady state does: ").append(walReady)
                 .append(" ready for reuse (bench/README, \"WAL segments\") |\n\n");
-        md.append(PLAN ? "The study is posted as a plan: `POST /projects` with its three steps (`BENCH_FED_STEPS=plan`), so "
-                + "they travel with the invitation. " : "The project is posted, then its three steps one by one (the default; "
-                + "`BENCH_FED_STEPS=plan` posts them with the project). ");
-        md.append("Wall time: from the initiator's `POST /projects` until it holds every node's analysis result "
+        md.append("Each mode of posting a study is measured in turn (`BENCH_FED_STEPS`: `both`, the default, or `separate` "
+                + "or `plan` alone), after ").append(warmups).append(" warm-up studies (`BENCH_FED_WARMUPS`) taken in turn in each "
+                + "mode: the hubs compile their code while they work, and a hub that has served a few studies is what a study "
+                + "meets in a network. Wall time: from the initiator's `POST /projects` until it holds every node's analysis result "
                 + "(`fed_result.received_at` of the last one; the bench asks the initiator every " + POLL_MS + " ms whether they "
                 + "are all in). Own execution of a node: the sum of its cohort, variables and "
                 + "analysis durations as the node measured them (`fed_execution.duration_ms`, reported to the initiator). "
-                + "Overhead = wall time − the slowest node's own execution (target ≤ 1 s).\n\n");
-        md.append("| run | wall | slowest node's own execution | median / fastest node | overhead | pooled persons = Σ nodes |\n"
-                + "|---|---|---|---|---|---|\n");
-        for (int w = 0; w < warm.size(); w++) {
-            md.append(row(warm.size() == 1 ? "warm-up (not counted)" : "warm-up " + (w + 1) + " (not counted)", warm.get(w)));
-        }
-        for (int r = 0; r < done.size(); r++) {
-            md.append(row(Integer.toString(r + 1), done.get(r)));
-        }
-        md.append("\nWhere the rest goes (seconds, p50 / max over the ").append(n).append(" nodes × 3 steps): *delivery* = the step "
+                + "Overhead = wall time − the slowest node's own execution (target ≤ 1 s). *Delivery* = the step "
                 + "created at the initiator → queued at the node; *waiting* = queued (or the node's previous step done) → "
-                + "started; *back* = done at the node → its result stored at the initiator. *Σ own* is the nodes' own "
-                + "executions summed; Σ own ÷ wall is how many nodes were executing at once on the ")
-                .append(Runtime.getRuntime().availableProcessors()).append(" cores (each own execution is wall time, "
-                        + "stretched by the others sharing them).\n\n");
-        md.append("| run | delivery | waiting | back | Σ own | Σ own ÷ wall |\n|---|---|---|---|---|---|\n");
-        for (int r = 0; r < done.size(); r++) {
-            Run x = done.get(r);
-            md.append(String.format("| %d | %.2f / %.2f | %.2f / %.2f | %.2f / %.2f | %.1f s | %.1f |%n", r + 1, x.delivery()[0],
-                    x.delivery()[1], x.waiting()[0], x.waiting()[1], x.back()[0], x.back()[1], x.sumOwnSeconds(),
-                    x.sumOwnSeconds() / x.wallSeconds()));
+                + "started; *back* = done at the node → its result stored at the initiator (seconds, p50 / max over the ")
+                .append(n).append(" nodes × 3 steps). *Σ own* is the nodes' own executions summed; Σ own ÷ wall is how many "
+                        + "nodes were executing at once on the ").append(Runtime.getRuntime().availableProcessors())
+                .append(" cores (each own execution is wall time, stretched by the others sharing them). *CPU*: the cores the 20 hubs "
+                        + "and PostgreSQL used on average during the study (from /proc), and of them the initiator n01's hub and database "
+                        + "and the busiest other node's.\n");
+        for (Mode m : MODES) {
+            md.append("\n### ").append(m.title).append("\n\n").append(m.description).append("\n\n");
+            md.append("| run | wall | slowest node's own execution | median / fastest node | overhead | pooled persons = Σ nodes "
+                    + "| delivery | waiting | back | Σ own | Σ own ÷ wall | CPU: hubs / PostgreSQL |\n"
+                    + "|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+            List<Run> ws = warm.get(m);
+            for (int w = 0; w < ws.size(); w++) {
+                md.append(row("warm-up (not counted)", ws.get(w)));
+            }
+            List<Run> rs = done.get(m);
+            for (int r = 0; r < rs.size(); r++) {
+                md.append(row(Integer.toString(r + 1), rs.get(r)));
+            }
+            double worst = rs.stream().mapToDouble(Run::overhead).max().orElse(Double.NaN);
+            double mean = rs.stream().mapToDouble(Run::overhead).average().orElse(Double.NaN);
+            md.append("\n").append(m.title).append(", overhead over ").append(rs.size()).append(" runs: mean ")
+                    .append(String.format("%.2f s", mean)).append(", worst ").append(String.format("%.2f s", worst))
+                    .append(": **").append(worst <= 1.0 ? "MET" : "MISSED").append("** (target ≤ 1 s).\n");
         }
-        double worst = done.stream().mapToDouble(Run::overhead).max().orElse(Double.NaN);
-        double mean = done.stream().mapToDouble(Run::overhead).average().orElse(Double.NaN);
-        md.append("\nOverhead over ").append(done.size()).append(" runs: mean ").append(String.format("%.2f s", mean))
-                .append(", worst ").append(String.format("%.2f s", worst)).append(": **")
-                .append(worst <= 1.0 ? "MET" : "MISSED").append("** (target ≤ 1 s).\n");
         return md.toString();
     }
 
@@ -338,30 +347,56 @@ public final class FanOutBench {
         return "| " + name + " | " + String.format("%.2f s", r.wallSeconds()) + " | "
                 + String.format("%.2f s (%s)", r.slowestOwnSeconds(), r.slowestNode()) + " | "
                 + String.format("%.2f s / %.2f s", r.medianOwnSeconds(), r.fastestOwnSeconds()) + " | "
-                + String.format("**%.2f s**", r.overhead()) + " | " + r.pooledPersons() + " = " + r.sumPersons() + " |\n";
+                + String.format("**%.2f s**", r.overhead()) + " | " + r.pooledPersons() + " = " + r.sumPersons() + " | "
+                + String.format("%.2f / %.2f | %.2f / %.2f | %.2f / %.2f | %.1f s | %.1f | ", r.delivery()[0], r.delivery()[1],
+                        r.waiting()[0], r.waiting()[1], r.back()[0], r.back()[1], r.sumOwnSeconds(),
+                        r.sumOwnSeconds() / r.wallSeconds()) + r.cpu() + " |\n";
     }
 
-    /**
-     * {@code BENCH_FED_STEPS}: {@code separate} (default, as in every official run) posts the project, then each step;
-     * {@code plan} posts the steps with the project (they travel with the invitation).
-     */
-    static final boolean PLAN = "plan".equals(System.getenv("BENCH_FED_STEPS"));
+    /** How the bench posts a study. */
+    enum Mode {
+        SEPARATE("one by one", "Steps posted one by one",
+                "The project is posted, then its cohort, variables and analysis steps, each by its own request as soon as the "
+                        + "one before is answered (it names the earlier steps' ids): the way a researcher builds a study step by "
+                        + "step, here at machine speed, so the later steps chase the earlier ones to every node."),
+        PLAN("as a plan", "The study posted as a plan",
+                "`POST /projects` with its three steps: a study defined before it starts; its steps travel with the invitation.");
+
+        final String label;
+        final String title;
+        final String description;
+
+        Mode(String label, String title, String description) {
+            this.label = label;
+            this.title = title;
+            this.description = description;
+        }
+    }
+
+    /** {@code BENCH_FED_STEPS}: {@code both} (default: each mode in turn), {@code separate} or {@code plan}. */
+    static final List<Mode> MODES = switch (env("BENCH_FED_STEPS", "both")) {
+        case "separate" -> List.of(Mode.SEPARATE);
+        case "plan" -> List.of(Mode.PLAN);
+        case "both" -> List.of(Mode.SEPARATE, Mode.PLAN);
+        default -> throw new IllegalArgumentException("BENCH_FED_STEPS must be both, separate or plan, not " + System.getenv("BENCH_FED_STEPS"));
+    };
 
     /** {@code BENCH_FED_POLL_MS}: how often the initiator is asked whether every node's analysis result is in (500). */
     static final long POLL_MS = Long.parseLong(env("BENCH_FED_POLL_MS", "500"));
 
-    Run study(String title) throws Exception {
+    Run study(String title, Mode mode) throws Exception {
         Node initiator = nodes.get(0);
         StringBuilder invited = new StringBuilder();
         for (Node x : nodes) {
             invited.append(invited.length() == 0 ? "" : ",").append('"').append(x.id).append('"');
         }
+        Map<String, Double> cpu0 = cpuByNode();
         Instant t0 = Instant.now();
         String project;
         String cohort;
         String analysis;
-        if (PLAN) { // the study's steps with the project, one request (they travel with the invitation)
-            JsonNode created = initiator.post("/api/v1/federation/projects", "{\"title\":\"Fan-out benchmark " + title
+        if (mode == Mode.PLAN) { // the study's steps with the project, one request (they travel with the invitation)
+            JsonNode created = initiator.post("/api/v1/federation/projects", "{\"title\":\"Fan-out benchmark " + title + " (" + mode.label + ")"
                     + "\",\"invitedNodes\":[" + invited + "],\"sharingLevel\":\"aggregate-only\",\"steps\":["
                     + "{\"ref\":\"c\",\"kind\":\"cohort\",\"definition\":" + FederationBench.COHORT + "},"
                     + "{\"ref\":\"v\",\"kind\":\"variables\",\"definition\":" + FederationBench.VARIABLES
@@ -372,7 +407,7 @@ public final class FanOutBench {
             cohort = created.path("steps").path(0).path("stepId").asText();
             analysis = created.path("steps").path(2).path("stepId").asText();
         } else { // the project, then each step by its own request
-            project = initiator.post("/api/v1/federation/projects", "{\"title\":\"Fan-out benchmark " + title
+            project = initiator.post("/api/v1/federation/projects", "{\"title\":\"Fan-out benchmark " + title + " (" + mode.label + ")"
                     + "\",\"invitedNodes\":[" + invited + "],\"sharingLevel\":\"aggregate-only\"}").path("projectId").asText();
             cohort = step(project, "cohort", FederationBench.COHORT, "{}");
             String variables = step(project, "variables", FederationBench.VARIABLES, "{\"cohort\":\"" + cohort + "\"}");
@@ -399,6 +434,7 @@ public final class FanOutBench {
             // busiest node) a request and its queries ten times a second while it works
             Thread.sleep(POLL_MS);
         }
+        Cpu cpu = Cpu.between(cpu0, cpuByNode(), Duration.between(t0, Instant.now()).toNanos() / 1e9);
         Instant last;
         Map<String, Double> own = new LinkedHashMap<>();
         try (Connection c = DriverManager.getConnection(initiator.url(), "postgres", "")) {
@@ -469,7 +505,72 @@ public final class FanOutBench {
         long pooledN = findCount(pooled.path("pooled").path("analyses"));
         return new Run(project, Duration.between(t0, last).toNanos() / 1e9, slowest, own.get(slowest),
                 sorted.get(sorted.size() / 2), sorted.get(0), pooledN, sum, sorted.stream().mapToDouble(Double::doubleValue).sum(),
-                p50max(delivery), p50max(waiting), p50max(back));
+                p50max(delivery), p50max(waiting), p50max(back), cpu);
+    }
+
+    /**
+     * CPU seconds used so far, by node: {@code hub:nXX} its JVM, {@code db:nXX} the PostgreSQL processes serving its
+     * database, {@code db:-} PostgreSQL's others (writer, checkpointer, autovacuum, the bench's own queries' databases).
+     * From /proc; a process that ended in between is not counted.
+     */
+    Map<String, Double> cpuByNode() {
+        Map<String, Double> out = new LinkedHashMap<>();
+        for (Node x : nodes) {
+            out.put("hub:" + x.id, x.hub.cpuSeconds());
+        }
+        try (var dirs = Files.list(Path.of("/proc"))) {
+            for (Path d : (Iterable<Path>) dirs::iterator) {
+                String name = d.getFileName().toString();
+                if (!name.chars().allMatch(Character::isDigit)) {
+                    continue;
+                }
+                try {
+                    String stat = Files.readString(d.resolve("stat"));
+                    if (!stat.contains("(postgres)")) {
+                        continue;
+                    }
+                    String cmd = Files.readString(d.resolve("cmdline")).replace('\0', ' ');
+                    int at = cmd.indexOf("fed_fanout_");
+                    String key = at < 0 ? "db:-" : "db:" + cmd.substring(at + "fed_fanout_".length()).split(" ")[0];
+                    out.merge(key, ChildHub.cpuSeconds(Long.parseLong(name)), Double::sum);
+                } catch (java.io.IOException | RuntimeException gone) {
+                    // ended meanwhile
+                }
+            }
+        } catch (java.io.IOException e) {
+            // no /proc: no figures
+        }
+        return out;
+    }
+
+    /** CPU during a study: the hubs, PostgreSQL, and of each the initiator's share and the busiest other node's. */
+    record Cpu(double seconds, double hubs, double hubInitiator, double hubMaxOther, double db, double dbInitiator, double dbMaxOther) {
+        static Cpu between(Map<String, Double> a, Map<String, Double> b, double seconds) {
+            double hubs = 0, db = 0, hub1 = 0, db1 = 0, hubMax = 0, dbMax = 0;
+            for (Map.Entry<String, Double> e : b.entrySet()) {
+                double used = e.getValue() - a.getOrDefault(e.getKey(), 0.0);
+                if (used < 0) {
+                    used = e.getValue(); // a process that is new since the first look (same pid reused: rare)
+                }
+                boolean initiator = e.getKey().endsWith(":n01");
+                if (e.getKey().startsWith("hub:")) {
+                    hubs += used;
+                    hub1 = initiator ? used : hub1;
+                    hubMax = initiator ? hubMax : Math.max(hubMax, used);
+                } else {
+                    db += used;
+                    db1 = initiator ? used : db1;
+                    dbMax = initiator || e.getKey().equals("db:-") ? dbMax : Math.max(dbMax, used);
+                }
+            }
+            return new Cpu(seconds, hubs, hub1, hubMax, db, db1, dbMax);
+        }
+
+        @Override
+        public String toString() {
+            return String.format("%.2f / %.2f cores (n01 %.2f / %.2f, busiest other %.2f / %.2f)", hubs / seconds, db / seconds,
+                    hubInitiator / seconds, dbInitiator / seconds, hubMaxOther / seconds, dbMaxOther / seconds);
+        }
     }
 
     static Instant instant(ResultSet rs, int col) throws java.sql.SQLException {
