@@ -189,11 +189,17 @@ public class Executions {
      */
     public Optional<Execution> transition(Connection c, String stepId, Status expected, Status to, String reason,
             boolean countAttempt, boolean retryable, Instant nextRetryAt, JsonNode result) throws SQLException {
+        return transition(c, stepId, expected, to, reason, countAttempt, retryable, nextRetryAt, result, null);
+    }
+
+    /** As above, an outcome's duration counted from {@code ranFrom} (see {@link #transition(Connection, Execution, Status, String, boolean, boolean, Instant, JsonNode, Instant)}). */
+    Optional<Execution> transition(Connection c, String stepId, Status expected, Status to, String reason,
+            boolean countAttempt, boolean retryable, Instant nextRetryAt, JsonNode result, Instant ranFrom) throws SQLException {
         Optional<Execution> before = find(c, stepId, identity.nodeId());
         if (before.isEmpty() || before.get().status() != expected) {
             return Optional.empty();
         }
-        return transition(c, before.get(), to, reason, countAttempt, retryable, nextRetryAt, result);
+        return transition(c, before.get(), to, reason, countAttempt, retryable, nextRetryAt, result, ranFrom);
     }
 
     /**
@@ -202,6 +208,17 @@ public class Executions {
      */
     Optional<Execution> transition(Connection c, Execution current, Status to, String reason, boolean countAttempt,
             boolean retryable, Instant nextRetryAt, JsonNode result) throws SQLException {
+        return transition(c, current, to, reason, countAttempt, retryable, nextRetryAt, result, null);
+    }
+
+    /**
+     * As above; an outcome's duration ({@code duration_ms}) is counted from {@code ranFrom}, when the runner began the
+     * step (removing earlier results included), if given, else from {@code started_at}. A step is RUNNING from its claim,
+     * which may be made by the transaction that received it, before that transaction's last statements and commit: its
+     * duration is the node's own work, not those.
+     */
+    Optional<Execution> transition(Connection c, Execution current, Status to, String reason, boolean countAttempt,
+            boolean retryable, Instant nextRetryAt, JsonNode result, Instant ranFrom) throws SQLException {
         String stepId = current.stepId();
         Status expected = current.status();
         Instant now = Instant.now().truncatedTo(ChronoUnit.MICROS); // as the database keeps it
@@ -211,8 +228,10 @@ public class Executions {
             case RUNNING -> "started_at = ?, finished_at = NULL, duration_ms = NULL";
             case SUCCEEDED, FAILED -> "finished_at = ?, duration_ms = ?";
         };
-        if ((to == Status.SUCCEEDED || to == Status.FAILED) && current.startedAt() != null) {
-            duration = java.time.Duration.between(current.startedAt(), now).toMillis();
+        Instant from = ranFrom != null && current.startedAt() != null && ranFrom.isAfter(current.startedAt()) ? ranFrom
+                : current.startedAt();
+        if ((to == Status.SUCCEEDED || to == Status.FAILED) && from != null) {
+            duration = java.time.Duration.between(from, now).toMillis();
         }
         boolean withDuration = to == Status.SUCCEEDED || to == Status.FAILED;
         try (PreparedStatement up = c.prepareStatement("UPDATE fed_execution SET status = ?, reason = ?, version = version + 1, "

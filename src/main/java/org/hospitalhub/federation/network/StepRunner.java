@@ -337,6 +337,7 @@ public class StepRunner {
     private Optional<Claimed> runOne(Claimed claimed) {
         Projects.Step s = claimed.step();
         Optional<Claimed> following = null;
+        Instant ranFrom = null;
         String outcome = "failed";
         Timer.Sample sample = Timer.start(meters);
         try {
@@ -349,15 +350,16 @@ public class StepRunner {
             dependencies(s).fields().forEachRemaining(e -> deps.put(e.getKey(), e.getValue().asText()));
             StepContext ctx = new StepContext(s.projectId(), s.stepId(), s.kind(), mapper.readTree(s.definition()),
                     claimed.project().sharingLevel(), deps);
+            ranFrom = Instant.now(); // the step's duration: from here (it may have been claimed while its receipt committed)
             try {
                 executor.clean(s.projectId(), s.stepId()); // leftovers of an earlier, interrupted or failed attempt
                 JsonNode result = executor.execute(ctx);
-                following = succeed(claimed, result == null ? mapper.nullNode() : result);
+                following = succeed(claimed, result == null ? mapper.nullNode() : result, ranFrom);
                 outcome = "succeeded";
             } catch (StepDefinitionException e) {
                 String cleanProblem = cleanQuietly(executor, s);
                 finish(s, Executions.Status.FAILED, "invalid definition at " + e.field() + ": " + e.getMessage() + cleanProblem,
-                        false, null);
+                        false, null, null, ranFrom);
             } catch (Exception e) {
                 String cleanProblem = cleanQuietly(executor, s);
                 int attempts = claimed.execution().attempts();
@@ -366,7 +368,7 @@ public class StepRunner {
                         + (retry ? " (attempt " + attempts + " of " + maxAttempts + ", retried automatically)"
                                 : " (attempt " + attempts + " of " + maxAttempts + ", no more automatic retries)");
                 LOG.warnf("Step %s of project %s failed on this node: %s", s.stepId(), s.projectId(), reason);
-                finish(s, Executions.Status.FAILED, reason, retry, null, retry ? Instant.now().plus(delay(attempts)) : null);
+                finish(s, Executions.Status.FAILED, reason, retry, null, retry ? Instant.now().plus(delay(attempts)) : null, ranFrom);
             }
         } catch (Exception e) {
             LOG.errorf(e, "Step %s of project %s: cannot record its outcome (it is re-run after a restart)", s.stepId(), s.projectId());
@@ -381,7 +383,7 @@ public class StepRunner {
      * the same transaction. Should that transaction fail, the success is recorded alone and the next step waits for the
      * next wake-up or tick.
      */
-    private Optional<Claimed> succeed(Claimed claimed, JsonNode result) throws SQLException {
+    private Optional<Claimed> succeed(Claimed claimed, JsonNode result, Instant ranFrom) throws SQLException {
         String self = identity.nodeId();
         boolean lease;
         try {
@@ -392,7 +394,8 @@ public class StepRunner {
         if (lease) {
             try {
                 return db.inTransaction(c -> {
-                    executions.transition(c, claimed.execution(), Executions.Status.SUCCEEDED, null, false, false, null, result);
+                    executions.transition(c, claimed.execution(), Executions.Status.SUCCEEDED, null, false, false, null, result,
+                            ranFrom);
                     return claimNext(c, claimed.step().projectId(), self);
                 });
             } catch (SQLException | RuntimeException e) {
@@ -400,7 +403,7 @@ public class StepRunner {
                         claimed.step().stepId(), e.toString());
             }
         }
-        finish(claimed.step(), Executions.Status.SUCCEEDED, null, false, result);
+        finish(claimed.step(), Executions.Status.SUCCEEDED, null, false, result, null, ranFrom);
         return Optional.empty();
     }
 
@@ -432,9 +435,15 @@ public class StepRunner {
 
     private void finish(Projects.Step s, Executions.Status to, String reason, boolean retryable, JsonNode result, Instant retryAt)
             throws SQLException {
+        finish(s, to, reason, retryable, result, retryAt, null);
+    }
+
+    /** {@code ranFrom}: when this runner began the step (its duration is counted from there), or null. */
+    private void finish(Projects.Step s, Executions.Status to, String reason, boolean retryable, JsonNode result, Instant retryAt,
+            Instant ranFrom) throws SQLException {
         db.inTransaction(c -> executions.transition(c, s.stepId(), Executions.Status.RUNNING, to,
                 reason == null ? null : reason.length() > 2000 ? reason.substring(0, 2000) : reason, false, retryable, retryAt,
-                result));
+                result, ranFrom));
     }
 
     private static String cleanQuietly(StepExecutor executor, Projects.Step s) {

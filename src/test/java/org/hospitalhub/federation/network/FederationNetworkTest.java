@@ -586,6 +586,29 @@ class FederationNetworkTest {
     }
 
     @Test
+    void aStepsDurationIsItsOwnWorkNotTheTimeItWaitedForARunnerThread() throws Exception {
+        // the runner's four threads (hub.federation.steps.threads) busy with four projects' slow steps; a fifth project's
+        // step, claimed by the transaction that received it, waits for a thread: it is RUNNING from its claim, but its
+        // duration counts from when a thread began it
+        String last = null;
+        for (int i = 0; i < 5; i++) {
+            String project = UUID.randomUUID().toString();
+            last = UUID.randomUUID().toString();
+            String invitation = b.seal(b.keys, Messages.INVITATION, NODE, project, invitation("busy runner " + i));
+            String step = b.seal(b.keys, Messages.STEP, NODE, project, step(last, 1, "cohort",
+                    "{\"minValue\":5" + i + ",\"sleepMs\":" + (i < 4 ? 1500 : 100) + "}", "{}"));
+            HttpResponse<String> r = b.send(port, "[" + invitation + "," + step + "]");
+            assertEquals(200, r.statusCode(), r.body());
+        }
+        String execution = "FROM fed_execution WHERE step_id = '" + last + "' AND node_id = '" + NODE + "'";
+        await().atMost(Duration.ofSeconds(10)).until(() -> "SUCCEEDED".equals(query("SELECT status " + execution)));
+        long running = count("SELECT (EXTRACT(EPOCH FROM finished_at - started_at) * 1000)::bigint " + execution);
+        long duration = count("SELECT duration_ms " + execution);
+        assertTrue(running >= 1000, "RUNNING from its claim, waiting for a thread: " + running + " ms");
+        assertTrue(duration >= 100 && duration < running - 500, "its own work (a 100 ms step): " + duration + " ms of " + running);
+    }
+
+    @Test
     void aMessageTwiceInOneTransmissionIsAppliedOnceAndAReusedIdWithOtherContentIsRefused() throws Exception {
         // the messages of a transmission are stored by one statement: a message sent twice in it is stored and applied
         // once (the second acknowledged as a duplicate), and an id stored before but with other content is refused
