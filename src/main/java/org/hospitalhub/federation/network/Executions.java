@@ -236,7 +236,10 @@ public class Executions {
         boolean withDuration = to == Status.SUCCEEDED || to == Status.FAILED;
         try (PreparedStatement up = c.prepareStatement("UPDATE fed_execution SET status = ?, reason = ?, version = version + 1, "
                 + "attempts = attempts + ?, retryable = ?, next_retry_at = ?, updated_at = ?, " + set
-                + " WHERE step_id = ? AND node_id = ? AND status = ? AND version = ?")) {
+                + " WHERE step_id = ? AND node_id = ? AND status = ? AND version = ?"
+                // a step starts only in a project accepted here (a claim may rest on what was read before)
+                + (to == Status.RUNNING ? " AND EXISTS (SELECT 1 FROM fed_project p WHERE p.project_id = fed_execution.project_id "
+                        + "AND p.local_status = 'ACCEPTED')" : ""))) {
             int i = 1;
             up.setString(i++, to.name());
             up.setString(i++, reason);
