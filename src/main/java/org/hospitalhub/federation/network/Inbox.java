@@ -449,9 +449,13 @@ public class Inbox {
         }
         boolean self = m.origin().equals(identity.nodeId());
         boolean auto = self || peers.find(c, m.origin()).map(Peers.Peer::autoAccept).orElse(false);
-        try (PreparedStatement ins = c.prepareStatement("INSERT INTO fed_project (project_id, title, initiator, sharing_level, "
-                + "invited, local_status, created_at, decided_at, decided_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                + "ON CONFLICT (project_id) DO NOTHING")) {
+        // the project stored unless it was before, and whether steps of it arrived before it (they are reported once it
+        // is accepted): one statement
+        boolean stepsBefore;
+        try (PreparedStatement ins = c.prepareStatement("WITH ins AS (INSERT INTO fed_project (project_id, title, initiator, "
+                + "sharing_level, invited, local_status, created_at, decided_at, decided_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                + "ON CONFLICT (project_id) DO NOTHING RETURNING 1) SELECT (SELECT COUNT(*) FROM ins), EXISTS (SELECT 1 FROM "
+                + "fed_execution WHERE project_id = ? AND node_id = ?)")) {
             ins.setString(1, m.projectId());
             ins.setString(2, title);
             ins.setString(3, m.origin());
@@ -461,23 +465,35 @@ public class Inbox {
             ins.setObject(7, Database.utc(m.createdAt()));
             ins.setObject(8, auto ? Database.utc(Instant.now()) : null);
             ins.setString(9, auto ? "auto-accept" : null);
-            if (ins.executeUpdate() == 0) {
-                return; // the same invitation again
+            ins.setString(10, m.projectId());
+            ins.setString(11, identity.nodeId());
+            try (ResultSet rs = ins.executeQuery()) {
+                rs.next();
+                if (rs.getLong(1) == 0) {
+                    return; // the same invitation again
+                }
+                stepsBefore = rs.getBoolean(2);
             }
         }
         LOG.infof("Research project %s (%s) from %s: %s", m.projectId(), title, m.origin(), auto ? "accepted automatically" : "invited");
         if (auto && !self) {
-            answered(c, m.projectId(), m.origin(), true);
+            answered(c, m.projectId(), m.origin(), true, stepsBefore);
         }
     }
 
     /** This node accepted or declined: tell the initiator; if accepted, report the steps already received as queued. */
     void answered(Connection c, String projectId, String initiator, boolean accepted) throws SQLException {
+        answered(c, projectId, initiator, accepted, true);
+    }
+
+    /** As above; {@code stepsBefore} false: no step of the project has been received (nothing to look for). */
+    private void answered(Connection c, String projectId, String initiator, boolean accepted, boolean stepsBefore)
+            throws SQLException {
         ObjectNode p = mapper.createObjectNode();
         p.put("node", identity.nodeId());
         p.put("accepted", accepted);
         outbox.enqueue(c, initiator, Messages.INVITATION_RESPONSE, projectId, p);
-        if (accepted) {
+        if (accepted && stepsBefore) {
             for (Executions.Execution e : executions.ofProject(c, projectId)) {
                 if (e.nodeId().equals(identity.nodeId())) {
                     executions.report(c, e, null);

@@ -586,6 +586,24 @@ class FederationNetworkTest {
     }
 
     @Test
+    void aStepReceivedBeforeItsInvitationIsReportedAndRunOnceTheInvitationIsAcceptedOnArrival() throws Exception {
+        // peer-b's projects are accepted on arrival; its step comes first (as a relay may deliver it), then the invitation
+        String project = UUID.randomUUID().toString();
+        String s1 = UUID.randomUUID().toString();
+        ok(b.send(port, b.seal(b.keys, Messages.STEP, NODE, project, step(s1, 1, "cohort", "{\"minValue\":61}", "{}"))));
+        String execution = "FROM fed_execution WHERE step_id = '" + s1 + "' AND node_id = '" + NODE + "'";
+        assertEquals("QUEUED", query("SELECT status " + execution), "stored, waiting for its project");
+        await().during(Duration.ofMillis(300)).atMost(Duration.ofSeconds(2))
+                .until(() -> count("SELECT COUNT(*) FROM fed_test_run WHERE step_id = '" + s1 + "'") == 0);
+        ok(b.send(port, b.seal(b.keys, Messages.INVITATION, NODE, project, invitation("step first"))));
+        await().atMost(Duration.ofSeconds(10)).until(() -> "SUCCEEDED".equals(query("SELECT status " + execution)));
+        assertEquals(1, count("SELECT COUNT(*) FROM fed_test_run WHERE step_id = '" + s1 + "'"));
+        await().atMost(Duration.ofSeconds(10)).until(() -> b.received(Messages.STEP_STATUS).stream()
+                .filter(m -> m.path("payload").path("stepId").asText().equals(s1)).map(m -> m.path("payload").path("status").asText())
+                .toList().equals(List.of("QUEUED", "RUNNING", "SUCCEEDED")));
+    }
+
+    @Test
     void aStepsDurationIsItsOwnWorkNotTheTimeItWaitedForARunnerThread() throws Exception {
         // the runner's four threads (hub.federation.steps.threads) busy with four projects' slow steps; a fifth project's
         // step, claimed by the transaction that received it, waits for a thread: it is RUNNING from its claim, but its
