@@ -137,6 +137,7 @@ public class StepRunner {
         if (!runningProjects.add(projectId)) {
             return false;
         }
+        lookAgain.remove(projectId); // this looks now (as startNextStep does)
         Database.afterRollback(() -> release(projectId));
         // a failing statement fails the caller's transaction with it; the project is let go after the rollback
         Optional<Claimed> claimed = claimNext(c, projectId, self);
