@@ -95,9 +95,18 @@ public class Database {
             c.setAutoCommit(false);
             try {
                 result = work.run(c);
-                // work deferred to the commit (see beforeCommit), in the order it was first asked for; it may defer more
+                // work deferred to the commit (see beforeCommit), in the order it was first asked for, what must come
+                // last after the rest; it may defer more
                 while (!mine.beforeCommit.isEmpty()) {
-                    Object key = mine.beforeCommit.keySet().iterator().next();
+                    Object key = null;
+                    for (Map.Entry<Object, BeforeCommit> e : mine.beforeCommit.entrySet()) {
+                        if (key == null || !e.getValue().last()) {
+                            key = e.getKey();
+                            if (!e.getValue().last()) {
+                                break;
+                            }
+                        }
+                    }
                     mine.beforeCommit.remove(key).run(c);
                 }
                 c.commit();
@@ -178,10 +187,24 @@ public class Database {
         return (T) scope.beforeCommit.computeIfAbsent(key, k -> make.get());
     }
 
+    /** Whether work is deferred under {@code key} to the commit of this thread's innermost transaction on {@code c}. */
+    public static boolean deferred(Connection c, Object key) {
+        Scope scope = SCOPES.get().peek();
+        return scope != null && scope.connection == c && scope.beforeCommit.containsKey(key);
+    }
+
     /** See {@link #beforeCommit}. */
     @FunctionalInterface
     public interface BeforeCommit {
         void run(Connection c) throws SQLException;
+
+        /**
+         * Whether this work comes after every other deferred work of the transaction (which may add to it): a batch
+         * of rows the others write (the federation outbox's messages), so that it stays one batch.
+         */
+        default boolean last() {
+            return false;
+        }
     }
 
     @FunctionalInterface

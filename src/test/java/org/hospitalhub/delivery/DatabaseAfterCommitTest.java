@@ -165,6 +165,42 @@ class DatabaseAfterCommitTest {
     }
 
     @Test
+    void workThatComesLastRunsAfterTheRestEvenWhenTheRestAddsToIt() throws SQLException {
+        List<String> ran = new ArrayList<>();
+        Object batchKey = new Object();
+        Object otherKey = new Object();
+        final class Last implements Database.BeforeCommit {
+            final List<Integer> rows = new ArrayList<>();
+
+            @Override
+            public void run(Connection c) throws SQLException {
+                ran.add("batch " + rows);
+                for (int v : rows) {
+                    insert(c, v);
+                }
+            }
+
+            @Override
+            public boolean last() {
+                return true;
+            }
+        }
+        Database.inTransaction(ds, c -> {
+            Database.beforeCommit(c, batchKey, Last::new).rows.add(1);
+            assertEquals(true, Database.deferred(c, batchKey));
+            assertEquals(false, Database.deferred(c, otherKey));
+            Database.BeforeCommit other = x -> {
+                ran.add("other");
+                Database.beforeCommit(x, batchKey, Last::new).rows.add(2); // adds to the batch not yet written
+            };
+            Database.beforeCommit(c, otherKey, () -> other);
+            return null;
+        });
+        assertEquals(List.of("other", "batch [1, 2]"), ran, "asked first, yet after the other, and one batch");
+        assertEquals(List.of(1, 2), valuesInOrder());
+    }
+
+    @Test
     void anAfterRollbackActionRunsOnlyWhenTheTransactionDoesNotCommitAndNeverOutsideOne() throws SQLException {
         List<String> ran = new ArrayList<>();
         Database.inTransaction(ds, c -> {

@@ -195,6 +195,11 @@ public class FederationOutbox {
         public void run(Connection c) throws SQLException {
             write(c, messages);
         }
+
+        @Override
+        public boolean last() {
+            return true; // after the other deferred work (a step claimed at the commit reports it): still one batch
+        }
     }
 
     private void write(Connection c, List<Messages.Message> ms) throws SQLException {

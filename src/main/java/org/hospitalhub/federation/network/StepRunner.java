@@ -114,17 +114,22 @@ public class StepRunner {
 
     /**
      * A step of the project was queued in the caller's transaction on {@code c} (received, accepted, or re-queued):
-     * claims the project's next step in that same transaction, to run on the pool once it commits, instead of waking
-     * the wake-up thread after the commit to claim it in a transaction of its own (on a node busy with its queries each
-     * hand-over and round trip delays the start of a study by milliseconds to tenths of a second). Same rules as
-     * {@link #dispatch}: under the lease, in order, dependencies met, one step of a project at a time. False when it did
-     * not try (not in a transaction on {@code c}, lease not held, or a step of the project is running or being claimed
-     * here): the caller wakes the runner after the commit as before. Should the transaction roll back, the claim is
-     * undone with it and the project let go; a failing statement here fails the caller's transaction.
+     * the project's next step is claimed by that same transaction, just before it commits (so that every step it
+     * stores is known to the claim: a plan's steps then follow each other from what that claim read), and runs on the
+     * pool once it has committed, instead of a wake-up claiming it in a transaction of its own after the commit (on a
+     * node busy with its queries each hand-over and round trip delays the start of a study by tenths of a second).
+     * Same rules as {@link #dispatch}: under the lease, in order, dependencies met, one step of a project at a time.
+     * False when it did not take that on (not in a transaction on {@code c}, lease not held, or a step of the project
+     * is running or being claimed here): the caller wakes the runner after the commit as before. Should the
+     * transaction roll back, so does the claim, and the project is let go; a failing claim fails the transaction.
      */
     boolean claimWith(Connection c, String projectId) throws SQLException {
         if (!identity.enabled() || !Database.inTransactionOn(c)) {
             return false;
+        }
+        ClaimAtCommit key = new ClaimAtCommit(projectId);
+        if (Database.deferred(c, key)) {
+            return true; // this transaction claims the project's next step at its commit already
         }
         String self = identity.nodeId();
         try {
@@ -137,22 +142,28 @@ public class StepRunner {
         if (!runningProjects.add(projectId)) {
             return false;
         }
-        lookAgain.remove(projectId); // this looks now (as startNextStep does)
+        lookAgain.remove(projectId); // this looks (as startNextStep does)
         Database.afterRollback(() -> release(projectId));
-        // a failing statement fails the caller's transaction with it; the project is let go after the rollback
-        Optional<Claimed> claimed = claimNext(c, projectId, self);
-        Database.afterCommit(() -> {
-            if (claimed.isEmpty()) {
-                release(projectId);
-                return;
-            }
-            try {
-                pool.execute(() -> run(claimed.get()));
-            } catch (RejectedExecutionException e) {
-                release(projectId); // shutting down: the step stays RUNNING and is queued again at the next start
-            }
+        Database.beforeCommit(c, key, () -> cc -> {
+            // a failing statement fails the transaction with it; the project is let go after the rollback
+            Optional<Claimed> claimed = claimNext(cc, projectId, self);
+            Database.afterCommit(() -> {
+                if (claimed.isEmpty()) {
+                    release(projectId);
+                    return;
+                }
+                try {
+                    pool.execute(() -> run(claimed.get()));
+                } catch (RejectedExecutionException e) {
+                    release(projectId); // shutting down: the step stays RUNNING and is queued again at the next start
+                }
+            });
         });
         return true;
+    }
+
+    /** The key of a claim deferred to a transaction's commit ({@link #claimWith}). */
+    private record ClaimAtCommit(String projectId) {
     }
 
     @PreDestroy
@@ -309,13 +320,12 @@ public class StepRunner {
     }
 
     /**
-     * The project's step after the one just succeeded, claimed from what the claim read (one round trip less between two
-     * steps of a study: on a loaded node each costs tenths of a second): the next number, received from the initiator,
-     * queued here, its dependencies succeeded here. Its claim is a compare-and-set on the version read, and only while
-     * the project is accepted here. Null when that step is not known or the claim did not take (the caller reads again);
-     * empty when it cannot start yet.
+     * The project's step after {@code done}'s, from what the claim of {@code done} read, if it may start once that
+     * succeeds: the next number, received from the initiator, queued here, its dependencies succeeded here ({@code done}
+     * counted as succeeded). Null when no such step was known then (the caller reads again if one was queued
+     * meanwhile); empty when it is known but cannot start yet.
      */
-    private Optional<Claimed> claimKnownNext(Connection c, Claimed done) throws SQLException {
+    private Optional<Projects.Step> knownNext(Claimed done) {
         List<Projects.Step> steps = done.steps();
         int at = steps.indexOf(done.step());
         if (at < 0 || at + 1 >= steps.size()) {
@@ -328,17 +338,13 @@ public class StepRunner {
             return null;
         }
         for (Iterator<JsonNode> it = dependencies(s).elements(); it.hasNext();) {
-            Executions.Execution dep = done.mine().get(it.next().asText());
-            if (dep == null || dep.status() != Executions.Status.SUCCEEDED) {
+            String dep = it.next().asText();
+            Executions.Execution d = done.mine().get(dep);
+            if (!dep.equals(done.step().stepId()) && (d == null || d.status() != Executions.Status.SUCCEEDED)) {
                 return Optional.empty();
             }
         }
-        Optional<Executions.Execution> running = executions.transition(c, e, Executions.Status.RUNNING, null, true, true, null, null);
-        if (running.isEmpty()) {
-            return null;
-        }
-        done.mine().put(s.stepId(), running.get());
-        return Optional.of(new Claimed(done.project(), s, running.get(), steps, done.mine()));
+        return Optional.of(s);
     }
 
     private JsonNode dependencies(Projects.Step s) {
@@ -436,20 +442,35 @@ public class StepRunner {
         if (lease) {
             try {
                 return db.inTransaction(c -> {
+                    String projectId = claimed.step().projectId();
+                    Optional<Projects.Step> next = knownNext(claimed);
+                    if (next != null && next.isPresent()) {
+                        // the success and the next step's claim, from what the first claim read: one statement
+                        Projects.Step s = next.get();
+                        List<Optional<Executions.Execution>> written = executions.succeedAndClaim(c, claimed.execution(), result,
+                                ranFrom, claimed.mine().get(s.stepId()));
+                        if (written.get(0).isEmpty()) {
+                            throw new IllegalStateException("its execution changed while it ran");
+                        }
+                        claimed.mine().put(claimed.step().stepId(), written.get(0).get());
+                        if (written.get(1).isEmpty()) {
+                            return claimNext(c, projectId, self); // the claim did not take: read again
+                        }
+                        claimed.mine().put(s.stepId(), written.get(1).get());
+                        return Optional.of(new Claimed(claimed.project(), s, written.get(1).get(), claimed.steps(), claimed.mine()));
+                    }
                     Optional<Executions.Execution> done = executions.transition(c, claimed.execution(),
                             Executions.Status.SUCCEEDED, null, false, false, null, result, ranFrom);
                     if (done.isEmpty()) {
                         throw new IllegalStateException("its execution changed while it ran");
                     }
                     claimed.mine().put(claimed.step().stepId(), done.get());
-                    Optional<Claimed> known = claimKnownNext(c, claimed);
-                    if (known != null) {
-                        return known;
+                    if (next != null) {
+                        return Optional.<Claimed>empty(); // known, but it cannot start yet
                     }
                     // a step not known at the claim: read again only if one was queued meanwhile (a wake-up found the
                     // project held and looks again when it is let go, so nothing waits for a tick either way)
-                    return lookAgain.contains(claimed.step().projectId()) ? claimNext(c, claimed.step().projectId(), self)
-                            : Optional.<Claimed>empty();
+                    return lookAgain.contains(projectId) ? claimNext(c, projectId, self) : Optional.<Claimed>empty();
                 });
             } catch (SQLException | RuntimeException e) {
                 LOG.debugf("Step %s: recording its success with the next step's claim failed, recorded alone: %s",

@@ -604,6 +604,36 @@ class FederationNetworkTest {
     }
 
     @Test
+    void aStepsSuccessAndTheNextStepsClaimAreOneWriteAndEachIsReportedInOrder() throws Exception {
+        // peer-b's projects are accepted on arrival: its invitation and two steps, the second depending on the first
+        String project = UUID.randomUUID().toString();
+        String s1 = UUID.randomUUID().toString();
+        String s2 = UUID.randomUUID().toString();
+        String wires = "[" + b.seal(b.keys, Messages.INVITATION, NODE, project, invitation("chained")) + ","
+                + b.seal(b.keys, Messages.STEP, NODE, project, step(s1, 1, "cohort", "{\"minValue\":71,\"sleepMs\":200}", "{}")) + ","
+                + b.seal(b.keys, Messages.STEP, NODE, project, step(s2, 2, "cohort", "{\"minValue\":72}", "{\"cohort\":\"" + s1 + "\"}"))
+                + "]";
+        ok(b.send(port, wires));
+        String mine = "FROM fed_execution WHERE node_id = '" + NODE + "' AND step_id = ";
+        await().atMost(Duration.ofSeconds(10)).until(() -> "SUCCEEDED".equals(query("SELECT status " + mine + "'" + s2 + "'")));
+        assertEquals("SUCCEEDED", query("SELECT status " + mine + "'" + s1 + "'"));
+        for (String st : List.of(s1, s2)) {
+            assertEquals("3 1", query("SELECT version || ' ' || attempts " + mine + "'" + st + "'"), "queued, running, succeeded; one attempt");
+        }
+        // the second was claimed by the statement that recorded the first's success: the same instant
+        assertEquals(query("SELECT finished_at " + mine + "'" + s1 + "'"), query("SELECT started_at " + mine + "'" + s2 + "'"));
+        assertTrue(count("SELECT duration_ms " + mine + "'" + s1 + "'") >= 200, "the first step's own work");
+        await().atMost(Duration.ofSeconds(10)).until(() -> b.received(Messages.STEP_STATUS).stream()
+                .filter(m -> m.path("payload").path("stepId").asText().equals(s2)).count() == 3);
+        for (String st : List.of(s1, s2)) {
+            assertEquals(List.of("QUEUED", "RUNNING", "SUCCEEDED"), b.received(Messages.STEP_STATUS).stream()
+                    .filter(m -> m.path("payload").path("stepId").asText().equals(st)).map(m -> m.path("payload").path("status").asText())
+                    .toList(), "every state of " + st + ", in order");
+        }
+        assertEquals(2, count("SELECT COUNT(*) FROM fed_test_run WHERE step_id IN ('" + s1 + "','" + s2 + "')"), "each once");
+    }
+
+    @Test
     void aStepsDurationIsItsOwnWorkNotTheTimeItWaitedForARunnerThread() throws Exception {
         // the runner's four threads (hub.federation.steps.threads) busy with four projects' slow steps; a fifth project's
         // step, claimed by the transaction that received it, waits for a thread: it is RUNNING from its claim, but its
