@@ -230,10 +230,8 @@ public class Executions {
             case RUNNING -> "started_at = ?, finished_at = NULL, duration_ms = NULL";
             case SUCCEEDED, FAILED -> "finished_at = ?, duration_ms = ?";
         };
-        Instant from = ranFrom != null && current.startedAt() != null && ranFrom.isAfter(current.startedAt()) ? ranFrom
-                : current.startedAt();
-        if ((to == Status.SUCCEEDED || to == Status.FAILED) && from != null) {
-            duration = java.time.Duration.between(from, now).toMillis();
+        if (to == Status.SUCCEEDED || to == Status.FAILED) {
+            duration = durationMs(current, ranFrom, now);
         }
         boolean withDuration = to == Status.SUCCEEDED || to == Status.FAILED;
         try (PreparedStatement up = c.prepareStatement("UPDATE fed_execution SET status = ?, reason = ?, version = version + 1, "
@@ -267,6 +265,13 @@ public class Executions {
         return Optional.of(e);
     }
 
+    /** An outcome's duration at {@code now}: from {@code ranFrom} if given (and after the claim), else from the claim. */
+    private static Long durationMs(Execution current, Instant ranFrom, Instant now) {
+        Instant from = ranFrom != null && current.startedAt() != null && ranFrom.isAfter(current.startedAt()) ? ranFrom
+                : current.startedAt();
+        return from == null ? null : java.time.Duration.between(from, now).toMillis();
+    }
+
     /** The row {@code current} becomes by a transition to {@code to} at {@code now}, as written. */
     private static Execution written(Execution b, Status to, String reason, boolean countAttempt, boolean retryable,
             Instant nextRetryAt, Instant now, Long duration) {
@@ -294,8 +299,7 @@ public class Executions {
                     : transition(c, next, Status.RUNNING, null, true, true, null, null));
         }
         Instant now = Instant.now().truncatedTo(ChronoUnit.MICROS); // as the database keeps it
-        Instant from = ranFrom != null && done.startedAt() != null && ranFrom.isAfter(done.startedAt()) ? ranFrom : done.startedAt();
-        Long duration = from == null ? null : java.time.Duration.between(from, now).toMillis();
+        Long duration = durationMs(done, ranFrom, now);
         Set<String> applied = new HashSet<>();
         try (PreparedStatement up = c.prepareStatement("UPDATE fed_execution e SET status = v.status, reason = NULL, "
                 + "version = e.version + 1, attempts = e.attempts + v.inc, retryable = v.retryable, next_retry_at = NULL, "
