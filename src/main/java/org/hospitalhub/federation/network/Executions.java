@@ -194,7 +194,10 @@ public class Executions {
         return transition(c, stepId, expected, to, reason, countAttempt, retryable, nextRetryAt, result, null);
     }
 
-    /** As above, an outcome's duration counted from {@code ranFrom} (see {@link #transition(Connection, Execution, Status, String, boolean, boolean, Instant, JsonNode, Instant)}). */
+    /**
+     * As above, an outcome's duration counted from {@code ranFrom} (see
+     * {@link #transition(Connection, Execution, Status, String, boolean, boolean, Instant, JsonNode, Instant)}).
+     */
     Optional<Execution> transition(Connection c, String stepId, Status expected, Status to, String reason,
             boolean countAttempt, boolean retryable, Instant nextRetryAt, JsonNode result, Instant ranFrom) throws SQLException {
         Optional<Execution> before = find(c, stepId, identity.nodeId());
