@@ -301,11 +301,8 @@ public class StepRunner {
                     return Optional.empty();
                 }
                 case QUEUED -> {
-                    for (Iterator<JsonNode> it = dependencies(s).elements(); it.hasNext();) {
-                        Executions.Execution dep = mine.get(it.next().asText());
-                        if (dep == null || dep.status() != Executions.Status.SUCCEEDED) {
-                            return Optional.empty();
-                        }
+                    if (!dependenciesSucceeded(s, mine, null)) {
+                        return Optional.empty();
                     }
                     Projects.Project p = project;
                     return executions.transition(c, e, Executions.Status.RUNNING, null, true, true, null, null)
@@ -337,14 +334,19 @@ public class StepRunner {
                 || e.status() != Executions.Status.QUEUED) {
             return null;
         }
+        return dependenciesSucceeded(s, done.mine(), done.step().stepId()) ? Optional.of(s) : Optional.empty();
+    }
+
+    /** Whether every step {@code s} depends on succeeded here ({@code succeeding}, if given, counted as succeeded). */
+    private boolean dependenciesSucceeded(Projects.Step s, Map<String, Executions.Execution> mine, String succeeding) {
         for (Iterator<JsonNode> it = dependencies(s).elements(); it.hasNext();) {
             String dep = it.next().asText();
-            Executions.Execution d = done.mine().get(dep);
-            if (!dep.equals(done.step().stepId()) && (d == null || d.status() != Executions.Status.SUCCEEDED)) {
-                return Optional.empty();
+            Executions.Execution d = mine.get(dep);
+            if (!dep.equals(succeeding) && (d == null || d.status() != Executions.Status.SUCCEEDED)) {
+                return false;
             }
         }
-        return Optional.of(s);
+        return true;
     }
 
     private JsonNode dependencies(Projects.Step s) {
