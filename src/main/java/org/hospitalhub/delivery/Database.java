@@ -33,6 +33,10 @@ public class Database {
         final List<Runnable> afterRollback = new ArrayList<>(0);
         final Map<Object, BeforeCommit> beforeCommit = new LinkedHashMap<>(2);
         Connection connection;
+        /** The deferred work now running is the last of the transaction: its last statement may commit it. */
+        boolean finalWork;
+        /** That statement was made to commit the transaction (see {@link #committing}). */
+        boolean committedInline;
     }
 
     private final DataSource dataSource;
@@ -107,9 +111,17 @@ public class Database {
                             }
                         }
                     }
-                    mine.beforeCommit.remove(key).run(c);
+                    BeforeCommit deferred = mine.beforeCommit.remove(key);
+                    mine.finalWork = mine.beforeCommit.isEmpty();
+                    deferred.run(c);
+                    mine.finalWork = false;
+                    if (mine.committedInline && !mine.beforeCommit.isEmpty()) {
+                        throw new IllegalStateException("deferred work committed the transaction and then deferred more");
+                    }
                 }
-                c.commit();
+                if (!mine.committedInline) {
+                    c.commit();
+                }
                 committed = true;
             } catch (SQLException | RuntimeException e) {
                 c.rollback();
@@ -185,6 +197,24 @@ public class Database {
             return null;
         }
         return (T) scope.beforeCommit.computeIfAbsent(key, k -> make.get());
+    }
+
+    /**
+     * The SQL of the last statement of the last deferred work of this thread's innermost transaction on {@code c},
+     * made to commit that transaction too when the database is PostgreSQL: {@code sql; COMMIT}, sent with it in one
+     * round trip (the driver sends both before waiting; a failing statement leaves the COMMIT unrun and the transaction
+     * is rolled back as usual). On a loaded database every round trip costs milliseconds, and a transaction whose last
+     * work is a batch of rows (the federation outbox, a node's reports) saves one. {@code sql} unchanged anywhere else
+     * (work not deferred, not the last, another database). The caller runs it with {@code execute} as its last
+     * statement and defers nothing after it.
+     */
+    public static String committing(Connection c, String sql) throws SQLException {
+        Scope scope = SCOPES.get().peek();
+        if (scope == null || scope.connection != c || !scope.finalWork || !isPostgres(c)) {
+            return sql;
+        }
+        scope.committedInline = true;
+        return sql + "; COMMIT";
     }
 
     /** Whether work is deferred under {@code key} to the commit of this thread's innermost transaction on {@code c}. */

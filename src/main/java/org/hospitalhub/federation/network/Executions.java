@@ -456,7 +456,8 @@ public class Executions {
     private void applyReports(Connection c, List<Report> rs) throws SQLException {
         Instant now = Instant.now().truncatedTo(ChronoUnit.MICROS); // as the database keeps it
         Map<String, Report> byKey = new LinkedHashMap<>();
-        try (PreparedStatement up = c.prepareStatement("WITH r AS (SELECT * FROM unnest(?::varchar[], ?::varchar[], ?::int[], "
+        // the transaction's commit with it when it is its last work (the reports of a received transmission)
+        try (PreparedStatement up = c.prepareStatement(Database.committing(c, "WITH r AS (SELECT * FROM unnest(?::varchar[], ?::varchar[], ?::int[], "
                 + "?::int[], ?::timestamptz[], ?::timestamptz[], ?::timestamptz[], ?::bigint[], ?::varchar[], ?::varchar[], "
                 + "?::varchar[], ?::varchar[]) AS r(status, reason, attempts, version, queued_at, started_at, finished_at, "
                 + "duration_ms, step_id, node_id, project_id, result)), "
@@ -473,7 +474,7 @@ public class Executions {
                 + "AND r.node_id = up.node_id WHERE r.result IS NOT NULL " + RESULT_REPLACES + "), "
                 + "removed AS (DELETE FROM fed_result f USING up JOIN r ON r.step_id = up.step_id AND r.node_id = up.node_id "
                 + "WHERE f.step_id = up.step_id AND f.node_id = up.node_id AND r.status <> 'SUCCEEDED' AND NOT up.first) "
-                + "SELECT step_id, node_id FROM up")) {
+                + "SELECT step_id, node_id FROM up"))) {
             up.setArray(1, c.createArrayOf("varchar", rs.stream().map(r -> r.status().name()).toArray()));
             up.setArray(2, c.createArrayOf("varchar", rs.stream().map(Report::reason).toArray()));
             up.setArray(3, c.createArrayOf("int4", rs.stream().map(Report::attempts).toArray()));
@@ -491,7 +492,8 @@ public class Executions {
             for (Report r : rs) {
                 byKey.put(r.key(), r);
             }
-            try (ResultSet applied = up.executeQuery()) {
+            up.execute(); // its first result: the rows written (a COMMIT after it has none)
+            try (ResultSet applied = up.getResultSet()) {
                 while (applied.next()) { // the rows as just written (read back they would cost a round trip)
                     Execution written = byKey.get(Report.key(applied.getString(1), applied.getString(2))).written(now);
                     Database.afterCommit(() -> feed.publish(written));

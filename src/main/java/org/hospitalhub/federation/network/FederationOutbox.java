@@ -15,7 +15,11 @@ import java.time.Duration;
 import java.time.Instant;
 import java.time.OffsetDateTime;
 import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.HashSet;
+import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Map;
 import java.util.Optional;
 import java.util.Set;
 import java.util.UUID;
@@ -204,6 +208,10 @@ public class FederationOutbox {
 
     private void write(Connection c, List<Messages.Message> ms) throws SQLException {
         Instant now = Instant.now();
+        if (Database.isPostgres(c)) {
+            writeReturningHeads(c, ms, now);
+            return;
+        }
         try (PreparedStatement ins = c.prepareStatement("INSERT INTO fed_outbox (message_id, destination, message_type, "
                 + "project_id, message, status, attempts, next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, 'PENDING', 0, ?, ?)")) {
             for (Messages.Message m : ms) {
@@ -218,6 +226,58 @@ public class FederationOutbox {
             }
             ins.executeBatch();
         }
+        wakeAfterCommit(ms);
+    }
+
+    /**
+     * PostgreSQL: the rows in one statement, in the given order (ids follow it), with the commit when it is the
+     * transaction's last work; the statement also says, per destination, whether any message was pending for it
+     * before (committed then). If none was, these rows are its first pending ones: after the commit they are handed
+     * to the sender as such ({@link #wake(String, List)}), which sends them without reading them back (one round trip
+     * less on the way of every message to an idle destination, the usual case in a study).
+     */
+    private void writeReturningHeads(Connection c, List<Messages.Message> ms, Instant now) throws SQLException {
+        Map<String, Messages.Message> byKey = new HashMap<>();
+        for (Messages.Message m : ms) {
+            byKey.put(m.to() + "\n" + m.id(), m);
+        }
+        Map<String, List<OutboxRow>> firsts = new LinkedHashMap<>();
+        Set<String> behindOthers = new HashSet<>();
+        try (PreparedStatement ins = c.prepareStatement(Database.committing(c, "WITH ins AS (INSERT INTO fed_outbox (message_id, "
+                + "destination, message_type, project_id, message, status, attempts, next_attempt_at, created_at) "
+                + "SELECT m.id, m.destination, m.type, m.project, m.message, 'PENDING', 0, ?, ? FROM unnest(?::varchar[], "
+                + "?::varchar[], ?::varchar[], ?::varchar[], ?::varchar[]) WITH ORDINALITY AS m(id, destination, type, "
+                + "project, message, n) ORDER BY m.n RETURNING id, message_id, destination) "
+                + "SELECT i.id, i.message_id, i.destination, EXISTS (SELECT 1 FROM fed_outbox o WHERE o.destination = "
+                + "i.destination AND o.status = 'PENDING') FROM ins i ORDER BY i.id"))) {
+            ins.setObject(1, Database.utc(now));
+            ins.setObject(2, Database.utc(now));
+            ins.setArray(3, c.createArrayOf("varchar", ms.stream().map(Messages.Message::id).toArray()));
+            ins.setArray(4, c.createArrayOf("varchar", ms.stream().map(Messages.Message::to).toArray()));
+            ins.setArray(5, c.createArrayOf("varchar", ms.stream().map(Messages.Message::type).toArray()));
+            ins.setArray(6, c.createArrayOf("varchar", ms.stream().map(Messages.Message::projectId).toArray()));
+            ins.setArray(7, c.createArrayOf("varchar", ms.stream().map(Messages.Message::wire).toArray()));
+            ins.execute(); // its first result: the rows written (a COMMIT after it has none)
+            try (ResultSet rs = ins.getResultSet()) {
+                while (rs.next()) {
+                    String destination = rs.getString(3);
+                    if (rs.getBoolean(4)) {
+                        behindOthers.add(destination); // the sender reads its queue from the start, as always
+                        continue;
+                    }
+                    Messages.Message m = byKey.get(destination + "\n" + rs.getString(2));
+                    firsts.computeIfAbsent(destination, d -> new ArrayList<>()).add(new OutboxRow(rs.getLong(1), m.id(),
+                            destination, m.type(), m.wire(), 0, now));
+                }
+            }
+        }
+        for (String destination : ms.stream().map(Messages.Message::to).distinct().toList()) {
+            List<OutboxRow> rows = behindOthers.contains(destination) ? null : firsts.get(destination);
+            Database.afterCommit(() -> wake(destination, rows));
+        }
+    }
+
+    private void wakeAfterCommit(List<Messages.Message> ms) {
         for (String destination : ms.stream().map(Messages.Message::to).distinct().toList()) {
             Database.afterCommit(() -> wake(destination));
         }
@@ -228,15 +288,28 @@ public class FederationOutbox {
      * holds the sender's lease; the poll remains for retries, backoff and the other replicas).
      */
     void wake(String destination) {
+        wake(destination, null);
+    }
+
+    /**
+     * As {@link #wake(String)}, with the destination's first pending messages when the committing transaction knows
+     * them ({@code heads}, in id order; null: not known). They are sent without being read back unless a send to
+     * the destination is under way (that one reads the queue when it has done).
+     */
+    void wake(String destination, List<OutboxRow> heads) {
         if (!identity.enabled() || !leases.hold(LEASE).held()) {
             return;
         }
         woken.add(destination);
-        schedule(destination);
+        schedule(destination, heads);
     }
 
     /** One drain per destination at a time; a wake-up that arrives while one runs makes it go round again. */
     private void schedule(String destination) {
+        schedule(destination, null);
+    }
+
+    private void schedule(String destination, List<OutboxRow> heads) {
         if (!inFlight.add(destination)) {
             return;
         }
@@ -244,7 +317,7 @@ public class FederationOutbox {
             senders.execute(() -> {
                 try {
                     woken.remove(destination);
-                    drain(destination);
+                    drain(destination, heads);
                 } catch (Exception e) {
                     LOG.warnf("Federation outbox to %s: %s", destination, e.getMessage());
                 } finally {
@@ -296,9 +369,11 @@ public class FederationOutbox {
      * in one transmission (up to {@code hub.federation.outbox.batch-max-messages} and {@code batch-max-bytes}), the
      * receiver acknowledging each; if it refuses a batch as such (an older node, a smaller body limit), one at a time.
      */
-    private void drain(String destination) throws SQLException {
+    private void drain(String destination, List<OutboxRow> heads) throws SQLException {
         boolean singles = false;
-        List<OutboxRow> next = null; // read with the previous round's acknowledgements
+        // read with the previous round's acknowledgements, or (first round) handed over by the transaction that wrote them
+        List<OutboxRow> next = heads == null || heads.isEmpty() ? null
+                : signedWithinBudget(heads.subList(0, Math.min(heads.size(), batchMaxMessages)));
         for (int round = 0; round < 500; round++) {
             List<OutboxRow> rows = next != null ? next : heads(destination, singles ? 1 : batchMaxMessages);
             next = null;

@@ -886,6 +886,33 @@ class FederationNetworkTest {
     }
 
     @Test
+    void aMessageCommittedWhileAnEarlierOneWaitsForItsRetryIsNotSentAheadOfIt() throws Exception {
+        // a message to an idle node goes as committed, without the sender reading it back; one to a node with a
+        // message pending (here: waiting out its backoff) waits behind it, even when the node is reachable again
+        a.offline = true;
+        try {
+            String project = given().header("X-Api-Key", OPS).contentType(ContentType.JSON)
+                    .body("{\"title\":\"held\",\"invitedNodes\":[\"peer-a\",\"" + NODE + "\"],\"sharingLevel\":\"aggregate-only\"}")
+                    .post("/api/v1/federation/projects").then().statusCode(201).extract().path("projectId");
+            String pendingInvitation = "SELECT COUNT(*) FROM fed_outbox WHERE destination = 'peer-a' AND project_id = '" + project
+                    + "' AND status = 'PENDING' AND message_type = 'invitation'";
+            // just after a failed attempt, with the next one (backoff capped at 1 s here) at least 0.6 s away
+            await().atMost(Duration.ofSeconds(15)).pollInterval(Duration.ofMillis(20)).until(() -> count(pendingInvitation
+                    + " AND attempts >= 4 AND next_attempt_at > now() + interval '600 milliseconds'") == 1);
+            a.offline = false;
+            String step = given().header("X-Api-Key", OPS).contentType(ContentType.JSON)
+                    .body("{\"kind\":\"cohort\",\"definition\":{\"minValue\":1}}")
+                    .post("/api/v1/federation/projects/" + project + "/steps").then().statusCode(201).extract().path("stepId");
+            assertEquals(1, count(pendingInvitation), "the invitation still waits for its next attempt");
+            await().atMost(Duration.ofSeconds(10)).until(() -> forProject(a, project).size() == 2);
+            assertEquals(List.of("invitation", "step"), forProject(a, project).stream().map(m -> m.path("type").asText()).toList());
+            assertEquals(step, forProject(a, project).get(1).path("payload").path("stepId").asText());
+        } finally {
+            a.offline = false;
+        }
+    }
+
+    @Test
     void aStudyCreatedWithItsStepsTravelsWithItsInvitationInOneTransmission() throws Exception {
         // refused whole, naming the entry and field: nothing of such a project is stored
         String base = "{\"invitedNodes\":[\"peer-b\",\"" + NODE + "\"],\"title\":\"plan-refused\",\"steps\":";
