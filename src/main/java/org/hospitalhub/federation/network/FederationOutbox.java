@@ -341,24 +341,19 @@ public class FederationOutbox {
         purgeNonces(now);
         List<String> due = new ArrayList<>();
         List<io.micrometer.core.instrument.MultiGauge.Row<?>> rows = new ArrayList<>();
+        // the gauge and the due destinations: one query (every second on every node)
         try (Connection c = db.connection(); PreparedStatement q = c.prepareStatement(
-                "SELECT destination, COUNT(*) FROM fed_outbox WHERE status = 'PENDING' GROUP BY destination");
+                "SELECT destination, COUNT(*), MIN(next_attempt_at) FROM fed_outbox WHERE status = 'PENDING' GROUP BY destination");
                 ResultSet rs = q.executeQuery()) {
             while (rs.next()) {
                 rows.add(io.micrometer.core.instrument.MultiGauge.Row.of(
                         io.micrometer.core.instrument.Tags.of("destination", rs.getString(1)), rs.getLong(2)));
-            }
-        }
-        pending.register(rows, true);
-        try (Connection c = db.connection(); PreparedStatement q = c.prepareStatement(
-                "SELECT DISTINCT destination FROM fed_outbox WHERE status = 'PENDING' AND next_attempt_at <= ?")) {
-            q.setObject(1, Database.utc(now));
-            try (ResultSet rs = q.executeQuery()) {
-                while (rs.next()) {
+                if (!rs.getObject(3, OffsetDateTime.class).toInstant().isAfter(now)) {
                     due.add(rs.getString(1));
                 }
             }
         }
+        pending.register(rows, true);
         for (String destination : due) {
             schedule(destination);
         }

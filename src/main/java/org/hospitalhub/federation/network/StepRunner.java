@@ -182,17 +182,26 @@ public class StepRunner {
         if (!holdLease(self)) {
             return;
         }
-        requeueDueRetries(self);
+        // the failed steps due for an automatic retry and the accepted projects with a queued step: one query (every
+        // second on every node); a step re-queued here is claimed by the transaction that re-queues it, or woken after
+        List<String> retries = new ArrayList<>();
         List<String> projects = new ArrayList<>();
-        try (Connection c = db.connection(); PreparedStatement q = c.prepareStatement("SELECT DISTINCT e.project_id FROM "
-                + "fed_execution e JOIN fed_project p ON p.project_id = e.project_id WHERE e.node_id = ? AND e.status = 'QUEUED' "
-                + "AND p.local_status = 'ACCEPTED'")) {
+        try (Connection c = db.connection(); PreparedStatement q = c.prepareStatement("SELECT 'retry', step_id FROM fed_execution "
+                + "WHERE node_id = ? AND status = 'FAILED' AND retryable AND next_retry_at <= ? UNION ALL SELECT DISTINCT 'queued', "
+                + "e.project_id FROM fed_execution e JOIN fed_project p ON p.project_id = e.project_id WHERE e.node_id = ? "
+                + "AND e.status = 'QUEUED' AND p.local_status = 'ACCEPTED'")) {
             q.setString(1, self);
+            q.setObject(2, Database.utc(Instant.now()));
+            q.setString(3, self);
             try (ResultSet rs = q.executeQuery()) {
                 while (rs.next()) {
-                    projects.add(rs.getString(1));
+                    ("retry".equals(rs.getString(1)) ? retries : projects).add(rs.getString(2));
                 }
             }
+        }
+        for (String stepId : retries) {
+            db.inTransaction(c -> executions.transition(c, stepId, Executions.Status.FAILED, Executions.Status.QUEUED,
+                    "automatic retry", false, true, null, null));
         }
         for (String projectId : projects) {
             startNextStep(projectId, self);
@@ -544,21 +553,10 @@ public class StepRunner {
         }
     }
 
-    private void requeueDueRetries(String self) throws SQLException {
-        for (String stepId : stepIds("SELECT step_id FROM fed_execution WHERE node_id = ? AND status = 'FAILED' AND retryable "
-                + "AND next_retry_at <= ?", self)) {
-            db.inTransaction(c -> executions.transition(c, stepId, Executions.Status.FAILED, Executions.Status.QUEUED,
-                    "automatic retry", false, true, null, null));
-        }
-    }
-
     private List<String> stepIds(String sql, String self) throws SQLException {
         List<String> ids = new ArrayList<>();
         try (Connection c = db.connection(); PreparedStatement q = c.prepareStatement(sql)) {
             q.setString(1, self);
-            if (sql.contains("next_retry_at")) {
-                q.setObject(2, Database.utc(Instant.now()));
-            }
             try (ResultSet rs = q.executeQuery()) {
                 while (rs.next()) {
                     ids.add(rs.getString(1));
