@@ -266,16 +266,26 @@ public final class FanOutBench {
             warm.put(m, new ArrayList<>());
             done.put(m, new ArrayList<>());
         }
-        // warm-up studies in turn in each mode, then the measured ones: run 1 in each mode, run 2 in each mode, ...
-        for (int w = 1; w <= warmups; w++) {
+        // warm-up studies in turn in each mode until the hubs' code is compiled (at least BENCH_FED_WARMUPS; then until the
+        // last warm-up of each mode had the JIT compilers at most BENCH_FED_JIT_SETTLED of the hubs' CPU, at most
+        // BENCH_FED_WARMUPS_MAX in all), then the measured ones: run 1 in each mode, run 2 in each mode, ...
+        double settled = Double.parseDouble(env("BENCH_FED_JIT_SETTLED", "0.05"));
+        int warmupsMax = Math.max(warmups, Integer.parseInt(env("BENCH_FED_WARMUPS_MAX", "40")));
+        Map<Mode, Double> lastJit = new LinkedHashMap<>();
+        for (int w = 1; w <= warmupsMax; w++) {
+            if (w > warmups && (w - 1) % MODES.size() == 0 && lastJit.size() == MODES.size()
+                    && lastJit.values().stream().allMatch(j -> j <= settled)) {
+                break;
+            }
             if (w > 1) {
                 Thread.sleep(2000);
             }
             Mode m = MODES.get((w - 1) % MODES.size());
             Run run = study("warm-up " + w, m);
             warm.get(m).add(run);
-            System.out.printf("warm-up %d (%s): wall %.2f s, slowest own %.2f s (%s), overhead %.2f s%n", w, m.label, run.wallSeconds(),
-                    run.slowestOwnSeconds(), run.slowestNode(), run.overhead());
+            lastJit.put(m, run.cpu().jitShare());
+            System.out.printf("warm-up %d (%s): wall %.2f s, slowest own %.2f s (%s), overhead %.2f s; CPU %s%n", w, m.label,
+                    run.wallSeconds(), run.slowestOwnSeconds(), run.slowestNode(), run.overhead(), run.cpu());
         }
         for (int r = 1; r <= runs; r++) {
             for (Mode m : MODES) {
@@ -307,9 +317,12 @@ public final class FanOutBench {
                 .append("WAL segments recycled, as a server in its steady state does: ").append(walReady)
                 .append(" ready for reuse (bench/README, \"WAL segments\") |\n\n");
         md.append("Each mode of posting a study is measured in turn (`BENCH_FED_STEPS`: `both`, the default, or `separate` "
-                + "or `plan` alone), after ").append(warmups).append(" warm-up studies (`BENCH_FED_WARMUPS`) taken in turn in each "
-                + "mode: the hubs compile their code while they work, and a hub that has served a few studies is what a study "
-                + "meets in a network. Wall time: from the initiator's `POST /projects` until it holds every node's analysis result "
+                + "or `plan` alone), after ").append(warm.values().stream().mapToInt(List::size).sum())
+                .append(" warm-up studies taken in turn in each mode: the hubs compile their code while they work, and a study in a "
+                + "network meets hubs that have run for days, their code compiled (or native binaries). So the warm-ups go on (at "
+                + "least " + warmups + ", `BENCH_FED_WARMUPS`; at most " + warmupsMax + ", `BENCH_FED_WARMUPS_MAX`) until the last "
+                + "one of each mode had the hubs' JIT compilers at most " + String.format("%.0f %%", 100 * settled)
+                + " of the hubs' CPU (`BENCH_FED_JIT_SETTLED`); the *CPU* column shows their share in each study. Wall time: from the initiator's `POST /projects` until it holds every node's analysis result "
                 + "(`fed_result.received_at` of the last one; the bench asks the initiator every " + POLL_MS + " ms whether they "
                 + "are all in). Own execution of a node: the sum of its cohort, variables and "
                 + "analysis durations as the node measured them (`fed_execution.duration_ms`, reported to the initiator). "
@@ -517,6 +530,7 @@ public final class FanOutBench {
         Map<String, Double> out = new LinkedHashMap<>();
         for (Node x : nodes) {
             out.put("hub:" + x.id, x.hub.cpuSeconds());
+            jitSeconds(x.hub.pid()).forEach((tid, seconds) -> out.put("jit:" + x.id + ":" + tid, seconds));
         }
         try (var dirs = Files.list(Path.of("/proc"))) {
             for (Path d : (Iterable<Path>) dirs::iterator) {
@@ -543,17 +557,50 @@ public final class FanOutBench {
         return out;
     }
 
-    /** CPU during a study: the hubs, PostgreSQL, and of each the initiator's share and the busiest other node's. */
-    record Cpu(double seconds, double hubs, double hubInitiator, double hubMaxOther, double db, double dbInitiator, double dbMaxOther) {
+    /**
+     * CPU seconds so far of each of a JVM's JIT compiler threads ({@code C1 CompilerThread…}, {@code C2 CompilerThread…}),
+     * by thread id, from /proc. By thread, since HotSpot starts and ends compiler threads as its queue grows and shrinks:
+     * a thread that is new since the first look counts from zero, one that ended in between is not counted.
+     */
+    static Map<String, Double> jitSeconds(long pid) {
+        Map<String, Double> out = new LinkedHashMap<>();
+        try (var tasks = Files.list(Path.of("/proc/" + pid + "/task"))) {
+            for (Path t : (Iterable<Path>) tasks::iterator) {
+                try {
+                    String comm = Files.readString(t.resolve("comm"));
+                    if (comm.startsWith("C1 Compiler") || comm.startsWith("C2 Compiler")) {
+                        String stat = Files.readString(t.resolve("stat"));
+                        String[] f = stat.substring(stat.lastIndexOf(')') + 2).split(" ");
+                        out.put(t.getFileName().toString(), (Long.parseLong(f[11]) + Long.parseLong(f[12])) / 100.0);
+                    }
+                } catch (java.io.IOException | RuntimeException gone) {
+                    // ended meanwhile
+                }
+            }
+        } catch (java.io.IOException e) {
+            // no /proc: no figure
+        }
+        return out;
+    }
+
+    /**
+     * CPU during a study: the hubs, PostgreSQL, and of each the initiator's share and the busiest other node's; and
+     * the part of the hubs' that their JIT compilers used (a hub still compiling its code is not yet in its steady state).
+     */
+    record Cpu(double seconds, double hubs, double hubInitiator, double hubMaxOther, double db, double dbInitiator, double dbMaxOther,
+            double jit) {
         static Cpu between(Map<String, Double> a, Map<String, Double> b, double seconds) {
-            double hubs = 0, db = 0, hub1 = 0, db1 = 0, hubMax = 0, dbMax = 0;
+            double hubs = 0, db = 0, hub1 = 0, db1 = 0, hubMax = 0, dbMax = 0, jit = 0;
             for (Map.Entry<String, Double> e : b.entrySet()) {
                 double used = e.getValue() - a.getOrDefault(e.getKey(), 0.0);
                 if (used < 0) {
                     used = e.getValue(); // a process that is new since the first look (same pid reused: rare)
                 }
                 boolean initiator = e.getKey().endsWith(":n01");
-                if (e.getKey().startsWith("hub:")) {
+                if (e.getKey().startsWith("jit:")) {
+                    jit += Math.max(0, e.getValue() - a.getOrDefault(e.getKey(), 0.0)); // a new thread: from zero
+                    continue;
+                } else if (e.getKey().startsWith("hub:")) {
                     hubs += used;
                     hub1 = initiator ? used : hub1;
                     hubMax = initiator ? hubMax : Math.max(hubMax, used);
@@ -563,13 +610,19 @@ public final class FanOutBench {
                     dbMax = initiator || e.getKey().equals("db:-") ? dbMax : Math.max(dbMax, used);
                 }
             }
-            return new Cpu(seconds, hubs, hub1, hubMax, db, db1, dbMax);
+            return new Cpu(seconds, hubs, hub1, hubMax, db, db1, dbMax, jit);
+        }
+
+        /** The JIT compilers' share of the hubs' CPU during the study. */
+        double jitShare() {
+            return hubs <= 0 ? 0 : jit / hubs;
         }
 
         @Override
         public String toString() {
-            return String.format("%.2f / %.2f cores (n01 %.2f / %.2f, busiest other %.2f / %.2f)", hubs / seconds, db / seconds,
-                    hubInitiator / seconds, dbInitiator / seconds, hubMaxOther / seconds, dbMaxOther / seconds);
+            return String.format("%.2f / %.2f cores (n01 %.2f / %.2f, busiest other %.2f / %.2f); JIT %.0f %% of the hubs'",
+                    hubs / seconds, db / seconds, hubInitiator / seconds, dbInitiator / seconds, hubMaxOther / seconds,
+                    dbMaxOther / seconds, 100 * jitShare());
         }
     }
 
