@@ -3,9 +3,11 @@
 #   bench/run-federation-fanout.sh [NODES] [PERSONS]      (defaults 20 nodes of 10000 persons; BENCH_FED_RUNS=3)
 # Builds the hub jar if it is missing or older than the sources, compiles bench/federation against the jar's classes
 # and runs it: NODES fresh databases fed_fanout_nXX with synthetic persons, NODES packaged hubs (BENCH_FED_HUB_OPTS,
-# default -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1) that are peers of each other, then BENCH_FED_WARMUPS warm-up studies
-# (default 3) and BENCH_FED_RUNS measured ones (default 3) from n01 in each way of posting a study (BENCH_FED_STEPS: both, the
-# default, separate or plan). Writes the fan-out section of bench/RESULTS.md (the rest of the file is kept).
+# default -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -XX:CompileThresholdScaling=0.1) that are peers of each other,
+# then warm-up studies until the hubs' code is compiled (at least BENCH_FED_WARMUPS, 3; then until the last of each mode had
+# the JIT compilers at most BENCH_FED_JIT_SETTLED, 0.05, of the hubs' CPU; at most BENCH_FED_WARMUPS_MAX, 40) and
+# BENCH_FED_RUNS measured ones (default 3) from n01 in each way of posting a study (BENCH_FED_STEPS: both, the default,
+# separate or plan). Writes the fan-out section of bench/RESULTS.md (the rest of the file is kept).
 set -euo pipefail
 BENCH_DIR="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$(dirname "$BENCH_DIR")"
