@@ -206,7 +206,8 @@ public class Database {
      * is rolled back as usual). On a loaded database every round trip costs milliseconds, and a transaction whose last
      * work is a batch of rows (the federation outbox, a node's reports) saves one. {@code sql} unchanged anywhere else
      * (work not deferred, not the last, another database). The caller runs it with {@code execute} as its last
-     * statement and defers nothing after it.
+     * statement, then does nothing that can fail (the transaction would be reported failed though committed) and
+     * defers nothing (refused).
      */
     public static String committing(Connection c, String sql) throws SQLException {
         Scope scope = SCOPES.get().peek();

@@ -350,11 +350,24 @@ public class Executions {
      * RUNNING report then follows this one in the same batch), else by the runner woken after the commit.
      */
     void report(Connection c, Execution e, JsonNode result) throws SQLException {
+        report(c, e, result, null);
+    }
+
+    /**
+     * As {@link #report(Connection, Execution, JsonNode)}, for a step just received ({@code received}, the step of
+     * {@code e}): if a step of its project is running here, the runner is handed it after the commit, to claim it with
+     * that one's success, instead of being woken.
+     */
+    void report(Connection c, Execution e, JsonNode result, Projects.Step received) throws SQLException {
         send(c, e, result);
         if (e.status() == Status.QUEUED && e.nodeId().equals(identity.nodeId())) {
             String projectId = e.projectId();
             if (!runner.claimWith(c, projectId)) {
-                Database.afterCommit(() -> runner.wake(projectId)); // run it now rather than at the runner's next poll
+                Database.afterCommit(() -> {
+                    if (received == null || !runner.receivedWhileHeld(projectId, received, e)) {
+                        runner.wake(projectId); // run it now rather than at the runner's next poll
+                    }
+                });
             }
         }
     }

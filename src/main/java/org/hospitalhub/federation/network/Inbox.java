@@ -548,8 +548,9 @@ public class Inbox {
         }
         // the project (if its invitation has arrived), this step id received before or another step under this number,
         // and the step stored with its execution queued if none stands in the way: one statement
-        Executions.Received r = executions.receive(c, new Projects.Step(stepId, m.projectId(), seq, kind, definition.toString(),
-                dependsOn.toString(), checksum, m.origin(), m.createdAt()), m.origin());
+        Projects.Step received = new Projects.Step(stepId, m.projectId(), seq, kind, definition.toString(), dependsOn.toString(),
+                checksum, m.origin(), m.createdAt());
+        Executions.Received r = executions.receive(c, received, m.origin());
         String localStatus = r.localStatus();
         if (r.initiator() != null && !r.initiator().equals(m.origin())) {
             throw new Refusal(403, "envelope.origin", "only the project's initiator " + r.initiator() + " sends its steps");
@@ -565,7 +566,7 @@ public class Inbox {
         }
         Optional<Executions.Execution> queued = r.queued();
         if (queued.isPresent() && "ACCEPTED".equals(localStatus)) {
-            executions.report(c, queued.get(), null);
+            executions.report(c, queued.get(), null, received);
         }
     }
 

@@ -73,6 +73,15 @@ public class StepRunner {
     private final Set<String> runningProjects = ConcurrentHashMap.newKeySet();
     /** Projects a wake-up found held by another thread: the holder looks again when it lets go. */
     private final Set<String> lookAgain = ConcurrentHashMap.newKeySet();
+    /**
+     * Steps received (and committed) while a step of their project ran here, by project: the runner takes them into
+     * what its claim read when that step succeeds ({@link #takeIn}), so that the next one is claimed by the statement
+     * that records the success, as in a plan, instead of by a read and a claim after it (a study posted step by step).
+     */
+    private final Map<String, java.util.Queue<Received>> receivedWhileHeld = new ConcurrentHashMap<>();
+
+    private record Received(Projects.Step step, Executions.Execution execution) {
+    }
 
     public StepRunner(Database db, Leases leases, NodeIdentity identity, Executions executions, Instance<StepExecutor> executors,
             ObjectMapper mapper, MeterRegistry meters,
@@ -245,8 +254,50 @@ public class StepRunner {
     /** Lets go of the project; if a step of it was queued meanwhile, looks again (at once, on the wake-up thread). */
     private void release(String projectId) {
         runningProjects.remove(projectId);
-        if (lookAgain.contains(projectId)) {
+        boolean received = receivedWhileHeld.remove(projectId) != null; // not taken in: looked at afresh
+        if (received || lookAgain.contains(projectId)) {
             wake(projectId);
+        }
+    }
+
+    /**
+     * A step of this node's, queued by a transaction that has committed, whose project was held here then: handed to
+     * the holder ({@link #takeIn}). False when the project is not held (any more): the caller wakes the runner as
+     * before. Either way the step is looked at: by the holder when its step succeeds, or when it lets the project go.
+     */
+    boolean receivedWhileHeld(String projectId, Projects.Step s, Executions.Execution e) {
+        if (!identity.enabled() || !runningProjects.contains(projectId)) {
+            return false;
+        }
+        receivedWhileHeld.computeIfAbsent(projectId, k -> new java.util.concurrent.ConcurrentLinkedQueue<>()).add(new Received(s, e));
+        return runningProjects.contains(projectId); // let go meanwhile: its release may have looked before this was added
+    }
+
+    /**
+     * The steps received while {@code claimed}'s project ran, put into what its claim read: each that follows the last
+     * step known (by number), with its queued execution. One that does not (a gap: an earlier step not received yet) is
+     * left to a fresh read once the project is let go.
+     */
+    private void takeIn(Claimed claimed) {
+        String projectId = claimed.step().projectId();
+        java.util.Queue<Received> q = receivedWhileHeld.remove(projectId);
+        if (q == null) {
+            return;
+        }
+        List<Received> got = new ArrayList<>(q);
+        got.sort(java.util.Comparator.comparingInt(r -> r.step().seq()));
+        for (Received r : got) {
+            if (claimed.mine().containsKey(r.step().stepId())) {
+                continue; // known already
+            }
+            List<Projects.Step> steps = claimed.steps();
+            int last = steps.isEmpty() ? 0 : steps.get(steps.size() - 1).seq();
+            if (r.step().seq() != last + 1) {
+                lookAgain.add(projectId);
+                continue;
+            }
+            steps.add(r.step());
+            claimed.mine().put(r.step().stepId(), r.execution());
         }
     }
 
@@ -454,6 +505,7 @@ public class StepRunner {
             try {
                 return db.inTransaction(c -> {
                     String projectId = claimed.step().projectId();
+                    takeIn(claimed);
                     Optional<Projects.Step> next = knownNext(claimed);
                     if (next != null && next.isPresent()) {
                         // the success and the next step's claim, from what the first claim read: one statement

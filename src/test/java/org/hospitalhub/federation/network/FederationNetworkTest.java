@@ -634,6 +634,58 @@ class FederationNetworkTest {
     }
 
     @Test
+    void aStepReceivedWhileThePreviousOneRunsIsClaimedByTheStatementThatRecordsItsSuccess() throws Exception {
+        // a study posted step by step: the second step arrives in a transmission of its own while the first runs; the
+        // runner is handed it and claims it with the first's success (one write), as for steps received together
+        String project = UUID.randomUUID().toString();
+        String s1 = UUID.randomUUID().toString();
+        String s2 = UUID.randomUUID().toString();
+        ok(b.send(port, "[" + b.seal(b.keys, Messages.INVITATION, NODE, project, invitation("step by step")) + ","
+                + b.seal(b.keys, Messages.STEP, NODE, project, step(s1, 1, "cohort", "{\"minValue\":73,\"sleepMs\":1500}", "{}"))
+                + "]"));
+        String mine = "FROM fed_execution WHERE node_id = '" + NODE + "' AND step_id = ";
+        await().atMost(Duration.ofSeconds(10)).until(() -> "RUNNING".equals(query("SELECT status " + mine + "'" + s1 + "'")));
+        ok(b.send(port, b.seal(b.keys, Messages.STEP, NODE, project, step(s2, 2, "cohort", "{\"minValue\":74}",
+                "{\"cohort\":\"" + s1 + "\"}"))));
+        assertEquals("RUNNING", query("SELECT status " + mine + "'" + s1 + "'"), "the second arrived while the first ran");
+        await().atMost(Duration.ofSeconds(10)).until(() -> "SUCCEEDED".equals(query("SELECT status " + mine + "'" + s2 + "'")));
+        assertEquals(query("SELECT finished_at " + mine + "'" + s1 + "'"), query("SELECT started_at " + mine + "'" + s2 + "'"),
+                "claimed by the statement that recorded the first's success");
+        await().atMost(Duration.ofSeconds(10)).until(() -> b.received(Messages.STEP_STATUS).stream()
+                .filter(m -> m.path("payload").path("stepId").asText().equals(s2)).count() == 3);
+        for (String st : List.of(s1, s2)) {
+            assertEquals(List.of("QUEUED", "RUNNING", "SUCCEEDED"), b.received(Messages.STEP_STATUS).stream()
+                    .filter(m -> m.path("payload").path("stepId").asText().equals(st)).map(m -> m.path("payload").path("status").asText())
+                    .toList(), "every state of " + st + ", in order");
+            assertEquals("3 1", query("SELECT version || ' ' || attempts " + mine + "'" + st + "'"), "one attempt");
+        }
+        assertEquals(2, count("SELECT COUNT(*) FROM fed_test_run WHERE step_id IN ('" + s1 + "','" + s2 + "')"), "each once");
+    }
+
+    @Test
+    void aStepReceivedWhileAnEarlierOneIsMissingWaitsAndRunsOnceTheGapIsFilled() throws Exception {
+        // step 3 arrives while step 1 runs, before step 2: not taken in out of order; once step 2 arrives all run in order
+        String project = UUID.randomUUID().toString();
+        String s1 = UUID.randomUUID().toString();
+        String s2 = UUID.randomUUID().toString();
+        String s3 = UUID.randomUUID().toString();
+        ok(b.send(port, "[" + b.seal(b.keys, Messages.INVITATION, NODE, project, invitation("a gap")) + ","
+                + b.seal(b.keys, Messages.STEP, NODE, project, step(s1, 1, "cohort", "{\"minValue\":75,\"sleepMs\":800}", "{}")) + "]"));
+        String mine = "FROM fed_execution WHERE node_id = '" + NODE + "' AND step_id = ";
+        await().atMost(Duration.ofSeconds(10)).until(() -> "RUNNING".equals(query("SELECT status " + mine + "'" + s1 + "'")));
+        ok(b.send(port, b.seal(b.keys, Messages.STEP, NODE, project, step(s3, 3, "cohort", "{\"minValue\":77}", "{}"))));
+        await().atMost(Duration.ofSeconds(10)).until(() -> "SUCCEEDED".equals(query("SELECT status " + mine + "'" + s1 + "'")));
+        await().during(Duration.ofMillis(500)).atMost(Duration.ofSeconds(2)).until(() -> "QUEUED".equals(query("SELECT status "
+                + mine + "'" + s3 + "'")));
+        ok(b.send(port, b.seal(b.keys, Messages.STEP, NODE, project, step(s2, 2, "cohort", "{\"minValue\":76}", "{}"))));
+        await().atMost(Duration.ofSeconds(10)).until(() -> "SUCCEEDED".equals(query("SELECT status " + mine + "'" + s3 + "'")));
+        assertTrue(count("SELECT COUNT(*) FROM fed_execution e2 JOIN fed_execution e3 ON e3.step_id = '" + s3 + "' AND e3.node_id = '"
+                + NODE + "' WHERE e2.step_id = '" + s2 + "' AND e2.node_id = '" + NODE + "' AND e3.started_at >= e2.finished_at") == 1,
+                "the third after the second");
+        assertEquals(3, count("SELECT COUNT(*) FROM fed_test_run WHERE step_id IN ('" + s1 + "','" + s2 + "','" + s3 + "')"), "each once");
+    }
+
+    @Test
     void aStepsDurationIsItsOwnWorkNotTheTimeItWaitedForARunnerThread() throws Exception {
         // the runner's four threads (hub.federation.steps.threads) busy with four projects' slow steps; a fifth project's
         // step, claimed by the transaction that received it, waits for a thread: it is RUNNING from its claim, but its
