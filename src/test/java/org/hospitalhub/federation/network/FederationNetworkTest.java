@@ -623,14 +623,21 @@ class FederationNetworkTest {
         // the second was claimed by the statement that recorded the first's success: the same instant
         assertEquals(query("SELECT finished_at " + mine + "'" + s1 + "'"), query("SELECT started_at " + mine + "'" + s2 + "'"));
         assertTrue(count("SELECT duration_ms " + mine + "'" + s1 + "'") >= 200, "the first step's own work");
+        assertReportedInOrderAndRunOnce(s1, s2);
+    }
+
+    /** Each step reported to peer-b as queued, running and succeeded, in that order, and run once here. */
+    private static void assertReportedInOrderAndRunOnce(String... steps) throws SQLException {
+        String last = steps[steps.length - 1];
         await().atMost(Duration.ofSeconds(10)).until(() -> b.received(Messages.STEP_STATUS).stream()
-                .filter(m -> m.path("payload").path("stepId").asText().equals(s2)).count() == 3);
-        for (String st : List.of(s1, s2)) {
+                .filter(m -> m.path("payload").path("stepId").asText().equals(last)).count() == 3);
+        for (String st : steps) {
             assertEquals(List.of("QUEUED", "RUNNING", "SUCCEEDED"), b.received(Messages.STEP_STATUS).stream()
                     .filter(m -> m.path("payload").path("stepId").asText().equals(st)).map(m -> m.path("payload").path("status").asText())
                     .toList(), "every state of " + st + ", in order");
         }
-        assertEquals(2, count("SELECT COUNT(*) FROM fed_test_run WHERE step_id IN ('" + s1 + "','" + s2 + "')"), "each once");
+        assertEquals(steps.length, count("SELECT COUNT(*) FROM fed_test_run WHERE step_id IN ('" + String.join("','", steps) + "')"),
+                "each once");
     }
 
     @Test
@@ -651,15 +658,10 @@ class FederationNetworkTest {
         await().atMost(Duration.ofSeconds(10)).until(() -> "SUCCEEDED".equals(query("SELECT status " + mine + "'" + s2 + "'")));
         assertEquals(query("SELECT finished_at " + mine + "'" + s1 + "'"), query("SELECT started_at " + mine + "'" + s2 + "'"),
                 "claimed by the statement that recorded the first's success");
-        await().atMost(Duration.ofSeconds(10)).until(() -> b.received(Messages.STEP_STATUS).stream()
-                .filter(m -> m.path("payload").path("stepId").asText().equals(s2)).count() == 3);
+        assertReportedInOrderAndRunOnce(s1, s2);
         for (String st : List.of(s1, s2)) {
-            assertEquals(List.of("QUEUED", "RUNNING", "SUCCEEDED"), b.received(Messages.STEP_STATUS).stream()
-                    .filter(m -> m.path("payload").path("stepId").asText().equals(st)).map(m -> m.path("payload").path("status").asText())
-                    .toList(), "every state of " + st + ", in order");
             assertEquals("3 1", query("SELECT version || ' ' || attempts " + mine + "'" + st + "'"), "one attempt");
         }
-        assertEquals(2, count("SELECT COUNT(*) FROM fed_test_run WHERE step_id IN ('" + s1 + "','" + s2 + "')"), "each once");
     }
 
     @Test
@@ -682,7 +684,7 @@ class FederationNetworkTest {
         assertTrue(count("SELECT COUNT(*) FROM fed_execution e2 JOIN fed_execution e3 ON e3.step_id = '" + s3 + "' AND e3.node_id = '"
                 + NODE + "' WHERE e2.step_id = '" + s2 + "' AND e2.node_id = '" + NODE + "' AND e3.started_at >= e2.finished_at") == 1,
                 "the third after the second");
-        assertEquals(3, count("SELECT COUNT(*) FROM fed_test_run WHERE step_id IN ('" + s1 + "','" + s2 + "','" + s3 + "')"), "each once");
+        assertReportedInOrderAndRunOnce(s1, s2, s3);
     }
 
     @Test
