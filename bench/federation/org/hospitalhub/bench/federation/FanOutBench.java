@@ -75,6 +75,22 @@ public final class FanOutBench {
         }
     }
 
+    /** A numeric setting from the environment, between min and max (whole for the counts); else the bench stops naming it. */
+    static double number(String k, double d, double min, double max) {
+        String v = env(k, null);
+        try {
+            double x = v == null ? d : Double.parseDouble(v.strip());
+            if (x >= min && x <= max && (max < 2 || x == Math.rint(x))) {
+                return x;
+            }
+        } catch (NumberFormatException e) {
+            // below
+        }
+        throw new IllegalArgumentException(k + " must be a " + (max < 2 ? "number" : "whole number") + " from "
+                + java.math.BigDecimal.valueOf(min).stripTrailingZeros().toPlainString() + " to "
+                + java.math.BigDecimal.valueOf(max).stripTrailingZeros().toPlainString() + ", not '" + v + "'");
+    }
+
     static String env(String k, String d) {
         String v = System.getenv(k);
         return v == null || v.isBlank() ? d : v;
@@ -260,8 +276,8 @@ public final class FanOutBench {
         long walReady = checkpoint();
         System.out.printf("Checkpoint after the set-up: %d WAL segments ready for reuse%n", walReady);
 
-        int runs = Integer.parseInt(env("BENCH_FED_RUNS", "3"));
-        int warmups = Integer.parseInt(env("BENCH_FED_WARMUPS", "3"));
+        int runs = (int) number("BENCH_FED_RUNS", 3, 1, 1000);
+        int warmups = (int) number("BENCH_FED_WARMUPS", 3, 0, 1000);
         Map<Mode, List<Run>> warm = new LinkedHashMap<>();
         Map<Mode, List<Run>> done = new LinkedHashMap<>();
         for (Mode m : MODES) {
@@ -271,8 +287,8 @@ public final class FanOutBench {
         // warm-up studies in turn in each mode until the hubs' code is compiled (at least BENCH_FED_WARMUPS; then until the
         // last warm-up of each mode had the JIT compilers at most BENCH_FED_JIT_SETTLED of the hubs' CPU, at most
         // BENCH_FED_WARMUPS_MAX in all), then the measured ones: run 1 in each mode, run 2 in each mode, ...
-        double settled = Double.parseDouble(env("BENCH_FED_JIT_SETTLED", "0.05"));
-        int warmupsMax = Math.max(warmups, Integer.parseInt(env("BENCH_FED_WARMUPS_MAX", "40")));
+        double settled = number("BENCH_FED_JIT_SETTLED", 0.05, 0, 1);
+        int warmupsMax = Math.max(warmups, (int) number("BENCH_FED_WARMUPS_MAX", 40, 0, 1000));
         Map<Mode, Double> lastJit = new LinkedHashMap<>();
         for (int w = 1; w <= warmupsMax; w++) {
             if (w > warmups && (w - 1) % MODES.size() == 0 && lastJit.size() == MODES.size()

@@ -16,7 +16,6 @@ import java.time.Instant;
 import java.time.OffsetDateTime;
 import java.util.ArrayList;
 import java.util.HashMap;
-import java.util.HashSet;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -226,7 +225,7 @@ public class FederationOutbox {
             }
             ins.executeBatch();
         }
-        wakeAfterCommit(ms);
+        wakeAfterCommit(ms, Map.of());
     }
 
     /**
@@ -242,7 +241,6 @@ public class FederationOutbox {
             byKey.put(m.to() + "\n" + m.id(), m);
         }
         Map<String, List<OutboxRow>> firsts = new LinkedHashMap<>();
-        Set<String> behindOthers = new HashSet<>();
         try (PreparedStatement ins = c.prepareStatement(Database.committing(c, "WITH ins AS (INSERT INTO fed_outbox (message_id, "
                 + "destination, message_type, project_id, message, status, attempts, next_attempt_at, created_at) "
                 + "SELECT m.id, m.destination, m.type, m.project, m.message, 'PENDING', 0, ?, ? FROM unnest(?::varchar[], "
@@ -261,8 +259,8 @@ public class FederationOutbox {
             try (ResultSet rs = ins.getResultSet()) {
                 while (rs.next()) {
                     String destination = rs.getString(3);
-                    if (rs.getBoolean(4)) {
-                        behindOthers.add(destination); // the sender reads its queue from the start, as always
+                    if (rs.getBoolean(4)) { // the same for every row to that destination (one snapshot)
+                        firsts.put(destination, null); // behind others: the sender reads its queue from the start, as always
                         continue;
                     }
                     Messages.Message m = byKey.get(destination + "\n" + rs.getString(2));
@@ -271,15 +269,14 @@ public class FederationOutbox {
                 }
             }
         }
-        for (String destination : ms.stream().map(Messages.Message::to).distinct().toList()) {
-            List<OutboxRow> rows = behindOthers.contains(destination) ? null : firsts.get(destination);
-            Database.afterCommit(() -> wake(destination, rows));
-        }
+        wakeAfterCommit(ms, firsts);
     }
 
-    private void wakeAfterCommit(List<Messages.Message> ms) {
+    /** Each destination of {@code ms} woken after the commit, with its first pending messages if {@code heads} has them. */
+    private void wakeAfterCommit(List<Messages.Message> ms, Map<String, List<OutboxRow>> heads) {
         for (String destination : ms.stream().map(Messages.Message::to).distinct().toList()) {
-            Database.afterCommit(() -> wake(destination));
+            List<OutboxRow> rows = heads.get(destination);
+            Database.afterCommit(() -> wake(destination, rows));
         }
     }
 

@@ -7,13 +7,16 @@ import java.sql.SQLException;
 import java.time.Duration;
 import java.time.Instant;
 import java.util.ArrayList;
+import java.util.Comparator;
 import java.util.Iterator;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
+import java.util.Queue;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.RejectedExecutionException;
@@ -78,7 +81,7 @@ public class StepRunner {
      * what its claim read when that step succeeds ({@link #takeIn}), so that the next one is claimed by the statement
      * that records the success, as in a plan, instead of by a read and a claim after it (a study posted step by step).
      */
-    private final Map<String, java.util.Queue<Received>> receivedWhileHeld = new ConcurrentHashMap<>();
+    private final Map<String, Queue<Received>> receivedWhileHeld = new ConcurrentHashMap<>();
 
     private record Received(Projects.Step step, Executions.Execution execution) {
     }
@@ -269,7 +272,7 @@ public class StepRunner {
         if (!identity.enabled() || !runningProjects.contains(projectId)) {
             return false;
         }
-        receivedWhileHeld.computeIfAbsent(projectId, k -> new java.util.concurrent.ConcurrentLinkedQueue<>()).add(new Received(s, e));
+        receivedWhileHeld.computeIfAbsent(projectId, k -> new ConcurrentLinkedQueue<>()).add(new Received(s, e));
         return runningProjects.contains(projectId); // let go meanwhile: its release may have looked before this was added
     }
 
@@ -280,12 +283,12 @@ public class StepRunner {
      */
     private void takeIn(Claimed claimed) {
         String projectId = claimed.step().projectId();
-        java.util.Queue<Received> q = receivedWhileHeld.remove(projectId);
+        Queue<Received> q = receivedWhileHeld.remove(projectId);
         if (q == null) {
             return;
         }
         List<Received> got = new ArrayList<>(q);
-        got.sort(java.util.Comparator.comparingInt(r -> r.step().seq()));
+        got.sort(Comparator.comparingInt(r -> r.step().seq()));
         for (Received r : got) {
             if (claimed.mine().containsKey(r.step().stepId())) {
                 continue; // known already
@@ -538,6 +541,7 @@ public class StepRunner {
             } catch (SQLException | RuntimeException e) {
                 LOG.debugf("Step %s: recording its success with the next step's claim failed, recorded alone: %s",
                         claimed.step().stepId(), e.toString());
+                lookAgain.add(claimed.step().projectId()); // steps it took in (takeIn) are looked at when it is let go
             }
         }
         finish(claimed.step(), Executions.Status.SUCCEEDED, null, false, result, null, ranFrom);
