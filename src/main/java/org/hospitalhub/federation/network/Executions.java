@@ -268,6 +268,33 @@ public class Executions {
         return Optional.of(e);
     }
 
+    /**
+     * The SET list of a claim (QUEUED to RUNNING, an attempt counted) in an {@code UPDATE fed_execution x} of its own
+     * (parameters: updated_at, started_at): what {@link #transition} writes for it, and {@link #claimed} returns.
+     */
+    static final String CLAIM_SET = "status = 'RUNNING', reason = NULL, version = x.version + 1, attempts = x.attempts + 1, "
+            + "retryable = TRUE, next_retry_at = NULL, updated_at = ?, started_at = ?, finished_at = NULL, duration_ms = NULL";
+
+    /** Now, as the database keeps it (microseconds). */
+    static Instant now() {
+        return Instant.now().truncatedTo(ChronoUnit.MICROS);
+    }
+
+    /**
+     * {@code queued} as a statement with {@link #CLAIM_SET} (at {@code now}) has just claimed it, reported as
+     * {@link #transition} reports a claim.
+     */
+    Execution claimed(Connection c, Execution queued, Instant now) throws SQLException {
+        Execution e = claimedRow(queued, now);
+        report(c, e, null);
+        return e;
+    }
+
+    /** The row {@code queued} becomes by a claim at {@code now}, as {@link #CLAIM_SET} and {@link #transition} write it. */
+    static Execution claimedRow(Execution queued, Instant now) {
+        return written(queued, Status.RUNNING, null, true, true, null, now, null);
+    }
+
     /** An outcome's duration at {@code now}: from {@code ranFrom} if given (and after the claim), else from the claim. */
     private static Long durationMs(Execution current, Instant ranFrom, Instant now) {
         Instant from = ranFrom != null && current.startedAt() != null && ranFrom.isAfter(current.startedAt()) ? ranFrom

@@ -315,21 +315,72 @@ public class StepRunner {
     /**
      * The next step of the project, if it may start now, switched to RUNNING. The project, its steps and this node's
      * executions of them are read in one statement: on a node busy with its queries every round trip costs
-     * milliseconds, and this stands between one step of a study and the next.
+     * milliseconds, and this stands between one step of a study and the next. On PostgreSQL that statement also makes
+     * the claim ({@link #CLAIM_FIRST_RUNNABLE}): the read and the switch in one round trip, not two. What it read is
+     * still checked here by the same rules; the claim it made must be the one those rules pick.
      */
     private Optional<Claimed> claimNext(Connection c, String projectId, String self) throws SQLException {
+        Instant now = Executions.now();
+        ClaimRead read = readForClaim(c, projectId, self, now);
+        Optional<Projects.Step> runnable = firstRunnable(read.project(), read.steps(), read.mine(), mapper);
+        String claimed = read.claimedInStatement();
+        if (claimed != null && (runnable.isEmpty() || !runnable.get().stepId().equals(claimed))) {
+            // the statement's conditions are these rules in SQL: a difference is a defect, and the claim must not stand
+            throw new IllegalStateException("project " + projectId + ": the claim statement took step " + claimed
+                    + " where its read gives " + runnable.map(Projects.Step::stepId).orElse("none"));
+        }
+        if (runnable.isEmpty()) {
+            return Optional.empty();
+        }
+        Projects.Step s = runnable.get();
+        Map<String, Executions.Execution> mine = read.mine();
+        Executions.Execution queued = mine.get(s.stepId());
+        Optional<Executions.Execution> running = claimed != null ? Optional.of(executions.claimed(c, queued, now))
+                // H2, or (PostgreSQL) the row changed between the read and the claim: a claim of its own
+                : executions.transition(c, queued, Executions.Status.RUNNING, null, true, true, null, null);
+        return running.map(r -> {
+            mine.put(s.stepId(), r);
+            return new Claimed(read.project(), s, r, read.steps(), mine);
+        });
+    }
+
+    /**
+     * What a claim read: the project (null if unknown here), its steps in order, this node's executions of them (as
+     * they were before the statement's claim), and the step that statement claimed (PostgreSQL; null if none, and
+     * always on other databases).
+     */
+    record ClaimRead(Projects.Project project, List<Projects.Step> steps, Map<String, Executions.Execution> mine,
+            String claimedInStatement) {
+    }
+
+    /** The read of {@link #claimNext}, with its claim on PostgreSQL ({@link #CLAIM_FIRST_RUNNABLE}, at {@code now}). */
+    static ClaimRead readForClaim(Connection c, String projectId, String self, Instant now) throws SQLException {
         Projects.Project project = null;
         List<Projects.Step> steps = new ArrayList<>();
         Map<String, Executions.Execution> mine = new LinkedHashMap<>();
-        try (PreparedStatement q = c.prepareStatement("SELECT " + Projects.PROJECT_COLUMNS + ", " + Projects.STEP_COLUMNS + ", "
-                + Executions.COLUMNS_OF_E + " FROM fed_project p LEFT JOIN fed_step s ON s.project_id = p.project_id "
-                + "LEFT JOIN fed_execution e ON e.step_id = s.step_id AND e.node_id = ? WHERE p.project_id = ? ORDER BY s.seq")) {
-            q.setString(1, self);
-            q.setString(2, projectId);
+        boolean postgres = Database.isPostgres(c);
+        String claimed = null;
+        String read = "SELECT " + Projects.PROJECT_COLUMNS + ", " + Projects.STEP_COLUMNS + ", " + Executions.COLUMNS_OF_E
+                + (postgres ? ", (SELECT step_id FROM claim)" : "") + " FROM fed_project p LEFT JOIN fed_step s ON "
+                + "s.project_id = p.project_id LEFT JOIN fed_execution e ON e.step_id = s.step_id AND e.node_id = ? "
+                + "WHERE p.project_id = ? ORDER BY s.seq";
+        try (PreparedStatement q = c.prepareStatement(postgres ? CLAIM_FIRST_RUNNABLE + read : read)) {
+            int i = 1;
+            if (postgres) {
+                q.setString(i++, self);
+                q.setString(i++, projectId);
+                q.setObject(i++, Database.utc(now)); // updated_at
+                q.setObject(i++, Database.utc(now)); // started_at
+                q.setString(i++, self);
+                q.setString(i++, projectId);
+            }
+            q.setString(i++, self);
+            q.setString(i++, projectId);
             try (ResultSet rs = q.executeQuery()) {
                 while (rs.next()) {
                     if (project == null) {
                         project = Projects.project(rs, 0);
+                        claimed = postgres ? rs.getString(33) : null;
                     }
                     if (rs.getString(10) != null) {
                         Projects.Step s = Projects.step(rs, 9);
@@ -341,6 +392,16 @@ public class StepRunner {
                 }
             }
         }
+        return new ClaimRead(project, steps, mine, claimed);
+    }
+
+    /**
+     * The step the rules let start now, from what a claim read: the project accepted here; its steps numbered 1, 2, …
+     * from its initiator; the first that has not succeeded here is queued here (none running or failed before it) and
+     * the steps it depends on have succeeded here. Empty if there is none.
+     */
+    static Optional<Projects.Step> firstRunnable(Projects.Project project, List<Projects.Step> steps,
+            Map<String, Executions.Execution> mine, ObjectMapper mapper) {
         if (project == null || !"ACCEPTED".equals(project.localStatus())) {
             return Optional.empty();
         }
@@ -364,20 +425,36 @@ public class StepRunner {
                     return Optional.empty();
                 }
                 case QUEUED -> {
-                    if (!dependenciesSucceeded(s, mine, null)) {
-                        return Optional.empty();
-                    }
-                    Projects.Project p = project;
-                    return executions.transition(c, e, Executions.Status.RUNNING, null, true, true, null, null)
-                            .map(running -> {
-                                mine.put(s.stepId(), running);
-                                return new Claimed(p, s, running, steps, mine);
-                            });
+                    return dependenciesSucceeded(s, mine, null, mapper) ? Optional.of(s) : Optional.empty();
                 }
             }
         }
         return Optional.empty();
     }
+
+    /**
+     * PostgreSQL: the claim made by the statement that reads the project for {@link #claimNext}, as a data-modifying
+     * {@code WITH} before that read (which sees the rows as they were before it, as the rules need). The rules of
+     * {@link #firstRunnable} in SQL: the first step of the project (by number) that has not succeeded here, if every
+     * step before it is numbered in turn, from the initiator and succeeded here, it is from the initiator, queued here
+     * (the version read: a row changed meanwhile is not taken), the project accepted here and every step it depends on
+     * a step of the project that succeeded here. Switched as {@link Executions#claimed} writes it. Parameters: node,
+     * project, now (updated_at), now (started_at), node, project.
+     */
+    private static final String CLAIM_FIRST_RUNNABLE = "WITH first AS (SELECT s.step_id, s.seq, s.origin, s.depends_on, "
+            + "e.version FROM fed_step s LEFT JOIN fed_execution e ON e.step_id = s.step_id AND e.node_id = ? "
+            + "WHERE s.project_id = ? AND e.status IS DISTINCT FROM 'SUCCEEDED' ORDER BY s.seq LIMIT 1), "
+            + "claim AS (UPDATE fed_execution x SET " + Executions.CLAIM_SET + " FROM first f, fed_project fp "
+            + "WHERE x.step_id = f.step_id AND x.node_id = ? AND x.status = 'QUEUED' AND x.version = f.version "
+            + "AND fp.project_id = ? AND fp.local_status = 'ACCEPTED' AND f.origin = fp.initiator "
+            + "AND (SELECT COUNT(*) FROM fed_step b WHERE b.project_id = fp.project_id AND b.seq < f.seq) = f.seq - 1 "
+            + "AND NOT EXISTS (SELECT 1 FROM fed_step b LEFT JOIN fed_execution be ON be.step_id = b.step_id "
+            + "AND be.node_id = x.node_id WHERE b.project_id = fp.project_id AND b.seq < f.seq "
+            + "AND (b.origin <> fp.initiator OR be.status IS DISTINCT FROM 'SUCCEEDED')) "
+            + "AND NOT EXISTS (SELECT 1 FROM jsonb_each_text(f.depends_on::jsonb) d WHERE NOT EXISTS (SELECT 1 "
+            + "FROM fed_step ds JOIN fed_execution de ON de.step_id = ds.step_id AND de.node_id = x.node_id "
+            + "WHERE ds.step_id = d.value AND ds.project_id = fp.project_id AND de.status = 'SUCCEEDED')) "
+            + "RETURNING x.step_id) ";
 
     /**
      * The project's step after {@code done}'s, from what the claim of {@code done} read, if it may start once that
@@ -397,12 +474,13 @@ public class StepRunner {
                 || e.status() != Executions.Status.QUEUED) {
             return null;
         }
-        return dependenciesSucceeded(s, done.mine(), done.step().stepId()) ? Optional.of(s) : Optional.empty();
+        return dependenciesSucceeded(s, done.mine(), done.step().stepId(), mapper) ? Optional.of(s) : Optional.empty();
     }
 
     /** Whether every step {@code s} depends on succeeded here ({@code succeeding}, if given, counted as succeeded). */
-    private boolean dependenciesSucceeded(Projects.Step s, Map<String, Executions.Execution> mine, String succeeding) {
-        for (Iterator<JsonNode> it = dependencies(s).elements(); it.hasNext();) {
+    private static boolean dependenciesSucceeded(Projects.Step s, Map<String, Executions.Execution> mine, String succeeding,
+            ObjectMapper mapper) {
+        for (Iterator<JsonNode> it = dependencies(s, mapper).elements(); it.hasNext();) {
             String dep = it.next().asText();
             Executions.Execution d = mine.get(dep);
             if (!dep.equals(succeeding) && (d == null || d.status() != Executions.Status.SUCCEEDED)) {
@@ -412,7 +490,7 @@ public class StepRunner {
         return true;
     }
 
-    private JsonNode dependencies(Projects.Step s) {
+    private static JsonNode dependencies(Projects.Step s, ObjectMapper mapper) {
         try {
             return mapper.readTree(s.dependsOn());
         } catch (Exception e) {
@@ -460,7 +538,7 @@ public class StepRunner {
                 return null;
             }
             Map<String, String> deps = new LinkedHashMap<>();
-            dependencies(s).fields().forEachRemaining(e -> deps.put(e.getKey(), e.getValue().asText()));
+            dependencies(s, mapper).fields().forEachRemaining(e -> deps.put(e.getKey(), e.getValue().asText()));
             StepContext ctx = new StepContext(s.projectId(), s.stepId(), s.kind(), mapper.readTree(s.definition()),
                     claimed.project().sharingLevel(), deps);
             ranFrom = Instant.now(); // the step's duration: from here (it may have been claimed while its receipt committed)
