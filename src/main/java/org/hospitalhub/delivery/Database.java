@@ -1,6 +1,8 @@
 package org.hospitalhub.delivery;
 
 import java.sql.Connection;
+import java.sql.PreparedStatement;
+import java.sql.ResultSet;
 import java.sql.SQLException;
 import java.sql.Timestamp;
 import java.time.Instant;
@@ -37,6 +39,8 @@ public class Database {
         boolean finalWork;
         /** That statement was made to commit the transaction (see {@link #committing}). */
         boolean committedInline;
+        /** Statements not yet sent, to go with a later one (see {@link #ahead}). */
+        final List<Ahead> ahead = new ArrayList<>(0);
     }
 
     private final DataSource dataSource;
@@ -120,6 +124,7 @@ public class Database {
                     }
                 }
                 if (!mine.committedInline) {
+                    runAhead(mine); // none of the last statements took them
                     c.commit();
                 }
                 committed = true;
@@ -211,11 +216,110 @@ public class Database {
      */
     public static String committing(Connection c, String sql) throws SQLException {
         Scope scope = SCOPES.get().peek();
-        if (scope == null || scope.connection != c || !scope.finalWork || !isPostgres(c)) {
+        if (scope == null || scope.connection != c) {
+            return sql;
+        }
+        runAhead(scope); // before it, alone: this caller reads its own statement's results only
+        if (!scope.finalWork || !isPostgres(c)) {
             return sql;
         }
         scope.committedInline = true;
         return sql + "; COMMIT";
+    }
+
+    /**
+     * As {@link #committing(Connection, String)}, also carrying the statements sent {@link #ahead} of it: they, this
+     * statement and the COMMIT go in one round trip when it is the transaction's last (else they are run before it,
+     * alone). {@code bind} binds this statement's parameters from the index it is given; {@code read} gets this
+     * statement's first result (null if it is an update count).
+     */
+    public static <T> T executeCommitting(Connection c, String sql, Binder bind, ResultReader<T> read) throws SQLException {
+        Scope scope = SCOPES.get().peek();
+        List<Ahead> carried = List.of();
+        String text = sql;
+        if (scope != null && scope.connection == c && scope.finalWork && isPostgres(c)) {
+            carried = List.copyOf(scope.ahead);
+            scope.ahead.clear();
+            StringBuilder b = new StringBuilder();
+            for (Ahead a : carried) {
+                b.append(a.sql()).append("; ");
+            }
+            text = b.append(sql).append("; COMMIT").toString();
+            scope.committedInline = true;
+        } else if (scope != null && scope.connection == c) {
+            runAhead(scope);
+        }
+        try (PreparedStatement ps = c.prepareStatement(text)) {
+            int i = 1;
+            for (Ahead a : carried) {
+                i = a.bind().bind(ps, i);
+            }
+            bind.bind(ps, i);
+            ps.execute();
+            for (int k = 0; k < carried.size(); k++) {
+                ps.getMoreResults(); // an ahead's result (its failure has failed the execute above)
+            }
+            try (ResultSet rs = ps.getResultSet()) {
+                return read.read(rs);
+            }
+        }
+    }
+
+    /** Binds a statement's parameters from index {@code from}; returns the index after its last. */
+    @FunctionalInterface
+    public interface Binder {
+        int bind(PreparedStatement ps, int from) throws SQLException;
+    }
+
+    /** Reads a statement's result (null: it gave an update count). */
+    @FunctionalInterface
+    public interface ResultReader<T> {
+        T read(ResultSet rs) throws SQLException;
+    }
+
+    /** A statement sent ahead of a later one ({@link #ahead}): its SQL and how its parameters are bound. */
+    public record Ahead(String sql, Binder bind) {
+    }
+
+    /**
+     * Sends {@code statement} in the transaction on {@code c} with a later statement instead of alone: with the
+     * committing statement of the transaction's last deferred work ({@link #executeCommitting}) in one round trip, or
+     * alone just before that statement or the commit, or when {@link #runAhead} is asked (before reading what it
+     * writes). For a write whose outcome the caller has already taken as done (rows it knows it changes, reports of
+     * them made): it must then fail, by raising an error, if it does not do so; its successors, the COMMIT included,
+     * are then not run and the transaction is rolled back. Outside a transaction on {@code c}: run at once.
+     */
+    public static void ahead(Connection c, Ahead statement) throws SQLException {
+        Scope scope = SCOPES.get().peek();
+        if (scope == null || scope.connection != c) {
+            run(c, statement);
+            return;
+        }
+        if (scope.committedInline) {
+            throw new IllegalStateException("the transaction was committed by its last statement: nothing can follow it");
+        }
+        scope.ahead.add(statement);
+    }
+
+    /** Runs the statements sent {@link #ahead} in the transaction on {@code c} now (before reading what they write). */
+    public static void runAhead(Connection c) throws SQLException {
+        Scope scope = SCOPES.get().peek();
+        if (scope != null && scope.connection == c) {
+            runAhead(scope);
+        }
+    }
+
+    private static void runAhead(Scope scope) throws SQLException {
+        while (!scope.ahead.isEmpty()) {
+            run(scope.connection, scope.ahead.remove(0));
+        }
+    }
+
+    private static void run(Connection c, Ahead statement) throws SQLException {
+        try (PreparedStatement ps = c.prepareStatement(statement.sql())) {
+            statement.bind().bind(ps, 1);
+            ps.execute();
+        }
     }
 
     /** Whether work is deferred under {@code key} to the commit of this thread's innermost transaction on {@code c}. */

@@ -314,24 +314,31 @@ public class Executions {
 
     /**
      * This node's step {@code done} succeeded (its duration from {@code ranFrom}, as {@link #transition(Connection,
-     * Execution, Status, String, boolean, boolean, Instant, JsonNode, Instant)}) and the project's next step
-     * {@code next} is claimed (RUNNING, an attempt counted, only while the project is accepted here), each a
-     * compare-and-set on the version the caller holds, in one statement on PostgreSQL (between two steps of a study
-     * every round trip on a loaded node costs tenths of a second), elsewhere one after the other. Each is reported, the
-     * success first. Returns what was written: the success (empty if its row changed meanwhile) and the claim (empty
-     * if it did not take).
+     * Execution, Status, String, boolean, boolean, Instant, JsonNode, Instant)}) and, if {@code next} is given, the
+     * project's next step is claimed (RUNNING, an attempt counted, only while the project is accepted here), each a
+     * compare-and-set on the version the caller holds. Each is reported, the success first. Returns what was written:
+     * the success (empty if its row changed meanwhile) and the claim (empty if it did not take, or none was asked).
+     * <p>
+     * On PostgreSQL both are one statement sent {@link Database#ahead} of the transaction's last one (the outbox
+     * batch that carries these reports, and the COMMIT): between two steps of a study, and between a study's last
+     * step and its result reaching the initiator, every round trip on a loaded node costs tenths of a second. Both are
+     * then returned as written, and the statement fails the transaction if either does not take (its rows changed
+     * while the step ran: the caller records the success alone, as when any part of that transaction fails).
+     * Elsewhere one after the other, at once.
      */
     List<Optional<Execution>> succeedAndClaim(Connection c, Execution done, JsonNode result, Instant ranFrom, Execution next)
             throws SQLException {
         if (!Database.isPostgres(c)) {
             Optional<Execution> succeeded = transition(c, done, Status.SUCCEEDED, null, false, false, null, result, ranFrom);
-            return List.of(succeeded, succeeded.isEmpty() ? Optional.empty()
+            return List.of(succeeded, succeeded.isEmpty() || next == null ? Optional.empty()
                     : transition(c, next, Status.RUNNING, null, true, true, null, null));
         }
-        Instant now = Instant.now().truncatedTo(ChronoUnit.MICROS); // as the database keeps it
+        Instant now = now();
         Long duration = durationMs(done, ranFrom, now);
-        Set<String> applied = new HashSet<>();
-        try (PreparedStatement up = c.prepareStatement("UPDATE fed_execution e SET status = v.status, reason = NULL, "
+        List<Execution> rows = next == null ? List.of(done) : List.of(done, next);
+        String what = next == null ? "the success of step " + done.stepId()
+                : "the success of step " + done.stepId() + " with the claim of step " + next.stepId();
+        Database.ahead(c, new Database.Ahead("WITH up AS (UPDATE fed_execution e SET status = v.status, reason = NULL, "
                 + "version = e.version + 1, attempts = e.attempts + v.inc, retryable = v.retryable, next_retry_at = NULL, "
                 + "updated_at = ?, started_at = CASE WHEN v.status = 'RUNNING' THEN ? ELSE e.started_at END, "
                 + "finished_at = CASE WHEN v.status = 'SUCCEEDED' THEN ? END, "
@@ -340,35 +347,33 @@ public class Executions {
                 + "AS v(step_id, expected, status, version, inc, retryable) "
                 + "WHERE e.step_id = v.step_id AND e.node_id = ? AND e.status = v.expected AND e.version = v.version "
                 + "AND (v.status <> 'RUNNING' OR EXISTS (SELECT 1 FROM fed_project p WHERE p.project_id = e.project_id "
-                + "AND p.local_status = 'ACCEPTED')) RETURNING e.step_id")) {
-            up.setObject(1, Database.utc(now));
-            up.setObject(2, Database.utc(now));
-            up.setObject(3, Database.utc(now));
-            up.setObject(4, duration);
-            up.setArray(5, c.createArrayOf("varchar", new Object[] { done.stepId(), next.stepId() }));
-            up.setArray(6, c.createArrayOf("varchar", new Object[] { done.status().name(), next.status().name() }));
-            up.setArray(7, c.createArrayOf("varchar", new Object[] { Status.SUCCEEDED.name(), Status.RUNNING.name() }));
-            up.setArray(8, c.createArrayOf("int4", new Object[] { done.version(), next.version() }));
-            up.setArray(9, c.createArrayOf("int4", new Object[] { 0, 1 }));
-            up.setArray(10, c.createArrayOf("bool", new Object[] { false, true }));
-            up.setString(11, identity.nodeId());
-            try (ResultSet rs = up.executeQuery()) {
-                while (rs.next()) {
-                    applied.add(rs.getString(1));
-                }
-            }
+                + "AND p.local_status = 'ACCEPTED')) RETURNING e.step_id) "
+                // every row written, or an error that fails the transaction (its COMMIT, sent after it, then not run)
+                + "SELECT CAST(CASE WHEN COUNT(*) = ? THEN '0' ELSE ? END AS int) FROM up", (up, i) -> {
+                    up.setObject(i++, Database.utc(now));
+                    up.setObject(i++, Database.utc(now));
+                    up.setObject(i++, Database.utc(now));
+                    up.setObject(i++, duration);
+                    up.setArray(i++, c.createArrayOf("varchar", rows.stream().map(Execution::stepId).toArray()));
+                    up.setArray(i++, c.createArrayOf("varchar", rows.stream().map(e -> e.status().name()).toArray()));
+                    up.setArray(i++, c.createArrayOf("varchar", next == null ? new Object[] { Status.SUCCEEDED.name() }
+                            : new Object[] { Status.SUCCEEDED.name(), Status.RUNNING.name() }));
+                    up.setArray(i++, c.createArrayOf("int4", rows.stream().map(Execution::version).toArray()));
+                    up.setArray(i++, c.createArrayOf("int4", next == null ? new Object[] { 0 } : new Object[] { 0, 1 }));
+                    up.setArray(i++, c.createArrayOf("bool", next == null ? new Object[] { false } : new Object[] { false, true }));
+                    up.setString(i++, identity.nodeId());
+                    up.setInt(i++, rows.size());
+                    up.setString(i++, what + " not recorded: this node's execution changed while it ran");
+                    return i;
+                }));
+        Execution succeeded = written(done, Status.SUCCEEDED, null, false, false, null, now, duration);
+        report(c, succeeded, result);
+        if (next == null) {
+            return List.of(Optional.of(succeeded), Optional.empty());
         }
-        Optional<Execution> succeeded = Optional.empty();
-        Optional<Execution> running = Optional.empty();
-        if (applied.contains(done.stepId())) {
-            succeeded = Optional.of(written(done, Status.SUCCEEDED, null, false, false, null, now, duration));
-            report(c, succeeded.get(), result);
-        }
-        if (applied.contains(next.stepId())) {
-            running = Optional.of(written(next, Status.RUNNING, null, true, true, null, now, null));
-            report(c, running.get(), null);
-        }
-        return List.of(succeeded, running);
+        Execution running = claimedRow(next, now);
+        report(c, running, null);
+        return List.of(Optional.of(succeeded), Optional.of(running));
     }
 
     /**

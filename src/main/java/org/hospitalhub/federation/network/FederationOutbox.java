@@ -241,34 +241,34 @@ public class FederationOutbox {
             byKey.put(m.to() + "\n" + m.id(), m);
         }
         Map<String, List<OutboxRow>> firsts = new LinkedHashMap<>();
-        try (PreparedStatement ins = c.prepareStatement(Database.committing(c, "WITH ins AS (INSERT INTO fed_outbox (message_id, "
+        Database.executeCommitting(c, "WITH ins AS (INSERT INTO fed_outbox (message_id, "
                 + "destination, message_type, project_id, message, status, attempts, next_attempt_at, created_at) "
                 + "SELECT m.id, m.destination, m.type, m.project, m.message, 'PENDING', 0, ?, ? FROM unnest(?::varchar[], "
                 + "?::varchar[], ?::varchar[], ?::varchar[], ?::varchar[]) WITH ORDINALITY AS m(id, destination, type, "
                 + "project, message, n) ORDER BY m.n RETURNING id, message_id, destination) "
                 + "SELECT i.id, i.message_id, i.destination, EXISTS (SELECT 1 FROM fed_outbox o WHERE o.destination = "
-                + "i.destination AND o.status = 'PENDING') FROM ins i ORDER BY i.id"))) {
-            ins.setObject(1, Database.utc(now));
-            ins.setObject(2, Database.utc(now));
-            ins.setArray(3, c.createArrayOf("varchar", ms.stream().map(Messages.Message::id).toArray()));
-            ins.setArray(4, c.createArrayOf("varchar", ms.stream().map(Messages.Message::to).toArray()));
-            ins.setArray(5, c.createArrayOf("varchar", ms.stream().map(Messages.Message::type).toArray()));
-            ins.setArray(6, c.createArrayOf("varchar", ms.stream().map(Messages.Message::projectId).toArray()));
-            ins.setArray(7, c.createArrayOf("varchar", ms.stream().map(Messages.Message::wire).toArray()));
-            ins.execute(); // its first result: the rows written (a COMMIT after it has none)
-            try (ResultSet rs = ins.getResultSet()) {
-                while (rs.next()) {
-                    String destination = rs.getString(3);
-                    if (rs.getBoolean(4)) { // the same for every row to that destination (one snapshot)
-                        firsts.put(destination, null); // behind others: the sender reads its queue from the start, as always
-                        continue;
+                + "i.destination AND o.status = 'PENDING') FROM ins i ORDER BY i.id", (ins, i) -> {
+                    ins.setObject(i++, Database.utc(now));
+                    ins.setObject(i++, Database.utc(now));
+                    ins.setArray(i++, c.createArrayOf("varchar", ms.stream().map(Messages.Message::id).toArray()));
+                    ins.setArray(i++, c.createArrayOf("varchar", ms.stream().map(Messages.Message::to).toArray()));
+                    ins.setArray(i++, c.createArrayOf("varchar", ms.stream().map(Messages.Message::type).toArray()));
+                    ins.setArray(i++, c.createArrayOf("varchar", ms.stream().map(Messages.Message::projectId).toArray()));
+                    ins.setArray(i++, c.createArrayOf("varchar", ms.stream().map(Messages.Message::wire).toArray()));
+                    return i;
+                }, rs -> { // the rows written (with the statements sent ahead of it, and a COMMIT after it, if any)
+                    while (rs.next()) {
+                        String destination = rs.getString(3);
+                        if (rs.getBoolean(4)) { // the same for every row to that destination (one snapshot)
+                            firsts.put(destination, null); // behind others: the sender reads its queue from the start, as always
+                            continue;
+                        }
+                        Messages.Message m = byKey.get(destination + "\n" + rs.getString(2));
+                        firsts.computeIfAbsent(destination, d -> new ArrayList<>()).add(new OutboxRow(rs.getLong(1), m.id(),
+                                destination, m.type(), m.wire(), 0, now));
                     }
-                    Messages.Message m = byKey.get(destination + "\n" + rs.getString(2));
-                    firsts.computeIfAbsent(destination, d -> new ArrayList<>()).add(new OutboxRow(rs.getLong(1), m.id(),
-                            destination, m.type(), m.wire(), 0, now));
-                }
-            }
-        }
+                    return null;
+                });
         wakeAfterCommit(ms, firsts);
     }
 

@@ -603,18 +603,19 @@ public class StepRunner {
                         claimed.mine().put(s.stepId(), written.get(1).get());
                         return Optional.of(new Claimed(claimed.project(), s, written.get(1).get(), claimed.steps(), claimed.mine()));
                     }
-                    Optional<Executions.Execution> done = executions.transition(c, claimed.execution(),
-                            Executions.Status.SUCCEEDED, null, false, false, null, result, ranFrom);
+                    Optional<Executions.Execution> done = executions.succeedAndClaim(c, claimed.execution(), result, ranFrom,
+                            null).get(0);
                     if (done.isEmpty()) {
                         throw new IllegalStateException("its execution changed while it ran");
                     }
                     claimed.mine().put(claimed.step().stepId(), done.get());
-                    if (next != null) {
-                        return Optional.<Claimed>empty(); // known, but it cannot start yet
+                    if (next != null || !lookAgain.contains(projectId)) {
+                        return Optional.<Claimed>empty(); // known, but it cannot start yet; or none known
                     }
-                    // a step not known at the claim: read again only if one was queued meanwhile (a wake-up found the
-                    // project held and looks again when it is let go, so nothing waits for a tick either way)
-                    return lookAgain.contains(projectId) ? claimNext(c, projectId, self) : Optional.<Claimed>empty();
+                    // a step not known at the claim, queued meanwhile (a wake-up found the project held): read again,
+                    // the success written first
+                    Database.runAhead(c);
+                    return claimNext(c, projectId, self);
                 });
             } catch (SQLException | RuntimeException e) {
                 LOG.debugf("Step %s: recording its success with the next step's claim failed, recorded alone: %s",
