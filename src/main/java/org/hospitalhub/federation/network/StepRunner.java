@@ -510,6 +510,9 @@ public class StepRunner {
             while (current != null) {
                 Optional<Claimed> following = runOne(current);
                 current = following == null ? null : following.orElse(null);
+                if (current == null && following != null) {
+                    current = claimAgain(projectId);
+                }
                 if (current != null && Thread.currentThread().isInterrupted()) {
                     // shutting down: the claimed step stays RUNNING and is queued again when the runner next starts
                     LOG.infof("Step %s of project %s not started: shutting down", current.step().stepId(), projectId);
@@ -518,6 +521,28 @@ public class StepRunner {
             }
         } finally {
             release(projectId);
+        }
+    }
+
+    /**
+     * After a success that claimed no next step: if a step of the project was received or woken while it ran and not
+     * taken in (its receipt committed after the success's transaction looked), its next step claimed here, the project
+     * still held, instead of being let go and claimed by the wake-up thread (a hand-over that waits behind that
+     * thread's other claims, tenths of a second on a busy node). Null if there is none to claim or the claim fails (the
+     * project is then looked at when it is let go).
+     */
+    private Claimed claimAgain(String projectId) {
+        boolean received = receivedWhileHeld.remove(projectId) != null;
+        if (!lookAgain.remove(projectId) && !received) {
+            return null;
+        }
+        try {
+            String self = identity.nodeId();
+            return holdLease(self) ? db.inTransaction(c -> claimNext(c, projectId, self)).orElse(null) : null;
+        } catch (SQLException | RuntimeException e) {
+            LOG.debugf("Project %s: the next step is looked at when the project is let go: %s", projectId, e.toString());
+            lookAgain.add(projectId);
+            return null;
         }
     }
 
@@ -571,8 +596,8 @@ public class StepRunner {
 
     /**
      * Records the step's success and, if this node still holds the runner's lease, claims the project's next step in
-     * the same transaction. Should that transaction fail, the success is recorded alone and the next step waits for the
-     * next wake-up or tick.
+     * the same transaction when it is known to be runnable. Should that transaction fail, the success is recorded
+     * alone and the next step is looked at once it has committed ({@link #claimAgain}).
      */
     private Optional<Claimed> succeed(Claimed claimed, JsonNode result, Instant ranFrom) throws SQLException {
         String self = identity.nodeId();
@@ -609,13 +634,10 @@ public class StepRunner {
                         throw new IllegalStateException("its execution changed while it ran");
                     }
                     claimed.mine().put(claimed.step().stepId(), done.get());
-                    if (next != null || !lookAgain.contains(projectId)) {
-                        return Optional.<Claimed>empty(); // known, but it cannot start yet; or none known
-                    }
-                    // a step not known at the claim, queued meanwhile (a wake-up found the project held): read again,
-                    // the success written first
-                    Database.runAhead(c);
-                    return claimNext(c, projectId, self);
+                    // the next step known but unable to start yet, or none known: one queued meanwhile (a wake-up found
+                    // the project held) is claimed once this has committed (claimAgain), so that the success and its
+                    // report are not held back by a read
+                    return Optional.<Claimed>empty();
                 });
             } catch (SQLException | RuntimeException e) {
                 LOG.debugf("Step %s: recording its success with the next step's claim failed, recorded alone: %s",
