@@ -448,23 +448,27 @@ public class Inbox {
             throw new Refusal(400, "payload.invited", "does not list this node (" + identity.nodeId() + ")");
         }
         boolean self = m.origin().equals(identity.nodeId());
-        boolean auto = self || peers.find(c, m.origin()).map(Peers.Peer::autoAccept).orElse(false);
-        // the project stored unless it was before, and whether steps of it arrived before it (they are reported once it
-        // is accepted): one statement
+        // whether its initiator's invitations are accepted automatically here (or it is this node's own), the project
+        // stored unless it was before, and whether steps of it arrived before it (they are reported once it is
+        // accepted): one statement
+        boolean auto;
         boolean stepsBefore;
-        try (PreparedStatement ins = c.prepareStatement("WITH ins AS (INSERT INTO fed_project (project_id, title, initiator, "
-                + "sharing_level, invited, local_status, created_at, decided_at, decided_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        try (PreparedStatement ins = c.prepareStatement("WITH peer AS (SELECT (? OR COALESCE((SELECT n.auto_accept FROM "
+                + "fed_node n WHERE n.node_id = ?), FALSE)) AS auto), ins AS (INSERT INTO fed_project (project_id, title, "
+                + "initiator, sharing_level, invited, local_status, created_at, decided_at, decided_by) SELECT ?, ?, ?, ?, ?, "
+                + "CASE WHEN peer.auto THEN 'ACCEPTED' ELSE 'INVITED' END, CAST(? AS TIMESTAMP WITH TIME ZONE), CASE WHEN "
+                + "peer.auto THEN CAST(? AS TIMESTAMP WITH TIME ZONE) END, CASE WHEN peer.auto THEN 'auto-accept' END FROM peer "
                 + "ON CONFLICT (project_id) DO NOTHING RETURNING 1) SELECT (SELECT COUNT(*) FROM ins), EXISTS (SELECT 1 FROM "
-                + "fed_execution WHERE project_id = ? AND node_id = ?)")) {
-            ins.setString(1, m.projectId());
-            ins.setString(2, title);
-            ins.setString(3, m.origin());
-            ins.setString(4, sharing);
-            ins.setString(5, invited.toString());
-            ins.setString(6, auto ? "ACCEPTED" : "INVITED");
-            ins.setObject(7, Database.utc(m.createdAt()));
-            ins.setObject(8, auto ? Database.utc(Instant.now()) : null);
-            ins.setString(9, auto ? "auto-accept" : null);
+                + "fed_execution WHERE project_id = ? AND node_id = ?), (SELECT auto FROM peer)")) {
+            ins.setBoolean(1, self);
+            ins.setString(2, m.origin());
+            ins.setString(3, m.projectId());
+            ins.setString(4, title);
+            ins.setString(5, m.origin());
+            ins.setString(6, sharing);
+            ins.setString(7, invited.toString());
+            ins.setObject(8, Database.utc(m.createdAt()));
+            ins.setObject(9, Database.utc(Instant.now()));
             ins.setString(10, m.projectId());
             ins.setString(11, identity.nodeId());
             try (ResultSet rs = ins.executeQuery()) {
@@ -473,6 +477,7 @@ public class Inbox {
                     return; // the same invitation again
                 }
                 stepsBefore = rs.getBoolean(2);
+                auto = rs.getBoolean(3);
             }
         }
         LOG.infof("Research project %s (%s) from %s: %s", m.projectId(), title, m.origin(), auto ? "accepted automatically" : "invited");
