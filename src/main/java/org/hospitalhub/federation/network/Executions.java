@@ -596,6 +596,16 @@ public class Executions {
     /** A project's initiator never changes: looked up once per project and process (bounded), not at every report. */
     private static final java.util.Map<String, String> INITIATORS = Lru.of(10_000);
 
+    /**
+     * The initiator of a project stored or read by the caller's transaction, remembered once it has committed (a step
+     * received after its invitation then reports without looking it up).
+     */
+    static void initiatorStored(String projectId, String initiator) {
+        if (projectId != null && initiator != null) {
+            Database.afterCommit(() -> INITIATORS.putIfAbsent(projectId, initiator));
+        }
+    }
+
     static String initiatorOf(Connection c, String projectId) throws SQLException {
         String known = INITIATORS.get(projectId);
         if (known != null) {

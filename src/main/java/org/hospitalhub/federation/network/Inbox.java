@@ -480,6 +480,7 @@ public class Inbox {
                 auto = rs.getBoolean(3);
             }
         }
+        Executions.initiatorStored(m.projectId(), m.origin());
         LOG.infof("Research project %s (%s) from %s: %s", m.projectId(), title, m.origin(), auto ? "accepted automatically" : "invited");
         if (auto && !self) {
             answered(c, m.projectId(), m.origin(), true, stepsBefore);
