@@ -317,7 +317,8 @@ public class StepRunner {
      * executions of them are read in one statement: on a node busy with its queries every round trip costs
      * milliseconds, and this stands between one step of a study and the next. On PostgreSQL that statement also makes
      * the claim ({@link #CLAIM_FIRST_RUNNABLE}): the read and the switch in one round trip, not two. What it read is
-     * still checked here by the same rules; the claim it made must be the one those rules pick.
+     * still checked here by the same rules; the claim it made must be the one those rules pick (else the transaction
+     * fails, logged as an error).
      */
     private Optional<Claimed> claimNext(Connection c, String projectId, String self) throws SQLException {
         Instant now = Executions.now();
@@ -325,9 +326,12 @@ public class StepRunner {
         Optional<Projects.Step> runnable = firstRunnable(read.project(), read.steps(), read.mine(), mapper);
         String claimed = read.claimedInStatement();
         if (claimed != null && (runnable.isEmpty() || !runnable.get().stepId().equals(claimed))) {
-            // the statement's conditions are these rules in SQL: a difference is a defect, and the claim must not stand
-            throw new IllegalStateException("project " + projectId + ": the claim statement took step " + claimed
-                    + " where its read gives " + runnable.map(Projects.Step::stepId).orElse("none"));
+            // the statement's conditions are these rules in SQL: a difference is a defect, and the claim must not stand;
+            // the transaction fails as on a database error (a receipt answers 503 and is sent again), and it is logged
+            String problem = "project " + projectId + ": the claim statement took step " + claimed + " where the rules "
+                    + "pick " + runnable.map(Projects.Step::stepId).orElse("none") + " from its read; claim undone";
+            LOG.error(problem);
+            throw new SQLException(problem);
         }
         if (runnable.isEmpty()) {
             return Optional.empty();
