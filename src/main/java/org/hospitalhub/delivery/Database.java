@@ -158,8 +158,7 @@ public class Database {
 
     /** Whether {@code c} is the connection of this thread's innermost {@link #inTransaction}. */
     public static boolean inTransactionOn(Connection c) {
-        Scope scope = SCOPES.get().peek();
-        return scope != null && scope.connection == c;
+        return scopeOn(c) != null;
     }
 
     /**
@@ -197,8 +196,8 @@ public class Database {
      */
     @SuppressWarnings("unchecked")
     public static <T extends BeforeCommit> T beforeCommit(Connection c, Object key, Supplier<T> make) {
-        Scope scope = SCOPES.get().peek();
-        if (scope == null || scope.connection != c) {
+        Scope scope = scopeOn(c);
+        if (scope == null) {
             return null;
         }
         return (T) scope.beforeCommit.computeIfAbsent(key, k -> make.get());
@@ -215,16 +214,27 @@ public class Database {
      * defers nothing (refused).
      */
     public static String committing(Connection c, String sql) throws SQLException {
-        Scope scope = SCOPES.get().peek();
-        if (scope == null || scope.connection != c) {
+        Scope scope = scopeOn(c);
+        if (scope == null) {
             return sql;
         }
         runAhead(scope); // before it, alone: this caller reads its own statement's results only
-        if (!scope.finalWork || !isPostgres(c)) {
+        if (!commitsInline(scope)) {
             return sql;
         }
         scope.committedInline = true;
         return sql + "; COMMIT";
+    }
+
+    /** The innermost transaction of this thread if it is on {@code c}, else null. */
+    private static Scope scopeOn(Connection c) {
+        Scope scope = SCOPES.get().peek();
+        return scope != null && scope.connection == c ? scope : null;
+    }
+
+    /** Whether the statement now asked for (see {@link #committing}) may carry the transaction's commit. */
+    private static boolean commitsInline(Scope scope) throws SQLException {
+        return scope.finalWork && isPostgres(scope.connection);
     }
 
     /**
@@ -234,10 +244,10 @@ public class Database {
      * statement's first result (null if it is an update count).
      */
     public static <T> T executeCommitting(Connection c, String sql, Binder bind, ResultReader<T> read) throws SQLException {
-        Scope scope = SCOPES.get().peek();
+        Scope scope = scopeOn(c);
         List<Ahead> carried = List.of();
         String text = sql;
-        if (scope != null && scope.connection == c && scope.finalWork && isPostgres(c)) {
+        if (scope != null && commitsInline(scope)) {
             carried = List.copyOf(scope.ahead);
             scope.ahead.clear();
             StringBuilder b = new StringBuilder();
@@ -246,7 +256,7 @@ public class Database {
             }
             text = b.append(sql).append("; COMMIT").toString();
             scope.committedInline = true;
-        } else if (scope != null && scope.connection == c) {
+        } else if (scope != null) {
             runAhead(scope);
         }
         try (PreparedStatement ps = c.prepareStatement(text)) {
@@ -290,8 +300,8 @@ public class Database {
      * are then not run and the transaction is rolled back. Outside a transaction on {@code c}: run at once.
      */
     public static void ahead(Connection c, Ahead statement) throws SQLException {
-        Scope scope = SCOPES.get().peek();
-        if (scope == null || scope.connection != c) {
+        Scope scope = scopeOn(c);
+        if (scope == null) {
             run(c, statement);
             return;
         }
@@ -303,8 +313,8 @@ public class Database {
 
     /** Runs the statements sent {@link #ahead} in the transaction on {@code c} now (before reading what they write). */
     public static void runAhead(Connection c) throws SQLException {
-        Scope scope = SCOPES.get().peek();
-        if (scope != null && scope.connection == c) {
+        Scope scope = scopeOn(c);
+        if (scope != null) {
             runAhead(scope);
         }
     }
@@ -324,8 +334,8 @@ public class Database {
 
     /** Whether work is deferred under {@code key} to the commit of this thread's innermost transaction on {@code c}. */
     public static boolean deferred(Connection c, Object key) {
-        Scope scope = SCOPES.get().peek();
-        return scope != null && scope.connection == c && scope.beforeCommit.containsKey(key);
+        Scope scope = scopeOn(c);
+        return scope != null && scope.beforeCommit.containsKey(key);
     }
 
     /** See {@link #beforeCommit}. */

@@ -334,6 +334,7 @@ public class Executions {
         Instant now = now();
         Long duration = durationMs(done, ranFrom, now);
         List<Execution> rows = next == null ? List.of(done) : List.of(done, next);
+        List<Status> to = next == null ? List.of(Status.SUCCEEDED) : List.of(Status.SUCCEEDED, Status.RUNNING); // a claim: an attempt, retryable
         String what = next == null ? "the success of step " + done.stepId()
                 : "the success of step " + done.stepId() + " with the claim of step " + next.stepId();
         Database.ahead(c, new Database.Ahead("WITH up AS (UPDATE fed_execution e SET status = v.status, reason = NULL, "
@@ -354,11 +355,10 @@ public class Executions {
                     up.setObject(i++, duration);
                     up.setArray(i++, c.createArrayOf("varchar", rows.stream().map(Execution::stepId).toArray()));
                     up.setArray(i++, c.createArrayOf("varchar", rows.stream().map(e -> e.status().name()).toArray()));
-                    up.setArray(i++, c.createArrayOf("varchar", next == null ? new Object[] { Status.SUCCEEDED.name() }
-                            : new Object[] { Status.SUCCEEDED.name(), Status.RUNNING.name() }));
+                    up.setArray(i++, c.createArrayOf("varchar", to.stream().map(Status::name).toArray()));
                     up.setArray(i++, c.createArrayOf("int4", rows.stream().map(Execution::version).toArray()));
-                    up.setArray(i++, c.createArrayOf("int4", next == null ? new Object[] { 0 } : new Object[] { 0, 1 }));
-                    up.setArray(i++, c.createArrayOf("bool", next == null ? new Object[] { false } : new Object[] { false, true }));
+                    up.setArray(i++, c.createArrayOf("int4", to.stream().map(t -> t == Status.RUNNING ? 1 : 0).toArray()));
+                    up.setArray(i++, c.createArrayOf("bool", to.stream().map(t -> t == Status.RUNNING).toArray()));
                     up.setString(i++, identity.nodeId());
                     up.setInt(i++, rows.size());
                     up.setString(i++, what + " not recorded: this node's execution changed while it ran");
