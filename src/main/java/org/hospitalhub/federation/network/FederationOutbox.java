@@ -83,6 +83,8 @@ public class FederationOutbox {
     private final Set<String> inFlight = ConcurrentHashMap.newKeySet();
     /** Destinations with a message committed since their drain began (see {@link #wake}). */
     private final Set<String> woken = ConcurrentHashMap.newKeySet();
+    /** Per destination, the transmission under way when it carries an invitation (see {@link Follower}). */
+    private final Map<String, Follower> followers = new ConcurrentHashMap<>();
     private final MeterRegistry meters;
     /** Messages not yet acknowledged, per destination (0 rows: none pending anywhere). */
     private final io.micrometer.core.instrument.MultiGauge pending;
@@ -265,7 +267,7 @@ public class FederationOutbox {
                         }
                         Messages.Message m = byKey.get(destination + "\n" + rs.getString(2));
                         firsts.computeIfAbsent(destination, d -> new ArrayList<>()).add(new OutboxRow(rs.getLong(1), m.id(),
-                                destination, m.type(), m.wire(), 0, now));
+                                destination, m.type(), m.wire(), 0, now, m.projectId()));
                     }
                     return null;
                 });
@@ -298,6 +300,14 @@ public class FederationOutbox {
             return;
         }
         woken.add(destination);
+        Follower follower = followers.get(destination);
+        if (follower != null && follower.schedule()) {
+            try {
+                senders.execute(() -> follow(follower));
+            } catch (RejectedExecutionException e) {
+                // shutting down: not begun, nothing waits for it
+            }
+        }
         schedule(destination, heads);
     }
 
@@ -372,16 +382,27 @@ public class FederationOutbox {
             if (rows.isEmpty() || rows.get(0).nextAttemptAt().isAfter(Instant.now())) {
                 return;
             }
+            Follower follower = Follower.of(rows);
+            if (follower != null) {
+                followers.put(destination, follower);
+            }
             List<Outcome> outcomes;
-            if (rows.size() == 1) {
-                outcomes = List.of(send(rows.get(0)));
-            } else {
-                Optional<List<Outcome>> batch = sendBatch(rows);
-                if (batch.isEmpty()) {
-                    singles = true;
-                    continue;
+            try {
+                if (rows.size() == 1) {
+                    outcomes = List.of(send(rows.get(0)));
+                } else {
+                    Optional<List<Outcome>> batch = sendBatch(rows);
+                    if (batch.isEmpty()) {
+                        singles = true;
+                        continue;
+                    }
+                    outcomes = batch.get();
                 }
-                outcomes = batch.get();
+            } finally {
+                if (follower != null) {
+                    followers.remove(destination, follower);
+                    follower.close(); // its acknowledgements recorded before the queue is read again
+                }
             }
             if (outcomes.stream().allMatch(o -> o.kind() == Kind.ACKED) && db.isPostgres()) {
                 next = ackedThenHeads(rows.subList(0, outcomes.size()), destination, singles ? 1 : batchMaxMessages);
@@ -410,6 +431,138 @@ public class FederationOutbox {
                 woken.add(destination);
                 return;
             }
+        }
+    }
+
+    /**
+     * A study's steps may follow their invitation before it is acknowledged: while a transmission carrying invitations
+     * is under way to a destination, the steps of those projects queued for it next (committed meanwhile, nothing else
+     * between) go in a second transmission at once instead of after that acknowledgement, one round trip to the node
+     * later. A study posted step by step has its first step posted just after the project, so without this each node
+     * gets its first step only after its invitation's round trip. The receiver stores a step that arrives before its
+     * invitation and runs it once the invitation is accepted; it applies the two one after the other (see
+     * {@link Inbox#PROJECT_LOCK}). Only acknowledgements are recorded from it: a step it could not deliver is left
+     * pending, due, and sent in order after the invitation as before. At most one such transmission per invitation
+     * transmission; the drain records its own outcomes only after it has ended, so nothing is sent twice by the two.
+     */
+    static final class Follower {
+        private final String destination;
+        private final long after;
+        private final List<String> projects;
+        private boolean scheduled;
+        private boolean begun;
+        private boolean closed;
+        private boolean done;
+
+        private Follower(String destination, long after, List<String> projects) {
+            this.destination = destination;
+            this.after = after;
+            this.projects = projects;
+        }
+
+        /** For a transmission of {@code rows} carrying invitations; else null. */
+        static Follower of(List<OutboxRow> rows) {
+            List<String> invited = rows.stream().filter(r -> Messages.INVITATION.equals(r.type())).map(OutboxRow::projectId)
+                    .distinct().toList();
+            return invited.isEmpty() ? null
+                    : new Follower(rows.get(0).destination(), rows.get(rows.size() - 1).id(), invited);
+        }
+
+        /** True once: the transmission is still under way and no follower transmission was started for it. */
+        synchronized boolean schedule() {
+            if (closed || scheduled) {
+                return false;
+            }
+            scheduled = true;
+            return true;
+        }
+
+        /** True if the follower transmission may go (the invitation's is still under way); then {@link #done} must follow. */
+        synchronized boolean begin() {
+            if (closed) {
+                return false; // too late: the invitation's transmission has ended
+            }
+            begun = true;
+            return true;
+        }
+
+        synchronized void done() {
+            done = true;
+            notifyAll();
+        }
+
+        /**
+         * The invitation's transmission has ended: waits for a follower transmission that has begun (one still waiting
+         * for a sender thread will not begin: the drain must not wait for a thread that drains may all be holding).
+         */
+        synchronized void close() {
+            closed = true;
+            boolean interrupted = false;
+            while (begun && !done) {
+                try {
+                    wait();
+                } catch (InterruptedException e) {
+                    interrupted = true;
+                }
+            }
+            if (interrupted) {
+                Thread.currentThread().interrupt();
+            }
+        }
+    }
+
+    /** The rows that follow {@code f}'s transmission: the steps of its invitations' projects queued next, in order. */
+    private static final String FOLLOWING = "SELECT id, message_id, destination, message_type, message, attempts, "
+            + "next_attempt_at, project_id FROM fed_outbox o WHERE destination = ? AND status = 'PENDING' AND id > ? "
+            + "AND NOT EXISTS (SELECT 1 FROM fed_outbox x WHERE x.destination = o.destination AND x.status = 'PENDING' "
+            + "AND x.id > ? AND x.id < o.id AND NOT (x.message_type = ? AND x.project_id = ANY(?))) "
+            + "AND message_type = ? AND project_id = ANY(?) ORDER BY id LIMIT ?";
+
+    /** Sends the rows that may follow {@code f}'s transmission, if any, recording those acknowledged. */
+    private void follow(Follower f) {
+        if (!f.begin()) {
+            return;
+        }
+        try {
+            List<OutboxRow> read = new ArrayList<>();
+            try (Connection c = db.connection(); PreparedStatement q = c.prepareStatement(FOLLOWING)) {
+                java.sql.Array projects = c.createArrayOf("varchar", f.projects.toArray());
+                q.setString(1, f.destination);
+                q.setLong(2, f.after);
+                q.setLong(3, f.after);
+                q.setString(4, Messages.STEP);
+                q.setArray(5, projects);
+                q.setString(6, Messages.STEP);
+                q.setArray(7, projects);
+                q.setInt(8, batchMaxMessages);
+                read.addAll(read(q));
+            }
+            Instant now = Instant.now();
+            int due = 0;
+            while (due < read.size() && !read.get(due).nextAttemptAt().isAfter(now)) {
+                due++; // a step waiting out a backoff goes when it is due, after the invitation
+            }
+            if (due == 0) {
+                return;
+            }
+            List<OutboxRow> rows = signedWithinBudget(read.subList(0, due));
+            List<Outcome> outcomes = rows.size() == 1 ? List.of(send(rows.get(0))) : sendBatch(rows).orElse(List.of());
+            int acked = 0;
+            while (acked < outcomes.size() && outcomes.get(acked).kind() == Kind.ACKED) {
+                acked++;
+            }
+            if (acked > 0) {
+                record(rows, outcomes.subList(0, acked));
+                meters.counter("hub.federation.messages.sent", "outcome", "acked").increment(acked);
+            }
+            if (acked < rows.size()) {
+                LOG.debugf("Federation messages to %s sent ahead of an invitation's acknowledgement: %d of %d acknowledged, "
+                        + "the rest go after it", f.destination, acked, rows.size());
+            }
+        } catch (SQLException | RuntimeException e) {
+            LOG.debugf("Federation messages to %s go after the invitation's acknowledgement: %s", f.destination, e.getMessage());
+        } finally {
+            f.done();
         }
     }
 
@@ -461,14 +614,14 @@ public class FederationOutbox {
     }
 
     private record OutboxRow(long id, String messageId, String destination, String type, String wire, int attempts,
-            Instant nextAttemptAt) {
+            Instant nextAttemptAt, String projectId) {
     }
 
     /** Rows acknowledged: parameters acked_at and the array of ids. */
     private static final String ACK = "UPDATE fed_outbox SET status = 'ACKED', acked_at = ?, attempts = attempts + 1, "
             + "last_error = NULL WHERE id = ANY(?) AND status = 'PENDING'";
-    private static final String HEADS = "SELECT id, message_id, destination, message_type, message, attempts, next_attempt_at "
-            + "FROM fed_outbox WHERE destination = ? AND status = 'PENDING' ";
+    private static final String HEADS = "SELECT id, message_id, destination, message_type, message, attempts, "
+            + "next_attempt_at, project_id FROM fed_outbox WHERE destination = ? AND status = 'PENDING' ";
 
     /**
      * Records {@code acked} as acknowledged and reads the destination's next pending messages (as {@link #heads}), in one
@@ -510,7 +663,7 @@ public class FederationOutbox {
         try (ResultSet rs = q.executeQuery()) {
             while (rs.next()) {
                 read.add(new OutboxRow(rs.getLong(1), rs.getString(2), rs.getString(3), rs.getString(4),
-                        rs.getString(5), rs.getInt(6), rs.getObject(7, OffsetDateTime.class).toInstant()));
+                        rs.getString(5), rs.getInt(6), rs.getObject(7, OffsetDateTime.class).toInstant(), rs.getString(8)));
             }
         }
         return read;
@@ -522,7 +675,7 @@ public class FederationOutbox {
         long bytes = 0;
         for (OutboxRow r : read) {
             OutboxRow row = new OutboxRow(r.id(), r.messageId(), r.destination(), r.type(), messages.signed(r.wire()),
-                    r.attempts(), r.nextAttemptAt());
+                    r.attempts(), r.nextAttemptAt(), r.projectId());
             bytes += utf8Length(row.wire()) + 1; // the body limit counts bytes: a Chinese character is 3
             if (!rows.isEmpty() && bytes > batchMaxBytes) {
                 break;

@@ -326,6 +326,8 @@ public class Inbox {
      * The transmission's nonce recorded and, in the same statement (one round trip per transmission, not one per
      * message), its messages stored once each, hop {@code node}: null if the nonce was seen before (replayed: nothing
      * stored), else whether each message was stored now (false: received before, or earlier in this transmission).
+     * On PostgreSQL the statement also takes a lock, held until the receipt commits, on each project whose invitation
+     * or steps it carries ({@link #PROJECT_LOCK}).
      */
     private static boolean[] storeNonce(Connection c, String node, String nonce, List<Messages.Message> ms) throws SQLException {
         boolean[] stored = new boolean[ms.size()];
@@ -345,13 +347,17 @@ public class Inbox {
         }
         List<Messages.Message> rows = new ArrayList<>(first.values());
         Set<String> inserted = new HashSet<>();
+        List<String> locked = Database.isPostgres(c) ? ms.stream()
+                .filter(m -> Messages.INVITATION.equals(m.type()) || Messages.STEP.equals(m.type()))
+                .map(Messages.Message::projectId).distinct().sorted().toList() : List.of();
         try (PreparedStatement ins = c.prepareStatement("WITH seen AS (INSERT INTO fed_nonce (nonce, node_id, seen_at) "
                 + "VALUES (?, ?, ?) ON CONFLICT DO NOTHING RETURNING 1), stored AS (INSERT INTO fed_inbox (message_id, origin, "
                 + "hop, destination, message_type, project_id, message, received_at) SELECT m.id, m.origin, ?, m.destination, "
                 + "m.type, m.project, m.message, ? FROM unnest(?::varchar[], ?::varchar[], ?::varchar[], ?::varchar[], "
                 + "?::varchar[], ?::varchar[]) AS m(id, origin, destination, type, project, message) "
                 + "WHERE EXISTS (SELECT 1 FROM seen) ON CONFLICT DO NOTHING RETURNING message_id) "
-                + "SELECT (SELECT COUNT(*) FROM seen), ARRAY(SELECT message_id FROM stored)")) {
+                + "SELECT (SELECT COUNT(*) FROM seen), ARRAY(SELECT message_id FROM stored)"
+                + (locked.isEmpty() ? "" : ", (SELECT COUNT(*) FROM (" + PROJECT_LOCK + ") locked)"))) {
             OffsetDateTime now = Database.utc(Instant.now());
             ins.setString(1, node + "/" + nonce);
             ins.setString(2, node);
@@ -364,6 +370,9 @@ public class Inbox {
             ins.setArray(9, c.createArrayOf("varchar", rows.stream().map(Messages.Message::type).toArray()));
             ins.setArray(10, c.createArrayOf("varchar", rows.stream().map(Messages.Message::projectId).toArray()));
             ins.setArray(11, c.createArrayOf("varchar", rows.stream().map(Messages.Message::envelope).toArray()));
+            if (!locked.isEmpty()) {
+                ins.setArray(12, c.createArrayOf("varchar", locked.toArray()));
+            }
             try (ResultSet rs = ins.executeQuery()) {
                 rs.next();
                 if (rs.getLong(1) == 0) {
@@ -379,6 +388,16 @@ public class Inbox {
         }
         return stored;
     }
+
+    /**
+     * Locks, until the transaction ends, the projects named by an array parameter (sorted, so that two receipts take
+     * them in the same order): a project's invitation and a step of it received at the same time (a sender lets a
+     * study's first step follow its invitation before that is acknowledged) are applied one after the other. Without
+     * it, each could commit unseen by the other (the step stored as arriving before its invitation, the invitation
+     * finding no step): the step would wait for the runner's next poll, its queued state never reported.
+     */
+    static final String PROJECT_LOCK = "SELECT pg_advisory_xact_lock(" + 0x4645 + ", hashtext(p)) FROM (SELECT p FROM "
+            + "unnest(?::varchar[]) WITH ORDINALITY AS u(p, n) ORDER BY n) ordered";
 
     /** A message id received before must be the same message: else 409. */
     private void sameAsBefore(Connection c, Messages.Message m) throws SQLException {

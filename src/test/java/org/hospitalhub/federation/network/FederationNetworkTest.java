@@ -21,6 +21,10 @@ import java.util.List;
 import java.util.Map;
 import java.util.UUID;
 import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
 import java.util.concurrent.TimeUnit;
 
 import org.eclipse.microprofile.config.ConfigProvider;
@@ -963,6 +967,78 @@ class FederationNetworkTest {
             assertEquals(step, forProject(a, project).get(1).path("payload").path("stepId").asText());
         } finally {
             a.offline = false;
+        }
+    }
+
+    @Test
+    void aStepPostedWhileItsInvitationIsUnansweredFollowsItAtOnceAndEveryMessageIsSentOnceInOrder() throws Exception {
+        // a study posted step by step: its first step need not wait for the invitation's round trip to each node
+        CountDownLatch release = new CountDownLatch(1);
+        b.holdInvitations = release;
+        try {
+            String project = given().header("X-Api-Key", OPS).contentType(ContentType.JSON)
+                    .body("{\"title\":\"step follows\",\"invitedNodes\":[\"peer-b\"],\"sharingLevel\":\"aggregate-only\"}")
+                    .post("/api/v1/federation/projects").then().statusCode(201).extract().path("projectId");
+            await().atMost(Duration.ofSeconds(10)).until(() -> forProject(b, project).size() == 1);
+            String s1 = given().header("X-Api-Key", OPS).contentType(ContentType.JSON)
+                    .body("{\"kind\":\"cohort\",\"definition\":{\"minValue\":1}}")
+                    .post("/api/v1/federation/projects/" + project + "/steps").then().statusCode(201).extract().path("stepId");
+            await().atMost(Duration.ofSeconds(10)).until(() -> forProject(b, project).size() == 2);
+            assertEquals(1, release.getCount());
+            String row = "SELECT status FROM fed_outbox WHERE destination = 'peer-b' AND project_id = '" + project + "' AND message_type = ";
+            await().atMost(Duration.ofSeconds(5)).until(() -> "ACKED".equals(query(row + "'step'")));
+            assertEquals("PENDING", query(row + "'invitation'"), "the invitation is still unanswered");
+            release.countDown();
+            await().atMost(Duration.ofSeconds(10)).until(() -> "ACKED".equals(query(row + "'invitation'")));
+            // the next step goes after both, as usual; nothing went twice
+            String s2 = given().header("X-Api-Key", OPS).contentType(ContentType.JSON)
+                    .body("{\"kind\":\"analysis\",\"definition\":{},\"dependsOn\":{\"cohort\":\"" + s1 + "\"}}")
+                    .post("/api/v1/federation/projects/" + project + "/steps").then().statusCode(201).extract().path("stepId");
+            await().atMost(Duration.ofSeconds(10)).until(() -> forProject(b, project).size() == 3);
+            await().during(Duration.ofMillis(500)).atMost(Duration.ofSeconds(2)).until(() -> forProject(b, project).size() == 3);
+            assertEquals(List.of("invitation", "step", "step"), forProject(b, project).stream().map(m -> m.path("type").asText()).toList());
+            assertEquals(List.of(s1, s2), forProject(b, project).stream().skip(1).map(m -> m.path("payload").path("stepId").asText()).toList());
+            assertEquals(3, count("SELECT COUNT(*) FROM fed_outbox WHERE project_id = '" + project + "' AND status = 'ACKED'"));
+        } finally {
+            b.holdInvitations = null;
+            release.countDown();
+        }
+    }
+
+    @Test
+    void anInvitationAndItsFirstStepReceivedAtTheSameTimeAreAppliedInTurnAndTheStepIsReportedAndRunAtOnce() throws Exception {
+        // a sender lets a study's first step follow its invitation before that is acknowledged: the two receipts may
+        // run at the same time; whichever commits second sees the other, so the step is reported queued and run at once
+        // (not at the runner's next poll, its queued state unreported)
+        ExecutorService two = Executors.newFixedThreadPool(2);
+        try {
+            for (int i = 0; i < 12; i++) {
+                String project = UUID.randomUUID().toString();
+                String s1 = UUID.randomUUID().toString();
+                String invitation = b.seal(b.keys, Messages.INVITATION, NODE, project, invitation("together " + i));
+                String step = b.seal(b.keys, Messages.STEP, NODE, project, step(s1, 1, "cohort", "{\"minValue\":3}", "{}"));
+                CountDownLatch go = new CountDownLatch(1);
+                Future<HttpResponse<String>> first = two.submit(() -> {
+                    go.await();
+                    return b.send(port, invitation);
+                });
+                Future<HttpResponse<String>> second = two.submit(() -> {
+                    go.await();
+                    return b.send(port, step);
+                });
+                go.countDown();
+                ok(first.get(10, TimeUnit.SECONDS));
+                ok(second.get(10, TimeUnit.SECONDS));
+                await().atMost(Duration.ofSeconds(10)).until(() -> b.received(Messages.STEP_STATUS).stream()
+                        .filter(m -> m.path("payload").path("stepId").asText().equals(s1))
+                        .map(m -> m.path("payload").path("status").asText()).toList().contains("SUCCEEDED"));
+                assertEquals(List.of("QUEUED", "RUNNING", "SUCCEEDED"), b.received(Messages.STEP_STATUS).stream()
+                        .filter(m -> m.path("payload").path("stepId").asText().equals(s1))
+                        .map(m -> m.path("payload").path("status").asText()).toList(), "round " + i);
+                assertEquals(1, count("SELECT COUNT(*) FROM fed_test_run WHERE step_id = '" + s1 + "'"));
+            }
+        } finally {
+            two.shutdownNow();
         }
     }
 

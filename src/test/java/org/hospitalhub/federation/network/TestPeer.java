@@ -13,6 +13,9 @@ import java.time.Instant;
 import java.util.List;
 import java.util.UUID;
 import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.Executors;
+import java.util.concurrent.TimeUnit;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
@@ -42,6 +45,8 @@ final class TestPeer implements AutoCloseable {
     /** Answer 400 to a transmission of several messages, as a node of an older version would. */
     volatile boolean refuseBatches;
     volatile PublicKey hubKey;
+    /** When set: a transmission carrying an invitation is answered only once this is counted down (at most 20 s). */
+    volatile CountDownLatch holdInvitations;
     private final HttpServer server;
 
     TestPeer(String nodeId, int port) throws IOException {
@@ -84,11 +89,25 @@ final class TestPeer implements AutoCloseable {
                 status = envelope == null ? 401 : 200;
                 answer = "{\"status\":" + status + "}";
             }
+            CountDownLatch hold = holdInvitations;
+            if (hold != null && status == 200 && body.contains("\\\"type\\\":\\\"" + Messages.INVITATION + "\\\"")) {
+                try {
+                    hold.await(20, TimeUnit.SECONDS);
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                }
+            }
             byte[] bytes = answer.getBytes(StandardCharsets.UTF_8);
             ex.sendResponseHeaders(status, bytes.length);
             ex.getResponseBody().write(bytes);
             ex.close();
         });
+        // a transmission at a time per sender, but a held one must not stop the next (see holdInvitations)
+        server.setExecutor(Executors.newCachedThreadPool(r -> {
+            Thread t = new Thread(r, "test-peer-" + nodeId);
+            t.setDaemon(true);
+            return t;
+        }));
         server.start();
     }
 
