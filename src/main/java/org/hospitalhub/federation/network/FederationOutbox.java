@@ -46,8 +46,9 @@ import io.micrometer.core.instrument.MeterRegistry;
 /**
  * The federation outbox (table {@code fed_outbox}). A message is written in the transaction of what it announces
  * (a step, an answer, a status) and sent later by {@link #sendDue()} (route {@code federation-outbox-sender}): per
- * destination strictly in id order, the next one only after the previous was acknowledged, so a node that is offline
- * holds its queue and receives it in order when it returns. A failed send is retried with exponential backoff
+ * destination strictly in id order, the next one only after the previous was acknowledged (except a study's steps,
+ * which may follow the invitation or step before them at once, see {@link Follower}), so a node that is offline holds
+ * its queue and receives it in order when it returns. A failed send is retried with exponential backoff
  * (persisted, so it survives restarts); destinations are sent to in parallel, so one offline or slow node delays no
  * other. A message the receiver refuses for good (400, 403, 409, 422) is parked as DEAD with the reason; the operator
  * API resends it. Messages to a node go through the central hub node when {@code hub.federation.relay-node} is set.
@@ -435,15 +436,18 @@ public class FederationOutbox {
     }
 
     /**
-     * A study's steps may follow their invitation before it is acknowledged: while a transmission carrying invitations
-     * is under way to a destination, the steps of those projects queued for it next (committed meanwhile, nothing else
-     * between) go in a second transmission at once instead of after that acknowledgement, one round trip to the node
-     * later. A study posted step by step has its first step posted just after the project, so without this each node
-     * gets its first step only after its invitation's round trip. The receiver stores a step that arrives before its
-     * invitation and runs it once the invitation is accepted; it applies the two one after the other (see
-     * {@link Inbox#PROJECT_LOCK}). Only acknowledgements are recorded from it: a step it could not deliver is left
-     * pending, due, and sent in order after the invitation as before. At most one such transmission per invitation
-     * transmission; the drain records its own outcomes only after it has ended, so nothing is sent twice by the two.
+     * A study's steps need not wait for the round trip of the message before them: while a transmission carrying a
+     * project's invitation or steps is under way to a destination, the steps of those projects queued for it next
+     * (committed meanwhile, nothing else between) go in a second transmission at once, instead of one round trip to
+     * the node later. A study posted step by step has its steps posted one after another just after the project; on a
+     * loaded node each round trip takes a tenth of a second or more, and a node that has finished one step then waits
+     * for the next. Only the initiator's steps travel so (a node's reports still gather while one transmission is under
+     * way: session 26 of bench/README.md measured that sending those ahead costs more than it saves). The receiver
+     * stores a step that arrives before its invitation or before the step it follows and runs it in order; it applies
+     * a project's invitation and steps received at the same time one after the other ({@link Inbox#PROJECT_LOCK}).
+     * Only acknowledgements are recorded from the second transmission: a step it could not deliver is left pending,
+     * due, and sent in order after the one before it as usual. At most one such transmission per transmission under
+     * way; the drain waits for it to end before it reads the queue again, so the two never send a message twice.
      */
     static final class Follower {
         private final String destination;
@@ -460,10 +464,10 @@ public class FederationOutbox {
             this.projects = projects;
         }
 
-        /** For a transmission of {@code rows} carrying invitations; else null. */
+        /** For a transmission of {@code rows} carrying invitations or steps; else null. */
         static Follower of(List<OutboxRow> rows) {
-            List<String> invited = rows.stream().filter(r -> Messages.INVITATION.equals(r.type())).map(OutboxRow::projectId)
-                    .distinct().toList();
+            List<String> invited = rows.stream().filter(r -> Messages.INVITATION.equals(r.type())
+                    || Messages.STEP.equals(r.type())).map(OutboxRow::projectId).distinct().toList();
             return invited.isEmpty() ? null
                     : new Follower(rows.get(0).destination(), rows.get(rows.size() - 1).id(), invited);
         }

@@ -391,8 +391,9 @@ public class Inbox {
 
     /**
      * Locks, until the transaction ends, the projects named by an array parameter (sorted, so that two receipts take
-     * them in the same order): a project's invitation and a step of it received at the same time (a sender lets a
-     * study's first step follow its invitation before that is acknowledged) are applied one after the other. Without
+     * them in the same order): a project's invitation and a step of it, or two of its steps, received at the same time
+     * (a sender lets a study's steps follow the message before them before that is acknowledged) are applied one after
+     * the other. Without
      * it, each could commit unseen by the other (the step stored as arriving before its invitation, the invitation
      * finding no step): the step would wait for the runner's next poll, its queued state never reported.
      */

@@ -971,38 +971,57 @@ class FederationNetworkTest {
     }
 
     @Test
-    void aStepPostedWhileItsInvitationIsUnansweredFollowsItAtOnceAndEveryMessageIsSentOnceInOrder() throws Exception {
-        // a study posted step by step: its first step need not wait for the invitation's round trip to each node
-        CountDownLatch release = new CountDownLatch(1);
-        b.holdInvitations = release;
+    void aStepPostedWhileTheMessageBeforeItIsUnansweredFollowsItAtOnceAndEveryMessageIsSentOnceInOrder() throws Exception {
+        // a study posted step by step: a step need not wait for the round trip of the invitation or step before it
+        CountDownLatch invitationAnswered = new CountDownLatch(1);
+        CountDownLatch stepAnswered = new CountDownLatch(1);
+        b.hold = new TestPeer.Hold(Messages.INVITATION, invitationAnswered);
         try {
             String project = given().header("X-Api-Key", OPS).contentType(ContentType.JSON)
-                    .body("{\"title\":\"step follows\",\"invitedNodes\":[\"peer-b\"],\"sharingLevel\":\"aggregate-only\"}")
+                    .body("{\"title\":\"steps follow\",\"invitedNodes\":[\"peer-b\"],\"sharingLevel\":\"aggregate-only\"}")
                     .post("/api/v1/federation/projects").then().statusCode(201).extract().path("projectId");
             await().atMost(Duration.ofSeconds(10)).until(() -> forProject(b, project).size() == 1);
-            String s1 = given().header("X-Api-Key", OPS).contentType(ContentType.JSON)
-                    .body("{\"kind\":\"cohort\",\"definition\":{\"minValue\":1}}")
-                    .post("/api/v1/federation/projects/" + project + "/steps").then().statusCode(201).extract().path("stepId");
+            String s1 = postStep(project, "{\"kind\":\"cohort\",\"definition\":{\"minValue\":1}}");
             await().atMost(Duration.ofSeconds(10)).until(() -> forProject(b, project).size() == 2);
-            assertEquals(1, release.getCount());
-            String row = "SELECT status FROM fed_outbox WHERE destination = 'peer-b' AND project_id = '" + project + "' AND message_type = ";
-            await().atMost(Duration.ofSeconds(5)).until(() -> "ACKED".equals(query(row + "'step'")));
-            assertEquals("PENDING", query(row + "'invitation'"), "the invitation is still unanswered");
-            release.countDown();
-            await().atMost(Duration.ofSeconds(10)).until(() -> "ACKED".equals(query(row + "'invitation'")));
-            // the next step goes after both, as usual; nothing went twice
-            String s2 = given().header("X-Api-Key", OPS).contentType(ContentType.JSON)
-                    .body("{\"kind\":\"analysis\",\"definition\":{},\"dependsOn\":{\"cohort\":\"" + s1 + "\"}}")
-                    .post("/api/v1/federation/projects/" + project + "/steps").then().statusCode(201).extract().path("stepId");
+            assertEquals(1, invitationAnswered.getCount());
+            String row = "SELECT status FROM fed_outbox WHERE destination = 'peer-b' AND project_id = '" + project + "' AND ";
+            await().atMost(Duration.ofSeconds(5)).until(() -> "ACKED".equals(query(row + "message_id = '" + messageOf(s1) + "'")));
+            assertEquals("PENDING", query(row + "message_type = 'invitation'"), "the invitation is still unanswered");
+            b.hold = new TestPeer.Hold(Messages.STEP, stepAnswered);
+            invitationAnswered.countDown();
+            await().atMost(Duration.ofSeconds(10)).until(() -> "ACKED".equals(query(row + "message_type = 'invitation'")));
+
+            // the same after a step: the next one follows while the one before is unanswered
+            String s2 = postStep(project, "{\"kind\":\"variables\",\"definition\":{},\"dependsOn\":{\"cohort\":\"" + s1 + "\"}}");
             await().atMost(Duration.ofSeconds(10)).until(() -> forProject(b, project).size() == 3);
-            await().during(Duration.ofMillis(500)).atMost(Duration.ofSeconds(2)).until(() -> forProject(b, project).size() == 3);
-            assertEquals(List.of("invitation", "step", "step"), forProject(b, project).stream().map(m -> m.path("type").asText()).toList());
-            assertEquals(List.of(s1, s2), forProject(b, project).stream().skip(1).map(m -> m.path("payload").path("stepId").asText()).toList());
-            assertEquals(3, count("SELECT COUNT(*) FROM fed_outbox WHERE project_id = '" + project + "' AND status = 'ACKED'"));
+            String s3 = postStep(project, "{\"kind\":\"analysis\",\"definition\":{},\"dependsOn\":{\"cohort\":\"" + s1 + "\"}}");
+            await().atMost(Duration.ofSeconds(10)).until(() -> forProject(b, project).size() == 4);
+            assertEquals(1, stepAnswered.getCount());
+            await().atMost(Duration.ofSeconds(5)).until(() -> "ACKED".equals(query(row + "message_id = '" + messageOf(s3) + "'")));
+            assertEquals("PENDING", query(row + "message_id = '" + messageOf(s2) + "'"), "the step before it is still unanswered");
+            stepAnswered.countDown();
+            await().atMost(Duration.ofSeconds(10)).until(() -> count("SELECT COUNT(*) FROM fed_outbox WHERE project_id = '"
+                    + project + "' AND status = 'ACKED'") == 4);
+            // nothing went twice, and in order
+            await().during(Duration.ofMillis(500)).atMost(Duration.ofSeconds(2)).until(() -> forProject(b, project).size() == 4);
+            assertEquals(List.of("invitation", "step", "step", "step"), forProject(b, project).stream().map(m -> m.path("type").asText()).toList());
+            assertEquals(List.of(s1, s2, s3), forProject(b, project).stream().skip(1).map(m -> m.path("payload").path("stepId").asText()).toList());
         } finally {
-            b.holdInvitations = null;
-            release.countDown();
+            b.hold = null;
+            invitationAnswered.countDown();
+            stepAnswered.countDown();
         }
+    }
+
+    private static String postStep(String project, String body) {
+        return given().header("X-Api-Key", OPS).contentType(ContentType.JSON).body(body)
+                .post("/api/v1/federation/projects/" + project + "/steps").then().statusCode(201).extract().path("stepId");
+    }
+
+    /** The id of the outbox message that carries step {@code step} to peer-b. */
+    private static String messageOf(String step) throws SQLException {
+        return query("SELECT message_id FROM fed_outbox WHERE destination = 'peer-b' AND message_type = 'step' AND message LIKE '%"
+                + step + "%'");
     }
 
     @Test

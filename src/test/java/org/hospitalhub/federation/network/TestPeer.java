@@ -45,8 +45,17 @@ final class TestPeer implements AutoCloseable {
     /** Answer 400 to a transmission of several messages, as a node of an older version would. */
     volatile boolean refuseBatches;
     volatile PublicKey hubKey;
-    /** When set: a transmission carrying an invitation is answered only once this is counted down (at most 20 s). */
-    volatile CountDownLatch holdInvitations;
+    /**
+     * When set: the next transmission carrying a message of that type (the first one only) is answered once the latch
+     * is counted down (at most 20 s).
+     */
+    volatile Hold hold;
+
+    record Hold(String type, CountDownLatch release, java.util.concurrent.atomic.AtomicBoolean taken) {
+        Hold(String type, CountDownLatch release) {
+            this(type, release, new java.util.concurrent.atomic.AtomicBoolean());
+        }
+    }
     private final HttpServer server;
 
     TestPeer(String nodeId, int port) throws IOException {
@@ -89,10 +98,11 @@ final class TestPeer implements AutoCloseable {
                 status = envelope == null ? 401 : 200;
                 answer = "{\"status\":" + status + "}";
             }
-            CountDownLatch hold = holdInvitations;
-            if (hold != null && status == 200 && body.contains("\\\"type\\\":\\\"" + Messages.INVITATION + "\\\"")) {
+            Hold held = hold;
+            if (held != null && status == 200 && body.contains("\\\"type\\\":\\\"" + held.type() + "\\\"")
+                    && held.taken().compareAndSet(false, true)) {
                 try {
-                    hold.await(20, TimeUnit.SECONDS);
+                    held.release().await(20, TimeUnit.SECONDS);
                 } catch (InterruptedException e) {
                     Thread.currentThread().interrupt();
                 }
@@ -102,7 +112,7 @@ final class TestPeer implements AutoCloseable {
             ex.getResponseBody().write(bytes);
             ex.close();
         });
-        // a transmission at a time per sender, but a held one must not stop the next (see holdInvitations)
+        // a transmission at a time per sender, but a held one must not stop the next (see hold)
         server.setExecutor(Executors.newCachedThreadPool(r -> {
             Thread t = new Thread(r, "test-peer-" + nodeId);
             t.setDaemon(true);
