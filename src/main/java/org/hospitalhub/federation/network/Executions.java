@@ -129,7 +129,7 @@ public class Executions {
     private static final String QUEUE = "INSERT INTO fed_execution (step_id, node_id, project_id, status, attempts, version, "
             + "retryable, queued_at, updated_at) ";
 
-    private Execution queuedNow(String projectId, String stepId, Instant now) {
+    Execution queuedNow(String projectId, String stepId, Instant now) {
         return new Execution(projectId, stepId, identity.nodeId(), Status.QUEUED, null, 0, 1, true, now, null, null, null,
                 null, now);
     }

@@ -828,6 +828,11 @@ class FederationNetworkTest {
                 .post("/api/v1/federation/projects/" + project + "/steps").then().statusCode(400).body("field", equalTo("kind"));
         given().header("X-Api-Key", OPS).contentType(ContentType.JSON).body("{\"kind\":\"drop table\",\"definition\":{}}")
                 .post("/api/v1/federation/projects/no-such-project/steps").then().statusCode(404).body("field", equalTo("projectId"));
+        given().header("X-Api-Key", OPS).contentType(ContentType.JSON).body("{\"kind\":\"cohort\",\"definition\":{}}")
+                .post("/api/v1/federation/projects/no-such-project/steps").then().statusCode(404).body("field", equalTo("projectId"));
+        given().header("X-Api-Key", OPS).contentType(ContentType.JSON).body("{\"kind\":\"analysis\",\"definition\":{},"
+                + "\"dependsOn\":{\"cohort\":\"" + cohort + "\",\"variables\":\"not-a-step\"}}")
+                .post("/api/v1/federation/projects/" + project + "/steps").then().statusCode(400).body("field", equalTo("dependsOn.variables"));
         String analysis = given().header("X-Api-Key", OPS).contentType(ContentType.JSON)
                 .body("{\"kind\":\"analysis\",\"definition\":{},\"dependsOn\":{\"cohort\":\"" + cohort + "\"}}")
                 .post("/api/v1/federation/projects/" + project + "/steps").then().statusCode(201).body("seq", equalTo(2))
