@@ -84,7 +84,7 @@ public class FederationOutbox {
     private final Set<String> inFlight = ConcurrentHashMap.newKeySet();
     /** Destinations with a message committed since their drain began (see {@link #wake}). */
     private final Set<String> woken = ConcurrentHashMap.newKeySet();
-    /** Per destination, the transmission under way when it carries an invitation (see {@link Follower}). */
+    /** Per destination, the transmission under way when it carries a project's invitation or steps (see {@link Follower}). */
     private final Map<String, Follower> followers = new ConcurrentHashMap<>();
     private final MeterRegistry meters;
     /** Messages not yet acknowledged, per destination (0 rows: none pending anywhere). */
@@ -466,10 +466,10 @@ public class FederationOutbox {
 
         /** For a transmission of {@code rows} carrying invitations or steps; else null. */
         static Follower of(List<OutboxRow> rows) {
-            List<String> invited = rows.stream().filter(r -> Messages.INVITATION.equals(r.type())
+            List<String> projects = rows.stream().filter(r -> Messages.INVITATION.equals(r.type())
                     || Messages.STEP.equals(r.type())).map(OutboxRow::projectId).distinct().toList();
-            return invited.isEmpty() ? null
-                    : new Follower(rows.get(0).destination(), rows.get(rows.size() - 1).id(), invited);
+            return projects.isEmpty() ? null
+                    : new Follower(rows.get(0).destination(), rows.get(rows.size() - 1).id(), projects);
         }
 
         /** True once: the transmission is still under way and no follower transmission was started for it. */
@@ -481,10 +481,10 @@ public class FederationOutbox {
             return true;
         }
 
-        /** True if the follower transmission may go (the invitation's is still under way); then {@link #done} must follow. */
+        /** True if the follower transmission may go (the one before it is still under way); then {@link #done} must follow. */
         synchronized boolean begin() {
             if (closed) {
-                return false; // too late: the invitation's transmission has ended
+                return false; // too late: the transmission before it has ended
             }
             begun = true;
             return true;
@@ -496,7 +496,7 @@ public class FederationOutbox {
         }
 
         /**
-         * The invitation's transmission has ended: waits for a follower transmission that has begun (one still waiting
+         * The transmission before it has ended: waits for a follower transmission that has begun (one still waiting
          * for a sender thread will not begin: the drain must not wait for a thread that drains may all be holding).
          */
         synchronized void close() {
@@ -515,7 +515,7 @@ public class FederationOutbox {
         }
     }
 
-    /** The rows that follow {@code f}'s transmission: the steps of its invitations' projects queued next, in order. */
+    /** The rows that follow {@code f}'s transmission: the steps of its projects queued next, in order. */
     private static final String FOLLOWING = "SELECT id, message_id, destination, message_type, message, attempts, "
             + "next_attempt_at, project_id FROM fed_outbox o WHERE destination = ? AND status = 'PENDING' AND id > ? "
             + "AND NOT EXISTS (SELECT 1 FROM fed_outbox x WHERE x.destination = o.destination AND x.status = 'PENDING' "
@@ -544,7 +544,7 @@ public class FederationOutbox {
             Instant now = Instant.now();
             int due = 0;
             while (due < read.size() && !read.get(due).nextAttemptAt().isAfter(now)) {
-                due++; // a step waiting out a backoff goes when it is due, after the invitation
+                due++; // a step waiting out a backoff goes when it is due, in order
             }
             if (due == 0) {
                 return;
@@ -560,11 +560,12 @@ public class FederationOutbox {
                 meters.counter("hub.federation.messages.sent", "outcome", "acked").increment(acked);
             }
             if (acked < rows.size()) {
-                LOG.debugf("Federation messages to %s sent ahead of an invitation's acknowledgement: %d of %d acknowledged, "
-                        + "the rest go after it", f.destination, acked, rows.size());
+                LOG.debugf("Federation messages to %s sent ahead of the acknowledgement before them: %d of %d acknowledged, "
+                        + "the rest go in order", f.destination, acked, rows.size());
             }
         } catch (SQLException | RuntimeException e) {
-            LOG.debugf("Federation messages to %s go after the invitation's acknowledgement: %s", f.destination, e.getMessage());
+            LOG.debugf("Federation messages to %s go in order after the acknowledgement before them: %s", f.destination,
+                    e.getMessage());
         } finally {
             f.done();
         }

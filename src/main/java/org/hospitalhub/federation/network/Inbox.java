@@ -389,16 +389,18 @@ public class Inbox {
         return stored;
     }
 
+    /** The first key of {@link #PROJECT_LOCK}'s advisory locks (the second is the project id's hash): "FE". */
+    private static final int PROJECT_LOCK_CLASS = 0x4645;
+
     /**
      * Locks, until the transaction ends, the projects named by an array parameter (sorted, so that two receipts take
      * them in the same order): a project's invitation and a step of it, or two of its steps, received at the same time
      * (a sender lets a study's steps follow the message before them before that is acknowledged) are applied one after
-     * the other. Without
-     * it, each could commit unseen by the other (the step stored as arriving before its invitation, the invitation
-     * finding no step): the step would wait for the runner's next poll, its queued state never reported.
+     * the other. Without it, each could commit unseen by the other (the step stored as arriving before its invitation,
+     * the invitation finding no step): the step would wait for the runner's next poll, its queued state never reported.
      */
-    static final String PROJECT_LOCK = "SELECT pg_advisory_xact_lock(" + 0x4645 + ", hashtext(p)) FROM (SELECT p FROM "
-            + "unnest(?::varchar[]) WITH ORDINALITY AS u(p, n) ORDER BY n) ordered";
+    static final String PROJECT_LOCK = "SELECT pg_advisory_xact_lock(" + PROJECT_LOCK_CLASS + ", hashtext(p)) "
+            + "FROM (SELECT p FROM unnest(?::varchar[]) WITH ORDINALITY AS u(p, n) ORDER BY n) ordered";
 
     /** A message id received before must be the same message: else 409. */
     private void sameAsBefore(Connection c, Messages.Message m) throws SQLException {

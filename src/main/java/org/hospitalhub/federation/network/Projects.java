@@ -393,17 +393,9 @@ public class Projects {
                     }
                 }
             }
-            if (!initiator.equals(identity.nodeId())) {
-                throw new InvalidRequest(403, "projectId", "steps are added on the initiator node " + initiator);
-            }
+            requireInitiatedHere(initiator);
             NewStep st = newStep(body, "");
-            Iterator<Map.Entry<String, JsonNode>> it = st.dependsOn().fields();
-            while (it.hasNext()) {
-                Map.Entry<String, JsonNode> e = it.next();
-                if (!e.getValue().isTextual() || !ofProject.contains(e.getValue().asText())) {
-                    throw new InvalidRequest(400, "dependsOn." + e.getKey(), "must be the id of an earlier step of this project");
-                }
-            }
+            requireEarlierSteps(st, ofProject);
             List<Executions.Execution> mine = new ArrayList<>();
             Step step = insertStep(c, projectId, st, seq, participants, mine);
             return new Added(step, mine);
@@ -425,16 +417,12 @@ public class Projects {
         } catch (InvalidRequest e) {
             return null;
         }
-        List<String> roles = new ArrayList<>();
         Set<String> named = new java.util.LinkedHashSet<>();
-        Iterator<Map.Entry<String, JsonNode>> it = st.dependsOn().fields();
-        while (it.hasNext()) {
-            Map.Entry<String, JsonNode> e = it.next();
-            if (!e.getValue().isTextual()) {
+        for (JsonNode id : st.dependsOn()) {
+            if (!id.isTextual()) {
                 return null;
             }
-            roles.add(e.getKey());
-            named.add(e.getValue().asText());
+            named.add(id.asText());
         }
         String self = identity.nodeId();
         String stepId = Ids.next();
@@ -487,14 +475,8 @@ public class Projects {
                 for (Object node : (Object[]) rs.getArray(4).getArray()) {
                     participants.add((String) node);
                 }
-                if (!initiator.equals(self)) {
-                    throw new InvalidRequest(403, "projectId", "steps are added on the initiator node " + initiator);
-                }
-                for (String role : roles) {
-                    if (!ofProject.contains(st.dependsOn().get(role).asText())) {
-                        throw new InvalidRequest(400, "dependsOn." + role, "must be the id of an earlier step of this project");
-                    }
-                }
+                requireInitiatedHere(initiator);
+                requireEarlierSteps(st, ofProject);
                 if (rs.getLong(5) != 1) {
                     throw new SQLException("step " + stepId + " of project " + projectId + " was not stored");
                 }
@@ -512,6 +494,24 @@ public class Projects {
         outbox.enqueueAll(c, participants.stream().filter(node -> !node.equals(self)).toList(), Messages.STEP, projectId,
                 stepMessage(step, st));
         return new Added(step, mine);
+    }
+
+    /** Steps are added on the project's initiator only: else 403. */
+    private void requireInitiatedHere(String initiator) {
+        if (!initiator.equals(identity.nodeId())) {
+            throw new InvalidRequest(403, "projectId", "steps are added on the initiator node " + initiator);
+        }
+    }
+
+    /** Each step id the new step's {@code dependsOn} names must be one of the project's steps ({@code ofProject}): else 400. */
+    private static void requireEarlierSteps(NewStep st, Set<String> ofProject) {
+        Iterator<Map.Entry<String, JsonNode>> it = st.dependsOn().fields();
+        while (it.hasNext()) {
+            Map.Entry<String, JsonNode> e = it.next();
+            if (!e.getValue().isTextual() || !ofProject.contains(e.getValue().asText())) {
+                throw new InvalidRequest(400, "dependsOn." + e.getKey(), "must be the id of an earlier step of this project");
+            }
+        }
     }
 
     /** The view of a step the API answers with, from what was just written. */
