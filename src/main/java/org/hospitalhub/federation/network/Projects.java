@@ -368,36 +368,19 @@ public class Projects {
             }
             // the project, which of the named steps are its own, its next step number and its participants: one query
             // (every round trip of a loaded initiator delays the step's way to the nodes)
-            String initiator;
-            Set<String> ofProject = new HashSet<>();
-            int seq;
-            List<String> participants = new ArrayList<>();
-            try (PreparedStatement q = c.prepareStatement("SELECT p.initiator, ARRAY(SELECT s.step_id FROM fed_step s WHERE "
-                    + "s.project_id = p.project_id AND s.step_id = ANY(?)), (SELECT COALESCE(MAX(seq), 0) + 1 FROM fed_step s "
-                    + "WHERE s.project_id = p.project_id), ARRAY(SELECT node_id FROM fed_participant f WHERE f.project_id = "
-                    + "p.project_id AND f.response IS DISTINCT FROM 'DECLINED' ORDER BY node_id) FROM fed_project p "
-                    + "WHERE p.project_id = ?")) {
+            ForStep p;
+            try (PreparedStatement q = c.prepareStatement(FOR_STEP)) {
                 q.setArray(1, c.createArrayOf("varchar", named.toArray()));
                 q.setString(2, projectId);
                 try (ResultSet rs = q.executeQuery()) {
-                    if (!rs.next()) {
-                        throw new InvalidRequest(404, "projectId", "no project " + projectId);
-                    }
-                    initiator = rs.getString(1);
-                    for (Object id : (Object[]) rs.getArray(2).getArray()) {
-                        ofProject.add((String) id);
-                    }
-                    seq = rs.getInt(3);
-                    for (Object node : (Object[]) rs.getArray(4).getArray()) {
-                        participants.add((String) node);
-                    }
+                    p = ForStep.read(rs, projectId);
                 }
             }
-            requireInitiatedHere(initiator);
+            requireInitiatedHere(p.initiator());
             NewStep st = newStep(body, "");
-            requireEarlierSteps(st, ofProject);
+            requireEarlierSteps(st, p.ofProject());
             List<Executions.Execution> mine = new ArrayList<>();
-            Step step = insertStep(c, projectId, st, seq, participants, mine);
+            Step step = insertStep(c, projectId, st, p.seq(), p.participants(), mine);
             return new Added(step, mine);
         });
     }
@@ -428,16 +411,9 @@ public class Projects {
         String stepId = Ids.next();
         String checksum = checksum(st.kind(), st.definition(), st.dependsOn());
         Instant now = Instant.now().truncatedTo(ChronoUnit.MICROS); // as the database keeps it
-        String initiator;
-        Set<String> ofProject = new HashSet<>();
-        int seq;
-        List<String> participants = new ArrayList<>();
+        ForStep p;
         boolean queuedHere;
-        try (PreparedStatement q = c.prepareStatement("WITH p AS (SELECT p.initiator, ARRAY(SELECT s.step_id FROM fed_step s "
-                + "WHERE s.project_id = p.project_id AND s.step_id = ANY(?)) AS named, (SELECT COALESCE(MAX(seq), 0) + 1 FROM "
-                + "fed_step s WHERE s.project_id = p.project_id) AS seq, ARRAY(SELECT node_id FROM fed_participant f WHERE "
-                + "f.project_id = p.project_id AND f.response IS DISTINCT FROM 'DECLINED' ORDER BY node_id) AS participants "
-                + "FROM fed_project p WHERE p.project_id = ?), "
+        try (PreparedStatement q = c.prepareStatement("WITH p AS (" + FOR_STEP + "), "
                 + "ins AS (INSERT INTO fed_step (" + STEP_ROW + ") SELECT ?, ?, p.seq, ?, ?, ?, ?, ?, ? FROM p "
                 + "WHERE p.initiator = ? AND cardinality(p.named) = ? RETURNING step_id), "
                 + "queued AS (INSERT INTO fed_execution (step_id, node_id, project_id, status, attempts, version, retryable, "
@@ -464,36 +440,57 @@ public class Projects {
             q.setObject(i++, Database.utc(now));
             q.setString(i, self);
             try (ResultSet rs = q.executeQuery()) {
-                if (!rs.next()) {
-                    throw new InvalidRequest(404, "projectId", "no project " + projectId);
-                }
-                initiator = rs.getString(1);
-                for (Object id : (Object[]) rs.getArray(2).getArray()) {
-                    ofProject.add((String) id);
-                }
-                seq = rs.getInt(3);
-                for (Object node : (Object[]) rs.getArray(4).getArray()) {
-                    participants.add((String) node);
-                }
-                requireInitiatedHere(initiator);
-                requireEarlierSteps(st, ofProject);
+                p = ForStep.read(rs, projectId);
+                requireInitiatedHere(p.initiator());
+                requireEarlierSteps(st, p.ofProject());
                 if (rs.getLong(5) != 1) {
                     throw new SQLException("step " + stepId + " of project " + projectId + " was not stored");
                 }
                 queuedHere = rs.getLong(6) == 1;
             }
         }
-        Step step = new Step(stepId, projectId, seq, st.kind(), st.definition().toString(), st.dependsOn().toString(), checksum,
-                self, now);
+        Step step = new Step(stepId, projectId, p.seq(), st.kind(), st.definition().toString(), st.dependsOn().toString(),
+                checksum, self, now);
         List<Executions.Execution> mine = new ArrayList<>();
         if (queuedHere) {
             Executions.Execution queued = executions.queuedNow(projectId, stepId, now);
             executions.report(c, queued, null);
             mine.add(queued);
         }
-        outbox.enqueueAll(c, participants.stream().filter(node -> !node.equals(self)).toList(), Messages.STEP, projectId,
+        outbox.enqueueAll(c, p.participants().stream().filter(node -> !node.equals(self)).toList(), Messages.STEP, projectId,
                 stepMessage(step, st));
         return new Added(step, mine);
+    }
+
+    /**
+     * What a new step is checked and numbered by: the project's initiator, which of the step ids named (parameter 1, an
+     * array) are its steps, its next step number and its participants (all but those that declined); the project is
+     * parameter 2. One row, none if there is no such project.
+     */
+    private static final String FOR_STEP = "SELECT p.initiator, ARRAY(SELECT s.step_id FROM fed_step s WHERE s.project_id = "
+            + "p.project_id AND s.step_id = ANY(?)) AS named, (SELECT COALESCE(MAX(seq), 0) + 1 FROM fed_step s WHERE "
+            + "s.project_id = p.project_id) AS seq, ARRAY(SELECT node_id FROM fed_participant f WHERE f.project_id = "
+            + "p.project_id AND f.response IS DISTINCT FROM 'DECLINED' ORDER BY node_id) AS participants FROM fed_project p "
+            + "WHERE p.project_id = ?";
+
+    /** A row of {@link #FOR_STEP}. */
+    private record ForStep(String initiator, Set<String> ofProject, int seq, List<String> participants) {
+
+        /** The row its first four columns hold; 404 if there is none. */
+        static ForStep read(ResultSet rs, String projectId) throws SQLException {
+            if (!rs.next()) {
+                throw new InvalidRequest(404, "projectId", "no project " + projectId);
+            }
+            Set<String> ofProject = new HashSet<>();
+            for (Object id : (Object[]) rs.getArray(2).getArray()) {
+                ofProject.add((String) id);
+            }
+            List<String> participants = new ArrayList<>();
+            for (Object node : (Object[]) rs.getArray(4).getArray()) {
+                participants.add((String) node);
+            }
+            return new ForStep(rs.getString(1), ofProject, rs.getInt(3), participants);
+        }
     }
 
     /** Steps are added on the project's initiator only: else 403. */
