@@ -118,7 +118,7 @@ class FederationNetworkIT {
         JsonNode held = hub.get("/api/v1/federation/outbox?destination=south&status=PENDING");
         assertEquals(4, held.size(), held.toString());
         assertTrue(held.get(0).path("lastError").asText().contains("unreachable"), held.toString());
-        assertEquals(List.of("invitation", "step", "step", "step"), types(held));
+        assertEquals(List.of("invitation", "step", "step", "step"), types(held), held.toString());
 
         // ---- south returns: the central hub delivers what it held, in order ---------------------------------------
         south.process.start();

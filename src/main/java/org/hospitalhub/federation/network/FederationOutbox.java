@@ -47,8 +47,8 @@ import io.micrometer.core.instrument.MeterRegistry;
  * The federation outbox (table {@code fed_outbox}). A message is written in the transaction of what it announces
  * (a step, an answer, a status) and sent later by {@link #sendDue()} (route {@code federation-outbox-sender}): per
  * destination strictly in id order, the next one only after the previous was acknowledged (except a study's steps,
- * which may follow the invitation or step before them at once, see {@link Follower}), so a node that is offline holds
- * its queue and receives it in order when it returns. A failed send is retried with exponential backoff
+ * which may follow the invitation or step before them at once on a direct link, see {@link Follower}), so a node
+ * that is offline holds its queue and receives it in order when it returns. A failed send is retried with exponential backoff
  * (persisted, so it survives restarts); destinations are sent to in parallel, so one offline or slow node delays no
  * other. A message the receiver refuses for good (400, 403, 409, 422) is parked as DEAD with the reason; the operator
  * API resends it. Messages to a node go through the central hub node when {@code hub.federation.relay-node} is set.
@@ -383,7 +383,9 @@ public class FederationOutbox {
             if (rows.isEmpty() || rows.get(0).nextAttemptAt().isAfter(Instant.now())) {
                 return;
             }
-            Follower follower = Follower.of(rows);
+            // steps follow the message before them on a direct link only: a central hub passes messages on in the
+            // order it stores them, and two transmissions under way to it at once may be stored in either order
+            Follower follower = nextHop(destination).equals(destination) ? Follower.of(rows) : null;
             if (follower != null) {
                 followers.put(destination, follower);
             }
@@ -445,6 +447,9 @@ public class FederationOutbox {
      * way: session 26 of bench/README.md measured that sending those ahead costs more than it saves). The receiver
      * stores a step that arrives before its invitation or before the step it follows and runs it in order; it applies
      * a project's invitation and steps received at the same time one after the other ({@link Inbox#PROJECT_LOCK}).
+     * Only to a destination sent to directly: through a central hub ({@code hub.federation.relay-node}) a step would
+     * reach the hub in a transmission of its own, which the hub may store, and so pass on, before the invitation or
+     * step under way before it (the hub keeps the order in which it stores messages, not the one they were sent in).
      * Only acknowledgements are recorded from the second transmission: a step it could not deliver is left pending,
      * due, and sent in order after the one before it as usual. At most one such transmission per transmission under
      * way; the drain waits for it to end before it reads the queue again, so the two never send a message twice.
