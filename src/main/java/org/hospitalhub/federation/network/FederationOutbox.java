@@ -48,10 +48,11 @@ import io.micrometer.core.instrument.MeterRegistry;
  * (a step, an answer, a status) and sent later by {@link #sendDue()} (route {@code federation-outbox-sender}): per
  * destination strictly in id order, the next one only after the previous was acknowledged (except a study's steps,
  * which may follow the invitation or step before them at once on a direct link, see {@link Follower}), so a node
- * that is offline holds its queue and receives it in order when it returns. A failed send is retried with exponential backoff
- * (persisted, so it survives restarts); destinations are sent to in parallel, so one offline or slow node delays no
- * other. A message the receiver refuses for good (400, 403, 409, 422) is parked as DEAD with the reason; the operator
- * API resends it. Messages to a node go through the central hub node when {@code hub.federation.relay-node} is set.
+ * that is offline holds its queue and receives it in order when it returns. A failed send is retried with
+ * exponential backoff (persisted, so it survives restarts); destinations are sent to in parallel, so one offline or
+ * slow node delays no other. A message the receiver refuses for good (400, 403, 409, 422) is parked as DEAD with the
+ * reason; the operator API resends it. Messages to a node go through the central hub node when
+ * {@code hub.federation.relay-node} is set.
  */
 @ApplicationScoped
 @Named("federationOutbox")
