@@ -604,6 +604,15 @@ public class Executions {
         }
     }
 
+    /**
+     * The initiator of a project this node is creating (its id made here, never used by another): remembered at once,
+     * so that the reports of the creating transaction's own steps need no lookup either. Should that transaction roll
+     * back, the entry names a project that does not exist and is never asked for.
+     */
+    static void initiatorCreated(String projectId, String initiator) {
+        INITIATORS.put(projectId, initiator);
+    }
+
     static String initiatorOf(Connection c, String projectId) throws SQLException {
         String known = INITIATORS.get(projectId);
         if (known != null) {

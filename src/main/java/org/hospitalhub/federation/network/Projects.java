@@ -254,6 +254,8 @@ public class Projects {
         ArrayNode invitedJson = mapper.createArrayNode();
         invited.forEach(invitedJson::add);
         db.inTransaction(c -> {
+            // its steps' reports here (the plan's, then each step added) know their initiator without looking it up
+            Executions.initiatorCreated(projectId, self);
             try (PreparedStatement ins = c.prepareStatement("INSERT INTO fed_project (project_id, title, initiator, sharing_level, "
                     + "invited, local_status, created_at, decided_at, decided_by, idempotency_key, request_sha256) "
                     + "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")) {
