@@ -534,7 +534,7 @@ public class FederationOutbox {
             return;
         }
         try {
-            List<OutboxRow> read = new ArrayList<>();
+            List<OutboxRow> read;
             try (Connection c = db.connection(); PreparedStatement q = c.prepareStatement(FOLLOWING)) {
                 java.sql.Array projects = c.createArrayOf("varchar", f.projects.toArray());
                 q.setString(1, f.destination);
@@ -545,7 +545,7 @@ public class FederationOutbox {
                 q.setString(6, Messages.STEP);
                 q.setArray(7, projects);
                 q.setInt(8, batchMaxMessages);
-                read.addAll(read(q));
+                read = read(q);
             }
             Instant now = Instant.now();
             int due = 0;

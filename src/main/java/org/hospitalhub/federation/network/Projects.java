@@ -359,12 +359,17 @@ public class Projects {
     }
 
     public Added addStep(String projectId, JsonNode body) throws SQLException {
-        List<String> named = new ArrayList<>(); // the step ids dependsOn names (checked below, once the body is)
+        Set<String> named = new java.util.LinkedHashSet<>(); // the step ids dependsOn names (checked once the body is)
+        boolean textual = true;
         if (body != null && body.path("dependsOn").isObject()) {
-            body.get("dependsOn").forEach(v -> named.add(v.asText()));
+            for (JsonNode v : body.get("dependsOn")) {
+                textual &= v.isTextual();
+                named.add(v.asText());
+            }
         }
+        boolean allTextual = textual;
         return db.inTransaction(c -> {
-            Added written = Database.isPostgres(c) ? addStepAtOnce(c, projectId, body) : null;
+            Added written = allTextual && Database.isPostgres(c) ? addStepAtOnce(c, projectId, body, named) : null;
             if (written != null) {
                 return written;
             }
@@ -393,21 +398,15 @@ public class Projects {
      * to the nodes, and a study posted step by step waits for each answer before posting the next). The same checks
      * and answers as the statements one by one: nothing is written if the project is unknown (404), initiated
      * elsewhere (403) or a {@code dependsOn} id is not one of its steps (400). Null when the body is not well-formed:
-     * the caller checks it after the project, as ever (a 404 or 403 comes first).
+     * the caller checks it after the project, as ever (a 404 or 403 comes first). {@code named}: the distinct step ids
+     * its {@code dependsOn} names, all textual.
      */
-    private Added addStepAtOnce(Connection c, String projectId, JsonNode body) throws SQLException {
+    private Added addStepAtOnce(Connection c, String projectId, JsonNode body, Set<String> named) throws SQLException {
         NewStep st;
         try {
             st = newStep(body, "");
         } catch (InvalidRequest e) {
             return null;
-        }
-        Set<String> named = new java.util.LinkedHashSet<>();
-        for (JsonNode id : st.dependsOn()) {
-            if (!id.isTextual()) {
-                return null;
-            }
-            named.add(id.asText());
         }
         String self = identity.nodeId();
         String stepId = Ids.next();
